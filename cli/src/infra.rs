@@ -1,0 +1,372 @@
+//! `up`, `down`, `status`, `logs`, `doctor`: the native runtime from the shell.
+
+use std::{
+    io::IsTerminal,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use shopstream_platform::config::Ports;
+use shopstream_runtime::{
+    ComponentStatus, Kind, Progress, Stack, StackError, components::PrepareError, prereq,
+};
+
+use crate::{exit, table};
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Fail instead of installing missing tansu/temporal into the cache.
+    #[arg(long)]
+    no_install: bool,
+    /// Print the final status as JSON (progress still goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Also delete all state: databases, topics, objects, logs.
+    #[arg(long)]
+    purge: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// postgres, redis, kafka, temporal or s3.
+    name: String,
+    /// Keep printing new lines as they are written (Ctrl-C to stop).
+    #[arg(short, long)]
+    follow: bool,
+    /// How many trailing lines to print first.
+    #[arg(short = 'n', long, default_value_t = 50)]
+    lines: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[arg(long)]
+    json: bool,
+    /// Install the prerequisites that need no root (tansu, temporal) into the cache.
+    #[arg(long)]
+    fix: bool,
+}
+
+fn stack(state_dir: &Path) -> anyhow::Result<Stack> {
+    let exe = std::env::current_exe()?;
+    let ports = Ports::from_env(Ports::DEV)?;
+    Ok(Stack::new(state_dir, ports, exe))
+}
+
+/// Install missing self-installable tools, printing what takes time.
+fn install_missing(allow: bool) -> Result<(), (u8, String)> {
+    for p in prereq::check_all() {
+        if p.found() || !p.self_installable {
+            continue;
+        }
+        let needed_by_up = matches!(p.name, "tansu" | "temporal");
+        if !needed_by_up {
+            continue;
+        }
+        if !allow {
+            return Err((
+                exit::MISSING_PREREQ,
+                format!("{} not found. Install it with: {}", p.name, p.install),
+            ));
+        }
+        let log = prereq::cache_dir().join("logs").join(format!("install-{}.log", p.name));
+        let hint = if p.name == "tansu" {
+            " (a release build from crates.io: about 15 minutes on 2 cores, once)"
+        } else {
+            ""
+        };
+        eprintln!("installing {}{hint}\n  $ {}\n  log: {}", p.name, p.install, log.display());
+        let started = Instant::now();
+        prereq::run_install(&p.install, &log).map_err(|e| (exit::MISSING_PREREQ, e))?;
+        eprintln!("installed {} in {:.0?}", p.name, started.elapsed());
+    }
+    Ok(())
+}
+
+pub async fn up(state_dir: &Path, args: UpArgs) -> anyhow::Result<u8> {
+    if let Err((code, msg)) = tokio::task::spawn_blocking(move || install_missing(!args.no_install)).await? {
+        eprintln!("error: {msg}");
+        return Ok(code);
+    }
+    let stack = stack(state_dir)?;
+    let started = Instant::now();
+    let reporter = Reporter::new();
+    let r = reporter.clone();
+    let result = stack.up(Arc::new(move |p| r.report(p))).await;
+    reporter.finish();
+    match result {
+        Ok(statuses) => {
+            let elapsed = started.elapsed();
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&statuses)?);
+            } else {
+                print!("{}", status_table(&statuses));
+                let rss: u64 = statuses.iter().map(|s| s.rss_kib).sum();
+                println!(
+                    "\nall {} components ready in {:.1}s, {} MiB resident; state in {}",
+                    statuses.len(),
+                    elapsed.as_secs_f64(),
+                    rss / 1024,
+                    stack.root().display()
+                );
+                println!("stop with `shopstream down` (add --purge to delete state)");
+            }
+            Ok(exit::OK)
+        }
+        Err(StackError::Prepare {
+            kind,
+            source: e @ PrepareError::Missing { .. },
+        }) => {
+            eprintln!("error: {kind}: {e}\n(run `shopstream doctor` to see every prerequisite)");
+            Ok(exit::MISSING_PREREQ)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(exit::NOT_READY)
+        }
+    }
+}
+
+pub async fn down(state_dir: &Path, args: DownArgs) -> anyhow::Result<u8> {
+    let stack = stack(state_dir)?;
+    let before: Vec<_> = Kind::ALL
+        .into_iter()
+        .filter_map(|k| stack.running_pid(k).map(|p| (k.name(), p)))
+        .collect();
+    let killed = stack.down(args.purge).await?;
+    let still: Vec<_> = before
+        .iter()
+        .filter(|(_, p)| shopstream_runtime::process::is_alive(*p))
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "stopped": before.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+                "killed_after_grace": killed,
+                "still_running": still.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+                "purged": args.purge,
+            })
+        );
+    } else {
+        if before.is_empty() {
+            println!("nothing was running in {}", stack.root().display());
+        }
+        for (name, pid) in &before {
+            let how = if killed.contains(name) { "killed after grace period" } else { "stopped" };
+            println!("{name:<9} pid {pid:<8} {how}");
+        }
+        if args.purge {
+            println!("state removed: {}", stack.root().display());
+        }
+    }
+    if still.is_empty() {
+        Ok(exit::OK)
+    } else {
+        eprintln!("error: still running: {still:?}");
+        Ok(exit::FAILED)
+    }
+}
+
+pub async fn status(state_dir: &Path, args: StatusArgs) -> anyhow::Result<u8> {
+    let stack = stack(state_dir)?;
+    let statuses = stack.status().await;
+    let all_ready = statuses.iter().all(|s| s.ready);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "state_dir": stack.root(),
+                "ready": all_ready,
+                "components": statuses,
+            }))?
+        );
+    } else {
+        print!("{}", status_table(&statuses));
+        for s in statuses.iter().filter(|s| s.running && !s.ready) {
+            println!("\n{}: {}", s.name, s.error.clone().unwrap_or_default());
+        }
+        if !statuses.iter().any(|s| s.running) {
+            println!("\nnothing is running: start it with `shopstream up`");
+        }
+    }
+    Ok(if all_ready { exit::OK } else { exit::NOT_READY })
+}
+
+pub async fn logs(state_dir: &Path, args: LogsArgs) -> anyhow::Result<u8> {
+    let Some(kind) = Kind::parse(&args.name) else {
+        let names: Vec<_> = Kind::ALL.iter().map(|k| k.name()).collect();
+        eprintln!("error: unknown component {:?}; one of: {}", args.name, names.join(", "));
+        return Ok(2);
+    };
+    let stack = stack(state_dir)?;
+    let path = stack.log_path(kind);
+    if !path.exists() {
+        eprintln!("error: no log at {} (has `shopstream up` run here?)", path.display());
+        return Ok(exit::NOT_READY);
+    }
+    println!("{}", shopstream_runtime::stack::tail(&path, args.lines));
+    if args.follow {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let mut f = tokio::fs::File::open(&path).await?;
+        let mut pos = f.seek(std::io::SeekFrom::End(0)).await?;
+        let mut buf = Vec::new();
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            let len = tokio::fs::metadata(&path).await?.len();
+            if len < pos {
+                pos = 0; // truncated or rotated
+            }
+            f.seek(std::io::SeekFrom::Start(pos)).await?;
+            buf.clear();
+            let n = f.read_to_end(&mut buf).await?;
+            pos += n as u64;
+            print!("{}", String::from_utf8_lossy(&buf));
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub async fn doctor(args: DoctorArgs) -> anyhow::Result<u8> {
+    if args.fix {
+        if let Err((code, msg)) = tokio::task::spawn_blocking(|| install_missing(true)).await? {
+            eprintln!("error: {msg}");
+            return Ok(code);
+        }
+    }
+    let prereqs = prereq::check_all();
+    let missing = prereqs.iter().filter(|p| !p.found()).count();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": missing == 0,
+                "cache_dir": prereq::cache_dir(),
+                "prerequisites": prereqs,
+            }))?
+        );
+    } else {
+        let rows: Vec<Vec<String>> = prereqs
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.to_string(),
+                    if p.found() { "found".into() } else { "MISSING".into() },
+                    p.version.clone().unwrap_or_else(|| "-".into()),
+                    p.path
+                        .as_ref()
+                        .map(|x| x.display().to_string())
+                        .unwrap_or_else(|| format!("install: {}", p.install)),
+                ]
+            })
+            .collect();
+        print!("{}", table::render(&["prerequisite", "state", "version", "path / fix"], &rows));
+        if missing == 0 {
+            println!("\neverything the native runtime needs is installed");
+        } else {
+            println!(
+                "\n{missing} missing. tansu and temporal need no root: `shopstream doctor --fix` (or `up`) installs them into {}",
+                prereq::cache_dir().display()
+            );
+        }
+    }
+    Ok(if missing == 0 { exit::OK } else { exit::MISSING_PREREQ })
+}
+
+fn status_table(statuses: &[ComponentStatus]) -> String {
+    let rows: Vec<Vec<String>> = statuses
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.to_string(),
+                match (s.running, s.ready) {
+                    (true, true) => "ready".into(),
+                    (true, false) => "starting/unhealthy".into(),
+                    _ => "stopped".into(),
+                },
+                s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                s.endpoint.clone(),
+                if s.running { format!("{} MiB", s.rss_kib / 1024) } else { "-".into() },
+            ]
+        })
+        .collect();
+    table::render(&["component", "state", "pid", "endpoint", "rss"], &rows)
+}
+
+/// Spinners on a terminal, plain lines otherwise (CI logs).
+#[derive(Clone)]
+struct Reporter {
+    bars: Option<(MultiProgress, Arc<Mutex<Vec<(Kind, ProgressBar)>>>)>,
+}
+
+impl Reporter {
+    fn new() -> Reporter {
+        let bars = std::io::stderr()
+            .is_terminal()
+            .then(|| (MultiProgress::new(), Arc::new(Mutex::new(Vec::new()))));
+        Reporter { bars }
+    }
+
+    fn bar(&self, kind: Kind) -> Option<ProgressBar> {
+        let (multi, bars) = self.bars.as_ref()?;
+        let mut bars = bars.lock().ok()?;
+        if let Some((_, b)) = bars.iter().find(|(k, _)| *k == kind) {
+            return Some(b.clone());
+        }
+        let b = multi.add(ProgressBar::new_spinner());
+        b.set_style(
+            ProgressStyle::with_template("{spinner} {prefix:<9} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        b.set_prefix(kind.name());
+        b.enable_steady_tick(Duration::from_millis(100));
+        bars.push((kind, b.clone()));
+        Some(b)
+    }
+
+    fn report(&self, p: Progress) {
+        let (kind, msg, done) = match &p {
+            Progress::AlreadyRunning(k) => (*k, "already running".to_string(), false),
+            Progress::Starting(k) => (*k, "starting".to_string(), false),
+            Progress::Recovering(k) => (*k, "was not running (crashed?): restarting".to_string(), false),
+            Progress::Ready(k, d) => (*k, format!("ready ({:.1}s)", d.as_secs_f64()), true),
+            Progress::Failed(k, why) => (*k, format!("FAILED: {why}"), true),
+        };
+        match self.bar(kind) {
+            Some(b) if done => b.finish_with_message(msg),
+            Some(b) => b.set_message(msg),
+            None => eprintln!("{:<9} {msg}", kind.name()),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some((_, bars)) = &self.bars
+            && let Ok(bars) = bars.lock()
+        {
+            for (_, b) in bars.iter() {
+                if !b.is_finished() {
+                    b.finish();
+                }
+            }
+        }
+    }
+}

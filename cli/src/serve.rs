@@ -1,0 +1,43 @@
+//! `shopstream serve NAME`: run one server in the foreground until SIGINT/SIGTERM.
+
+use clap::Args;
+use shopstream_platform::{config, shutdown, telemetry};
+use shopstream_runtime::s3_server::{self, S3Config};
+
+use crate::exit;
+
+/// Servers this binary can run. Services join this list as they are built.
+const SERVERS: &[&str] = &["s3"];
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Which server: s3.
+    name: String,
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    telemetry::init(&args.name, telemetry::LogFormat::from_env(), None)?;
+    match args.name.as_str() {
+        "s3" => {
+            let addr: std::net::SocketAddr = config::env_parse(
+                "SHOPSTREAM_S3_ADDR",
+                std::net::SocketAddr::from(([127, 0, 0, 1], config::Ports::DEV.s3)),
+            )?;
+            let endpoints = config::Endpoints::from_env()?;
+            let cfg = S3Config {
+                addr,
+                root: config::env_or("SHOPSTREAM_S3_ROOT", ".shopstream/s3/data").into(),
+                access_key: endpoints.s3_access_key.clone(),
+                secret_key: secrecy::ExposeSecret::expose_secret(&endpoints.s3_secret_key)
+                    .to_string(),
+            };
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            s3_server::run(listener, cfg, shutdown::on_signal()).await?;
+            Ok(exit::OK)
+        }
+        other => {
+            eprintln!("error: unknown server {other:?}; available: {}", SERVERS.join(", "));
+            Ok(2)
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Postgres: one database per service on a shared server, created on first
+//! start, with the service's sqlx migrations applied at start-up.
+
+use std::time::Duration;
+
+use sqlx::{
+    ConnectOptions, Connection, PgConnection, PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+/// Bound on acquiring a connection; a dead database fails fast instead of hanging.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default pool size per service process.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid database name {0:?}: use lowercase letters, digits and underscores")]
+    InvalidName(String),
+    #[error("postgres at {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Query(#[from] sqlx::Error),
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Create `database` on the server at `server_url` (no database part) if missing.
+pub async fn ensure_database(server_url: &str, database: &str) -> Result<(), DbError> {
+    if !valid_name(database) {
+        return Err(DbError::InvalidName(database.to_string()));
+    }
+    let admin_url = format!("{}/postgres", server_url.trim_end_matches('/'));
+    let opts: PgConnectOptions = admin_url.parse().map_err(|source| DbError::Connect {
+        url: admin_url.clone(),
+        source,
+    })?;
+    let mut conn: PgConnection = tokio::time::timeout(ACQUIRE_TIMEOUT, opts.connect())
+        .await
+        .map_err(|_| DbError::Connect {
+            url: admin_url.clone(),
+            source: sqlx::Error::PoolTimedOut,
+        })?
+        .map_err(|source| DbError::Connect {
+            url: admin_url.clone(),
+            source,
+        })?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(database)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        // The name was validated above; identifiers cannot be bound as parameters.
+        match sqlx::query(&format!("CREATE DATABASE \"{database}\""))
+            .execute(&mut conn)
+            .await
+        {
+            Ok(_) => {}
+            // Another process created it between our check and our create.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    conn.close().await.ok();
+    Ok(())
+}
+
+/// A pool on `database`, creating the database first if needed.
+pub async fn connect(server_url: &str, database: &str) -> Result<PgPool, DbError> {
+    ensure_database(server_url, database).await?;
+    let url = format!("{}/{}", server_url.trim_end_matches('/'), database);
+    let opts: PgConnectOptions = url.parse().map_err(|source| DbError::Connect {
+        url: url.clone(),
+        source,
+    })?;
+    PgPoolOptions::new()
+        .max_connections(DEFAULT_MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(opts)
+        .await
+        .map_err(|source| DbError::Connect { url, source })
+}
+
+/// Apply a service's migrations (idempotent; concurrent starts are serialised
+/// by sqlx's advisory lock).
+pub async fn migrate(pool: &PgPool, migrator: &Migrator) -> Result<(), DbError> {
+    migrator.run(pool).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_validated() {
+        assert!(valid_name("orders"));
+        assert!(valid_name("t_1a2b"));
+        assert!(!valid_name("Orders"));
+        assert!(!valid_name("a;drop database x"));
+        assert!(!valid_name("1abc"));
+        assert!(!valid_name(""));
+    }
+}

@@ -1,0 +1,86 @@
+//! Per-consumer-group record of processed event ids, so redelivered events
+//! (at-least-once) have no second effect.
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex},
+};
+
+use async_trait::async_trait;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Contract: after `mark(g, id)` returns, `seen(g, id)` is true for ever (in
+/// the store's lifetime), and marks of one group never affect another.
+#[async_trait]
+pub trait Deduper: Send + Sync + 'static {
+    async fn seen(&self, group: &str, event_id: Uuid) -> Result<bool, sqlx::Error>;
+    async fn mark(&self, group: &str, event_id: Uuid) -> Result<(), sqlx::Error>;
+}
+
+/// Processed ids in the consumer's own Postgres database.
+#[derive(Debug, Clone)]
+pub struct PgDeduper {
+    pool: PgPool,
+}
+
+impl PgDeduper {
+    /// Creates the `processed_events` table if needed.
+    pub async fn new(pool: PgPool) -> Result<PgDeduper, sqlx::Error> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS processed_events (
+                consumer_group TEXT NOT NULL,
+                event_id UUID NOT NULL,
+                processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                PRIMARY KEY (consumer_group, event_id)
+            )",
+        )
+        .execute(&pool)
+        .await?;
+        Ok(PgDeduper { pool })
+    }
+}
+
+#[async_trait]
+impl Deduper for PgDeduper {
+    async fn seen(&self, group: &str, event_id: Uuid) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM processed_events WHERE consumer_group = $1 AND event_id = $2)",
+        )
+        .bind(group)
+        .bind(event_id)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    async fn mark(&self, group: &str, event_id: Uuid) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO processed_events (consumer_group, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(group)
+        .bind(event_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Processed ids in memory (unit tests, simulator).
+#[derive(Debug, Clone, Default)]
+pub struct MemoryDeduper {
+    seen: Arc<Mutex<BTreeSet<(String, Uuid)>>>,
+}
+
+#[async_trait]
+impl Deduper for MemoryDeduper {
+    async fn seen(&self, group: &str, event_id: Uuid) -> Result<bool, sqlx::Error> {
+        let s = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(s.contains(&(group.to_string(), event_id)))
+    }
+
+    async fn mark(&self, group: &str, event_id: Uuid) -> Result<(), sqlx::Error> {
+        let mut s = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        s.insert((group.to_string(), event_id));
+        Ok(())
+    }
+}

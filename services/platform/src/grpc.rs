@@ -1,0 +1,126 @@
+//! The gRPC side of every service: a tonic server with a deadline and a layer
+//! that continues the caller's W3C trace context, a client interceptor that
+//! sends it, and [`serve`] with graceful shutdown.
+
+use std::{
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use opentelemetry::context::FutureExt as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{service::Routes, transport::server::TcpIncoming};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::telemetry;
+
+/// Serve `routes` on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    request_timeout: Duration,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .timeout(request_timeout)
+        .layer(TraceLayer)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move { shutdown.cancelled().await },
+        )
+        .await
+}
+
+/// Continue the caller's trace: extract `traceparent` from the request
+/// metadata and run the call inside a span parented to it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TraceLayer;
+
+impl<S> tower::Layer<S> for TraceLayer {
+    type Service = TraceService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        TraceService { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TraceService<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for TraceService<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let parent = telemetry::extract(&telemetry::HeaderExtractor(req.headers()));
+        let span = tracing::info_span!("grpc", path = %req.uri().path());
+        let _ = span.set_parent(parent.clone());
+        let fut = self.inner.call(req);
+        Box::pin(fut.instrument(span).with_context(parent))
+    }
+}
+
+/// Client interceptor that sends the current trace context as metadata.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TraceInterceptor;
+
+impl tonic::service::Interceptor for TraceInterceptor {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        telemetry::inject(&mut telemetry::MetadataCarrier(req.metadata_mut()));
+        Ok(req)
+    }
+}
+
+/// A lazily connecting channel with connect and request deadlines, so no call
+/// can hang on a dead peer.
+pub fn channel(
+    url: &str,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    Ok(tonic::transport::Endpoint::from_shared(url.to_string())?
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::service::Interceptor;
+
+    #[tokio::test]
+    async fn interceptor_sends_the_current_trace() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                .parse()
+                .unwrap(),
+        );
+        let cx = telemetry::extract(&telemetry::HeaderExtractor(&headers));
+        let req = async { TraceInterceptor.call(tonic::Request::new(())).unwrap() }
+            .with_context(cx)
+            .await;
+        let tp = req.metadata().get("traceparent").unwrap().to_str().unwrap();
+        assert!(tp.starts_with("00-0af7651916cd43dd8448eb211c80319c-"), "{tp}");
+    }
+}

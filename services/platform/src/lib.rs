@@ -1,0 +1,24 @@
+//! Shared plumbing for every Shopstream service: typed configuration, telemetry,
+//! HTTP and gRPC server helpers, Postgres, the event bus, Redis, S3, Temporal,
+//! health and metrics, and the `Clock`/`IdGen` ports.
+//!
+//! Each module is small and usable on its own. Services wire them together in
+//! their `run(config)` entry point; nothing here holds business rules.
+
+pub mod cache;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod grpc;
+pub mod health;
+pub mod http;
+pub mod ids;
+pub mod metrics;
+pub mod object_store;
+pub mod shutdown;
+pub mod telemetry;
+pub mod temporal;
+
+pub use error::{ErrorCode, Problem};

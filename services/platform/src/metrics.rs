@@ -1,0 +1,119 @@
+//! Prometheus metrics: one registry per process, standard HTTP/gRPC request
+//! metrics, and the text exposition served at `/metrics`.
+
+use std::sync::{Arc, RwLock};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Labels of one request series. `route` is the matched route template, never
+/// the raw path, so cardinality stays bounded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.0005, 2.0, 16,
+    ))
+}
+
+/// The process's metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<RwLock<Registry>>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<RequestLabels, Histogram, fn() -> Histogram>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// A registry with every series prefixed `shopstream` and labelled with the service.
+    pub fn new(service: &str) -> Metrics {
+        let mut registry = Registry::with_prefix_and_labels(
+            "shopstream",
+            [(
+                std::borrow::Cow::Borrowed("service"),
+                std::borrow::Cow::Owned(service.to_string()),
+            )]
+            .into_iter(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_seconds =
+            Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register("requests", "Requests handled", requests.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Request latency",
+            request_seconds.clone(),
+        );
+        Metrics {
+            registry: Arc::new(RwLock::new(registry)),
+            requests,
+            request_seconds,
+        }
+    }
+
+    /// Register a service-specific metric.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        if let Ok(mut r) = self.registry.write() {
+            r.register(name, help, metric);
+        }
+    }
+
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let labels = RequestLabels {
+            method: method.to_string(),
+            route: route.to_string(),
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.request_seconds.get_or_create(&labels).observe(seconds);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Ok(r) = self.registry.read() {
+            let _ = encode(&mut out, &r);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_shows_observed_requests_with_service_label() {
+        let m = Metrics::new("catalog");
+        m.observe_request("GET", "/products/{id}", 200, 0.002);
+        m.observe_request("GET", "/products/{id}", 200, 0.004);
+        let text = m.render();
+        assert!(text.contains("shopstream_requests_total{"), "{text}");
+        assert!(text.contains("service=\"catalog\""), "{text}");
+        assert!(text.contains("route=\"/products/{id}\""), "{text}");
+        assert!(text.contains("shopstream_request_duration_seconds_count"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

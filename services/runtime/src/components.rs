@@ -1,0 +1,342 @@
+//! The five pieces of native infrastructure: how to prepare, start and check
+//! each one. Everything lives under the stack's state directory and listens on
+//! loopback ports from [`Ports`].
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use nix::sys::signal::Signal;
+use serde::Serialize;
+use shopstream_platform::config::{Endpoints, Ports};
+
+use crate::{prereq, process::ProcessSpec};
+
+/// One piece of infrastructure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Postgres,
+    Redis,
+    Kafka,
+    Temporal,
+    S3,
+}
+
+impl Kind {
+    /// Start order (dependencies first); `down` stops in reverse.
+    pub const ALL: [Kind; 5] = [Kind::Postgres, Kind::Redis, Kind::Kafka, Kind::Temporal, Kind::S3];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Postgres => "postgres",
+            Kind::Redis => "redis",
+            Kind::Kafka => "kafka",
+            Kind::Temporal => "temporal",
+            Kind::S3 => "s3",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    pub fn port(self, ports: &Ports) -> u16 {
+        match self {
+            Kind::Postgres => ports.postgres,
+            Kind::Redis => ports.redis,
+            Kind::Kafka => ports.kafka,
+            Kind::Temporal => ports.temporal,
+            Kind::S3 => ports.s3,
+        }
+    }
+
+    /// What a client connects to.
+    pub fn endpoint(self, e: &Endpoints) -> String {
+        match self {
+            Kind::Postgres => e.postgres_url.clone(),
+            Kind::Redis => e.redis_url.clone(),
+            Kind::Kafka => format!("kafka://{}", e.kafka_brokers),
+            Kind::Temporal => e.temporal_url.clone(),
+            Kind::S3 => e.s3_endpoint.clone(),
+        }
+    }
+
+    /// How long a cold start may take before `up` gives up on it.
+    pub fn ready_timeout(self) -> Duration {
+        match self {
+            Kind::Postgres => Duration::from_secs(60),
+            Kind::Temporal => Duration::from_secs(60),
+            _ => Duration::from_secs(30),
+        }
+    }
+
+    /// The signal for a fast, clean stop: Postgres stops fast on SIGINT
+    /// (SIGTERM would wait for every client to disconnect).
+    pub fn stop_signal(self) -> Signal {
+        match self {
+            Kind::Postgres => Signal::SIGINT,
+            _ => Signal::SIGTERM,
+        }
+    }
+
+    /// How long `down` waits after the stop signal before SIGKILL.
+    pub fn stop_grace(self) -> Duration {
+        match self {
+            Kind::Postgres => Duration::from_secs(15),
+            _ => Duration::from_secs(10),
+        }
+    }
+}
+
+/// One database per service, created when Postgres first comes up.
+pub const SERVICE_DATABASES: &[&str] = &[
+    "identity",
+    "catalog",
+    "inventory",
+    "orders",
+    "payments",
+    "search",
+    "media",
+    "feed",
+    "notifications",
+    "analytics",
+    "compliance",
+    "cdc",
+];
+
+/// Why a component could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("{binary} not found. Install it with: {install}")]
+    Missing { binary: String, install: String },
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn missing(name: &str) -> PrepareError {
+    let p = prereq::check_all()
+        .into_iter()
+        .find(|p| p.name == name)
+        .map(|p| p.install)
+        .unwrap_or_default();
+    PrepareError::Missing {
+        binary: name.to_string(),
+        install: p,
+    }
+}
+
+/// The unprivileged account Postgres runs as when we are root.
+fn postgres_user() -> Result<Option<(u32, u32)>, PrepareError> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Ok(None);
+    }
+    for name in ["postgres", "shopstream"] {
+        if let Ok(Some(u)) = nix::unistd::User::from_name(name) {
+            return Ok(Some((u.uid.as_raw(), u.gid.as_raw())));
+        }
+    }
+    Err(PrepareError::Setup(
+        "running as root, and PostgreSQL refuses to: create an unprivileged user with \
+         `useradd --system --no-create-home postgres` (the postgresql package does this)"
+            .into(),
+    ))
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), PrepareError> {
+    let out = std::process::Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(path)
+        .status()
+        .map_err(|e| PrepareError::Setup(format!("chown {}: {e}", path.display())))?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(PrepareError::Setup(format!("chown {} failed", path.display())))
+    }
+}
+
+fn mkdir(p: &Path) -> Result<(), PrepareError> {
+    std::fs::create_dir_all(p).map_err(|e| PrepareError::Setup(format!("{}: {e}", p.display())))
+}
+
+/// Everything needed to build process specs for one stack.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+    pub ports: Ports,
+    /// The `shopstream` binary, for `shopstream serve s3`.
+    pub exe: PathBuf,
+}
+
+impl Layout {
+    pub fn dir(&self, kind: Kind) -> PathBuf {
+        self.root.join(kind.name())
+    }
+
+    /// Prepare on-disk state (first run only) and return how to start `kind`.
+    pub fn prepare(&self, kind: Kind) -> Result<ProcessSpec, PrepareError> {
+        let dir = self.dir(kind);
+        mkdir(&dir)?;
+        match kind {
+            Kind::Postgres => self.prepare_postgres(&dir),
+            Kind::Redis => {
+                let bin = prereq::which("redis-server").ok_or_else(|| missing("redis-server"))?;
+                Ok(ProcessSpec {
+                    name: kind.name().into(),
+                    program: bin,
+                    args: [
+                        "--bind", "127.0.0.1",
+                        "--port", &self.ports.redis.to_string(),
+                        "--dir", &dir.display().to_string(),
+                        "--appendonly", "yes",
+                        "--appendfsync", "everysec",
+                        "--save", "",
+                        "--daemonize", "no",
+                        "--protected-mode", "yes",
+                        "--maxmemory", "256mb",
+                    ]
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+                    env: vec![],
+                    cwd: dir,
+                    user: None,
+                    stop_signal: kind.stop_signal(),
+                })
+            }
+            Kind::Kafka => {
+                let bin = prereq::tansu_bin().ok_or_else(|| missing("tansu"))?;
+                prereq::which("sqlite3").ok_or_else(|| missing("sqlite3"))?;
+                let listener = format!("tcp://127.0.0.1:{}", self.ports.kafka);
+                Ok(ProcessSpec {
+                    name: kind.name().into(),
+                    program: bin,
+                    args: vec![
+                        "broker".into(),
+                        "--listener-url".into(),
+                        listener.clone(),
+                        "--advertised-listener-url".into(),
+                        listener,
+                        // relative to cwd: tansu resolves sqlite paths that way
+                        "--storage-engine".into(),
+                        "sqlite://tansu.db".into(),
+                        "--silent".into(),
+                    ],
+                    env: vec![],
+                    cwd: dir,
+                    user: None,
+                    stop_signal: kind.stop_signal(),
+                })
+            }
+            Kind::Temporal => {
+                let bin = prereq::temporal_bin().ok_or_else(|| missing("temporal"))?;
+                let p = self.ports;
+                Ok(ProcessSpec {
+                    name: kind.name().into(),
+                    program: bin,
+                    args: [
+                        "server", "start-dev", "--headless",
+                        "--ip", "127.0.0.1",
+                        "--port", &p.temporal.to_string(),
+                        "--http-port", &p.temporal_http.to_string(),
+                        "--metrics-port", &p.temporal_metrics.to_string(),
+                        "--db-filename", &dir.join("temporal.db").display().to_string(),
+                        "--log-level", "warn",
+                        "--dynamic-config-value", "frontend.enableServerVersionCheck=false",
+                        "--sqlite-pragma", "journal_mode=wal",
+                        "--sqlite-pragma", "synchronous=normal",
+                    ]
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+                    env: vec![],
+                    cwd: dir,
+                    user: None,
+                    stop_signal: kind.stop_signal(),
+                })
+            }
+            Kind::S3 => Ok(ProcessSpec {
+                name: kind.name().into(),
+                program: self.exe.clone(),
+                args: vec!["serve".into(), "s3".into()],
+                env: vec![
+                    (
+                        "SHOPSTREAM_S3_ADDR".into(),
+                        format!("127.0.0.1:{}", self.ports.s3),
+                    ),
+                    ("SHOPSTREAM_S3_ROOT".into(), dir.join("data").display().to_string()),
+                ],
+                cwd: dir,
+                user: None,
+                stop_signal: kind.stop_signal(),
+            }),
+        }
+    }
+
+    fn prepare_postgres(&self, dir: &Path) -> Result<ProcessSpec, PrepareError> {
+        let initdb = prereq::postgres_bin("initdb").ok_or_else(|| missing("initdb"))?;
+        let postgres = prereq::postgres_bin("postgres").ok_or_else(|| missing("postgres"))?;
+        let user = postgres_user()?;
+        let data = dir.join("data");
+        let sock = dir.join("sock");
+        mkdir(&sock)?;
+        if let Some((uid, gid)) = user {
+            chown_tree(dir, uid, gid)?;
+        }
+        if !data.join("PG_VERSION").exists() {
+            let _ = std::fs::remove_dir_all(&data);
+            use std::os::unix::process::CommandExt;
+            let mut cmd = std::process::Command::new(&initdb);
+            cmd.arg("-D")
+                .arg(&data)
+                .args(["-U", "shopstream", "--auth=trust", "-E", "UTF8", "--locale=C"])
+                .current_dir(dir);
+            if let Some((uid, gid)) = user {
+                cmd.uid(uid).gid(gid);
+            }
+            let out = cmd
+                .output()
+                .map_err(|e| PrepareError::Setup(format!("initdb: {e}")))?;
+            if !out.status.success() {
+                return Err(PrepareError::Setup(format!(
+                    "initdb failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+        let settings = [
+            "listen_addresses=127.0.0.1".to_string(),
+            format!("unix_socket_directories={}", sock.display()),
+            "wal_level=logical".into(),
+            "max_replication_slots=16".into(),
+            "max_wal_senders=16".into(),
+            // an unread replication slot must not fill the disk
+            "max_slot_wal_keep_size=1024MB".into(),
+            "max_connections=200".into(),
+            "shared_buffers=64MB".into(),
+            "log_min_messages=warning".into(),
+        ];
+        let mut args = vec![
+            "-D".to_string(),
+            data.display().to_string(),
+            "-p".into(),
+            self.ports.postgres.to_string(),
+        ];
+        for s in settings {
+            args.push("-c".into());
+            args.push(s);
+        }
+        Ok(ProcessSpec {
+            name: "postgres".into(),
+            program: postgres,
+            args,
+            env: vec![],
+            cwd: dir.to_path_buf(),
+            user,
+            stop_signal: Kind::Postgres.stop_signal(),
+        })
+    }
+}

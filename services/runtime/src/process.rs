@@ -1,0 +1,235 @@
+//! Detached processes with pid files: spawn in a new process group with output
+//! to a log file, check liveness, stop the whole group with a grace period.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, killpg},
+    unistd::Pid,
+};
+use serde::{Deserialize, Serialize};
+
+/// What a pid file records about a process we started.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PidRecord {
+    pub pid: u32,
+    pub started_at_ms: i64,
+    pub command: String,
+}
+
+/// How to run one process.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    /// Run as this user (uid, gid) — Postgres refuses to run as root.
+    pub user: Option<(u32, u32)>,
+    /// Signal for a fast, clean stop (Postgres: SIGINT = fast shutdown).
+    pub stop_signal: Signal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("could not start {name} ({program}): {source}")]
+    Spawn {
+        name: String,
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ProcessError + '_ {
+    move |source| ProcessError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Start `spec` detached (own process group, stdin closed, output appended to
+/// `log`), and record its pid in `pid_file`.
+pub fn spawn(spec: &ProcessSpec, log: &Path, pid_file: &Path) -> Result<u32, ProcessError> {
+    use std::os::unix::process::CommandExt;
+    if let Some(dir) = log.parent() {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io_err(log))?;
+    let err = out.try_clone().map_err(io_err(log))?;
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0);
+    if let Some((uid, gid)) = spec.user {
+        cmd.uid(uid).gid(gid);
+    }
+    let child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+        name: spec.name.clone(),
+        program: spec.program.display().to_string(),
+        source,
+    })?;
+    let pid = child.id();
+    // The child is deliberately not waited on: it outlives this process.
+    drop(child);
+    let rec = PidRecord {
+        pid,
+        started_at_ms: shopstream_platform::clock::Clock::now_ms(
+            &shopstream_platform::clock::SystemClock,
+        ),
+        command: format!("{} {}", spec.program.display(), spec.args.join(" ")),
+    };
+    if let Some(dir) = pid_file.parent() {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    fs::write(pid_file, serde_json::to_vec_pretty(&rec).unwrap_or_default())
+        .map_err(io_err(pid_file))?;
+    Ok(pid)
+}
+
+/// The pid record in `pid_file`, if there is a readable one.
+pub fn read_pid(pid_file: &Path) -> Option<PidRecord> {
+    serde_json::from_slice(&fs::read(pid_file).ok()?).ok()
+}
+
+/// True if `pid` is a live process (zombies count as dead).
+pub fn is_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // state is the field after the parenthesised command name
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X") | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Pids of `pid` and all its descendants.
+pub fn process_tree(pid: u32) -> Vec<u32> {
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat"))
+                && let Some((_, rest)) = stat.rsplit_once(')')
+                && let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok())
+            {
+                parent_of.push((p, ppid));
+            }
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let cur = tree[i];
+        tree.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == cur)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    tree
+}
+
+/// Resident memory of `pid` and its descendants, in KiB.
+pub fn tree_rss_kib(pid: u32) -> u64 {
+    process_tree(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let status = fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Stop the process group led by `pid`: `signal`, then SIGKILL after `grace`.
+/// Returns true if it stopped within the grace period.
+pub async fn stop(pid: u32, signal: Signal, grace: Duration) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return true;
+    };
+    let group = Pid::from_raw(raw);
+    if !is_alive(pid) {
+        return true;
+    }
+    let _ = killpg(group, signal);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !is_alive(pid) {
+            // Take stragglers of the group with it.
+            let _ = killpg(group, Signal::SIGKILL);
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while is_alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn spawn_record_and_stop_a_process_group() {
+        let dir = std::env::temp_dir().join(format!("ss-proc-{}", std::process::id()));
+        let spec = ProcessSpec {
+            name: "sleeper".into(),
+            program: "sh".into(),
+            // a parent with a child: both must go
+            args: vec!["-c".into(), "sleep 300 & sleep 300".into()],
+            env: vec![],
+            cwd: std::env::temp_dir(),
+            user: None,
+            stop_signal: Signal::SIGTERM,
+        };
+        let pid = spawn(&spec, &dir.join("s.log"), &dir.join("s.pid")).unwrap();
+        assert_eq!(read_pid(&dir.join("s.pid")).unwrap().pid, pid);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while process_tree(pid).len() < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let tree = process_tree(pid);
+        assert!(tree.len() >= 2, "{tree:?}");
+        assert!(tree_rss_kib(pid) > 0);
+        assert!(stop(pid, Signal::SIGTERM, Duration::from_secs(5)).await);
+        for p in tree {
+            assert!(!is_alive(p), "pid {p} survived");
+        }
+        let _ = fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,113 @@
+//! The test kit: one call gives a test a running native stack.
+//!
+//! The stack lives under `target/test-stack` (or `$SHOPSTREAM_TEST_STACK_DIR`)
+//! on the test ports ([`Ports::TEST`]), so tests run beside a developer's
+//! `shopstream up`. The first test process starts it; later processes (and
+//! later runs) reuse it, serialised by a file lock. `shopstream down
+//! --state-dir target/test-stack` stops it; the README's test command does so
+//! at the end. Tests isolate themselves by names: [`unique`] gives each its own
+//! database, topic or bucket.
+
+use std::{path::PathBuf, sync::Arc};
+
+use shopstream_platform::config::{Endpoints, Ports};
+use tokio::sync::OnceCell;
+
+use crate::stack::{Progress, Stack};
+
+/// The running test stack.
+#[derive(Debug, Clone)]
+pub struct TestStack {
+    pub stack: Stack,
+    pub endpoints: Endpoints,
+}
+
+static STACK: OnceCell<TestStack> = OnceCell::const_new();
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// `$SHOPSTREAM_TEST_STACK_DIR`, else `<workspace>/target/test-stack`.
+pub fn stack_dir() -> PathBuf {
+    std::env::var("SHOPSTREAM_TEST_STACK_DIR")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target").join("test-stack"))
+}
+
+/// The `shopstream` binary that serves S3: `$SHOPSTREAM_BIN`, else the
+/// workspace's debug build.
+pub fn shopstream_bin() -> PathBuf {
+    std::env::var("SHOPSTREAM_BIN")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target").join("debug").join("shopstream"))
+}
+
+/// The shared test stack, started on first use.
+///
+/// Panics with the fix when something is missing: tests cannot run without it.
+pub async fn stack() -> &'static TestStack {
+    STACK
+        .get_or_init(|| async {
+            let exe = shopstream_bin();
+            assert!(
+                exe.exists(),
+                "the test kit needs the shopstream binary at {} to serve S3: run `cargo build -p shopstream` first (or set SHOPSTREAM_BIN)",
+                exe.display()
+            );
+            let ports = Ports::from_env(Ports::TEST).expect("test ports");
+            let stack = Stack::new(stack_dir(), ports, exe);
+            let report: Arc<dyn Fn(Progress) + Send + Sync> = Arc::new(|p| match p {
+                Progress::Starting(k) | Progress::Recovering(k) => {
+                    eprintln!("testkit: starting {}", k.name())
+                }
+                Progress::Failed(k, why) => eprintln!("testkit: {} failed: {why}", k.name()),
+                _ => {}
+            });
+            if let Err(e) = stack.up(report).await {
+                panic!(
+                    "testkit: the test stack did not come up: {e}\n(run `shopstream doctor` to see what is missing)"
+                );
+            }
+            let endpoints = stack.endpoints();
+            TestStack { stack, endpoints }
+        })
+        .await
+}
+
+/// A name no other test uses: `prefix_` and 10 random hex digits (valid as a
+/// database, topic, bucket or consumer-group name).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{:010x}", rand::random::<u64>() & 0xff_ffff_ffff)
+}
+
+impl TestStack {
+    /// A fresh database of its own, migrated by nothing yet.
+    pub async fn database(&self, prefix: &str) -> sqlx::PgPool {
+        let name = unique(prefix);
+        shopstream_platform::db::connect(&self.endpoints.postgres_url, &name)
+            .await
+            .expect("test database")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_names_are_valid_identifiers_and_differ() {
+        let a = unique("orders");
+        let b = unique("orders");
+        assert_ne!(a, b);
+        assert!(a.starts_with("orders_"));
+        assert!(a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+    }
+}
