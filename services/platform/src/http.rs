@@ -208,7 +208,7 @@ async fn problemize(req: Request, next: Next) -> Response {
     let bytes = axum::body::to_bytes(body, 64 * 1024)
         .await
         .unwrap_or_default();
-    let problem = if is_problem {
+    let mut problem = if is_problem {
         serde_json::from_slice::<Problem>(&bytes)
             .unwrap_or_else(|_| Problem::new(code_for_status(status), ""))
     } else {
@@ -220,6 +220,11 @@ async fn problemize(req: Request, next: Next) -> Response {
         };
         Problem::new(code_for_status(status), detail)
     };
+    if problem.status != status.as_u16() {
+        // e.g. 405: no code of its own; keep the real status and its reason.
+        problem.status = status.as_u16();
+        problem.title = status.canonical_reason().unwrap_or("Error").to_string();
+    }
     let mut out = problem.with_request_id(rid).into_response();
     *out.status_mut() = status;
     for (k, v) in parts.headers.iter() {
