@@ -228,6 +228,13 @@ impl Stack {
         graceful
     }
 
+    /// Kill one component with SIGKILL, as a crash would (for chaos and tests).
+    pub async fn kill_component(&self, kind: Kind) {
+        if let Some(rec) = process::read_pid(&self.pid_path(kind)) {
+            process::stop(rec.pid, nix::sys::signal::Signal::SIGKILL, Duration::from_secs(5)).await;
+        }
+    }
+
     async fn wait_ready(&self, kind: Kind) -> Result<(), String> {
         let deadline = Instant::now() + kind.ready_timeout();
         loop {
