@@ -85,13 +85,20 @@ fn install_missing(allow: bool) -> Result<(), (u8, String)> {
                 format!("{} not found. Install it with: {}", p.name, p.install),
             ));
         }
-        let log = prereq::cache_dir().join("logs").join(format!("install-{}.log", p.name));
+        let log = prereq::cache_dir()
+            .join("logs")
+            .join(format!("install-{}.log", p.name));
         let hint = if p.name == "tansu" {
             " (a release build from crates.io: about 15 minutes on 2 cores, once)"
         } else {
             ""
         };
-        eprintln!("installing {}{hint}\n  $ {}\n  log: {}", p.name, p.install, log.display());
+        eprintln!(
+            "installing {}{hint}\n  $ {}\n  log: {}",
+            p.name,
+            p.install,
+            log.display()
+        );
         let started = Instant::now();
         prereq::run_install(&p.install, &log).map_err(|e| (exit::MISSING_PREREQ, e))?;
         eprintln!("installed {} in {:.0?}", p.name, started.elapsed());
@@ -100,7 +107,9 @@ fn install_missing(allow: bool) -> Result<(), (u8, String)> {
 }
 
 pub async fn up(state_dir: &Path, args: UpArgs) -> anyhow::Result<u8> {
-    if let Err((code, msg)) = tokio::task::spawn_blocking(move || install_missing(!args.no_install)).await? {
+    if let Err((code, msg)) =
+        tokio::task::spawn_blocking(move || install_missing(!args.no_install)).await?
+    {
         eprintln!("error: {msg}");
         return Ok(code);
     }
@@ -169,7 +178,11 @@ pub async fn down(state_dir: &Path, args: DownArgs) -> anyhow::Result<u8> {
             println!("nothing was running in {}", stack.root().display());
         }
         for (name, pid) in &before {
-            let how = if killed.contains(name) { "killed after grace period" } else { "stopped" };
+            let how = if killed.contains(name) {
+                "killed after grace period"
+            } else {
+                "stopped"
+            };
             println!("{name:<9} pid {pid:<8} {how}");
         }
         if args.purge {
@@ -212,13 +225,20 @@ pub async fn status(state_dir: &Path, args: StatusArgs) -> anyhow::Result<u8> {
 pub async fn logs(state_dir: &Path, args: LogsArgs) -> anyhow::Result<u8> {
     let Some(kind) = Kind::parse(&args.name) else {
         let names: Vec<_> = Kind::ALL.iter().map(|k| k.name()).collect();
-        eprintln!("error: unknown component {:?}; one of: {}", args.name, names.join(", "));
+        eprintln!(
+            "error: unknown component {:?}; one of: {}",
+            args.name,
+            names.join(", ")
+        );
         return Ok(2);
     };
     let stack = stack(state_dir)?;
     let path = stack.log_path(kind);
     if !path.exists() {
-        eprintln!("error: no log at {} (has `shopstream up` run here?)", path.display());
+        eprintln!(
+            "error: no log at {} (has `shopstream up` run here?)",
+            path.display()
+        );
         return Ok(exit::NOT_READY);
     }
     println!("{}", shopstream_runtime::stack::tail(&path, args.lines));
@@ -247,11 +267,11 @@ pub async fn logs(state_dir: &Path, args: LogsArgs) -> anyhow::Result<u8> {
 }
 
 pub async fn doctor(args: DoctorArgs) -> anyhow::Result<u8> {
-    if args.fix {
-        if let Err((code, msg)) = tokio::task::spawn_blocking(|| install_missing(true)).await? {
-            eprintln!("error: {msg}");
-            return Ok(code);
-        }
+    if args.fix
+        && let Err((code, msg)) = tokio::task::spawn_blocking(|| install_missing(true)).await?
+    {
+        eprintln!("error: {msg}");
+        return Ok(code);
     }
     let prereqs = prereq::check_all();
     let missing = prereqs.iter().filter(|p| !p.found()).count();
@@ -270,7 +290,11 @@ pub async fn doctor(args: DoctorArgs) -> anyhow::Result<u8> {
             .map(|p| {
                 vec![
                     p.name.to_string(),
-                    if p.found() { "found".into() } else { "MISSING".into() },
+                    if p.found() {
+                        "found".into()
+                    } else {
+                        "MISSING".into()
+                    },
                     p.version.clone().unwrap_or_else(|| "-".into()),
                     p.path
                         .as_ref()
@@ -279,7 +303,10 @@ pub async fn doctor(args: DoctorArgs) -> anyhow::Result<u8> {
                 ]
             })
             .collect();
-        print!("{}", table::render(&["prerequisite", "state", "version", "path / fix"], &rows));
+        print!(
+            "{}",
+            table::render(&["prerequisite", "state", "version", "path / fix"], &rows)
+        );
         if missing == 0 {
             println!("\neverything the native runtime needs is installed");
         } else {
@@ -289,7 +316,11 @@ pub async fn doctor(args: DoctorArgs) -> anyhow::Result<u8> {
             );
         }
     }
-    Ok(if missing == 0 { exit::OK } else { exit::MISSING_PREREQ })
+    Ok(if missing == 0 {
+        exit::OK
+    } else {
+        exit::MISSING_PREREQ
+    })
 }
 
 fn status_table(statuses: &[ComponentStatus]) -> String {
@@ -305,17 +336,24 @@ fn status_table(statuses: &[ComponentStatus]) -> String {
                 },
                 s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 s.endpoint.clone(),
-                if s.running { format!("{} MiB", s.rss_kib / 1024) } else { "-".into() },
+                if s.running {
+                    format!("{} MiB", s.rss_kib / 1024)
+                } else {
+                    "-".into()
+                },
             ]
         })
         .collect();
     table::render(&["component", "state", "pid", "endpoint", "rss"], &rows)
 }
 
+/// One spinner per component, created on its first report.
+type Bars = Arc<Mutex<Vec<(Kind, ProgressBar)>>>;
+
 /// Spinners on a terminal, plain lines otherwise (CI logs).
 #[derive(Clone)]
 struct Reporter {
-    bars: Option<(MultiProgress, Arc<Mutex<Vec<(Kind, ProgressBar)>>>)>,
+    bars: Option<(MultiProgress, Bars)>,
 }
 
 impl Reporter {
@@ -347,7 +385,11 @@ impl Reporter {
         let (kind, msg, done) = match &p {
             Progress::AlreadyRunning(k) => (*k, "already running".to_string(), false),
             Progress::Starting(k) => (*k, "starting".to_string(), false),
-            Progress::Recovering(k) => (*k, "was not running (crashed?): restarting".to_string(), false),
+            Progress::Recovering(k) => (
+                *k,
+                "was not running (crashed?): restarting".to_string(),
+                false,
+            ),
             Progress::Ready(k, d) => (*k, format!("ready ({:.1}s)", d.as_secs_f64()), true),
             Progress::Failed(k, why) => (*k, format!("FAILED: {why}"), true),
         };

@@ -32,7 +32,12 @@ pub mod exit {
 )]
 struct Cli {
     /// Where the native stack keeps its state, logs and pid files.
-    #[arg(long, global = true, env = "SHOPSTREAM_STATE_DIR", default_value = ".shopstream")]
+    #[arg(
+        long,
+        global = true,
+        env = "SHOPSTREAM_STATE_DIR",
+        default_value = ".shopstream"
+    )]
     state_dir: PathBuf,
 
     #[command(subcommand)]
@@ -61,7 +66,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");

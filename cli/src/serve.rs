@@ -36,7 +36,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         other => {
-            eprintln!("error: unknown server {other:?}; available: {}", SERVERS.join(", "));
+            eprintln!(
+                "error: unknown server {other:?}; available: {}",
+                SERVERS.join(", ")
+            );
             Ok(2)
         }
     }

@@ -11,7 +11,10 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("redis at {url}: {source}")]
-    Connect { url: String, source: redis::RedisError },
+    Connect {
+        url: String,
+        source: redis::RedisError,
+    },
 }
 
 /// Connect to `url` (e.g. `redis://127.0.0.1:16379`).

@@ -97,10 +97,7 @@ impl Ports {
             kafka: env_parse("SHOPSTREAM_KAFKA_PORT", base.kafka)?,
             temporal: env_parse("SHOPSTREAM_TEMPORAL_PORT", base.temporal)?,
             temporal_http: env_parse("SHOPSTREAM_TEMPORAL_HTTP_PORT", base.temporal_http)?,
-            temporal_metrics: env_parse(
-                "SHOPSTREAM_TEMPORAL_METRICS_PORT",
-                base.temporal_metrics,
-            )?,
+            temporal_metrics: env_parse("SHOPSTREAM_TEMPORAL_METRICS_PORT", base.temporal_metrics)?,
             s3: env_parse("SHOPSTREAM_S3_PORT", base.s3)?,
         })
     }
@@ -156,10 +153,7 @@ impl Endpoints {
             redis_url: env_or("SHOPSTREAM_REDIS_URL", &native.redis_url),
             kafka_brokers: env_or("SHOPSTREAM_KAFKA_BROKERS", &native.kafka_brokers),
             temporal_url: env_or("SHOPSTREAM_TEMPORAL_URL", &native.temporal_url),
-            temporal_namespace: env_or(
-                "SHOPSTREAM_TEMPORAL_NAMESPACE",
-                &native.temporal_namespace,
-            ),
+            temporal_namespace: env_or("SHOPSTREAM_TEMPORAL_NAMESPACE", &native.temporal_namespace),
             s3_endpoint: env_or("SHOPSTREAM_S3_ENDPOINT", &native.s3_endpoint),
             s3_region: env_or("SHOPSTREAM_S3_REGION", &native.s3_region),
             s3_access_key: env_or("SHOPSTREAM_S3_ACCESS_KEY", &native.s3_access_key),
@@ -232,7 +226,10 @@ mod tests {
     fn native_endpoints_use_the_given_ports() {
         let e = Endpoints::native(Ports::TEST);
         assert_eq!(e.postgres_url, "postgres://shopstream@127.0.0.1:25432");
-        assert_eq!(e.database_url("orders"), "postgres://shopstream@127.0.0.1:25432/orders");
+        assert_eq!(
+            e.database_url("orders"),
+            "postgres://shopstream@127.0.0.1:25432/orders"
+        );
         assert_eq!(e.kafka_brokers, "127.0.0.1:29092");
     }
 

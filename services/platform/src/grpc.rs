@@ -58,9 +58,8 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>,
-    >;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -121,6 +120,9 @@ mod tests {
             .with_context(cx)
             .await;
         let tp = req.metadata().get("traceparent").unwrap().to_str().unwrap();
-        assert!(tp.starts_with("00-0af7651916cd43dd8448eb211c80319c-"), "{tp}");
+        assert!(
+            tp.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+            "{tp}"
+        );
     }
 }

@@ -96,7 +96,10 @@ mod tests {
         let (ok, results) = r.run().await;
         assert!(!ok);
         assert_eq!(results[1].error.as_deref(), Some("down"));
-        let (ok, _) = Readiness::new().with_check("a", || async { Ok(()) }).run().await;
+        let (ok, _) = Readiness::new()
+            .with_check("a", || async { Ok(()) })
+            .run()
+            .await;
         assert!(ok);
     }
 

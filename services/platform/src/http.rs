@@ -302,7 +302,10 @@ mod tests {
         ops.body_limit_bytes = 64;
         ops.request_timeout = Duration::from_millis(50);
         let app = Router::new()
-            .route("/items", post(|ApiJson(_i): ApiJson<Item>| async { "created" }))
+            .route(
+                "/items",
+                post(|ApiJson(_i): ApiJson<Item>| async { "created" }),
+            )
             .route(
                 "/slow",
                 get(|| async {
@@ -317,7 +320,9 @@ mod tests {
         let resp = app().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
         let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         (status, headers, json)
     }
@@ -345,10 +350,16 @@ mod tests {
         let (s, _, j) = call(post_json("{not json")).await;
         assert_eq!((s.as_u16(), j["code"].as_str()), (400, Some("bad_request")));
         let (s, _, j) = call(post_json(r#"{"title": 1}"#)).await;
-        assert_eq!((s.as_u16(), j["code"].as_str()), (422, Some("unprocessable")));
+        assert_eq!(
+            (s.as_u16(), j["code"].as_str()),
+            (422, Some("unprocessable"))
+        );
         let big = format!(r#"{{"name": "{}"}}"#, "x".repeat(200));
         let (s, h, j) = call(post_json(&big)).await;
-        assert_eq!((s.as_u16(), j["code"].as_str()), (413, Some("payload_too_large")));
+        assert_eq!(
+            (s.as_u16(), j["code"].as_str()),
+            (413, Some("payload_too_large"))
+        );
         assert_eq!(h[header::CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
         let (s, _, _) = call(post_json(r#"{"name": "ok"}"#)).await;
         assert_eq!(s, 200);
@@ -378,7 +389,9 @@ mod tests {
             .oneshot(http::Request::get("/metrics").body(Body::empty()).unwrap())
             .await
             .unwrap();
-        let text = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let text = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
         assert!(String::from_utf8_lossy(&text).contains("# EOF"));
     }
 }

@@ -113,7 +113,10 @@ mod tests {
         assert!(text.contains("shopstream_requests_total{"), "{text}");
         assert!(text.contains("service=\"catalog\""), "{text}");
         assert!(text.contains("route=\"/products/{id}\""), "{text}");
-        assert!(text.contains("shopstream_request_duration_seconds_count"), "{text}");
+        assert!(
+            text.contains("shopstream_request_duration_seconds_count"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

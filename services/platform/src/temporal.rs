@@ -22,10 +22,12 @@ pub enum TemporalError {
 
 /// Connect a client to `url` (e.g. `http://127.0.0.1:17233`) in `namespace`.
 pub async fn connect(url: &str, namespace: &str, identity: &str) -> Result<Client, TemporalError> {
-    let target: url::Url = url.parse().map_err(|e: url::ParseError| TemporalError::Url {
-        url: url.to_string(),
-        reason: e.to_string(),
-    })?;
+    let target: url::Url = url
+        .parse()
+        .map_err(|e: url::ParseError| TemporalError::Url {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
     let opts = ConnectionOptions::new(target)
         .identity(identity.to_string())
         .connect_timeout(CONNECT_TIMEOUT)

@@ -26,7 +26,13 @@ pub enum Kind {
 
 impl Kind {
     /// Start order (dependencies first); `down` stops in reverse.
-    pub const ALL: [Kind; 5] = [Kind::Postgres, Kind::Redis, Kind::Kafka, Kind::Temporal, Kind::S3];
+    pub const ALL: [Kind; 5] = [
+        Kind::Postgres,
+        Kind::Redis,
+        Kind::Kafka,
+        Kind::Temporal,
+        Kind::S3,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -145,17 +151,19 @@ fn postgres_user() -> Result<Option<(u32, u32)>, PrepareError> {
 }
 
 fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), PrepareError> {
-    let out = std::process::Command::new("chown")
-        .arg("-R")
-        .arg(format!("{uid}:{gid}"))
-        .arg(path)
-        .status()
-        .map_err(|e| PrepareError::Setup(format!("chown {}: {e}", path.display())))?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(PrepareError::Setup(format!("chown {} failed", path.display())))
+    let uid = nix::unistd::Uid::from_raw(uid);
+    let gid = nix::unistd::Gid::from_raw(gid);
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        nix::unistd::chown(&p, Some(uid), Some(gid))
+            .map_err(|e| PrepareError::Setup(format!("chown {}: {e}", p.display())))?;
+        if p.is_dir() && !p.is_symlink() {
+            let entries = std::fs::read_dir(&p)
+                .map_err(|e| PrepareError::Setup(format!("{}: {e}", p.display())))?;
+            stack.extend(entries.flatten().map(|e| e.path()));
+        }
     }
+    Ok(())
 }
 
 fn mkdir(p: &Path) -> Result<(), PrepareError> {
@@ -176,6 +184,28 @@ impl Layout {
         self.root.join(kind.name())
     }
 
+    /// Fail with the install command if a binary `kind` needs is missing.
+    /// Cheap: no state is touched.
+    pub fn check_prereqs(&self, kind: Kind) -> Result<(), PrepareError> {
+        let need: &[(&str, Option<PathBuf>)] = &match kind {
+            Kind::Postgres => vec![
+                ("initdb", prereq::postgres_bin("initdb")),
+                ("postgres", prereq::postgres_bin("postgres")),
+            ],
+            Kind::Redis => vec![("redis-server", prereq::which("redis-server"))],
+            Kind::Kafka => vec![
+                ("tansu", prereq::tansu_bin()),
+                ("sqlite3", prereq::which("sqlite3")),
+            ],
+            Kind::Temporal => vec![("temporal", prereq::temporal_bin())],
+            Kind::S3 => vec![],
+        };
+        match need.iter().find(|(_, p)| p.is_none()) {
+            Some((name, _)) => Err(missing(name)),
+            None => Ok(()),
+        }
+    }
+
     /// Prepare on-disk state (first run only) and return how to start `kind`.
     pub fn prepare(&self, kind: Kind) -> Result<ProcessSpec, PrepareError> {
         let dir = self.dir(kind);
@@ -188,15 +218,24 @@ impl Layout {
                     name: kind.name().into(),
                     program: bin,
                     args: [
-                        "--bind", "127.0.0.1",
-                        "--port", &self.ports.redis.to_string(),
-                        "--dir", &dir.display().to_string(),
-                        "--appendonly", "yes",
-                        "--appendfsync", "everysec",
-                        "--save", "",
-                        "--daemonize", "no",
-                        "--protected-mode", "yes",
-                        "--maxmemory", "256mb",
+                        "--bind",
+                        "127.0.0.1",
+                        "--port",
+                        &self.ports.redis.to_string(),
+                        "--dir",
+                        &dir.display().to_string(),
+                        "--appendonly",
+                        "yes",
+                        "--appendfsync",
+                        "everysec",
+                        "--save",
+                        "",
+                        "--daemonize",
+                        "no",
+                        "--protected-mode",
+                        "yes",
+                        "--maxmemory",
+                        "256mb",
                     ]
                     .into_iter()
                     .map(String::from)
@@ -238,16 +277,27 @@ impl Layout {
                     name: kind.name().into(),
                     program: bin,
                     args: [
-                        "server", "start-dev", "--headless",
-                        "--ip", "127.0.0.1",
-                        "--port", &p.temporal.to_string(),
-                        "--http-port", &p.temporal_http.to_string(),
-                        "--metrics-port", &p.temporal_metrics.to_string(),
-                        "--db-filename", &dir.join("temporal.db").display().to_string(),
-                        "--log-level", "warn",
-                        "--dynamic-config-value", "frontend.enableServerVersionCheck=false",
-                        "--sqlite-pragma", "journal_mode=wal",
-                        "--sqlite-pragma", "synchronous=normal",
+                        "server",
+                        "start-dev",
+                        "--headless",
+                        "--ip",
+                        "127.0.0.1",
+                        "--port",
+                        &p.temporal.to_string(),
+                        "--http-port",
+                        &p.temporal_http.to_string(),
+                        "--metrics-port",
+                        &p.temporal_metrics.to_string(),
+                        "--db-filename",
+                        &dir.join("temporal.db").display().to_string(),
+                        "--log-level",
+                        "warn",
+                        "--dynamic-config-value",
+                        "frontend.enableServerVersionCheck=false",
+                        "--sqlite-pragma",
+                        "journal_mode=wal",
+                        "--sqlite-pragma",
+                        "synchronous=normal",
                     ]
                     .into_iter()
                     .map(String::from)
@@ -267,7 +317,10 @@ impl Layout {
                         "SHOPSTREAM_S3_ADDR".into(),
                         format!("127.0.0.1:{}", self.ports.s3),
                     ),
-                    ("SHOPSTREAM_S3_ROOT".into(), dir.join("data").display().to_string()),
+                    (
+                        "SHOPSTREAM_S3_ROOT".into(),
+                        dir.join("data").display().to_string(),
+                    ),
                 ],
                 cwd: dir,
                 user: None,
@@ -292,7 +345,14 @@ impl Layout {
             let mut cmd = std::process::Command::new(&initdb);
             cmd.arg("-D")
                 .arg(&data)
-                .args(["-U", "shopstream", "--auth=trust", "-E", "UTF8", "--locale=C"])
+                .args([
+                    "-U",
+                    "shopstream",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ])
                 .current_dir(dir);
             if let Some((uid, gid)) = user {
                 cmd.uid(uid).gid(gid);

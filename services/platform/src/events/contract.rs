@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Delivery, Envelope, EventBus, Subscription, dedupe::MemoryDeduper, dlq_topic, header,
+    Delivery, Envelope, EventBus, Subscription,
+    dedupe::MemoryDeduper,
+    dlq_topic, header,
     runner::{self, Handler, HandlerError, RunnerConfig},
 };
 use crate::{clock::SystemClock, ids::SystemIdGen};
@@ -204,7 +206,10 @@ pub async fn redelivery_after_crash_before_ack(bus: Arc<dyn EventBus>, topic: &s
     let mut after = Vec::new();
     let started = Instant::now();
     while after.last() != Some(&9) {
-        assert!(started.elapsed() < IDLE_LIMIT, "stuck after crash: {after:?}");
+        assert!(
+            started.elapsed() < IDLE_LIMIT,
+            "stuck after crash: {after:?}"
+        );
         if let Some(d) = sub.next(POLL).await.expect("next") {
             after.push(d.envelope.json::<Seq>().expect("payload").seq);
             sub.ack(&d).await.expect("ack");
@@ -213,7 +218,10 @@ pub async fn redelivery_after_crash_before_ack(bus: Arc<dyn EventBus>, topic: &s
     sub.close().await.expect("close");
     // Acknowledged events may come again (commits can be batched); unacknowledged ones must.
     let first = after[0];
-    assert!(first <= 3, "resumed at {first}: unacknowledged events 3 and 4 were skipped");
+    assert!(
+        first <= 3,
+        "resumed at {first}: unacknowledged events 3 and 4 were skipped"
+    );
     let expected: Vec<u32> = (first..10).collect();
     assert_eq!(after, expected, "redelivery out of order or with gaps");
 }
@@ -233,7 +241,9 @@ pub async fn survives_broker_restart<F, Fut>(
     let half: Vec<Envelope> = (0..messages / 2)
         .map(|i| envelope((i % keys) as u32, (i / keys) as u32))
         .collect();
-    bus.publish_batch(topic, &half).await.expect("publish first half");
+    bus.publish_batch(topic, &half)
+        .await
+        .expect("publish first half");
     let group = format!("{topic}-group");
     let topics = vec![topic.to_string()];
     let mut check = OrderCheck::default();
@@ -246,7 +256,9 @@ pub async fn survives_broker_restart<F, Fut>(
     let rest: Vec<Envelope> = (messages / 2..messages)
         .map(|i| envelope((i % keys) as u32, (i / keys) as u32))
         .collect();
-    bus.publish_batch(topic, &rest).await.expect("publish after restart");
+    bus.publish_batch(topic, &rest)
+        .await
+        .expect("publish after restart");
     let mut sub = bus.subscribe(&group, &topics).await.expect("subscribe");
     consume_until(&mut sub, &mut check, messages).await;
     sub.close().await.expect("close");
@@ -266,7 +278,9 @@ impl Handler for PoisonHandler {
             .json()
             .map_err(|e| HandlerError::Permanent(e.to_string()))?;
         if v["poison"] == true {
-            return Err(HandlerError::Permanent("poison pill: field `poison` set".into()));
+            return Err(HandlerError::Permanent(
+                "poison pill: field `poison` set".into(),
+            ));
         }
         if v["flaky"] == true
             && self
@@ -284,10 +298,20 @@ impl Handler for PoisonHandler {
 /// consumer carries on; a transiently failing one is retried and succeeds.
 pub async fn dlq_routing(bus: Arc<dyn EventBus>, topic: &str) {
     bus.ensure_topic(topic, 1).await.expect("topic");
-    bus.ensure_topic(&dlq_topic(topic), 1).await.expect("dlq topic");
+    bus.ensure_topic(&dlq_topic(topic), 1)
+        .await
+        .expect("dlq topic");
     let mk = |v: serde_json::Value| {
-        Envelope::new("contract.dlq", 1, "contract", "k", &v, &SystemClock, &SystemIdGen)
-            .expect("encode")
+        Envelope::new(
+            "contract.dlq",
+            1,
+            "contract",
+            "k",
+            &v,
+            &SystemClock,
+            &SystemIdGen,
+        )
+        .expect("encode")
     };
     let poison = mk(serde_json::json!({"poison": true}));
     let events = vec![
@@ -298,7 +322,9 @@ pub async fn dlq_routing(bus: Arc<dyn EventBus>, topic: &str) {
     ];
     bus.publish_batch(topic, &events).await.expect("publish");
     // The same event twice: the second must be skipped by dedupe.
-    bus.publish(topic, &events[0]).await.expect("publish duplicate");
+    bus.publish(topic, &events[0])
+        .await
+        .expect("publish duplicate");
 
     let handler = Arc::new(PoisonHandler {
         calls: AtomicU32::new(0),

@@ -113,8 +113,14 @@ impl KafkaBus {
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", "0")
-            .set("batch.num.messages", settings.batch_num_messages.to_string())
-            .set("message.timeout.ms", settings.message_timeout_ms.to_string())
+            .set(
+                "batch.num.messages",
+                settings.batch_num_messages.to_string(),
+            )
+            .set(
+                "message.timeout.ms",
+                settings.message_timeout_ms.to_string(),
+            )
             .create()
             .map_err(broker_err)?;
         let admin: AdminClient<DefaultClientContext> =
@@ -240,7 +246,10 @@ impl EventBus for KafkaBus {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", self.settings.fetch_wait_max_ms.to_string())
+            .set(
+                "fetch.wait.max.ms",
+                self.settings.fetch_wait_max_ms.to_string(),
+            )
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .create()

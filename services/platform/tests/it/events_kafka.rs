@@ -16,7 +16,9 @@ use shopstream_runtime::{Kind, Stack, testkit};
 
 async fn bus() -> Arc<dyn EventBus> {
     let stack = testkit::stack().await;
-    Arc::new(KafkaBus::new(KafkaSettings::from_env(&stack.endpoints.kafka_brokers).unwrap()).unwrap())
+    Arc::new(
+        KafkaBus::new(KafkaSettings::from_env(&stack.endpoints.kafka_brokers).unwrap()).unwrap(),
+    )
 }
 
 fn contract_messages() -> usize {
@@ -125,8 +127,9 @@ async fn contract_no_loss_across_a_broker_restart() {
     let root = testkit::stack_dir().with_file_name(testkit::unique("broker-restart"));
     let stack = Stack::new(&root, ports, testkit::shopstream_bin());
     stack.start_component(Kind::Kafka).await.unwrap();
-    let bus: Arc<dyn EventBus> =
-        Arc::new(KafkaBus::new(KafkaSettings::from_env(&format!("127.0.0.1:{port}")).unwrap()).unwrap());
+    let bus: Arc<dyn EventBus> = Arc::new(
+        KafkaBus::new(KafkaSettings::from_env(&format!("127.0.0.1:{port}")).unwrap()).unwrap(),
+    );
     let restart_stack = stack.clone();
     contract::survives_broker_restart(bus, "restart.contract", 20_000, || async move {
         // kill -9: acknowledged events must survive a crash, not just a clean stop

@@ -21,7 +21,13 @@ async fn put_get_and_presigned_upload_over_plain_http() {
         .send()
         .await
         .unwrap();
-    let got = s3.get_object().bucket(&bucket).key("a/hello.txt").send().await.unwrap();
+    let got = s3
+        .get_object()
+        .bucket(&bucket)
+        .key("a/hello.txt")
+        .send()
+        .await
+        .unwrap();
     let body = got.body.collect().await.unwrap().into_bytes();
     assert_eq!(&body[..], b"hello shopstream");
 
@@ -64,7 +70,14 @@ async fn wrong_credentials_are_refused() {
     let stack = testkit::stack().await;
     let mut e = stack.endpoints.clone();
     e.s3_secret_key = secrecy::SecretString::from("wrong");
-    let err = object_store::client(&e).list_buckets().send().await.unwrap_err();
+    let err = object_store::client(&e)
+        .list_buckets()
+        .send()
+        .await
+        .unwrap_err();
     let msg = format!("{err:?}");
-    assert!(msg.contains("SignatureDoesNotMatch") || msg.contains("403"), "{msg}");
+    assert!(
+        msg.contains("SignatureDoesNotMatch") || msg.contains("403"),
+        "{msg}"
+    );
 }

@@ -9,7 +9,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("tests/it/migrations")
 async fn migrations_apply_once_and_queries_see_the_schema() {
     let stack = testkit::stack().await;
     let name = testkit::unique("it_pg");
-    let pool = db::connect(&stack.endpoints.postgres_url, &name).await.unwrap();
+    let pool = db::connect(&stack.endpoints.postgres_url, &name)
+        .await
+        .unwrap();
     db::migrate(&pool, &MIGRATOR).await.unwrap();
     // Applying again is a no-op, not an error.
     db::migrate(&pool, &MIGRATOR).await.unwrap();
@@ -29,10 +31,11 @@ async fn migrations_apply_once_and_queries_see_the_schema() {
     assert_eq!((name_back.as_str(), price), ("lamp", 1999));
 
     // The check constraint from the migration holds: money is never negative.
-    let err = sqlx::query("INSERT INTO widgets (name, price_minor, currency) VALUES ('x', -1, 'EUR')")
-        .execute(&pool)
-        .await
-        .unwrap_err();
+    let err =
+        sqlx::query("INSERT INTO widgets (name, price_minor, currency) VALUES ('x', -1, 'EUR')")
+            .execute(&pool)
+            .await
+            .unwrap_err();
     assert!(err.to_string().contains("check"), "{err}");
 
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
@@ -45,8 +48,13 @@ async fn migrations_apply_once_and_queries_see_the_schema() {
 #[tokio::test]
 async fn the_server_runs_with_logical_replication_enabled() {
     let stack = testkit::stack().await;
-    let pool = db::connect(&stack.endpoints.postgres_url, "cdc").await.unwrap();
-    let level: String = sqlx::query_scalar("SHOW wal_level").fetch_one(&pool).await.unwrap();
+    let pool = db::connect(&stack.endpoints.postgres_url, "cdc")
+        .await
+        .unwrap();
+    let level: String = sqlx::query_scalar("SHOW wal_level")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(level, "logical");
 }
 

@@ -1,0 +1,197 @@
+//! The `shopstream` binary end to end: `doctor` names what is missing, and
+//! `up` → `status` → `up` again → `down` leaves no process behind.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_shopstream");
+
+/// Ports of their own, so this test never meets the dev or test stack.
+const PORTS: [(&str, &str); 7] = [
+    ("SHOPSTREAM_PG_PORT", "35432"),
+    ("SHOPSTREAM_REDIS_PORT", "36379"),
+    ("SHOPSTREAM_KAFKA_PORT", "39092"),
+    ("SHOPSTREAM_TEMPORAL_PORT", "37233"),
+    ("SHOPSTREAM_TEMPORAL_HTTP_PORT", "37243"),
+    ("SHOPSTREAM_TEMPORAL_METRICS_PORT", "37263"),
+    ("SHOPSTREAM_S3_PORT", "39000"),
+];
+
+fn run(state: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("SHOPSTREAM_STATE_DIR", state)
+        .envs(PORTS)
+        .output()
+        .expect("run shopstream")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{name}-{}-{:x}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Pids of live processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        {
+            continue;
+        }
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        if cmd.contains(needle) {
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+
+#[test]
+fn doctor_names_a_missing_redis_server_and_how_to_install_it() {
+    // A PATH with everything the runtime needs except redis-server.
+    let bin_dir = temp_dir("path-without-redis");
+    for tool in ["sh", "sqlite3", "python3", "cargo", "tansu", "temporal"] {
+        let found = std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(tool))
+                .find(|c| c.exists())
+        });
+        if let Some(path) = found {
+            std::os::unix::fs::symlink(path, bin_dir.join(tool)).unwrap();
+        }
+    }
+    let out = Command::new(BIN)
+        .arg("doctor")
+        .env("PATH", &bin_dir)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    let line = t.lines().find(|l| l.starts_with("redis-server")).expect(&t);
+    assert!(line.contains("MISSING"), "{line}");
+    assert!(line.contains("apt-get install -y redis-server"), "{line}");
+
+    let out = Command::new(BIN)
+        .args(["doctor", "--json"])
+        .env("PATH", &bin_dir)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let redis = v["prerequisites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "redis-server")
+        .unwrap();
+    assert!(redis["path"].is_null());
+
+    // `up` fails fast, names the binary, and starts nothing.
+    let state = temp_dir("up-without-redis");
+    let out = Command::new(BIN)
+        .args(["up", "--no-install"])
+        .env("SHOPSTREAM_STATE_DIR", &state)
+        .envs(PORTS)
+        .env("PATH", &bin_dir)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    assert!(t.contains("redis-server not found"), "{t}");
+    assert!(processes_mentioning(state.to_str().unwrap()).is_empty());
+    let _ = std::fs::remove_dir_all(bin_dir);
+    let _ = std::fs::remove_dir_all(state);
+}
+
+#[test]
+fn up_status_up_again_down_leaves_no_process_behind() {
+    let state = temp_dir("stack");
+    let state_s = state.to_str().unwrap().to_string();
+
+    let out = run(&state, &["up", "--json", "--no-install"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let up: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let comps = up.as_array().unwrap();
+    assert_eq!(comps.len(), 5);
+    assert!(comps.iter().all(|c| c["ready"] == true), "{up:#}");
+    let pids: Vec<u32> = comps
+        .iter()
+        .map(|c| c["pid"].as_u64().unwrap() as u32)
+        .collect();
+
+    let out = run(&state, &["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["ready"], true);
+    assert_eq!(st["components"][0]["port"], 35432);
+
+    // Up again: nothing restarts.
+    let out = run(&state, &["up", "--no-install"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        text(&out).matches("already running").count(),
+        5,
+        "{}",
+        text(&out)
+    );
+
+    // Something is running under the state dir now...
+    assert!(!processes_mentioning(&state_s).is_empty());
+
+    let out = run(&state, &["down"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // ...and nothing after down: not the recorded pids, not their children.
+    let left = processes_mentioning(&state_s);
+    assert!(left.is_empty(), "left behind: {left:?}");
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}/cmdline")).exists() || {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                stat.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            },
+            "pid {pid} survived down"
+        );
+    }
+
+    let out = run(&state, &["status"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+
+    let out = run(&state, &["down", "--purge"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!state.exists());
+}
