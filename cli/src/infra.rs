@@ -11,7 +11,8 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use shopstream_platform::config::Ports;
 use shopstream_runtime::{
-    ComponentStatus, Kind, Progress, Stack, StackError, components::PrepareError, prereq,
+    ComponentStatus, Kind, Progress, RestartPolicy, Stack, StackError, components::PrepareError,
+    prereq,
 };
 
 use crate::{exit, table};
@@ -24,6 +25,10 @@ pub struct UpArgs {
     /// Print the final status as JSON (progress still goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Stay in the foreground and restart any component that dies (at most 5
+    /// times a minute each). Ctrl-C stops watching; the stack keeps running.
+    #[arg(long)]
+    watch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +140,22 @@ pub async fn up(state_dir: &Path, args: UpArgs) -> anyhow::Result<u8> {
                     stack.root().display()
                 );
                 println!("stop with `shopstream down` (add --purge to delete state)");
+            }
+            if args.watch {
+                eprintln!("watching: a component that dies is restarted (Ctrl-C stops watching)");
+                let shutdown = shopstream_platform::shutdown::on_signal();
+                let r = Reporter { bars: None };
+                if let Err(e) = stack
+                    .supervise(
+                        RestartPolicy::default(),
+                        shutdown,
+                        Arc::new(move |p| r.report(p)),
+                    )
+                    .await
+                {
+                    eprintln!("error: {e}");
+                    return Ok(exit::NOT_READY);
+                }
             }
             Ok(exit::OK)
         }
@@ -295,7 +316,10 @@ pub async fn doctor(args: DoctorArgs) -> anyhow::Result<u8> {
                     } else {
                         "MISSING".into()
                     },
-                    p.version.clone().unwrap_or_else(|| "-".into()),
+                    p.version
+                        .as_deref()
+                        .map(short_version)
+                        .unwrap_or_else(|| "-".into()),
                     p.path
                         .as_ref()
                         .map(|x| x.display().to_string())
@@ -321,6 +345,16 @@ pub async fn doctor(args: DoctorArgs) -> anyhow::Result<u8> {
     } else {
         exit::MISSING_PREREQ
     })
+}
+
+/// A version line cut to what a table needs ("Redis server v=7.0.15 sha=…").
+fn short_version(v: &str) -> String {
+    const MAX: usize = 44;
+    if v.chars().count() <= MAX {
+        v.to_string()
+    } else {
+        format!("{}…", v.chars().take(MAX - 1).collect::<String>())
+    }
 }
 
 fn status_table(statuses: &[ComponentStatus]) -> String {

@@ -195,3 +195,67 @@ fn up_status_up_again_down_leaves_no_process_behind() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!state.exists());
 }
+
+#[test]
+fn up_watch_restarts_a_component_killed_with_sigkill() {
+    let state = temp_dir("watch");
+    let mut watch = Command::new(BIN)
+        .args(["up", "--watch", "--no-install"])
+        .env("SHOPSTREAM_STATE_DIR", &state)
+        .envs(PORTS.map(|(k, v)| (k, v.replacen('3', "4", 1))))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let redis_pid = || -> Option<u32> {
+        let rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(state.join("run/redis.pid")).ok()?).ok()?;
+        let pid = rec["pid"].as_u64()? as u32;
+        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    };
+    let ready = |deadline_s: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(deadline_s);
+        while std::time::Instant::now() < deadline {
+            let out = Command::new(BIN)
+                .args(["status", "--json"])
+                .env("SHOPSTREAM_STATE_DIR", &state)
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        false
+    };
+    assert!(ready(60), "stack did not come up under --watch");
+    let first = redis_pid().expect("redis pid");
+    Command::new("kill")
+        .args(["-9", &first.to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut second = None;
+    while std::time::Instant::now() < deadline {
+        if let Some(p) = redis_pid().filter(|p| *p != first) {
+            second = Some(p);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(second.is_some(), "redis was not restarted after kill -9");
+    assert!(ready(30), "stack not ready again after the restart");
+
+    Command::new("kill")
+        .args(["-INT", &watch.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = watch.wait();
+    let out = Command::new(BIN)
+        .args(["down", "--purge"])
+        .env("SHOPSTREAM_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(processes_mentioning(state.to_str().unwrap()).is_empty());
+}

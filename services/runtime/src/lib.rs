@@ -13,4 +13,4 @@ pub mod stack;
 pub mod testkit;
 
 pub use components::Kind;
-pub use stack::{ComponentStatus, Progress, Stack, StackError};
+pub use stack::{ComponentStatus, Progress, RestartPolicy, Stack, StackError};

@@ -68,6 +68,26 @@ pub struct Stack {
     layout: Layout,
 }
 
+/// When the supervisor restarts a crashed component, and when it gives up.
+#[derive(Debug, Clone)]
+pub struct RestartPolicy {
+    /// Restarts allowed per component within `window` before giving up.
+    pub max_restarts: u32,
+    pub window: Duration,
+    /// How often liveness is checked.
+    pub check_interval: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> RestartPolicy {
+        RestartPolicy {
+            max_restarts: 5,
+            window: Duration::from_secs(60),
+            check_interval: Duration::from_secs(1),
+        }
+    }
+}
+
 /// Poll interval of readiness checks.
 const READY_POLL: Duration = Duration::from_millis(150);
 
@@ -259,6 +279,50 @@ impl Stack {
         let graceful = process::stop(rec.pid, kind.stop_signal(), kind.stop_grace()).await;
         let _ = std::fs::remove_file(self.pid_path(kind));
         graceful
+    }
+
+    /// Watch the stack until `shutdown`: restart any component whose process
+    /// died, within `policy`. Returns an error when a component keeps dying.
+    pub async fn supervise(
+        &self,
+        policy: RestartPolicy,
+        shutdown: tokio_util::sync::CancellationToken,
+        progress: Arc<dyn Fn(Progress) + Send + Sync>,
+    ) -> Result<(), StackError> {
+        let mut restarts: std::collections::BTreeMap<Kind, Vec<Instant>> = Default::default();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(policy.check_interval) => {}
+            }
+            for kind in Kind::ALL {
+                if self.running_pid(kind).is_some() {
+                    continue;
+                }
+                let history = restarts.entry(kind).or_default();
+                history.retain(|t| t.elapsed() < policy.window);
+                if history.len() as u32 >= policy.max_restarts {
+                    let reason = format!(
+                        "died {} times within {:?}; giving up (see {})",
+                        history.len(),
+                        policy.window,
+                        self.log_path(kind).display()
+                    );
+                    progress(Progress::Failed(kind, reason.clone()));
+                    return Err(StackError::NotReady {
+                        kind: kind.name(),
+                        reason,
+                    });
+                }
+                history.push(Instant::now());
+                progress(Progress::Recovering(kind));
+                let started = Instant::now();
+                match self.start_component(kind).await {
+                    Ok(()) => progress(Progress::Ready(kind, started.elapsed())),
+                    Err(e) => progress(Progress::Failed(kind, e.to_string())),
+                }
+            }
+        }
     }
 
     /// Kill one component with SIGKILL, as a crash would (for chaos and tests).

@@ -84,3 +84,30 @@ impl Deduper for MemoryDeduper {
         Ok(())
     }
 }
+
+/// The contract every [`Deduper`] must pass (memory in unit tests, Postgres in
+/// integration tests). Panics on a violation.
+pub async fn contract(d: &dyn Deduper) {
+    let g1 = format!("g1-{}", Uuid::now_v7());
+    let g2 = format!("g2-{}", Uuid::now_v7());
+    let id = Uuid::now_v7();
+    assert!(!d.seen(&g1, id).await.unwrap(), "unseen id reported seen");
+    d.mark(&g1, id).await.unwrap();
+    assert!(d.seen(&g1, id).await.unwrap(), "marked id not seen");
+    // Marking twice is not an error.
+    d.mark(&g1, id).await.unwrap();
+    // Groups are independent.
+    assert!(
+        !d.seen(&g2, id).await.unwrap(),
+        "a mark leaked across groups"
+    );
+    assert!(!d.seen(&g1, Uuid::now_v7()).await.unwrap());
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn memory_deduper_passes_the_contract() {
+        super::contract(&super::MemoryDeduper::default()).await;
+    }
+}

@@ -1,7 +1,9 @@
 //! Integration tests of the platform against real backends from the test kit
 //! (one binary: the modules below link once).
 
+mod dedupe_pg;
 mod events_kafka;
+mod grpc_server;
 mod objects;
 mod postgres;
 mod redis_cache;
