@@ -139,7 +139,15 @@ fn doctor_names_a_missing_redis_server_and_how_to_install_it() {
 
 #[test]
 fn up_status_up_again_down_leaves_no_process_behind() {
-    let state = temp_dir("stack");
+    // Inside a directory only root can enter (as a checkout under /root is):
+    // Postgres, which runs unprivileged, must still come up.
+    let private = temp_dir("private");
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let state = private.join("stack");
     let state_s = state.to_str().unwrap().to_string();
 
     let out = run(&state, &["up", "--json", "--no-install"]);
@@ -194,6 +202,9 @@ fn up_status_up_again_down_leaves_no_process_behind() {
     let out = run(&state, &["down", "--purge"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!state.exists());
+    let fallback = shopstream_runtime::components::postgres_fallback_dir(&state);
+    assert!(!fallback.exists(), "{} left behind", fallback.display());
+    let _ = std::fs::remove_dir_all(private);
 }
 
 #[test]

@@ -166,6 +166,31 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), PrepareError> {
     Ok(())
 }
 
+/// True if user `uid` can traverse every ancestor of `path` (others or owner x bit).
+fn reachable_by(path: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mut cur = Some(path);
+    while let Some(p) = cur {
+        if let Ok(m) = std::fs::metadata(p) {
+            let ok = m.mode() & 0o001 != 0 || (m.uid() == uid && m.mode() & 0o100 != 0);
+            if !ok {
+                return false;
+            }
+        }
+        cur = p.parent();
+    }
+    true
+}
+
+/// Where Postgres data goes when the state directory is private to root:
+/// `/var/tmp/shopstream-postgres/<hash of the state dir>`.
+pub fn postgres_fallback_dir(root: &Path) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    root.hash(&mut h);
+    PathBuf::from("/var/tmp/shopstream-postgres").join(format!("{:016x}", h.finish()))
+}
+
 fn mkdir(p: &Path) -> Result<(), PrepareError> {
     std::fs::create_dir_all(p).map_err(|e| PrepareError::Setup(format!("{}: {e}", p.display())))
 }
@@ -209,9 +234,18 @@ impl Layout {
     /// Prepare on-disk state (first run only) and return how to start `kind`.
     pub fn prepare(&self, kind: Kind) -> Result<ProcessSpec, PrepareError> {
         let dir = self.dir(kind);
+        if kind == Kind::Postgres {
+            let user = postgres_user()?;
+            self.place_postgres_dir(&dir, user)?;
+            // Resolve the symlink: the postgres account may not traverse the root.
+            let dir = dir
+                .canonicalize()
+                .map_err(|e| PrepareError::Setup(format!("{}: {e}", dir.display())))?;
+            return self.prepare_postgres(&dir, user);
+        }
         mkdir(&dir)?;
         match kind {
-            Kind::Postgres => self.prepare_postgres(&dir),
+            Kind::Postgres => unreachable!("handled above"),
             Kind::Redis => {
                 let bin = prereq::which("redis-server").ok_or_else(|| missing("redis-server"))?;
                 Ok(ProcessSpec {
@@ -329,10 +363,32 @@ impl Layout {
         }
     }
 
-    fn prepare_postgres(&self, dir: &Path) -> Result<ProcessSpec, PrepareError> {
+    /// Postgres runs as an unprivileged account when we are root; if that
+    /// account cannot reach the state directory (a checkout under `/root`,
+    /// mode 700), its folder lives in [`postgres_fallback_dir`] behind a symlink.
+    fn place_postgres_dir(&self, dir: &Path, user: Option<(u32, u32)>) -> Result<(), PrepareError> {
+        if dir.exists() {
+            return Ok(());
+        }
+        match user {
+            Some((uid, _)) if !reachable_by(&self.root, uid) => {
+                let target = postgres_fallback_dir(&self.root);
+                mkdir(&target)?;
+                mkdir(&self.root)?;
+                std::os::unix::fs::symlink(&target, dir)
+                    .map_err(|e| PrepareError::Setup(format!("{}: {e}", dir.display())))
+            }
+            _ => mkdir(dir),
+        }
+    }
+
+    fn prepare_postgres(
+        &self,
+        dir: &Path,
+        user: Option<(u32, u32)>,
+    ) -> Result<ProcessSpec, PrepareError> {
         let initdb = prereq::postgres_bin("initdb").ok_or_else(|| missing("initdb"))?;
         let postgres = prereq::postgres_bin("postgres").ok_or_else(|| missing("postgres"))?;
-        let user = postgres_user()?;
         let data = dir.join("data");
         let sock = dir.join("sock");
         mkdir(&sock)?;

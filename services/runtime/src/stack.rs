@@ -452,6 +452,13 @@ impl Stack {
         }
         drop(lock);
         if purge {
+            // Postgres data may live outside the root behind a symlink.
+            let pg = self.layout.dir(Kind::Postgres);
+            if pg.is_symlink()
+                && let Ok(target) = std::fs::read_link(&pg)
+            {
+                let _ = std::fs::remove_dir_all(target);
+            }
             std::fs::remove_dir_all(&self.layout.root).or_else(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
                     Ok(())
