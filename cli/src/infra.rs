@@ -49,7 +49,7 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// postgres, redis, kafka, temporal or s3.
+    /// postgres, redis, kafka, temporal, s3 or a service (identity).
     name: String,
     /// Keep printing new lines as they are written (Ctrl-C to stop).
     #[arg(short, long)]
@@ -71,7 +71,7 @@ pub struct DoctorArgs {
 fn stack(state_dir: &Path) -> anyhow::Result<Stack> {
     let exe = std::env::current_exe()?;
     let ports = Ports::from_env(Ports::DEV)?;
-    Ok(Stack::new(state_dir, ports, exe))
+    Ok(Stack::new(state_dir, ports, exe).with_services(true))
 }
 
 /// Install missing self-installable tools, printing what takes time.

@@ -7,11 +7,11 @@ use shopstream_runtime::s3_server::{self, S3Config};
 use crate::exit;
 
 /// Servers this binary can run. Services join this list as they are built.
-const SERVERS: &[&str] = &["s3"];
+const SERVERS: &[&str] = &["s3", "identity"];
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Which server: s3.
+    /// Which server: s3, identity.
     name: String,
 }
 
@@ -33,6 +33,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             };
             let listener = tokio::net::TcpListener::bind(addr).await?;
             s3_server::run(listener, cfg, shutdown::on_signal()).await?;
+            Ok(exit::OK)
+        }
+        "identity" => {
+            let cfg = shopstream_identity::Config::from_env()?;
+            let http = tokio::net::TcpListener::bind(cfg.service.http_addr).await?;
+            let grpc = tokio::net::TcpListener::bind(cfg.service.grpc_addr).await?;
+            shopstream_identity::run(cfg, http, grpc, shutdown::on_signal()).await?;
             Ok(exit::OK)
         }
         other => {

@@ -9,7 +9,7 @@ use std::{
 const BIN: &str = env!("CARGO_BIN_EXE_shopstream");
 
 /// Ports of their own, so this test never meets the dev or test stack.
-const PORTS: [(&str, &str); 7] = [
+const PORTS: [(&str, &str); 8] = [
     ("SHOPSTREAM_PG_PORT", "35432"),
     ("SHOPSTREAM_REDIS_PORT", "36379"),
     ("SHOPSTREAM_KAFKA_PORT", "39092"),
@@ -17,6 +17,7 @@ const PORTS: [(&str, &str); 7] = [
     ("SHOPSTREAM_TEMPORAL_HTTP_PORT", "37243"),
     ("SHOPSTREAM_TEMPORAL_METRICS_PORT", "37263"),
     ("SHOPSTREAM_S3_PORT", "39000"),
+    ("SHOPSTREAM_SERVICES_PORT_BASE", "38080"),
 ];
 
 fn run(state: &Path, args: &[&str]) -> Output {
@@ -78,6 +79,19 @@ fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
         }
     }
     out
+}
+
+/// Stops and purges a stack when dropped, so a failing assertion leaves no
+/// processes holding the test ports.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["down", "--purge"])
+            .env("SHOPSTREAM_STATE_DIR", &self.0)
+            .output();
+    }
 }
 
 #[test]
@@ -148,13 +162,18 @@ fn up_status_up_again_down_leaves_no_process_behind() {
     )
     .unwrap();
     let state = private.join("stack");
+    let _cleanup = Cleanup(state.clone());
     let state_s = state.to_str().unwrap().to_string();
 
     let out = run(&state, &["up", "--json", "--no-install"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let up: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let comps = up.as_array().unwrap();
-    assert_eq!(comps.len(), 5);
+    assert_eq!(
+        comps.len(),
+        6,
+        "five infrastructure components and identity"
+    );
     assert!(comps.iter().all(|c| c["ready"] == true), "{up:#}");
     let pids: Vec<u32> = comps
         .iter()
@@ -172,7 +191,7 @@ fn up_status_up_again_down_leaves_no_process_behind() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(
         text(&out).matches("already running").count(),
-        5,
+        6,
         "{}",
         text(&out)
     );
@@ -180,8 +199,12 @@ fn up_status_up_again_down_leaves_no_process_behind() {
     // Something is running under the state dir now...
     assert!(!processes_mentioning(&state_s).is_empty());
 
-    let out = run(&state, &["down"]);
+    let out = run(&state, &["down", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let down: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(down["stopped"].as_array().unwrap().len(), 6, "{down}");
+    // Every component stops on its own signal within the grace period.
+    assert_eq!(down["killed_after_grace"], serde_json::json!([]), "{down}");
     // ...and nothing after down: not the recorded pids, not their children.
     let left = processes_mentioning(&state_s);
     assert!(left.is_empty(), "left behind: {left:?}");
@@ -210,6 +233,7 @@ fn up_status_up_again_down_leaves_no_process_behind() {
 #[test]
 fn up_watch_restarts_a_component_killed_with_sigkill() {
     let state = temp_dir("watch");
+    let _cleanup = Cleanup(state.clone());
     let mut watch = Command::new(BIN)
         .args(["up", "--watch", "--no-install"])
         .env("SHOPSTREAM_STATE_DIR", &state)

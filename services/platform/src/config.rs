@@ -64,6 +64,9 @@ pub struct Ports {
     pub temporal_http: u16,
     pub temporal_metrics: u16,
     pub s3: u16,
+    /// First port of the services: service i (in [`SERVICE_NAMES`] order)
+    /// listens for HTTP on `services + i` and for gRPC on `services + 10 + i`.
+    pub services: u16,
 }
 
 impl Ports {
@@ -76,6 +79,7 @@ impl Ports {
         temporal_http: 17243,
         temporal_metrics: 17263,
         s3: 19000,
+        services: 18080,
     };
 
     /// Ports of the stack the test kit starts, so tests can run beside a dev stack.
@@ -87,6 +91,7 @@ impl Ports {
         temporal_http: 27243,
         temporal_metrics: 27263,
         s3: 29000,
+        services: 28080,
     };
 
     /// `base` with each port overridable by `SHOPSTREAM_<NAME>_PORT`.
@@ -99,8 +104,30 @@ impl Ports {
             temporal_http: env_parse("SHOPSTREAM_TEMPORAL_HTTP_PORT", base.temporal_http)?,
             temporal_metrics: env_parse("SHOPSTREAM_TEMPORAL_METRICS_PORT", base.temporal_metrics)?,
             s3: env_parse("SHOPSTREAM_S3_PORT", base.s3)?,
+            services: env_parse("SHOPSTREAM_SERVICES_PORT_BASE", base.services)?,
         })
     }
+}
+
+/// The services, in port order (see [`Ports::services`]).
+pub const SERVICE_NAMES: &[&str] = &["gateway", "identity", "catalog"];
+
+/// HTTP and gRPC loopback addresses of service `name` for a port base.
+pub fn service_addrs(name: &str, base: u16) -> Option<(SocketAddr, SocketAddr)> {
+    let i = SERVICE_NAMES.iter().position(|n| *n == name)? as u16;
+    Some((
+        SocketAddr::from(([127, 0, 0, 1], base + i)),
+        SocketAddr::from(([127, 0, 0, 1], base + 10 + i)),
+    ))
+}
+
+/// Default addresses of service `name` (dev ports, `SHOPSTREAM_SERVICES_PORT_BASE`
+/// applied). `SHOPSTREAM_<NAME>_HTTP_ADDR` / `_GRPC_ADDR` still override each.
+pub fn default_service_addrs(name: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let base = Ports::from_env(Ports::DEV)
+        .map(|p| p.services)
+        .unwrap_or(Ports::DEV.services);
+    service_addrs(name, base)
 }
 
 /// Where the shared infrastructure is. Built from [`Ports`] for the native
@@ -241,6 +268,13 @@ mod tests {
         for p in test.as_object().unwrap().values() {
             assert!(!dev.contains(&p), "port {p} is in both profiles");
         }
+    }
+
+    #[test]
+    fn service_ports_follow_the_base() {
+        let (h, g) = service_addrs("identity", 18080).unwrap();
+        assert_eq!((h.port(), g.port()), (18081, 18091));
+        assert!(service_addrs("nope", 18080).is_none());
     }
 
     #[test]

@@ -83,14 +83,18 @@ pub fn router(app: Router, ops: Ops) -> Router {
 }
 
 /// Serve until `shutdown` is cancelled, then drain in-flight requests.
+/// Handlers can read the peer address as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }
 
 async fn healthz() -> &'static str {

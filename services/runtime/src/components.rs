@@ -13,7 +13,7 @@ use shopstream_platform::config::{Endpoints, Ports};
 
 use crate::{prereq, process::ProcessSpec};
 
-/// One piece of infrastructure.
+/// One component of a stack: infrastructure or a Shopstream service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -22,17 +22,45 @@ pub enum Kind {
     Kafka,
     Temporal,
     S3,
+    /// Services are `shopstream serve NAME` processes.
+    Identity,
 }
 
 impl Kind {
-    /// Start order (dependencies first); `down` stops in reverse.
-    pub const ALL: [Kind; 5] = [
+    /// Infrastructure, in start order.
+    pub const INFRA: [Kind; 5] = [
         Kind::Postgres,
         Kind::Redis,
         Kind::Kafka,
         Kind::Temporal,
         Kind::S3,
     ];
+    /// Services, started once the infrastructure is ready.
+    pub const SERVICES: [Kind; 1] = [Kind::Identity];
+    /// Everything, in start order; `down` stops in reverse.
+    pub const ALL: [Kind; 6] = [
+        Kind::Postgres,
+        Kind::Redis,
+        Kind::Kafka,
+        Kind::Temporal,
+        Kind::S3,
+        Kind::Identity,
+    ];
+
+    pub fn is_service(self) -> bool {
+        Kind::SERVICES.contains(&self)
+    }
+
+    /// HTTP and gRPC addresses of a service kind on `ports`.
+    pub fn service_addrs(
+        self,
+        ports: &Ports,
+    ) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+        if !self.is_service() {
+            return None;
+        }
+        shopstream_platform::config::service_addrs(self.name(), ports.services)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -41,6 +69,7 @@ impl Kind {
             Kind::Kafka => "kafka",
             Kind::Temporal => "temporal",
             Kind::S3 => "s3",
+            Kind::Identity => "identity",
         }
     }
 
@@ -55,17 +84,22 @@ impl Kind {
             Kind::Kafka => ports.kafka,
             Kind::Temporal => ports.temporal,
             Kind::S3 => ports.s3,
+            Kind::Identity => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
         }
     }
 
     /// What a client connects to.
-    pub fn endpoint(self, e: &Endpoints) -> String {
+    pub fn endpoint(self, e: &Endpoints, ports: &Ports) -> String {
         match self {
             Kind::Postgres => e.postgres_url.clone(),
             Kind::Redis => e.redis_url.clone(),
             Kind::Kafka => format!("kafka://{}", e.kafka_brokers),
             Kind::Temporal => e.temporal_url.clone(),
             Kind::S3 => e.s3_endpoint.clone(),
+            Kind::Identity => self
+                .service_addrs(ports)
+                .map(|(h, _)| format!("http://{h}"))
+                .unwrap_or_default(),
         }
     }
 
@@ -166,6 +200,23 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), PrepareError> {
     Ok(())
 }
 
+/// A process spec with no extra environment, run as the current user.
+fn spec(kind: Kind, program: PathBuf, args: Vec<String>, cwd: PathBuf) -> ProcessSpec {
+    ProcessSpec {
+        name: kind.name().into(),
+        program,
+        args,
+        env: vec![],
+        cwd,
+        user: None,
+        stop_signal: kind.stop_signal(),
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
 /// True if user `uid` can traverse every ancestor of `path` (others or owner x bit).
 fn reachable_by(path: &Path, uid: u32) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -223,7 +274,7 @@ impl Layout {
                 ("sqlite3", prereq::which("sqlite3")),
             ],
             Kind::Temporal => vec![("temporal", prereq::temporal_bin())],
-            Kind::S3 => vec![],
+            Kind::S3 | Kind::Identity => vec![],
         };
         match need.iter().find(|(_, p)| p.is_none()) {
             Some((name, _)) => Err(missing(name)),
@@ -232,6 +283,7 @@ impl Layout {
     }
 
     /// Prepare on-disk state (first run only) and return how to start `kind`.
+    #[rustfmt::skip]
     pub fn prepare(&self, kind: Kind) -> Result<ProcessSpec, PrepareError> {
         let dir = self.dir(kind);
         if kind == Kind::Postgres {
@@ -244,123 +296,95 @@ impl Layout {
             return self.prepare_postgres(&dir, user);
         }
         mkdir(&dir)?;
+        let p = self.ports;
         match kind {
             Kind::Postgres => unreachable!("handled above"),
             Kind::Redis => {
                 let bin = prereq::which("redis-server").ok_or_else(|| missing("redis-server"))?;
-                Ok(ProcessSpec {
-                    name: kind.name().into(),
-                    program: bin,
-                    args: [
-                        "--bind",
-                        "127.0.0.1",
-                        "--port",
-                        &self.ports.redis.to_string(),
-                        "--dir",
-                        &dir.display().to_string(),
-                        "--appendonly",
-                        "yes",
-                        "--appendfsync",
-                        "everysec",
-                        "--save",
-                        "",
-                        "--daemonize",
-                        "no",
-                        "--protected-mode",
-                        "yes",
-                        "--maxmemory",
-                        "256mb",
-                    ]
-                    .into_iter()
-                    .map(String::from)
-                    .collect(),
-                    env: vec![],
-                    cwd: dir,
-                    user: None,
-                    stop_signal: kind.stop_signal(),
-                })
+                let args = strings(&[
+                    "--bind", "127.0.0.1",
+                    "--port", &p.redis.to_string(),
+                    "--dir", &dir.display().to_string(),
+                    "--appendonly", "yes",
+                    "--appendfsync", "everysec",
+                    "--save", "",
+                    "--daemonize", "no",
+                    "--protected-mode", "yes",
+                    "--maxmemory", "256mb",
+                ]);
+                Ok(spec(kind, bin, args, dir))
             }
             Kind::Kafka => {
                 let bin = prereq::tansu_bin().ok_or_else(|| missing("tansu"))?;
-                prereq::which("sqlite3").ok_or_else(|| missing("sqlite3"))?;
-                let listener = format!("tcp://127.0.0.1:{}", self.ports.kafka);
-                Ok(ProcessSpec {
-                    name: kind.name().into(),
-                    program: bin,
-                    args: vec![
-                        "broker".into(),
-                        "--listener-url".into(),
-                        listener.clone(),
-                        "--advertised-listener-url".into(),
-                        listener,
-                        // relative to cwd: tansu resolves sqlite paths that way
-                        "--storage-engine".into(),
-                        "sqlite://tansu.db".into(),
-                        "--silent".into(),
-                    ],
-                    env: vec![],
-                    cwd: dir,
-                    user: None,
-                    stop_signal: kind.stop_signal(),
-                })
+                let listener = format!("tcp://127.0.0.1:{}", p.kafka);
+                let args = strings(&[
+                    "broker",
+                    "--listener-url", &listener,
+                    "--advertised-listener-url", &listener,
+                    // relative to cwd: tansu resolves sqlite paths that way
+                    "--storage-engine", "sqlite://tansu.db",
+                    "--silent",
+                ]);
+                Ok(spec(kind, bin, args, dir))
             }
             Kind::Temporal => {
                 let bin = prereq::temporal_bin().ok_or_else(|| missing("temporal"))?;
-                let p = self.ports;
-                Ok(ProcessSpec {
-                    name: kind.name().into(),
-                    program: bin,
-                    args: [
-                        "server",
-                        "start-dev",
-                        "--headless",
-                        "--ip",
-                        "127.0.0.1",
-                        "--port",
-                        &p.temporal.to_string(),
-                        "--http-port",
-                        &p.temporal_http.to_string(),
-                        "--metrics-port",
-                        &p.temporal_metrics.to_string(),
-                        "--db-filename",
-                        &dir.join("temporal.db").display().to_string(),
-                        "--log-level",
-                        "warn",
-                        "--dynamic-config-value",
-                        "frontend.enableServerVersionCheck=false",
-                        "--sqlite-pragma",
-                        "journal_mode=wal",
-                        "--sqlite-pragma",
-                        "synchronous=normal",
-                    ]
-                    .into_iter()
-                    .map(String::from)
-                    .collect(),
-                    env: vec![],
-                    cwd: dir,
-                    user: None,
-                    stop_signal: kind.stop_signal(),
-                })
+                let args = strings(&[
+                    "server", "start-dev", "--headless",
+                    "--ip", "127.0.0.1",
+                    "--port", &p.temporal.to_string(),
+                    "--http-port", &p.temporal_http.to_string(),
+                    "--metrics-port", &p.temporal_metrics.to_string(),
+                    "--db-filename", &dir.join("temporal.db").display().to_string(),
+                    "--log-level", "warn",
+                    "--dynamic-config-value", "frontend.enableServerVersionCheck=false",
+                    "--sqlite-pragma", "journal_mode=wal",
+                    "--sqlite-pragma", "synchronous=normal",
+                ]);
+                Ok(spec(kind, bin, args, dir))
             }
-            Kind::S3 => Ok(ProcessSpec {
-                name: kind.name().into(),
-                program: self.exe.clone(),
-                args: vec!["serve".into(), "s3".into()],
-                env: vec![
-                    (
-                        "SHOPSTREAM_S3_ADDR".into(),
-                        format!("127.0.0.1:{}", self.ports.s3),
-                    ),
-                    (
-                        "SHOPSTREAM_S3_ROOT".into(),
-                        dir.join("data").display().to_string(),
-                    ),
-                ],
-                cwd: dir,
-                user: None,
-                stop_signal: kind.stop_signal(),
-            }),
+            Kind::Identity => {
+                let mut s = spec(kind, self.exe.clone(), strings(&["serve", kind.name()]), dir);
+                s.env = self.service_env(kind);
+                s.env.push((
+                    "SHOPSTREAM_IDENTITY_KEY_DIR".into(),
+                    self.root.join("keys").display().to_string(),
+                ));
+                Ok(s)
+            }
+            Kind::S3 => {
+                let mut s = spec(kind, self.exe.clone(), strings(&["serve", "s3"]), dir.clone());
+                s.env = vec![
+                    ("SHOPSTREAM_S3_ADDR".into(), format!("127.0.0.1:{}", p.s3)),
+                    ("SHOPSTREAM_S3_ROOT".into(), dir.join("data").display().to_string()),
+                ];
+                Ok(s)
+            }
         }
+    }
+
+    /// What every service process needs to find this stack's infrastructure.
+    fn service_env(&self, kind: Kind) -> Vec<(String, String)> {
+        let p = self.ports;
+        let upper = kind.name().to_ascii_uppercase();
+        let (http, grpc) = kind
+            .service_addrs(&p)
+            .map(|(h, g)| (h.to_string(), g.to_string()))
+            .unwrap_or_default();
+        vec![
+            (format!("SHOPSTREAM_{upper}_HTTP_ADDR"), http),
+            (format!("SHOPSTREAM_{upper}_GRPC_ADDR"), grpc),
+            (
+                "SHOPSTREAM_SERVICES_PORT_BASE".into(),
+                p.services.to_string(),
+            ),
+            ("SHOPSTREAM_PG_PORT".into(), p.postgres.to_string()),
+            ("SHOPSTREAM_REDIS_PORT".into(), p.redis.to_string()),
+            ("SHOPSTREAM_KAFKA_PORT".into(), p.kafka.to_string()),
+            ("SHOPSTREAM_TEMPORAL_PORT".into(), p.temporal.to_string()),
+            ("SHOPSTREAM_S3_PORT".into(), p.s3.to_string()),
+            ("SHOPSTREAM_LOG_FORMAT".into(), "json".into()),
+        ]
     }
 
     /// Postgres runs as an unprivileged account when we are root; if that

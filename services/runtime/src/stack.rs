@@ -66,6 +66,9 @@ pub enum StackError {
 #[derive(Debug, Clone)]
 pub struct Stack {
     layout: Layout,
+    /// Also run the Shopstream services (the CLI does; the test kit does not:
+    /// tests run services in-process).
+    services: bool,
 }
 
 /// When the supervisor restarts a crashed component, and when it gives up.
@@ -109,6 +112,22 @@ impl Stack {
                 ports,
                 exe: exe.into(),
             },
+            services: false,
+        }
+    }
+
+    /// Run the services too, after the infrastructure is ready.
+    pub fn with_services(mut self, services: bool) -> Stack {
+        self.services = services;
+        self
+    }
+
+    /// The components this stack runs, in start order.
+    pub fn kinds(&self) -> Vec<Kind> {
+        if self.services {
+            Kind::ALL.to_vec()
+        } else {
+            Kind::INFRA.to_vec()
         }
     }
 
@@ -176,9 +195,10 @@ impl Stack {
         )
         .map_err(|e| StackError::Io(e.to_string()))?;
 
-        // Prepare everything before starting anything: a missing prerequisite
+        // Check every prerequisite before starting anything: a missing one
         // fails `up` with nothing half-started.
-        let stopped: Vec<Kind> = Kind::ALL
+        let stopped: Vec<Kind> = self
+            .kinds()
             .into_iter()
             .filter(|k| self.running_pid(*k).is_none())
             .collect();
@@ -190,36 +210,49 @@ impl Stack {
                     source,
                 })?;
         }
-        let mut to_start = Vec::new();
-        for kind in stopped {
-            to_start.push((kind, self.prepare(kind)?));
-        }
-        let mut waits = Vec::new();
-        for kind in Kind::ALL {
-            match to_start.iter().find(|(k, _)| *k == kind) {
-                Some((_, spec)) => self.spawn(kind, spec, &*progress)?,
-                None => progress(Progress::AlreadyRunning(kind)),
+        // Infrastructure first; services only once it answers.
+        let mut results = Vec::new();
+        for phase in [Kind::INFRA.to_vec(), Kind::SERVICES.to_vec()] {
+            let phase: Vec<Kind> = phase
+                .into_iter()
+                .filter(|k| self.kinds().contains(k))
+                .collect();
+            let mut to_start = Vec::new();
+            for kind in phase.iter().copied().filter(|k| stopped.contains(k)) {
+                to_start.push((kind, self.prepare(kind)?));
             }
-            let s = self.clone();
-            let progress = progress.clone();
-            waits.push(async move {
-                let started = Instant::now();
-                match s.wait_ready(kind).await {
-                    Ok(()) => {
-                        progress(Progress::Ready(kind, started.elapsed()));
-                        Ok(())
-                    }
-                    Err(reason) => {
-                        progress(Progress::Failed(kind, reason.clone()));
-                        Err(StackError::NotReady {
-                            kind: kind.name(),
-                            reason,
-                        })
-                    }
+            let mut waits = Vec::new();
+            for kind in phase {
+                match to_start.iter().find(|(k, _)| *k == kind) {
+                    Some((_, spec)) => self.spawn(kind, spec, &*progress)?,
+                    None => progress(Progress::AlreadyRunning(kind)),
                 }
-            });
+                let s = self.clone();
+                let progress = progress.clone();
+                waits.push(async move {
+                    let started = Instant::now();
+                    match s.wait_ready(kind).await {
+                        Ok(()) => {
+                            progress(Progress::Ready(kind, started.elapsed()));
+                            Ok(())
+                        }
+                        Err(reason) => {
+                            progress(Progress::Failed(kind, reason.clone()));
+                            Err(StackError::NotReady {
+                                kind: kind.name(),
+                                reason,
+                            })
+                        }
+                    }
+                });
+            }
+            let phase_results = futures::future::join_all(waits).await;
+            let failed = phase_results.iter().any(Result::is_err);
+            results.extend(phase_results);
+            if failed {
+                break;
+            }
         }
-        let results = futures::future::join_all(waits).await;
         drop(lock);
         for r in results {
             r?;
@@ -295,7 +328,7 @@ impl Stack {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(policy.check_interval) => {}
             }
-            for kind in Kind::ALL {
+            for kind in self.kinds() {
                 if self.running_pid(kind).is_some() {
                     continue;
                 }
@@ -401,6 +434,12 @@ impl Stack {
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string()),
+                Kind::Identity => {
+                    let (addr, _) = kind
+                        .service_addrs(&self.layout.ports)
+                        .ok_or_else(|| "no address".to_string())?;
+                    http_ready(&format!("http://{addr}/readyz")).await
+                }
                 Kind::S3 => object_store::client(&e)
                     .list_buckets()
                     .send()
@@ -476,7 +515,7 @@ impl Stack {
     /// Each component's process and readiness, probed now.
     pub async fn status(&self) -> Vec<ComponentStatus> {
         let e = self.endpoints();
-        let checks = Kind::ALL.into_iter().map(|kind| {
+        let checks = self.kinds().into_iter().map(|kind| {
             let e = e.clone();
             async move {
                 let pid = self.running_pid(kind);
@@ -490,7 +529,7 @@ impl Stack {
                     running: pid.is_some(),
                     ready: probe.is_ok(),
                     port: kind.port(&self.layout.ports),
-                    endpoint: kind.endpoint(&e),
+                    endpoint: kind.endpoint(&e, &self.layout.ports),
                     rss_kib: pid.map(process::tree_rss_kib).unwrap_or(0),
                     log: self.log_path(kind),
                     error: probe.err(),
@@ -498,6 +537,21 @@ impl Stack {
             }
         });
         futures::future::join_all(checks).await
+    }
+}
+
+/// A service is ready when its `/readyz` answers 200.
+async fn http_ready(url: &str) -> Result<(), String> {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("{url} answered {}", resp.status()))
     }
 }
 

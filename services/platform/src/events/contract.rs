@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Delivery, Envelope, EventBus, Subscription,
-    dedupe::MemoryDeduper,
+    dedupe::Deduper,
     dlq_topic, header,
     runner::{self, Handler, HandlerError, RunnerConfig},
 };
@@ -295,8 +295,9 @@ impl Handler for PoisonHandler {
 }
 
 /// A permanently failing event goes to `<topic>.dlq` with its reason and the
-/// consumer carries on; a transiently failing one is retried and succeeds.
-pub async fn dlq_routing(bus: Arc<dyn EventBus>, topic: &str) {
+/// consumer carries on; a transiently failing one is retried and succeeds; a
+/// duplicate is skipped by `dedupe`.
+pub async fn dlq_routing(bus: Arc<dyn EventBus>, dedupe: Arc<dyn Deduper>, topic: &str) {
     bus.ensure_topic(topic, 1).await.expect("topic");
     bus.ensure_topic(&dlq_topic(topic), 1)
         .await
@@ -335,7 +336,7 @@ pub async fn dlq_routing(bus: Arc<dyn EventBus>, topic: &str) {
     cfg.poll_wait = Duration::from_secs(3);
     let stats = runner::run(
         bus.clone(),
-        Arc::new(MemoryDeduper::default()),
+        dedupe,
         handler.clone(),
         cfg,
         CancellationToken::new(),
@@ -393,6 +394,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_bus_routes_poison_to_dlq() {
-        dlq_routing(Arc::new(MemoryBus::new()), "mem.dlq").await;
+        let dedupe = Arc::new(crate::events::dedupe::MemoryDeduper::default());
+        dlq_routing(Arc::new(MemoryBus::new()), dedupe, "mem.dlq").await;
     }
 }

@@ -8,6 +8,7 @@ use shopstream_platform::{
     clock::SystemClock,
     events::{
         Envelope, EventBus, contract,
+        dedupe::PgDeduper,
         kafka::{KafkaBus, KafkaSettings},
     },
     ids::SystemIdGen,
@@ -90,7 +91,10 @@ async fn keyed_messages_with_headers_resume_from_the_committed_offset() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_poison_message_goes_to_the_dlq_and_the_consumer_carries_on() {
-    contract::dlq_routing(bus().await, &testkit::unique("it_dlq")).await;
+    // Dedupe in the consumer's own Postgres database, as services do.
+    let pool = testkit::stack().await.database("it_dlq").await;
+    let dedupe = Arc::new(PgDeduper::new(pool).await.unwrap());
+    contract::dlq_routing(bus().await, dedupe, &testkit::unique("it_dlq")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,8 @@
+//! Real and in-memory implementations of identity's ports, plus its crypto.
+
+pub mod contract;
+pub mod keys;
+pub mod memory;
+pub mod passwords;
+pub mod postgres;
+pub mod ratelimit;

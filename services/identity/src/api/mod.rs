@@ -1,0 +1,4 @@
+//! Wire translations: REST (`http`) and gRPC (`grpc`).
+
+pub mod grpc;
+pub mod http;

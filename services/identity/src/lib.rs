@@ -1,0 +1,85 @@
+//! Identity: users with argon2id passwords, EdDSA-signed access tokens (≤ 15
+//! min), opaque refresh tokens rotated on every use in families with reuse
+//! detection, login rate limits, cookies for browsers and bearer tokens for
+//! scripts. `run` serves REST and gRPC until shutdown.
+
+pub mod adapters;
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod ports;
+pub mod service;
+
+use std::sync::Arc;
+
+use shopstream_platform::{
+    cache, clock::SystemClock, db, grpc, health::Readiness, http, ids::SystemIdGen,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use service::Identity;
+
+use crate::adapters::{keys::Signer, postgres::PgIdentity, ratelimit::RedisRateLimiter};
+
+/// Connect to Postgres (migrated) and Redis and build the use cases.
+pub async fn build(cfg: &Config) -> anyhow::Result<(Identity, sqlx::PgPool)> {
+    let e = &cfg.service.endpoints;
+    let pool = db::connect(&e.postgres_url, &cfg.database).await?;
+    db::migrate(&pool, &adapters::postgres::MIGRATOR).await?;
+    let redis = cache::connect(&e.redis_url).await?;
+    let store = PgIdentity::new(pool.clone());
+    let identity = Identity {
+        users: Arc::new(store.clone()),
+        tokens: Arc::new(store),
+        login_limiter: Arc::new(RedisRateLimiter::new(
+            redis,
+            &format!("identity:login:{}", cfg.database),
+            cfg.login_limit,
+            cfg.login_window_s,
+        )),
+        signer: Arc::new(Signer::load_or_generate(&cfg.key_dir)?),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(SystemIdGen),
+    };
+    Ok((identity, pool))
+}
+
+/// Serve REST on `http_listener` and gRPC on `grpc_listener` until `shutdown`.
+pub async fn run(
+    cfg: Config,
+    http_listener: TcpListener,
+    grpc_listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (identity, pool) = build(&cfg).await?;
+    let readiness = Readiness::new().with_postgres("postgres", pool);
+    let ops = http::Ops::from_config(&cfg.service, readiness);
+    let app = api::http::routes(api::http::HttpState {
+        identity: identity.clone(),
+        default_tenant: cfg.service.default_tenant.clone(),
+        cookie_secure: cfg.cookie_secure,
+    });
+    let grpc_api = api::grpc::GrpcApi {
+        identity,
+        default_tenant: cfg.service.default_tenant.clone(),
+    };
+    let routes = tonic::service::Routes::new(
+        shopstream_proto::identity::v1::identity_service_server::IdentityServiceServer::new(
+            grpc_api,
+        ),
+    );
+    tracing::info!(
+        http = %http_listener.local_addr()?,
+        grpc = %grpc_listener.local_addr()?,
+        "identity serving"
+    );
+    let (h, g) = tokio::join!(
+        http::serve(http_listener, http::router(app, ops), shutdown.clone()),
+        grpc::serve(grpc_listener, routes, cfg.service.request_timeout, shutdown),
+    );
+    h?;
+    g?;
+    Ok(())
+}
