@@ -1,6 +1,7 @@
 //! `shopstream`: one binary that boots the system and runs any of its services.
 
 mod infra;
+mod seed;
 mod serve;
 mod table;
 
@@ -60,6 +61,8 @@ enum Command {
     Logs(infra::LogsArgs),
     /// List prerequisites: found or missing, version, how to install.
     Doctor(infra::DoctorArgs),
+    /// Load the demo data idempotently: an admin account and 600 products.
+    Seed(seed::SeedArgs),
     /// Run one server in the foreground (used by `up`; handy for debugging).
     Serve(serve::ServeArgs),
 }
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
             Command::Status(a) => infra::status(&cli.state_dir, a).await,
             Command::Logs(a) => infra::logs(&cli.state_dir, a).await,
             Command::Doctor(a) => infra::doctor(a).await,
+            Command::Seed(a) => seed::seed(&cli.state_dir, a).await,
             Command::Serve(a) => serve::serve(a).await,
         }
     });

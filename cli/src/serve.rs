@@ -7,11 +7,11 @@ use shopstream_runtime::s3_server::{self, S3Config};
 use crate::exit;
 
 /// Servers this binary can run. Services join this list as they are built.
-const SERVERS: &[&str] = &["s3", "identity"];
+const SERVERS: &[&str] = &["s3", "identity", "catalog", "gateway"];
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Which server: s3, identity.
+    /// Which server: s3, identity, catalog, gateway.
     name: String,
 }
 
@@ -40,6 +40,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             let http = tokio::net::TcpListener::bind(cfg.service.http_addr).await?;
             let grpc = tokio::net::TcpListener::bind(cfg.service.grpc_addr).await?;
             shopstream_identity::run(cfg, http, grpc, shutdown::on_signal()).await?;
+            Ok(exit::OK)
+        }
+        "catalog" => {
+            let cfg = shopstream_catalog::Config::from_env()?;
+            let http = tokio::net::TcpListener::bind(cfg.service.http_addr).await?;
+            let grpc = tokio::net::TcpListener::bind(cfg.service.grpc_addr).await?;
+            shopstream_catalog::run(cfg, http, grpc, shutdown::on_signal()).await?;
+            Ok(exit::OK)
+        }
+        "gateway" => {
+            let cfg = shopstream_gateway::Config::from_env()?;
+            let http = tokio::net::TcpListener::bind(cfg.service.http_addr).await?;
+            shopstream_gateway::run(cfg, http, shutdown::on_signal()).await?;
             Ok(exit::OK)
         }
         other => {

@@ -24,6 +24,8 @@ pub enum Kind {
     S3,
     /// Services are `shopstream serve NAME` processes.
     Identity,
+    Catalog,
+    Gateway,
 }
 
 impl Kind {
@@ -36,15 +38,17 @@ impl Kind {
         Kind::S3,
     ];
     /// Services, started once the infrastructure is ready.
-    pub const SERVICES: [Kind; 1] = [Kind::Identity];
+    pub const SERVICES: [Kind; 3] = [Kind::Identity, Kind::Catalog, Kind::Gateway];
     /// Everything, in start order; `down` stops in reverse.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Postgres,
         Kind::Redis,
         Kind::Kafka,
         Kind::Temporal,
         Kind::S3,
         Kind::Identity,
+        Kind::Catalog,
+        Kind::Gateway,
     ];
 
     pub fn is_service(self) -> bool {
@@ -70,6 +74,8 @@ impl Kind {
             Kind::Temporal => "temporal",
             Kind::S3 => "s3",
             Kind::Identity => "identity",
+            Kind::Catalog => "catalog",
+            Kind::Gateway => "gateway",
         }
     }
 
@@ -84,7 +90,9 @@ impl Kind {
             Kind::Kafka => ports.kafka,
             Kind::Temporal => ports.temporal,
             Kind::S3 => ports.s3,
-            Kind::Identity => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
+            Kind::Identity | Kind::Catalog | Kind::Gateway => {
+                self.service_addrs(ports).map_or(0, |(h, _)| h.port())
+            }
         }
     }
 
@@ -96,7 +104,7 @@ impl Kind {
             Kind::Kafka => format!("kafka://{}", e.kafka_brokers),
             Kind::Temporal => e.temporal_url.clone(),
             Kind::S3 => e.s3_endpoint.clone(),
-            Kind::Identity => self
+            Kind::Identity | Kind::Catalog | Kind::Gateway => self
                 .service_addrs(ports)
                 .map(|(h, _)| format!("http://{h}"))
                 .unwrap_or_default(),
@@ -274,7 +282,7 @@ impl Layout {
                 ("sqlite3", prereq::which("sqlite3")),
             ],
             Kind::Temporal => vec![("temporal", prereq::temporal_bin())],
-            Kind::S3 | Kind::Identity => vec![],
+            Kind::S3 | Kind::Identity | Kind::Catalog | Kind::Gateway => vec![],
         };
         match need.iter().find(|(_, p)| p.is_none()) {
             Some((name, _)) => Err(missing(name)),
@@ -343,7 +351,7 @@ impl Layout {
                 ]);
                 Ok(spec(kind, bin, args, dir))
             }
-            Kind::Identity => {
+            Kind::Identity | Kind::Catalog | Kind::Gateway => {
                 let mut s = spec(kind, self.exe.clone(), strings(&["serve", kind.name()]), dir);
                 s.env = self.service_env(kind);
                 s.env.push((

@@ -1,0 +1,7 @@
+//! Backends of the [`crate::ports::ProductRepository`] port: Postgres for every
+//! runtime, in-memory for unit tests and the simulator, and the [`contract`]
+//! suite both pass.
+
+pub mod contract;
+pub mod memory;
+pub mod postgres;

@@ -1,0 +1,97 @@
+//! Access-token checks at the edge: tokens are verified locally with the
+//! identity service's public key (fetched once from its JWKS), never by a
+//! call per request.
+
+use std::time::{Duration, Instant};
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use axum_extra::extract::CookieJar;
+use shopstream_identity::{adapters::keys::Verifier, api::http::ACCESS_COOKIE, domain::Claims};
+use shopstream_platform::{
+    ErrorCode, Problem,
+    clock::{Clock, SystemClock},
+};
+
+use crate::AppState;
+
+/// Fetch identity's JWKS, retrying until `deadline` (identity may still be starting).
+pub async fn load_verifier(identity_http: &str, deadline: Duration) -> anyhow::Result<Verifier> {
+    let url = format!("{identity_http}/.well-known/jwks.json");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let attempt = async {
+            let resp = client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await?
+                .error_for_status()?;
+            anyhow::Ok(resp.json::<serde_json::Value>().await?)
+        };
+        match attempt.await {
+            Ok(jwks) => return Ok(Verifier::from_jwks(&jwks)?),
+            Err(e) if started.elapsed() < deadline => {
+                tracing::info!(error = %e, %url, "waiting for identity's JWKS");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => anyhow::bail!("could not fetch {url} within {deadline:?}: {e}"),
+        }
+    }
+}
+
+fn token_of(parts: &Parts) -> Option<String> {
+    let bearer = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    bearer.or_else(|| {
+        CookieJar::from_headers(&parts.headers)
+            .get(ACCESS_COOKIE)
+            .map(|c| c.value().to_string())
+    })
+}
+
+/// The caller, if a valid access token came with the request. A token that is
+/// present but invalid is an error (401), not an anonymous caller.
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<Claims>);
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        match token_of(parts) {
+            None => Ok(MaybeUser(None)),
+            Some(t) => state
+                .verifier
+                .verify(&t, SystemClock.now_ms())
+                .map(|c| MaybeUser(Some(c)))
+                .map_err(|e| Problem::new(ErrorCode::Unauthenticated, e.to_string())),
+        }
+    }
+}
+
+/// A caller with the admin role: 401 without a valid token, 403 without the role.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Claims);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        match MaybeUser::from_request_parts(parts, state).await? {
+            MaybeUser(None) => Err(Problem::new(
+                ErrorCode::Unauthenticated,
+                "this route needs an access token (Authorization: Bearer ...)",
+            )),
+            MaybeUser(Some(c)) if c.admin => Ok(Admin(c)),
+            MaybeUser(Some(_)) => Err(Problem::new(
+                ErrorCode::PermissionDenied,
+                "this route needs the admin role",
+            )),
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! Public catalog reads over gRPC, and product cards composed from catalog
+//! with a Redis cache in front.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::HeaderMap,
+};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use shopstream_platform::{ErrorCode, Problem};
+use shopstream_proto::{
+    TENANT_METADATA_KEY,
+    catalog::v1::{GetProductRequest, ListProductsRequest, Product, ProductSort, Sku},
+    common::v1::{Money, PageRequest, PriceRange},
+};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{AppState, auth::MaybeUser};
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct MoneyView {
+    /// Integer minor units (cents).
+    pub amount_minor: i64,
+    /// ISO 4217.
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SkuView {
+    pub id: String,
+    pub name: String,
+    pub price: Option<MoneyView>,
+    pub stock: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProductView {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub category: String,
+    pub region: String,
+    pub skus: Vec<SkuView>,
+    pub version: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProductPage {
+    pub items: Vec<ProductView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A compact product summary for listings and carts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ProductCard {
+    pub id: String,
+    pub title: String,
+    pub category: String,
+    /// Lowest SKU price.
+    pub price_from: Option<MoneyView>,
+    pub in_stock: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CardsView {
+    pub cards: Vec<ProductCard>,
+    /// Ids that matched no product.
+    pub missing: Vec<String>,
+}
+
+fn money(m: &Option<Money>) -> Option<MoneyView> {
+    m.as_ref().map(|m| MoneyView {
+        amount_minor: m.amount_minor,
+        currency: m.currency.clone(),
+    })
+}
+
+fn sku_view(s: &Sku) -> SkuView {
+    SkuView {
+        id: s.sku_id.clone(),
+        name: s.name.clone(),
+        price: money(&s.price),
+        stock: s.stock,
+    }
+}
+
+impl From<Product> for ProductView {
+    fn from(p: Product) -> Self {
+        ProductView {
+            skus: p.skus.iter().map(sku_view).collect(),
+            id: p.product_id,
+            title: p.title,
+            description: p.description,
+            category: p.category,
+            region: p.region,
+            version: p.version,
+            updated_at_ms: p.updated_at_ms,
+        }
+    }
+}
+
+fn card_of(p: &Product) -> ProductCard {
+    let price_from = p
+        .skus
+        .iter()
+        .filter_map(|s| s.price.as_ref())
+        .min_by_key(|m| m.amount_minor)
+        .map(|m| MoneyView {
+            amount_minor: m.amount_minor,
+            currency: m.currency.clone(),
+        });
+    ProductCard {
+        id: p.product_id.clone(),
+        title: p.title.clone(),
+        category: p.category.clone(),
+        price_from,
+        in_stock: p.skus.iter().any(|s| s.stock > 0),
+    }
+}
+
+/// gRPC error → problem+json with the matching HTTP status.
+pub fn problem_of(s: tonic::Status) -> Problem {
+    let code = ErrorCode::from_grpc(s.code());
+    let detail = if code == ErrorCode::Internal {
+        "catalog failed".to_string()
+    } else {
+        s.message().to_string()
+    };
+    Problem::new(code, detail)
+}
+
+/// Tenant of the call: the token's, else `x-tenant-id`, else the default.
+pub fn tenant(user: &MaybeUser, headers: &HeaderMap, state: &AppState) -> String {
+    user.0
+        .as_ref()
+        .map(|c| c.tid.clone())
+        .or_else(|| {
+            headers
+                .get("x-tenant-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| state.default_tenant.clone())
+}
+
+fn request<T>(msg: T, tenant: &str, timeout: Duration) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(timeout);
+    if let Ok(v) = tenant.parse() {
+        r.metadata_mut().insert(TENANT_METADATA_KEY, v);
+    }
+    r
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    pub category: Option<String>,
+    pub region: Option<String>,
+    /// Minimum price in minor units.
+    pub min_price: Option<i64>,
+    /// Maximum price in minor units.
+    pub max_price: Option<i64>,
+    /// Currency of the price range (ISO 4217).
+    pub currency: Option<String>,
+    /// newest | price_asc | price_desc | name
+    pub sort: Option<String>,
+    /// 1..=100, default 20.
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// List products with filters, sort and cursor pagination.
+#[utoipa::path(get, path = "/products", params(ListParams), tag = "catalog",
+    responses((status = 200, body = ProductPage), (status = 422, description = "invalid filter")))]
+pub async fn list_products(
+    State(state): State<AppState>,
+    user: MaybeUser,
+    headers: HeaderMap,
+    Query(q): Query<ListParams>,
+) -> Result<Json<ProductPage>, Problem> {
+    let sort = match q.sort.as_deref() {
+        None | Some("newest") => ProductSort::Newest,
+        Some("price_asc") => ProductSort::PriceAsc,
+        Some("price_desc") => ProductSort::PriceDesc,
+        Some("name") | Some("title") => ProductSort::TitleAsc,
+        Some(other) => {
+            return Err(
+                Problem::new(ErrorCode::Unprocessable, "invalid sort").with_field(
+                    "sort",
+                    format!("{other:?} is not one of newest, price_asc, price_desc, name"),
+                ),
+            );
+        }
+    };
+    let currency = q.currency.clone().unwrap_or_default();
+    let price = (q.min_price.is_some() || q.max_price.is_some()).then(|| PriceRange {
+        min: q.min_price.map(|a| Money {
+            amount_minor: a,
+            currency: currency.clone(),
+        }),
+        max: q.max_price.map(|a| Money {
+            amount_minor: a,
+            currency: currency.clone(),
+        }),
+    });
+    let msg = ListProductsRequest {
+        page: Some(PageRequest {
+            page_size: q.limit.unwrap_or(0),
+            cursor: q.cursor.unwrap_or_default(),
+        }),
+        category: q.category.unwrap_or_default(),
+        region: q.region.unwrap_or_default(),
+        price,
+        sort: sort as i32,
+    };
+    let tenant = tenant(&user, &headers, &state);
+    let resp = state
+        .catalog
+        .clone()
+        .list_products(request(msg, &tenant, state.upstream_timeout))
+        .await
+        .map_err(problem_of)?
+        .into_inner();
+    Ok(Json(ProductPage {
+        items: resp.products.into_iter().map(ProductView::from).collect(),
+        next_cursor: resp.page.map(|p| p.next_cursor).filter(|c| !c.is_empty()),
+    }))
+}
+
+/// One product with its SKUs, prices and stock.
+#[utoipa::path(get, path = "/products/{id}", tag = "catalog",
+    params(("id" = String, Path, description = "product id")),
+    responses((status = 200, body = ProductView), (status = 404, description = "no such product")))]
+pub async fn get_product(
+    State(state): State<AppState>,
+    user: MaybeUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ProductView>, Problem> {
+    let tenant = tenant(&user, &headers, &state);
+    let resp = state
+        .catalog
+        .clone()
+        .get_product(request(
+            GetProductRequest { product_id: id },
+            &tenant,
+            state.upstream_timeout,
+        ))
+        .await
+        .map_err(problem_of)?
+        .into_inner();
+    resp.product
+        .map(|p| Json(ProductView::from(p)))
+        .ok_or_else(|| Problem::new(ErrorCode::NotFound, "no such product"))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct CardParams {
+    /// Comma-separated product ids (at most 50).
+    pub ids: String,
+}
+
+/// Most ids a cards request may ask for.
+pub const MAX_CARD_IDS: usize = 50;
+
+/// Product cards for many ids at once, served from Redis when cached.
+#[utoipa::path(get, path = "/bff/product-cards", params(CardParams), tag = "bff",
+    responses((status = 200, body = CardsView), (status = 422, description = "too many or no ids")))]
+pub async fn product_cards(
+    State(state): State<AppState>,
+    user: MaybeUser,
+    headers: HeaderMap,
+    Query(q): Query<CardParams>,
+) -> Result<Json<CardsView>, Problem> {
+    let ids: Vec<String> = q
+        .ids
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if ids.is_empty() || ids.len() > MAX_CARD_IDS {
+        return Err(
+            Problem::new(ErrorCode::Unprocessable, "invalid ids").with_field(
+                "ids",
+                format!("give 1 to {MAX_CARD_IDS} comma-separated ids"),
+            ),
+        );
+    }
+    let tenant = tenant(&user, &headers, &state);
+    let keys: Vec<String> = ids.iter().map(|id| format!("card:{tenant}:{id}")).collect();
+    let mut redis = state.redis.clone();
+    // A cache outage degrades to catalog reads, never to an error.
+    let cached: Vec<Option<String>> = match redis.mget(&keys).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "card cache unavailable");
+            vec![None; ids.len()]
+        }
+    };
+    let mut cards: BTreeMap<usize, ProductCard> = BTreeMap::new();
+    let mut missing = Vec::new();
+    let mut misses = Vec::new();
+    for (i, c) in cached.into_iter().enumerate() {
+        match c.and_then(|s| serde_json::from_str::<ProductCard>(&s).ok()) {
+            Some(card) => {
+                state.card_hits.inc();
+                cards.insert(i, card);
+            }
+            None => {
+                state.card_misses.inc();
+                misses.push(i);
+            }
+        }
+    }
+    let fetches = misses.iter().map(|&i| {
+        let mut client = state.catalog.clone();
+        let req = request(
+            GetProductRequest {
+                product_id: ids[i].clone(),
+            },
+            &tenant,
+            state.upstream_timeout,
+        );
+        async move { (i, client.get_product(req).await) }
+    });
+    for (i, r) in futures::future::join_all(fetches).await {
+        match r {
+            Ok(resp) => {
+                if let Some(p) = resp.into_inner().product {
+                    let card = card_of(&p);
+                    if let Ok(json) = serde_json::to_string(&card) {
+                        let _: Result<(), _> = redis.set_ex(&keys[i], json, state.card_ttl_s).await;
+                    }
+                    cards.insert(i, card);
+                }
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => missing.push(ids[i].clone()),
+            Err(s) if s.code() == tonic::Code::InvalidArgument => missing.push(ids[i].clone()),
+            Err(s) => return Err(problem_of(s)),
+        }
+    }
+    Ok(Json(CardsView {
+        cards: cards.into_values().collect(),
+        missing,
+    }))
+}

@@ -1,0 +1,380 @@
+//! The gateway end to end: identity, catalog and gateway served in-process
+//! against the real test stack, driven over HTTP like a browser or the CLI.
+
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use shopstream_platform::config::ServiceConfig;
+use shopstream_runtime::testkit;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const ADMIN_EMAIL: &str = "admin@shopstream.test";
+const PASSWORD: &str = "correct horse battery staple";
+
+struct System {
+    base: String,
+    admin_password: String,
+    shutdown: CancellationToken,
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn listener() -> (TcpListener, std::net::SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    (l, a)
+}
+
+fn service(
+    name: &str,
+    http: std::net::SocketAddr,
+    grpc: std::net::SocketAddr,
+    e: &shopstream_platform::config::Endpoints,
+) -> ServiceConfig {
+    ServiceConfig {
+        name: name.into(),
+        http_addr: http,
+        grpc_addr: grpc,
+        endpoints: e.clone(),
+        request_timeout: Duration::from_secs(10),
+        body_limit_bytes: 64 * 1024,
+        default_tenant: "default".into(),
+    }
+}
+
+async fn wait_ready(url: &str) {
+    let c = Client::new();
+    for _ in 0..300 {
+        if let Ok(r) = c.get(url).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} never became ready");
+}
+
+async fn start() -> System {
+    let stack = testkit::stack().await;
+    let e = &stack.endpoints;
+    let shutdown = CancellationToken::new();
+
+    let (ih, iha) = listener().await;
+    let (ig, iga) = listener().await;
+    let identity_cfg = shopstream_identity::Config {
+        service: service("identity", iha, iga, e),
+        database: testkit::unique("it_gw_identity"),
+        key_dir: testkit::stack_dir()
+            .join("keys")
+            .join(testkit::unique("gw")),
+        cookie_secure: false,
+        login_limit: 50,
+        login_window_s: 60,
+    };
+    let (identity, _) = shopstream_identity::build(&identity_cfg).await.unwrap();
+    let admin_password = identity
+        .ensure_admin("default", ADMIN_EMAIL)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::spawn(shopstream_identity::run(
+        identity_cfg,
+        ih,
+        ig,
+        shutdown.clone(),
+    ));
+
+    let (ch, cha) = listener().await;
+    let (cg, cga) = listener().await;
+    let catalog_cfg = shopstream_catalog::Config {
+        service: service("catalog", cha, cga, e),
+        database: testkit::unique("it_gw_catalog"),
+    };
+    tokio::spawn(shopstream_catalog::run(
+        catalog_cfg,
+        ch,
+        cg,
+        shutdown.clone(),
+    ));
+    wait_ready(&format!("http://{cha}/readyz")).await;
+
+    let (gh, gha) = listener().await;
+    let gateway_cfg = shopstream_gateway::Config {
+        service: service("gateway", gha, gha, e),
+        identity_http: format!("http://{iha}"),
+        catalog_grpc: format!("http://{cga}"),
+        catalog_http: format!("http://{cha}"),
+        upstream_timeout: Duration::from_secs(5),
+        card_ttl_s: 30,
+    };
+    tokio::spawn(shopstream_gateway::run(gateway_cfg, gh, shutdown.clone()));
+    let base = format!("http://{gha}");
+    wait_ready(&format!("{base}/readyz")).await;
+    System {
+        base,
+        admin_password,
+        shutdown,
+    }
+}
+
+async fn token(c: &Client, base: &str, email: &str, password: &str) -> String {
+    let r = c
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn product(slug: &str, price: i64) -> Value {
+    json!({
+        "slug": slug,
+        "title": format!("Test {slug}"),
+        "description": "A product made by the gateway test.",
+        "category": "home",
+        "regions": ["eu"],
+        "skus": [{"sku_id": format!("{}-1", slug.to_uppercase()), "name": "One size",
+                  "price": {"amount_minor": price, "currency": "EUR"}, "stock": 5}]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_admin_catalog_cards_and_errors_through_the_gateway() {
+    let s = start().await;
+    let c = Client::new();
+    let base = &s.base;
+
+    // signup → login → me, all through the gateway.
+    let r = c
+        .post(format!("{base}/auth/signup"))
+        .json(&json!({"email": "shopper@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let user = token(&c, base, "shopper@example.com", PASSWORD).await;
+    let r = c
+        .get(format!("{base}/me"))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["email"],
+        "shopper@example.com"
+    );
+
+    // Admin routes: 401 without a token, 403 for a customer, a forged header does not help.
+    let r = c
+        .post(format!("{base}/admin/products"))
+        .json(&product("lamp", 1999))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c
+        .post(format!("{base}/admin/products"))
+        .bearer_auth(&user)
+        .header("x-shopstream-admin", "true")
+        .json(&product("lamp", 1999))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+
+    // The admin creates products.
+    let admin = token(&c, base, ADMIN_EMAIL, &s.admin_password).await;
+    let mut ids = Vec::new();
+    for (slug, price) in [("lamp", 1999), ("rug", 8900), ("vase", 2500)] {
+        let r = c
+            .post(format!("{base}/admin/products"))
+            .bearer_auth(&admin)
+            .json(&product(slug, price))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+        ids.push(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+
+    // Validation errors list the fields.
+    let r = c
+        .post(format!("{base}/admin/products"))
+        .bearer_auth(&admin)
+        .json(&json!({"slug": "bad", "title": "", "category": "home", "regions": [], "skus": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let p: Value = r.json().await.unwrap();
+    assert!(p["errors"].as_array().unwrap().len() >= 2, "{p}");
+
+    // Edit with the current version succeeds; the same stale version again is 409.
+    let r = c
+        .patch(format!("{base}/admin/products/{}", ids[0]))
+        .bearer_auth(&admin)
+        .header("if-match", "\"1\"")
+        .json(&json!({"title": "Brass desk lamp"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let r = c
+        .patch(format!("{base}/admin/products/{}", ids[0]))
+        .bearer_auth(&admin)
+        .header("if-match", "\"1\"")
+        .json(&json!({"title": "Lost update"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+
+    // Public reads go over gRPC.
+    let r = c
+        .get(format!("{base}/products/{}", ids[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["title"], "Brass desk lamp");
+    assert_eq!(p["version"], 2);
+    let r = c
+        .get(format!(
+            "{base}/products?category=home&sort=price_asc&limit=2"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page: Value = r.json().await.unwrap();
+    let titles: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, vec!["Brass desk lamp", "Test vase"]);
+    let next = page["next_cursor"].as_str().expect("a second page");
+    let r = c
+        .get(format!(
+            "{base}/products?category=home&sort=price_asc&limit=2&cursor={next}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    let page2: Value = r.json().await.unwrap();
+    assert_eq!(page2["items"][0]["title"], "Test rug");
+    let r = c
+        .get(format!(
+            "{base}/products/{}",
+            "01234567-89ab-7def-8123-456789abcdef"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let r = c
+        .get(format!("{base}/products?sort=sideways"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Product cards: a miss fills the cache, the next call hits it.
+    let url = format!("{base}/bff/product-cards?ids={},{},nope", ids[1], ids[2]);
+    let first: Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(first["cards"].as_array().unwrap().len(), 2, "{first}");
+    assert_eq!(first["missing"], json!(["nope"]));
+    let second: Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(first["cards"], second["cards"]);
+    let metrics = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let hits = metrics
+        .lines()
+        .find(|l| l.starts_with("shopstream_product_card_cache_hits_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("hit counter");
+    assert!(hits >= 2.0, "{hits}");
+
+    // Edge errors are problem+json.
+    let r = c.get(format!("{base}/no/such/route")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let r = c
+        .post(format!("{base}/auth/login"))
+        .header("content-type", "application/json")
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let big = "x".repeat(200 * 1024);
+    let r = c
+        .post(format!("{base}/auth/signup"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // The API documents itself.
+    let doc: Value = c
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/auth/login",
+        "/products/{id}",
+        "/bff/product-cards",
+        "/admin/products/{id}",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from OpenAPI"
+        );
+    }
+    let r = c.get(format!("{base}/docs/")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.text().await.unwrap().contains("swagger"),
+        "Swagger UI page"
+    );
+}
