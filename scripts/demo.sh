@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Boot Shopstream natively on a fresh Debian/Ubuntu machine and show it running.
 # Installs what it needs (idempotently), builds the one binary, starts the
-# infrastructure and prints its status. Services and the headline lab join this
-# script as they land; today it boots the infrastructure.
+# infrastructure and the services, seeds the demo data and prints the status.
+# The headline lab joins this script when it lands (checkout, issue #4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +13,10 @@ bin=target/debug/shopstream
 "$bin" doctor --fix
 echo "== up"
 "$bin" up
+echo "== seed (admin account + 600 products; idempotent)"
+"$bin" seed
 echo "== status"
 "$bin" status
 echo
+echo "Gateway: http://127.0.0.1:18080  (API docs: http://127.0.0.1:18080/docs/)"
 echo "Stop everything with: $bin down   (add --purge to delete all state)"

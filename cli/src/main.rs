@@ -1,5 +1,6 @@
 //! `shopstream`: one binary that boots the system and runs any of its services.
 
+mod bench;
 mod infra;
 mod seed;
 mod serve;
@@ -63,6 +64,8 @@ enum Command {
     Doctor(infra::DoctorArgs),
     /// Load the demo data idempotently: an admin account and 600 products.
     Seed(seed::SeedArgs),
+    /// Open-loop load against the running gateway; prints latency percentiles.
+    Bench(bench::BenchArgs),
     /// Run one server in the foreground (used by `up`; handy for debugging).
     Serve(serve::ServeArgs),
 }
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
             Command::Logs(a) => infra::logs(&cli.state_dir, a).await,
             Command::Doctor(a) => infra::doctor(a).await,
             Command::Seed(a) => seed::seed(&cli.state_dir, a).await,
+            Command::Bench(a) => bench::bench(a).await,
             Command::Serve(a) => serve::serve(a).await,
         }
     });

@@ -77,6 +77,7 @@ pub async fn seed(state_dir: &Path, args: SeedArgs) -> anyhow::Result<u8> {
                 "admin_password": admin_password,
                 "admin_created": admin_password.is_some(),
                 "products_inserted": report.inserted,
+                "products_updated": report.updated,
                 "products_unchanged": report.unchanged,
                 "elapsed_ms": elapsed.as_millis(),
             })
@@ -93,8 +94,9 @@ pub async fn seed(state_dir: &Path, args: SeedArgs) -> anyhow::Result<u8> {
             ),
         }
         println!(
-            "catalog: {} products inserted, {} already present ({:.1}s)",
+            "catalog: {} products inserted, {} updated from the file, {} unchanged ({:.1}s)",
             report.inserted,
+            report.updated,
             report.unchanged,
             elapsed.as_secs_f64()
         );

@@ -1,0 +1,315 @@
+//! `shopstream bench`: open-loop load against the running gateway, with
+//! latency percentiles measured from each request's *scheduled* start (so a
+//! slow server cannot hide its queueing: no coordinated omission).
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use shopstream_platform::config::{Ports, service_addrs};
+use tokio::sync::Semaphore;
+
+use crate::exit;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// GET /products/{id} through the gateway (catalog over gRPC).
+    Product,
+    /// POST /auth/login through the gateway (argon2id verify).
+    Login,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to load; repeat for several (default: product and login).
+    #[arg(long = "target", value_enum)]
+    targets: Vec<Target>,
+    /// Requests per second for `product`.
+    #[arg(long, default_value_t = 2000)]
+    product_rate: u32,
+    /// Requests per second for `login` (argon2 is deliberately slow).
+    #[arg(long, default_value_t = 20)]
+    login_rate: u32,
+    /// Seconds of load per target (after a 1 s warm-up).
+    #[arg(long, default_value_t = 10)]
+    duration_s: u64,
+    /// Most requests in flight; beyond it a tick counts as dropped.
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    /// Gateway base URL (default: this stack's gateway).
+    #[arg(long)]
+    url: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub target: String,
+    pub rate_per_s: u32,
+    pub duration_s: u64,
+    pub requests: u64,
+    pub ok: u64,
+    pub errors: u64,
+    /// Ticks skipped because `max_in_flight` requests were outstanding.
+    pub dropped: u64,
+    pub achieved_per_s: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p95: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+}
+
+/// Concurrent signups while preparing the login benchmark.
+const SIGNUP_CONCURRENCY: usize = 4;
+
+type Request = Arc<dyn Fn(u64) -> reqwest::RequestBuilder + Send + Sync>;
+
+async fn run_load(
+    name: &str,
+    rate: u32,
+    duration: Duration,
+    max_in_flight: usize,
+    make: Request,
+) -> Report {
+    let hist = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+    ));
+    let counts = Arc::new(Mutex::new((0u64, 0u64)));
+    let sem = Arc::new(Semaphore::new(max_in_flight));
+    let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let warmup = Duration::from_secs(1);
+    let started = Instant::now();
+    let mut dropped = 0u64;
+    let mut n = 0u64;
+    let mut tasks = Vec::new();
+    loop {
+        let scheduled = started + period.mul_f64(n as f64);
+        if scheduled >= started + warmup + duration {
+            break;
+        }
+        tokio::time::sleep_until(scheduled.into()).await;
+        let measured = scheduled >= started + warmup;
+        let Ok(permit) = sem.clone().try_acquire_owned() else {
+            if measured {
+                dropped += 1;
+            }
+            n += 1;
+            continue;
+        };
+        let req = make(n);
+        let (hist, counts) = (hist.clone(), counts.clone());
+        tasks.push(tokio::spawn(async move {
+            let res = req.send().await;
+            let ok = matches!(&res, Ok(r) if r.status().is_success());
+            if let Ok(r) = res {
+                let _ = r.bytes().await;
+            }
+            let us = scheduled.elapsed().as_micros() as u64;
+            drop(permit);
+            if measured {
+                if let Ok(mut h) = hist.lock() {
+                    let _ = h.record(us.max(1));
+                }
+                if let Ok(mut c) = counts.lock() {
+                    if ok { c.0 += 1 } else { c.1 += 1 }
+                }
+            }
+        }));
+        n += 1;
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let h = hist
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|_| Histogram::new(3).expect("histogram"));
+    let (ok, errors) = counts.lock().map(|c| *c).unwrap_or((0, 0));
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Report {
+        target: name.to_string(),
+        rate_per_s: rate,
+        duration_s: duration.as_secs(),
+        requests: ok + errors,
+        ok,
+        errors,
+        dropped,
+        achieved_per_s: (ok + errors) as f64 / duration.as_secs_f64(),
+        latency_ms_p50: ms(0.50),
+        latency_ms_p95: ms(0.95),
+        latency_ms_p99: ms(0.99),
+        latency_ms_max: h.max() as f64 / 1000.0,
+    }
+}
+
+pub async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
+    let ports = Ports::from_env(Ports::DEV)?;
+    let base = args.url.clone().unwrap_or_else(|| {
+        let (h, _) = service_addrs("gateway", ports.services).expect("gateway is a service");
+        format!("http://{h}")
+    });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(args.max_in_flight)
+        .build()?;
+    if client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .ok()
+        != Some(true)
+    {
+        eprintln!(
+            "error: no ready gateway at {base}: start the stack (shopstream up) and seed it (shopstream seed)"
+        );
+        return Ok(exit::NOT_READY);
+    }
+    let targets = if args.targets.is_empty() {
+        vec![Target::Product, Target::Login]
+    } else {
+        args.targets.clone()
+    };
+    let duration = Duration::from_secs(args.duration_s);
+    let mut reports = Vec::new();
+    for t in targets {
+        let report = match t {
+            Target::Product => {
+                let page: serde_json::Value = client
+                    .get(format!("{base}/products?limit=100"))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let ids: Vec<String> = page["items"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|p| p["id"].as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if ids.is_empty() {
+                    eprintln!("error: the catalog is empty: run `shopstream seed` first");
+                    return Ok(exit::NOT_READY);
+                }
+                eprintln!(
+                    "bench: GET /products/{{id}} at {}/s for {} s over {} products",
+                    args.product_rate,
+                    args.duration_s,
+                    ids.len()
+                );
+                let (c, b) = (client.clone(), base.clone());
+                let ids = Arc::new(ids);
+                let make: Request = Arc::new(move |n| {
+                    c.get(format!("{b}/products/{}", ids[n as usize % ids.len()]))
+                });
+                run_load(
+                    "GET /products/{id}",
+                    args.product_rate,
+                    duration,
+                    args.max_in_flight,
+                    make,
+                )
+                .await
+            }
+            Target::Login => {
+                // One account per request: the login rate limit (per email and
+                // client) must not turn the benchmark into a 429 benchmark.
+                let users = (u64::from(args.login_rate) * (args.duration_s + 1)) as usize;
+                eprintln!("bench: creating {users} accounts for the login benchmark");
+                let run_id = format!("{:x}", rand_suffix());
+                let password = "bench password for shopstream";
+                use futures::StreamExt;
+                // A few at a time: each signup is an argon2id hash.
+                let created = futures::stream::iter(0..users)
+                    .map(|i| {
+                        let c = client.clone();
+                        let url = format!("{base}/auth/signup");
+                        let email = format!("bench-{run_id}-{i}@example.com");
+                        async move {
+                            c.post(url)
+                                .json(&serde_json::json!({"email": email, "password": password}))
+                                .send()
+                                .await
+                        }
+                    })
+                    .buffer_unordered(SIGNUP_CONCURRENCY)
+                    .filter(|r| {
+                        std::future::ready(matches!(r, Ok(r) if r.status().as_u16() == 201))
+                    })
+                    .count()
+                    .await;
+                if created < users {
+                    eprintln!(
+                        "error: only {created} of {users} benchmark accounts could be created"
+                    );
+                    return Ok(exit::FAILED);
+                }
+                eprintln!(
+                    "bench: POST /auth/login at {}/s for {} s",
+                    args.login_rate, args.duration_s
+                );
+                let (c, b) = (client.clone(), base.clone());
+                let make: Request = Arc::new(move |n| {
+                    let email = format!("bench-{run_id}-{}@example.com", n as usize % users);
+                    c.post(format!("{b}/auth/login"))
+                        .json(&serde_json::json!({"email": email, "password": password}))
+                });
+                run_load(
+                    "POST /auth/login",
+                    args.login_rate,
+                    duration,
+                    args.max_in_flight,
+                    make,
+                )
+                .await
+            }
+        };
+        reports.push(report);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        let rows: Vec<Vec<String>> = reports
+            .iter()
+            .map(|r| {
+                vec![
+                    r.target.clone(),
+                    format!("{}/s", r.rate_per_s),
+                    format!("{:.0}/s", r.achieved_per_s),
+                    format!("{}", r.errors),
+                    format!("{}", r.dropped),
+                    format!("{:.2}", r.latency_ms_p50),
+                    format!("{:.2}", r.latency_ms_p95),
+                    format!("{:.2}", r.latency_ms_p99),
+                    format!("{:.2}", r.latency_ms_max),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            crate::table::render(
+                &[
+                    "target", "offered", "achieved", "errors", "dropped", "p50 ms", "p95 ms",
+                    "p99 ms", "max ms"
+                ],
+                &rows
+            )
+        );
+    }
+    let failed = reports.iter().any(|r| r.errors > 0);
+    Ok(if failed { exit::FAILED } else { exit::OK })
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
