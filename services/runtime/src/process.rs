@@ -176,7 +176,8 @@ pub fn tree_rss_kib(pid: u32) -> u64 {
 }
 
 /// Stop the process group led by `pid`: `signal`, then SIGKILL after `grace`.
-/// Returns true if it stopped within the grace period.
+/// Returns once the leader and every descendant seen at the start are gone
+/// (bounded); true if the leader stopped within the grace period.
 pub async fn stop(pid: u32, signal: Signal, grace: Duration) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
         return true;
@@ -185,22 +186,28 @@ pub async fn stop(pid: u32, signal: Signal, grace: Duration) -> bool {
     if !is_alive(pid) {
         return true;
     }
+    let tree = process_tree(pid);
     let _ = killpg(group, signal);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if !is_alive(pid) {
-            // Take stragglers of the group with it.
-            let _ = killpg(group, Signal::SIGKILL);
+    let graceful = wait_gone(&[pid], grace).await;
+    // Whatever of the group is left (children of a stopped leader, or all of
+    // it after the grace period) goes now.
+    let _ = killpg(group, Signal::SIGKILL);
+    wait_gone(&tree, Duration::from_secs(5)).await;
+    graceful
+}
+
+/// Wait until none of `pids` is alive, at most `limit`; true if they all went.
+async fn wait_gone(pids: &[u32], limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if pids.iter().all(|p| !is_alive(*p)) {
             return true;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = killpg(group, Signal::SIGKILL);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while is_alive(pid) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[cfg(test)]
