@@ -7,11 +7,11 @@ use shopstream_runtime::s3_server::{self, S3Config};
 use crate::exit;
 
 /// Servers this binary can run. Services join this list as they are built.
-const SERVERS: &[&str] = &["s3", "identity", "catalog", "gateway"];
+const SERVERS: &[&str] = &["s3", "identity", "catalog", "inventory", "gateway"];
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Which server: s3, identity, catalog, gateway.
+    /// Which server: s3, identity, catalog, inventory, gateway.
     name: String,
 }
 
@@ -47,6 +47,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             let http = tokio::net::TcpListener::bind(cfg.service.http_addr).await?;
             let grpc = tokio::net::TcpListener::bind(cfg.service.grpc_addr).await?;
             shopstream_catalog::run(cfg, http, grpc, shutdown::on_signal()).await?;
+            Ok(exit::OK)
+        }
+        "inventory" => {
+            let cfg = shopstream_inventory::Config::from_env()?;
+            let http = tokio::net::TcpListener::bind(cfg.service.http_addr).await?;
+            let grpc = tokio::net::TcpListener::bind(cfg.service.grpc_addr).await?;
+            shopstream_inventory::run(cfg, http, grpc, shutdown::on_signal()).await?;
             Ok(exit::OK)
         }
         "gateway" => {

@@ -25,6 +25,7 @@ pub enum Kind {
     /// Services are `shopstream serve NAME` processes.
     Identity,
     Catalog,
+    Inventory,
     Gateway,
 }
 
@@ -38,9 +39,14 @@ impl Kind {
         Kind::S3,
     ];
     /// Services, started once the infrastructure is ready.
-    pub const SERVICES: [Kind; 3] = [Kind::Identity, Kind::Catalog, Kind::Gateway];
+    pub const SERVICES: [Kind; 4] = [
+        Kind::Identity,
+        Kind::Catalog,
+        Kind::Inventory,
+        Kind::Gateway,
+    ];
     /// Everything, in start order; `down` stops in reverse.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Postgres,
         Kind::Redis,
         Kind::Kafka,
@@ -48,6 +54,7 @@ impl Kind {
         Kind::S3,
         Kind::Identity,
         Kind::Catalog,
+        Kind::Inventory,
         Kind::Gateway,
     ];
 
@@ -75,6 +82,7 @@ impl Kind {
             Kind::S3 => "s3",
             Kind::Identity => "identity",
             Kind::Catalog => "catalog",
+            Kind::Inventory => "inventory",
             Kind::Gateway => "gateway",
         }
     }
@@ -90,7 +98,7 @@ impl Kind {
             Kind::Kafka => ports.kafka,
             Kind::Temporal => ports.temporal,
             Kind::S3 => ports.s3,
-            Kind::Identity | Kind::Catalog | Kind::Gateway => {
+            Kind::Identity | Kind::Catalog | Kind::Inventory | Kind::Gateway => {
                 self.service_addrs(ports).map_or(0, |(h, _)| h.port())
             }
         }
@@ -104,7 +112,7 @@ impl Kind {
             Kind::Kafka => format!("kafka://{}", e.kafka_brokers),
             Kind::Temporal => e.temporal_url.clone(),
             Kind::S3 => e.s3_endpoint.clone(),
-            Kind::Identity | Kind::Catalog | Kind::Gateway => self
+            Kind::Identity | Kind::Catalog | Kind::Inventory | Kind::Gateway => self
                 .service_addrs(ports)
                 .map(|(h, _)| format!("http://{h}"))
                 .unwrap_or_default(),
@@ -282,7 +290,7 @@ impl Layout {
                 ("sqlite3", prereq::which("sqlite3")),
             ],
             Kind::Temporal => vec![("temporal", prereq::temporal_bin())],
-            Kind::S3 | Kind::Identity | Kind::Catalog | Kind::Gateway => vec![],
+            Kind::S3 | Kind::Identity | Kind::Catalog | Kind::Inventory | Kind::Gateway => vec![],
         };
         match need.iter().find(|(_, p)| p.is_none()) {
             Some((name, _)) => Err(missing(name)),
@@ -351,7 +359,7 @@ impl Layout {
                 ]);
                 Ok(spec(kind, bin, args, dir))
             }
-            Kind::Identity | Kind::Catalog | Kind::Gateway => {
+            Kind::Identity | Kind::Catalog | Kind::Inventory | Kind::Gateway => {
                 let mut s = spec(kind, self.exe.clone(), strings(&["serve", kind.name()]), dir);
                 s.env = self.service_env(kind);
                 s.env.push((

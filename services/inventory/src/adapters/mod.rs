@@ -1,0 +1,5 @@
+//! Implementations of the inventory store.
+
+pub mod contract;
+pub mod memory;
+pub mod postgres;

@@ -1,0 +1,131 @@
+//! gRPC: `Reserve`, `Release`, `Commit` (all idempotent).
+
+use shopstream_platform::{ErrorCode, Problem};
+use shopstream_proto::{
+    TENANT_METADATA_KEY,
+    inventory::v1::{
+        CommitRequest, CommitResponse, ReleaseRequest, ReleaseResponse, ReservationState,
+        ReserveRequest, ReserveResponse, inventory_service_server::InventoryService,
+    },
+};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    domain::{Line, State},
+    ports::StoreError,
+    service::{Inventory, InventoryError},
+};
+
+#[derive(Debug, Clone)]
+pub struct GrpcApi {
+    pub inventory: Inventory,
+    pub default_tenant: String,
+}
+
+fn tenant<T>(req: &Request<T>, default: &str) -> String {
+    req.metadata()
+        .get(TENANT_METADATA_KEY)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or(default)
+        .to_string()
+}
+
+fn state(s: State) -> i32 {
+    (match s {
+        State::Held => ReservationState::Held,
+        State::Committed => ReservationState::Committed,
+        State::Released => ReservationState::Released,
+        State::Expired => ReservationState::Expired,
+    }) as i32
+}
+
+impl From<InventoryError> for Problem {
+    fn from(e: InventoryError) -> Problem {
+        match e {
+            InventoryError::Invalid(fields) => {
+                let mut p = Problem::new(ErrorCode::Unprocessable, "invalid reservation");
+                for f in fields {
+                    p = p.with_field(f.field, f.message);
+                }
+                p
+            }
+            InventoryError::Store(s) => match s {
+                StoreError::InsufficientStock { .. }
+                | StoreError::Conflict(_)
+                | StoreError::OrderMismatch(_) => Problem::new(ErrorCode::Conflict, s.to_string()),
+                StoreError::UnknownSku(_) | StoreError::NotFound => {
+                    Problem::new(ErrorCode::NotFound, s.to_string())
+                }
+                StoreError::Storage(detail) => {
+                    tracing::error!(%detail, "inventory storage error");
+                    Problem::new(ErrorCode::Unavailable, "inventory storage is unavailable")
+                }
+            },
+        }
+    }
+}
+
+fn id(raw: &str) -> Result<uuid::Uuid, Status> {
+    raw.parse()
+        .map_err(|_| Problem::new(ErrorCode::Unprocessable, "reservation_id is not a UUID").into())
+}
+
+#[tonic::async_trait]
+impl InventoryService for GrpcApi {
+    async fn reserve(
+        &self,
+        req: Request<ReserveRequest>,
+    ) -> Result<Response<ReserveResponse>, Status> {
+        let tenant = tenant(&req, &self.default_tenant);
+        let r = req.into_inner();
+        let lines: Vec<Line> = r
+            .items
+            .iter()
+            .map(|i| Line {
+                sku_id: i.sku.as_ref().map(|s| s.sku_id.clone()).unwrap_or_default(),
+                quantity: i.quantity,
+            })
+            .collect();
+        let res = self
+            .inventory
+            .reserve(&tenant, &r.order_id, &lines, r.ttl_s)
+            .await
+            .map_err(Problem::from)?;
+        Ok(Response::new(ReserveResponse {
+            reservation_id: res.id.to_string(),
+            state: state(res.state),
+            expires_at_ms: res.expires_at_ms,
+        }))
+    }
+
+    async fn release(
+        &self,
+        req: Request<ReleaseRequest>,
+    ) -> Result<Response<ReleaseResponse>, Status> {
+        let tenant = tenant(&req, &self.default_tenant);
+        let r = self
+            .inventory
+            .release(&tenant, id(&req.get_ref().reservation_id)?)
+            .await
+            .map_err(Problem::from)?;
+        Ok(Response::new(ReleaseResponse {
+            state: state(r.state),
+        }))
+    }
+
+    async fn commit(
+        &self,
+        req: Request<CommitRequest>,
+    ) -> Result<Response<CommitResponse>, Status> {
+        let tenant = tenant(&req, &self.default_tenant);
+        let r = self
+            .inventory
+            .commit(&tenant, id(&req.get_ref().reservation_id)?)
+            .await
+            .map_err(Problem::from)?;
+        Ok(Response::new(CommitResponse {
+            state: state(r.state),
+        }))
+    }
+}

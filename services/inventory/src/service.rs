@@ -1,0 +1,108 @@
+//! Inventory's use cases over the store: validation, TTLs on the `Clock`
+//! port, ids on `IdGen`, and the expiry worker.
+
+use std::{sync::Arc, time::Duration};
+
+use shopstream_platform::{clock::Clock, ids::IdGen};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{
+    domain::{self, FieldError, Line},
+    ports::{InventoryStore, Reservation, StoreError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("invalid request")]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Clone)]
+pub struct Inventory {
+    pub store: Arc<dyn InventoryStore>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGen>,
+}
+
+impl std::fmt::Debug for Inventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Inventory")
+    }
+}
+
+/// Reservations expired per sweep of the worker.
+pub const EXPIRY_BATCH: i64 = 500;
+
+impl Inventory {
+    #[tracing::instrument(skip(self, lines), fields(lines = lines.len()))]
+    pub async fn reserve(
+        &self,
+        tenant: &str,
+        order_id: &str,
+        lines: &[Line],
+        ttl_s: u32,
+    ) -> Result<Reservation, InventoryError> {
+        let mut errors = Vec::new();
+        if order_id.trim().is_empty() {
+            errors.push(FieldError {
+                field: "order_id".into(),
+                message: "is required".into(),
+            });
+        }
+        let ttl = domain::ttl_s(ttl_s).map_err(|e| errors.push(e)).ok();
+        let lines = domain::normalise(lines).map_err(|e| errors.extend(e)).ok();
+        let (Some(ttl), Some(lines)) = (ttl, lines) else {
+            return Err(InventoryError::Invalid(errors));
+        };
+        if !errors.is_empty() {
+            return Err(InventoryError::Invalid(errors));
+        }
+        let expires = self.clock.now_ms() + i64::from(ttl) * 1000;
+        Ok(self
+            .store
+            .reserve(tenant, order_id, &lines, self.ids.new_id(), expires)
+            .await?)
+    }
+
+    pub async fn commit(&self, tenant: &str, id: Uuid) -> Result<Reservation, InventoryError> {
+        Ok(self.store.commit(tenant, id).await?)
+    }
+
+    pub async fn release(&self, tenant: &str, id: Uuid) -> Result<Reservation, InventoryError> {
+        Ok(self.store.release(tenant, id).await?)
+    }
+
+    /// One sweep: expire every due hold (in batches). Returns how many expired.
+    pub async fn expire_due(&self) -> Result<usize, InventoryError> {
+        let mut total = 0;
+        loop {
+            let n = self
+                .store
+                .expire_due(self.clock.now_ms(), EXPIRY_BATCH)
+                .await?
+                .len();
+            total += n;
+            if (n as i64) < EXPIRY_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Sweep every `interval` until `shutdown`.
+    pub async fn run_expiry(&self, interval: Duration, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            match self.expire_due().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "expired reservations returned their stock"),
+                Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
+            }
+        }
+    }
+}
