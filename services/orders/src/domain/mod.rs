@@ -1,0 +1,4 @@
+//! The orders domain: no I/O, no async, no clock reads.
+
+pub mod order;
+pub mod saga;
