@@ -7,11 +7,18 @@ use shopstream_runtime::s3_server::{self, S3Config};
 use crate::exit;
 
 /// Servers this binary can run. Services join this list as they are built.
-const SERVERS: &[&str] = &["s3", "identity", "catalog", "inventory", "gateway"];
+const SERVERS: &[&str] = &[
+    "s3",
+    "identity",
+    "catalog",
+    "inventory",
+    "gateway",
+    "stripe-sim",
+];
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Which server: s3, identity, catalog, inventory, gateway.
+    /// Which server: s3, identity, catalog, inventory, gateway, stripe-sim.
     name: String,
 }
 
@@ -54,6 +61,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             let http = tokio::net::TcpListener::bind(cfg.service.http_addr).await?;
             let grpc = tokio::net::TcpListener::bind(cfg.service.grpc_addr).await?;
             shopstream_inventory::run(cfg, http, grpc, shutdown::on_signal()).await?;
+            Ok(exit::OK)
+        }
+        "stripe-sim" => {
+            let cfg = shopstream_stripe_sim::Config::from_env()?;
+            let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
+            shopstream_stripe_sim::run(cfg, listener, shutdown::on_signal()).await?;
             Ok(exit::OK)
         }
         "gateway" => {

@@ -1,0 +1,3 @@
+//! The wire: Stripe's REST surface and the `/_sim/` admin endpoints.
+
+pub mod http;
