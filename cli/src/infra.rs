@@ -49,7 +49,7 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// postgres, redis, kafka, temporal, s3, identity, catalog, inventory or gateway.
+    /// postgres, redis, kafka, temporal, s3, identity, catalog, inventory, gateway or stripe-sim.
     name: String,
     /// Keep printing new lines as they are written (Ctrl-C to stop).
     #[arg(short, long)]

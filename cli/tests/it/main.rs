@@ -171,8 +171,8 @@ fn up_status_up_again_down_leaves_no_process_behind() {
     let comps = up.as_array().unwrap();
     assert_eq!(
         comps.len(),
-        9,
-        "five infrastructure components and four services"
+        10,
+        "five infrastructure components and five services"
     );
     assert!(comps.iter().all(|c| c["ready"] == true), "{up:#}");
     let pids: Vec<u32> = comps
@@ -191,7 +191,7 @@ fn up_status_up_again_down_leaves_no_process_behind() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(
         text(&out).matches("already running").count(),
-        9,
+        10,
         "{}",
         text(&out)
     );
@@ -202,7 +202,7 @@ fn up_status_up_again_down_leaves_no_process_behind() {
     let out = run(&state, &["down", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let down: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(down["stopped"].as_array().unwrap().len(), 9, "{down}");
+    assert_eq!(down["stopped"].as_array().unwrap().len(), 10, "{down}");
     // Every component stops on its own signal within the grace period.
     assert_eq!(down["killed_after_grace"], serde_json::json!([]), "{down}");
     // ...and nothing after down: not the recorded pids, not their children.

@@ -27,6 +27,8 @@ pub enum Kind {
     Catalog,
     Inventory,
     Gateway,
+    /// The Stripe emulator (payments talk to it in the native runtime).
+    StripeSim,
 }
 
 impl Kind {
@@ -39,14 +41,15 @@ impl Kind {
         Kind::S3,
     ];
     /// Services, started once the infrastructure is ready.
-    pub const SERVICES: [Kind; 4] = [
+    pub const SERVICES: [Kind; 5] = [
         Kind::Identity,
         Kind::Catalog,
         Kind::Inventory,
         Kind::Gateway,
+        Kind::StripeSim,
     ];
     /// Everything, in start order; `down` stops in reverse.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Postgres,
         Kind::Redis,
         Kind::Kafka,
@@ -56,6 +59,7 @@ impl Kind {
         Kind::Catalog,
         Kind::Inventory,
         Kind::Gateway,
+        Kind::StripeSim,
     ];
 
     pub fn is_service(self) -> bool {
@@ -84,6 +88,7 @@ impl Kind {
             Kind::Catalog => "catalog",
             Kind::Inventory => "inventory",
             Kind::Gateway => "gateway",
+            Kind::StripeSim => "stripe-sim",
         }
     }
 
@@ -98,7 +103,7 @@ impl Kind {
             Kind::Kafka => ports.kafka,
             Kind::Temporal => ports.temporal,
             Kind::S3 => ports.s3,
-            Kind::Identity | Kind::Catalog | Kind::Inventory | Kind::Gateway => {
+            Kind::Identity | Kind::Catalog | Kind::Inventory | Kind::Gateway | Kind::StripeSim => {
                 self.service_addrs(ports).map_or(0, |(h, _)| h.port())
             }
         }
@@ -112,10 +117,11 @@ impl Kind {
             Kind::Kafka => format!("kafka://{}", e.kafka_brokers),
             Kind::Temporal => e.temporal_url.clone(),
             Kind::S3 => e.s3_endpoint.clone(),
-            Kind::Identity | Kind::Catalog | Kind::Inventory | Kind::Gateway => self
-                .service_addrs(ports)
-                .map(|(h, _)| format!("http://{h}"))
-                .unwrap_or_default(),
+            Kind::Identity | Kind::Catalog | Kind::Inventory | Kind::Gateway | Kind::StripeSim => {
+                self.service_addrs(ports)
+                    .map(|(h, _)| format!("http://{h}"))
+                    .unwrap_or_default()
+            }
         }
     }
 
@@ -290,7 +296,12 @@ impl Layout {
                 ("sqlite3", prereq::which("sqlite3")),
             ],
             Kind::Temporal => vec![("temporal", prereq::temporal_bin())],
-            Kind::S3 | Kind::Identity | Kind::Catalog | Kind::Inventory | Kind::Gateway => vec![],
+            Kind::S3
+            | Kind::Identity
+            | Kind::Catalog
+            | Kind::Inventory
+            | Kind::Gateway
+            | Kind::StripeSim => vec![],
         };
         match need.iter().find(|(_, p)| p.is_none()) {
             Some((name, _)) => Err(missing(name)),
@@ -359,9 +370,12 @@ impl Layout {
                 ]);
                 Ok(spec(kind, bin, args, dir))
             }
-            Kind::Identity | Kind::Catalog | Kind::Inventory | Kind::Gateway => {
+            Kind::Identity | Kind::Catalog | Kind::Inventory | Kind::Gateway | Kind::StripeSim => {
                 let mut s = spec(kind, self.exe.clone(), strings(&["serve", kind.name()]), dir);
                 s.env = self.service_env(kind);
+                if let Some((http, _)) = kind.service_addrs(&self.ports) {
+                    s.env.push(("SHOPSTREAM_STRIPE_SIM_ADDR".into(), http.to_string()));
+                }
                 s.env.push((
                     "SHOPSTREAM_IDENTITY_KEY_DIR".into(),
                     self.root.join("keys").display().to_string(),

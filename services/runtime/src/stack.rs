@@ -434,7 +434,11 @@ impl Stack {
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string()),
-                Kind::Identity | Kind::Catalog | Kind::Inventory | Kind::Gateway => {
+                Kind::Identity
+                | Kind::Catalog
+                | Kind::Inventory
+                | Kind::Gateway
+                | Kind::StripeSim => {
                     let (addr, _) = kind
                         .service_addrs(&self.layout.ports)
                         .ok_or_else(|| "no address".to_string())?;
