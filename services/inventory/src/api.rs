@@ -1,12 +1,9 @@
 //! gRPC: `Reserve`, `Release`, `Commit` (all idempotent).
 
-use shopstream_platform::{ErrorCode, Problem};
-use shopstream_proto::{
-    TENANT_METADATA_KEY,
-    inventory::v1::{
-        CommitRequest, CommitResponse, ReleaseRequest, ReleaseResponse, ReservationState,
-        ReserveRequest, ReserveResponse, inventory_service_server::InventoryService,
-    },
+use shopstream_platform::{ErrorCode, Problem, grpc::tenant};
+use shopstream_proto::inventory::v1::{
+    CommitRequest, CommitResponse, ReleaseRequest, ReleaseResponse, ReservationState,
+    ReserveRequest, ReserveResponse, inventory_service_server::InventoryService,
 };
 use tonic::{Request, Response, Status};
 
@@ -20,15 +17,6 @@ use crate::{
 pub struct GrpcApi {
     pub inventory: Inventory,
     pub default_tenant: String,
-}
-
-fn tenant<T>(req: &Request<T>, default: &str) -> String {
-    req.metadata()
-        .get(TENANT_METADATA_KEY)
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty())
-        .unwrap_or(default)
-        .to_string()
 }
 
 fn state(s: State) -> i32 {

@@ -74,6 +74,20 @@ where
     }
 }
 
+/// Metadata key carrying the tenant on every internal call (the same value as
+/// `shopstream_proto::TENANT_METADATA_KEY`).
+pub const TENANT_METADATA_KEY: &str = "x-tenant-id";
+
+/// The caller's tenant from request metadata, else `default`.
+pub fn tenant<T>(req: &tonic::Request<T>, default: &str) -> String {
+    req.metadata()
+        .get(TENANT_METADATA_KEY)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or(default)
+        .to_string()
+}
+
 /// Client interceptor that sends the current trace context as metadata.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceInterceptor;
@@ -105,6 +119,15 @@ pub fn channel(
 mod tests {
     use super::*;
     use tonic::service::Interceptor;
+
+    #[test]
+    fn tenant_comes_from_metadata_or_the_default() {
+        let mut req = tonic::Request::new(());
+        assert_eq!(tenant(&req, "default"), "default");
+        req.metadata_mut()
+            .insert(TENANT_METADATA_KEY, "acme".parse().unwrap());
+        assert_eq!(tenant(&req, "default"), "acme");
+    }
 
     #[tokio::test]
     async fn interceptor_sends_the_current_trace() {

@@ -1,6 +1,6 @@
 //! gRPC: `GetUser` and `ValidateToken` for other services.
 
-use shopstream_platform::{ErrorCode, Problem};
+use shopstream_platform::{ErrorCode, Problem, grpc::tenant};
 use shopstream_proto::{
     common::v1::User as UserMsg,
     identity::v1::{
@@ -16,15 +16,6 @@ use crate::service::Identity;
 pub struct GrpcApi {
     pub identity: Identity,
     pub default_tenant: String,
-}
-
-fn tenant<T>(req: &Request<T>, default: &str) -> String {
-    req.metadata()
-        .get(shopstream_proto::TENANT_METADATA_KEY)
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty())
-        .unwrap_or(default)
-        .to_string()
 }
 
 #[tonic::async_trait]

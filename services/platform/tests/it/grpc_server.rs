@@ -40,6 +40,11 @@ impl IdentityService for Identity {
     }
 }
 
+#[test]
+fn platform_and_proto_agree_on_the_tenant_metadata_key() {
+    assert_eq!(grpc::TENANT_METADATA_KEY, shopstream_proto::TENANT_METADATA_KEY);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn trace_continues_and_problems_map_to_grpc_codes() {
     telemetry::init("it", telemetry::LogFormat::Pretty, None).unwrap();
