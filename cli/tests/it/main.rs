@@ -8,16 +8,18 @@ use std::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_shopstream");
 
-/// Ports of their own, so this test never meets the dev or test stack.
+/// Ports of their own, so this test never meets the dev or test stack, and all
+/// below Linux's ephemeral range (32768+), where any outgoing connection could
+/// be holding one for a moment.
 const PORTS: [(&str, &str); 8] = [
-    ("SHOPSTREAM_PG_PORT", "35432"),
-    ("SHOPSTREAM_REDIS_PORT", "36379"),
-    ("SHOPSTREAM_KAFKA_PORT", "39092"),
-    ("SHOPSTREAM_TEMPORAL_PORT", "37233"),
-    ("SHOPSTREAM_TEMPORAL_HTTP_PORT", "37243"),
-    ("SHOPSTREAM_TEMPORAL_METRICS_PORT", "37263"),
-    ("SHOPSTREAM_S3_PORT", "39000"),
-    ("SHOPSTREAM_SERVICES_PORT_BASE", "38080"),
+    ("SHOPSTREAM_PG_PORT", "23432"),
+    ("SHOPSTREAM_REDIS_PORT", "23379"),
+    ("SHOPSTREAM_KAFKA_PORT", "23092"),
+    ("SHOPSTREAM_TEMPORAL_PORT", "23233"),
+    ("SHOPSTREAM_TEMPORAL_HTTP_PORT", "23243"),
+    ("SHOPSTREAM_TEMPORAL_METRICS_PORT", "23263"),
+    ("SHOPSTREAM_S3_PORT", "23000"),
+    ("SHOPSTREAM_SERVICES_PORT_BASE", "23100"),
 ];
 
 fn run(state: &Path, args: &[&str]) -> Output {
@@ -91,6 +93,16 @@ impl Drop for Cleanup {
             .args(["down", "--purge"])
             .env("SHOPSTREAM_STATE_DIR", &self.0)
             .output();
+    }
+}
+
+/// Kills a child process when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -184,7 +196,7 @@ fn up_status_up_again_down_leaves_no_process_behind() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st["ready"], true);
-    assert_eq!(st["components"][0]["port"], 35432);
+    assert_eq!(st["components"][0]["port"], 23432);
 
     // Up again: nothing restarts.
     let out = run(&state, &["up", "--no-install"]);
@@ -234,14 +246,18 @@ fn up_status_up_again_down_leaves_no_process_behind() {
 fn up_watch_restarts_a_component_killed_with_sigkill() {
     let state = temp_dir("watch");
     let _cleanup = Cleanup(state.clone());
-    let mut watch = Command::new(BIN)
-        .args(["up", "--watch", "--no-install"])
-        .env("SHOPSTREAM_STATE_DIR", &state)
-        .envs(PORTS.map(|(k, v)| (k, v.replacen('3', "4", 1))))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // Declared after `_cleanup`, so dropped first: on a failed assertion the
+    // watcher stops before `down`, instead of restarting what `down` stops.
+    let mut watch = KillOnDrop(
+        Command::new(BIN)
+            .args(["up", "--watch", "--no-install"])
+            .env("SHOPSTREAM_STATE_DIR", &state)
+            .envs(PORTS.map(|(k, v)| (k, v.replacen("23", "24", 1))))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let redis_pid = || -> Option<u32> {
         let rec: serde_json::Value =
             serde_json::from_slice(&std::fs::read(state.join("run/redis.pid")).ok()?).ok()?;
@@ -282,10 +298,10 @@ fn up_watch_restarts_a_component_killed_with_sigkill() {
     assert!(ready(30), "stack not ready again after the restart");
 
     Command::new("kill")
-        .args(["-INT", &watch.id().to_string()])
+        .args(["-INT", &watch.0.id().to_string()])
         .status()
         .unwrap();
-    let _ = watch.wait();
+    let _ = watch.0.wait();
     let out = Command::new(BIN)
         .args(["down", "--purge"])
         .env("SHOPSTREAM_STATE_DIR", &state)

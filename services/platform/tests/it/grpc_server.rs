@@ -42,7 +42,10 @@ impl IdentityService for Identity {
 
 #[test]
 fn platform_and_proto_agree_on_the_tenant_metadata_key() {
-    assert_eq!(grpc::TENANT_METADATA_KEY, shopstream_proto::TENANT_METADATA_KEY);
+    assert_eq!(
+        grpc::TENANT_METADATA_KEY,
+        shopstream_proto::TENANT_METADATA_KEY
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
