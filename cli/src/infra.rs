@@ -90,6 +90,24 @@ fn install_missing(allow: bool) -> Result<(), (u8, String)> {
                 format!("{} not found. Install it with: {}", p.name, p.install),
             ));
         }
+        // The installer itself must exist: name it and how to get it.
+        let needs = if p.name == "tansu" {
+            "cargo"
+        } else {
+            "python3"
+        };
+        if let Some(tool) = prereq::check_all()
+            .into_iter()
+            .find(|t| t.name == needs && !t.found())
+        {
+            return Err((
+                exit::MISSING_PREREQ,
+                format!(
+                    "{} not found, and installing it needs {needs}, which is missing too. Install {needs} with: {}",
+                    p.name, tool.install
+                ),
+            ));
+        }
         let log = prereq::cache_dir()
             .join("logs")
             .join(format!("install-{}.log", p.name));

@@ -159,8 +159,51 @@ fn doctor_names_a_missing_redis_server_and_how_to_install_it() {
     assert_eq!(out.status.code(), Some(3), "{t}");
     assert!(t.contains("redis-server not found"), "{t}");
     assert!(processes_mentioning(state.to_str().unwrap()).is_empty());
-    let _ = std::fs::remove_dir_all(bin_dir);
-    let _ = std::fs::remove_dir_all(state);
+
+    // Without python3 (and no temporal in an empty cache), `up` names python3
+    // and its install command instead of failing inside the installer.
+    let doctor: serde_json::Value = serde_json::from_slice(
+        &Command::new(BIN)
+            .args(["doctor", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let path_of = |name: &str| {
+        doctor["prerequisites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["path"].as_str())
+            .map(PathBuf::from)
+    };
+    let no_python = temp_dir("path-without-python");
+    for tool in ["redis-server", "sqlite3", "cargo", "tansu"] {
+        if let Some(p) = path_of(tool) {
+            std::os::unix::fs::symlink(p, no_python.join(tool)).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink("/bin/sh", no_python.join("sh")).unwrap();
+    let empty_cache = temp_dir("empty-cache");
+    let out = Command::new(BIN)
+        .args(["up"])
+        .env("SHOPSTREAM_STATE_DIR", &state)
+        .env("SHOPSTREAM_CACHE_DIR", &empty_cache)
+        .envs(PORTS)
+        .env("PATH", &no_python)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    assert!(
+        t.contains("needs python3") && t.contains("apt-get install -y python3"),
+        "{t}"
+    );
+    for d in [bin_dir, state, no_python, empty_cache] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
 
 #[test]
