@@ -45,12 +45,12 @@ impl PostgresProductRepository {
 
     /// A transaction reading one consistent snapshot.
     async fn snapshot(&self) -> Result<sqlx::Transaction<'static, Postgres>, RepoError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
+        // One statement instead of BEGIN + SET TRANSACTION: a round trip less
+        // on every read.
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await
-            .map_err(db_err)?;
-        Ok(tx)
+            .map_err(db_err)
     }
 
     /// The first of `codes` (in order) that the tenant already uses.
