@@ -174,6 +174,11 @@ async fn observe(State(ops): State<Ops>, req: Request, next: Next) -> Response {
         .with_context(parent)
         .await;
     span.record("status", resp.status().as_u16());
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // One log line per request, carrying the span's route, request id and trace id.
+    span.in_scope(|| {
+        tracing::info!(status = resp.status().as_u16(), latency_ms, "request");
+    });
     ops.metrics.observe_request(
         &method,
         &route,
