@@ -93,6 +93,47 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{:010x}", rand::random::<u64>() & 0xff_ffff_ffff)
 }
 
+/// How often [`eventually`] probes.
+pub const POLL: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// Probe until it yields `Some`, or panic naming `what` once `timeout` has
+/// passed. Tests wait for conditions with this, never for a fixed time.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Wait until `url` answers 2xx (a service's `/readyz`).
+pub async fn wait_http_ok(url: &str, timeout: std::time::Duration) {
+    let client = reqwest::Client::new();
+    eventually(&format!("{url} answers 2xx"), timeout, || {
+        let req = client
+            .get(url)
+            .timeout(std::time::Duration::from_secs(2))
+            .send();
+        async move {
+            req.await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        }
+    })
+    .await
+}
+
 impl TestStack {
     /// A fresh database of its own, migrated by nothing yet.
     pub async fn database(&self, prefix: &str) -> sqlx::PgPool {
@@ -106,6 +147,24 @@ impl TestStack {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn eventually_returns_the_first_value_and_gives_up_at_the_deadline() {
+        let mut n = 0;
+        let v = eventually("three probes", std::time::Duration::from_secs(1), || {
+            n += 1;
+            let done = n == 3;
+            async move { done.then_some(n) }
+        })
+        .await;
+        assert_eq!(v, 3);
+        let never = tokio::spawn(eventually(
+            "never",
+            std::time::Duration::from_millis(100),
+            || async { None::<()> },
+        ));
+        assert!(never.await.unwrap_err().is_panic());
+    }
 
     #[test]
     fn unique_names_are_valid_identifiers_and_differ() {

@@ -49,16 +49,7 @@ fn service(
 }
 
 async fn wait_ready(url: &str) {
-    let c = Client::new();
-    for _ in 0..300 {
-        if let Ok(r) = c.get(url).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{url} never became ready");
+    testkit::wait_http_ok(url, Duration::from_secs(15)).await;
 }
 
 async fn start() -> System {

@@ -59,15 +59,7 @@ pub async fn start(login_limit: u32) -> Running {
         grpc: format!("http://{g}"),
         shutdown,
     };
-    // Wait until it serves (migrations run first).
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{}/readyz", running.http)).send().await
-            && r.status().is_success()
-        {
-            return running;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("identity did not become ready");
+    // It serves once migrations have run.
+    testkit::wait_http_ok(&format!("{}/readyz", running.http), Duration::from_secs(10)).await;
+    running
 }

@@ -142,15 +142,12 @@ async fn grpc_reserve_commit_release_are_idempotent() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(shopstream_inventory::run(cfg, http, grpc, shutdown.clone()));
 
-    let mut client = None;
-    for _ in 0..100 {
-        if let Ok(c) = InventoryServiceClient::connect(format!("http://{grpc_addr}")).await {
-            client = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut c = client.expect("inventory serves gRPC");
+    let url = format!("http://{grpc_addr}");
+    let mut c = testkit::eventually("inventory serves gRPC", Duration::from_secs(10), || {
+        let url = url.clone();
+        async move { InventoryServiceClient::connect(url).await.ok() }
+    })
+    .await;
     let req = || ReserveRequest {
         order_id: "order-77".into(),
         items: vec![ReservationItem {

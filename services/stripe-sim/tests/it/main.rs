@@ -7,7 +7,7 @@ mod intents;
 
 use std::{
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
@@ -110,20 +110,17 @@ pub async fn start() -> Sim {
     sim
 }
 
-/// Poll `check` until it holds, failing after a deadline.
+/// Poll `check` until it holds, failing after a deadline (the shared test-kit loop).
 pub async fn wait_until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting until {what}");
+    shopstream_runtime::testkit::eventually(what, Duration::from_secs(10), || {
+        let fut = check();
+        async move { fut.await.then_some(()) }
+    })
+    .await
 }
 
 pub fn encode(params: &[(&str, &str)]) -> String {
