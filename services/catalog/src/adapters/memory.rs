@@ -10,10 +10,7 @@ use std::{
 use async_trait::async_trait;
 
 use crate::{
-    domain::{
-        ChangeKind, ListQuery, OutboxEvent, Page, Product, ProductId, Slug, TenantId, events,
-        product, query,
-    },
+    domain::{ListQuery, OutboxEvent, Page, Product, ProductId, Slug, TenantId, query},
     ports::{Duplicate, ProductRepository, RepoError, StockUpdate},
 };
 
@@ -164,22 +161,7 @@ impl ProductRepository for MemoryProductRepository {
             .filter(|p| u.product_id.is_none_or(|id| id == p.id))
             .cloned()
             .ok_or(RepoError::SkuNotFound)?;
-        if u.expected_version.is_some_and(|v| v != current.version) {
-            return Err(RepoError::Conflict {
-                product: current.id,
-                current: current.version,
-            });
-        }
-        let next = product::apply_stock(&current, &u.sku_id, u.change, u.context.now_ms)
-            .map_err(RepoError::Invalid)?;
-        let event = events::sku_changed(
-            &next,
-            &u.sku_id,
-            ChangeKind::Updated,
-            u.event_id,
-            &u.context,
-        )
-        .ok_or_else(|| RepoError::Internal("sku vanished".into()))?;
+        let (next, event) = super::plan_stock_update(&current, u)?;
         s.products.insert((tenant.clone(), next.id), next.clone());
         s.append(tenant, &[event]);
         Ok(next)

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        Category, ChangeKind, Cursor, ListQuery, Money, OutboxEvent, Page, Product, ProductId,
-        Region, Sku, SkuId, Slug, Sort, TenantId, events, money::Currency, product, query::SortKey,
+        Category, Cursor, ListQuery, Money, OutboxEvent, Page, Product, ProductId, Region, Sku,
+        SkuId, Slug, Sort, TenantId, money::Currency, query::SortKey,
     },
     ports::{Duplicate, ProductRepository, RepoError, StockUpdate},
 };
@@ -640,22 +640,7 @@ impl ProductRepository for PostgresProductRepository {
             .await?
             .filter(|p| p.sku(&u.sku_id).is_some())
             .ok_or(RepoError::SkuNotFound)?;
-        if u.expected_version.is_some_and(|v| v != current.version) {
-            return Err(RepoError::Conflict {
-                product: current.id,
-                current: current.version,
-            });
-        }
-        let next = product::apply_stock(&current, &u.sku_id, u.change, u.context.now_ms)
-            .map_err(RepoError::Invalid)?;
-        let event = events::sku_changed(
-            &next,
-            &u.sku_id,
-            ChangeKind::Updated,
-            u.event_id,
-            &u.context,
-        )
-        .ok_or_else(|| RepoError::Internal("sku vanished".into()))?;
+        let (next, event) = super::plan_stock_update(&current, u)?;
         let quantity = next.sku(&u.sku_id).map(|s| s.stock).unwrap_or_default();
         async {
             sqlx::query(
