@@ -55,19 +55,23 @@ pub const CATEGORY_MAX_CHARS: usize = 64;
 /// Longest region name accepted.
 pub const REGION_MAX_CHARS: usize = 32;
 
+/// Only ASCII letters, digits, `-`, `_` and `.`.
+fn ascii_ident(s: &str) -> Result<(), String> {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Ok(())
+    } else {
+        Err("may contain only ASCII letters, digits, '-', '_' and '.'".into())
+    }
+}
+
 text_newtype!(
     /// The tenant a request acts for: ASCII letters, digits, `-`, `_` and `.`.
     TenantId,
     |s| {
         length(s, 1, TENANT_ID_MAX_CHARS)?;
-        if s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            Ok(())
-        } else {
-            Err("may contain only ASCII letters, digits, '-', '_' and '.'".into())
-        }
+        ascii_ident(s)
     }
 );
 
@@ -77,14 +81,7 @@ text_newtype!(
     SkuId,
     |s| {
         length(s, 1, SKU_ID_MAX_CHARS)?;
-        if s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            Ok(())
-        } else {
-            Err("may contain only ASCII letters, digits, '-', '_' and '.'".into())
-        }
+        ascii_ident(s)
     }
 );
 
