@@ -98,7 +98,19 @@ pub const POLL: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// Probe until it yields `Some`, or panic naming `what` once `timeout` has
 /// passed. Tests wait for conditions with this, never for a fixed time.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    match try_eventually(timeout, probe).await {
+        Some(v) => v,
+        None => panic!("timed out after {timeout:?} waiting until {what}"),
+    }
+}
+
+/// [`eventually`] without the panic: `None` when `timeout` passed first.
+pub async fn try_eventually<T, F, Fut>(timeout: std::time::Duration, mut probe: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -106,12 +118,11 @@ where
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(v) = probe().await {
-            return v;
+            return Some(v);
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(POLL).await;
     }
 }
@@ -158,12 +169,10 @@ mod tests {
         })
         .await;
         assert_eq!(v, 3);
-        let never = tokio::spawn(eventually(
-            "never",
-            std::time::Duration::from_millis(100),
-            || async { None::<()> },
-        ));
-        assert!(never.await.unwrap_err().is_panic());
+        let never = try_eventually(std::time::Duration::from_millis(100), || async {
+            None::<()>
+        });
+        assert_eq!(never.await, None);
     }
 
     #[test]
