@@ -1,8 +1,12 @@
 //! `shopstream bench`: open-loop load against the running gateway, with
 //! latency percentiles measured from each request's *scheduled* start (so a
-//! slow server cannot hide its queueing: no coordinated omission).
+//! slow server cannot hide its queueing: no coordinated omission). Targets:
+//! product reads, logins, checkout end to end (order placed → saga finished),
+//! and a flash sale (many concurrent reservations of one scarce SKU).
 
 use std::{
+    future::Future,
+    pin::Pin,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -15,12 +19,21 @@ use tokio::sync::Semaphore;
 
 use crate::exit;
 
+mod checkout;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Target {
     /// GET /products/{id} through the gateway (catalog over gRPC).
     Product,
     /// POST /auth/login through the gateway (argon2id verify).
     Login,
+    /// POST /orders, then poll GET /orders/{id} until the saga finishes:
+    /// latency is order placed → completed (reserve, authorize, capture,
+    /// commit through Temporal, inventory, payments and stripe-sim).
+    Checkout,
+    /// As many concurrent POST /reservations of one unit of one SKU as
+    /// possible against a small stock: attempts/s and oversold units (must be 0).
+    FlashSale,
 }
 
 #[derive(Debug, Args)]
@@ -34,6 +47,15 @@ pub struct BenchArgs {
     /// Requests per second for `login` (argon2 is deliberately slow).
     #[arg(long, default_value_t = 20)]
     login_rate: u32,
+    /// Orders per second for `checkout`.
+    #[arg(long, default_value_t = 10)]
+    checkout_rate: u32,
+    /// Units of the flash-sale SKU.
+    #[arg(long, default_value_t = 100)]
+    flash_stock: i64,
+    /// Reservation attempts in the flash sale (all fired at once, 64 in flight).
+    #[arg(long, default_value_t = 1000)]
+    flash_attempts: u32,
     /// Seconds of load per target (after a 1 s warm-up).
     #[arg(long, default_value_t = 10)]
     duration_s: u64,
@@ -67,14 +89,33 @@ pub struct Report {
 /// Concurrent signups while preparing the login benchmark.
 const SIGNUP_CONCURRENCY: usize = 4;
 
-type Request = Arc<dyn Fn(u64) -> reqwest::RequestBuilder + Send + Sync>;
+/// One unit of load: resolves to whether it succeeded.
+type Job = Pin<Box<dyn Future<Output = bool> + Send>>;
+type MakeJob = Arc<dyn Fn(u64) -> Job + Send + Sync>;
+
+/// A job that sends one request and succeeds on a 2xx.
+fn request_job(make: impl Fn(u64) -> reqwest::RequestBuilder + Send + Sync + 'static) -> MakeJob {
+    Arc::new(move |n| {
+        let req = make(n);
+        Box::pin(async move {
+            match req.send().await {
+                Ok(r) => {
+                    let ok = r.status().is_success();
+                    let _ = r.bytes().await;
+                    ok
+                }
+                Err(_) => false,
+            }
+        })
+    })
+}
 
 async fn run_load(
     name: &str,
     rate: u32,
     duration: Duration,
     max_in_flight: usize,
-    make: Request,
+    make: MakeJob,
 ) -> Report {
     let hist = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
@@ -101,14 +142,10 @@ async fn run_load(
             n += 1;
             continue;
         };
-        let req = make(n);
+        let job = make(n);
         let (hist, counts) = (hist.clone(), counts.clone());
         tasks.push(tokio::spawn(async move {
-            let res = req.send().await;
-            let ok = matches!(&res, Ok(r) if r.status().is_success());
-            if let Ok(r) = res {
-                let _ = r.bytes().await;
-            }
+            let ok = job.await;
             let us = scheduled.elapsed().as_micros() as u64;
             drop(permit);
             if measured {
@@ -177,6 +214,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
     };
     let duration = Duration::from_secs(args.duration_s);
     let mut reports = Vec::new();
+    let mut flash_reports = Vec::new();
     for t in targets {
         let report = match t {
             Target::Product => {
@@ -206,7 +244,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
                 );
                 let (c, b) = (client.clone(), base.clone());
                 let ids = Arc::new(ids);
-                let make: Request = Arc::new(move |n| {
+                let make = request_job(move |n| {
                     c.get(format!("{b}/products/{}", ids[n as usize % ids.len()]))
                 });
                 run_load(
@@ -256,7 +294,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
                     args.login_rate, args.duration_s
                 );
                 let (c, b) = (client.clone(), base.clone());
-                let make: Request = Arc::new(move |n| {
+                let make = request_job(move |n| {
                     let email = format!("bench-{run_id}-{}@example.com", n as usize % users);
                     c.post(format!("{b}/auth/login"))
                         .json(&serde_json::json!({"email": email, "password": password}))
@@ -270,11 +308,57 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
                 )
                 .await
             }
+            Target::Checkout => {
+                let setup = match checkout::prepare(&client, &base, &ports, 1_000_000).await? {
+                    Ok(s) => s,
+                    Err(code) => return Ok(code),
+                };
+                eprintln!(
+                    "bench: checkout (POST /orders → completed) at {}/s for {} s over {} SKUs",
+                    args.checkout_rate,
+                    args.duration_s,
+                    setup.lines.len()
+                );
+                let make = checkout::job(client.clone(), base.clone(), setup);
+                run_load(
+                    "checkout (order → completed)",
+                    args.checkout_rate,
+                    duration,
+                    args.max_in_flight,
+                    make,
+                )
+                .await
+            }
+            Target::FlashSale => {
+                let flash = match checkout::flash_sale(
+                    &client,
+                    &base,
+                    &ports,
+                    args.flash_stock,
+                    args.flash_attempts,
+                )
+                .await?
+                {
+                    Ok(f) => f,
+                    Err(code) => return Ok(code),
+                };
+                flash_reports.push(flash.summary.clone());
+                flash.report
+            }
         };
         reports.push(report);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        if flash_reports.is_empty() {
+            println!("{}", serde_json::to_string_pretty(&reports)?);
+        } else {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"reports": reports, "flash_sale": flash_reports})
+                )?
+            );
+        }
     } else {
         let rows: Vec<Vec<String>> = reports
             .iter()
@@ -303,7 +387,23 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
             )
         );
     }
-    let failed = reports.iter().any(|r| r.errors > 0);
+    for f in &flash_reports {
+        println!(
+            "flash sale: {} attempts on {} units in {:.2} s ({:.0} attempts/s): {} reserved, {} refused, {} errors; stock after: reserved {}, available {}; oversold {}",
+            f.attempts,
+            f.stock,
+            f.elapsed_s,
+            f.attempts_per_s,
+            f.reserved,
+            f.refused,
+            f.errors,
+            f.stock_reserved_after,
+            f.stock_available_after,
+            f.oversold
+        );
+    }
+    let failed =
+        reports.iter().any(|r| r.errors > 0) || flash_reports.iter().any(|f| f.oversold != 0);
     Ok(if failed { exit::FAILED } else { exit::OK })
 }
 

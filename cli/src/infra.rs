@@ -129,12 +129,19 @@ fn install_missing(allow: bool) -> Result<(), (u8, String)> {
     Ok(())
 }
 
-pub async fn up(state_dir: &Path, args: UpArgs) -> anyhow::Result<u8> {
+/// What `up` does before it reports: install missing tools (when allowed),
+/// start whatever is not running and wait until everything is ready, with
+/// progress on stderr. `Ok(Err(code))` means it failed and said why on stderr.
+/// `shopstream lab run` boots through this too.
+pub async fn bring_up(
+    state_dir: &Path,
+    allow_install: bool,
+) -> anyhow::Result<Result<(Stack, Vec<ComponentStatus>, Duration), u8>> {
     if let Err((code, msg)) =
-        tokio::task::spawn_blocking(move || install_missing(!args.no_install)).await?
+        tokio::task::spawn_blocking(move || install_missing(allow_install)).await?
     {
         eprintln!("error: {msg}");
-        return Ok(code);
+        return Ok(Err(code));
     }
     let stack = stack(state_dir)?;
     let started = Instant::now();
@@ -143,52 +150,57 @@ pub async fn up(state_dir: &Path, args: UpArgs) -> anyhow::Result<u8> {
     let result = stack.up(Arc::new(move |p| r.report(p))).await;
     reporter.finish();
     match result {
-        Ok(statuses) => {
-            let elapsed = started.elapsed();
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&statuses)?);
-            } else {
-                print!("{}", status_table(&statuses));
-                let rss: u64 = statuses.iter().map(|s| s.rss_kib).sum();
-                println!(
-                    "\nall {} components ready in {:.1}s, {} MiB resident; state in {}",
-                    statuses.len(),
-                    elapsed.as_secs_f64(),
-                    rss / 1024,
-                    stack.root().display()
-                );
-                println!("stop with `shopstream down` (add --purge to delete state)");
-            }
-            if args.watch {
-                eprintln!("watching: a component that dies is restarted (Ctrl-C stops watching)");
-                let shutdown = shopstream_platform::shutdown::on_signal();
-                let r = Reporter { bars: None };
-                if let Err(e) = stack
-                    .supervise(
-                        RestartPolicy::default(),
-                        shutdown,
-                        Arc::new(move |p| r.report(p)),
-                    )
-                    .await
-                {
-                    eprintln!("error: {e}");
-                    return Ok(exit::NOT_READY);
-                }
-            }
-            Ok(exit::OK)
-        }
+        Ok(statuses) => Ok(Ok((stack, statuses, started.elapsed()))),
         Err(StackError::Prepare {
             kind,
             source: e @ PrepareError::Missing { .. },
         }) => {
             eprintln!("error: {kind}: {e}\n(run `shopstream doctor` to see every prerequisite)");
-            Ok(exit::MISSING_PREREQ)
+            Ok(Err(exit::MISSING_PREREQ))
         }
         Err(e) => {
             eprintln!("error: {e}");
-            Ok(exit::NOT_READY)
+            Ok(Err(exit::NOT_READY))
         }
     }
+}
+
+pub async fn up(state_dir: &Path, args: UpArgs) -> anyhow::Result<u8> {
+    let (stack, statuses, elapsed) = match bring_up(state_dir, !args.no_install).await? {
+        Ok(up) => up,
+        Err(code) => return Ok(code),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+    } else {
+        print!("{}", status_table(&statuses));
+        let rss: u64 = statuses.iter().map(|s| s.rss_kib).sum();
+        println!(
+            "\nall {} components ready in {:.1}s, {} MiB resident; state in {}",
+            statuses.len(),
+            elapsed.as_secs_f64(),
+            rss / 1024,
+            stack.root().display()
+        );
+        println!("stop with `shopstream down` (add --purge to delete state)");
+    }
+    if args.watch {
+        eprintln!("watching: a component that dies is restarted (Ctrl-C stops watching)");
+        let shutdown = shopstream_platform::shutdown::on_signal();
+        let r = Reporter { bars: None };
+        if let Err(e) = stack
+            .supervise(
+                RestartPolicy::default(),
+                shutdown,
+                Arc::new(move |p| r.report(p)),
+            )
+            .await
+        {
+            eprintln!("error: {e}");
+            return Ok(exit::NOT_READY);
+        }
+    }
+    Ok(exit::OK)
 }
 
 pub async fn down(state_dir: &Path, args: DownArgs) -> anyhow::Result<u8> {

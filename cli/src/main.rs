@@ -1,7 +1,9 @@
 //! `shopstream`: one binary that boots the system and runs any of its services.
 
 mod bench;
+mod fault;
 mod infra;
+mod lab;
 mod seed;
 mod serve;
 mod table;
@@ -68,6 +70,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run one server in the foreground (used by `up`; handy for debugging).
     Serve(serve::ServeArgs),
+    /// Scripted, self-checking labs: `lab list`, `lab run checkout-failure`.
+    Lab(lab::LabArgs),
+    /// Inject, show or clear faults at run time: `fault stripe-sim --set JSON`.
+    Fault(fault::FaultArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +98,8 @@ fn main() -> ExitCode {
             Command::Seed(a) => seed::seed(&cli.state_dir, a).await,
             Command::Bench(a) => bench::bench(a).await,
             Command::Serve(a) => serve::serve(a).await,
+            Command::Lab(a) => lab::lab(&cli.state_dir, a).await,
+            Command::Fault(a) => fault::fault(&cli.state_dir, a).await,
         }
     });
     match code {

@@ -16,10 +16,13 @@ use crate::exit;
 /// The catalog seed, built into the binary so `seed` works from any directory.
 const PRODUCTS_JSON: &str = include_str!("../../services/catalog/seed/products.json");
 
+/// The demo's admin account.
+pub const DEFAULT_ADMIN_EMAIL: &str = "admin@shopstream.local";
+
 #[derive(Debug, Args)]
 pub struct SeedArgs {
     /// Email of the admin account to create (or to grant the admin role).
-    #[arg(long, default_value = "admin@shopstream.local")]
+    #[arg(long, default_value = DEFAULT_ADMIN_EMAIL)]
     admin_email: String,
     /// Load products from this file instead of the built-in seed.
     #[arg(long)]
@@ -28,7 +31,24 @@ pub struct SeedArgs {
     json: bool,
 }
 
-pub async fn seed(state_dir: &Path, args: SeedArgs) -> anyhow::Result<u8> {
+/// What one seeding run did.
+#[derive(Debug)]
+pub struct Seeded {
+    pub admin_email: String,
+    /// The generated password, when this run created the admin account.
+    pub admin_password: Option<String>,
+    pub report: shopstream_catalog::seed::SeedReport,
+    pub elapsed: std::time::Duration,
+}
+
+/// Seed the stack under `state_dir`, printing nothing on stdout.
+/// `Ok(Err(code))` means Postgres is not reachable (said on stderr).
+/// `shopstream lab run` seeds through this too.
+pub async fn seed_stack(
+    state_dir: &Path,
+    admin_email: &str,
+    products: Option<&Path>,
+) -> anyhow::Result<Result<Seeded, u8>> {
     let stack = Stack::new(
         state_dir,
         Ports::from_env(Ports::DEV)?,
@@ -37,7 +57,7 @@ pub async fn seed(state_dir: &Path, args: SeedArgs) -> anyhow::Result<u8> {
     let endpoints: Endpoints = stack.endpoints();
     if let Err(e) = db::ensure_database(&endpoints.postgres_url, "postgres").await {
         eprintln!("error: cannot reach Postgres ({e}); start the stack first: shopstream up");
-        return Ok(exit::NOT_READY);
+        return Ok(Err(exit::NOT_READY));
     }
     let started = Instant::now();
 
@@ -51,14 +71,14 @@ pub async fn seed(state_dir: &Path, args: SeedArgs) -> anyhow::Result<u8> {
     let (identity, _) = shopstream_identity::build(&identity_cfg).await?;
     let tenant = identity_cfg.service.default_tenant.clone();
     let admin_password = identity
-        .ensure_admin(&tenant, &args.admin_email)
+        .ensure_admin(&tenant, admin_email)
         .await
         .map_err(|e| anyhow::anyhow!("admin account: {e}"))?;
 
     // The catalog.
     let pool = db::connect(&endpoints.postgres_url, "catalog").await?;
-    let path = match &args.products {
-        Some(p) => p.clone(),
+    let path = match products {
+        Some(p) => p.to_path_buf(),
         None => {
             let p = stack.root().join("seed-products.json");
             std::fs::create_dir_all(stack.root())?;
@@ -67,7 +87,24 @@ pub async fn seed(state_dir: &Path, args: SeedArgs) -> anyhow::Result<u8> {
         }
     };
     let report = shopstream_catalog::seed::seed(&pool, &path).await?;
-    let elapsed = started.elapsed();
+    Ok(Ok(Seeded {
+        admin_email: admin_email.to_string(),
+        admin_password,
+        report,
+        elapsed: started.elapsed(),
+    }))
+}
+
+pub async fn seed(state_dir: &Path, args: SeedArgs) -> anyhow::Result<u8> {
+    let Seeded {
+        admin_password,
+        report,
+        elapsed,
+        ..
+    } = match seed_stack(state_dir, &args.admin_email, args.products.as_deref()).await? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
 
     if args.json {
         println!(

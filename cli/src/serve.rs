@@ -14,11 +14,13 @@ const SERVERS: &[&str] = &[
     "inventory",
     "gateway",
     "stripe-sim",
+    "orders",
+    "payments",
 ];
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Which server: s3, identity, catalog, inventory, gateway, stripe-sim.
+    /// Which server: s3, identity, catalog, inventory, gateway, stripe-sim, orders, payments.
     name: String,
 }
 
@@ -44,23 +46,32 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         }
         "identity" => {
             let cfg = shopstream_identity::Config::from_env()?;
-            let http = tokio::net::TcpListener::bind(cfg.service.http_addr).await?;
-            let grpc = tokio::net::TcpListener::bind(cfg.service.grpc_addr).await?;
+            let (http, grpc) = listeners(&cfg.service).await?;
             shopstream_identity::run(cfg, http, grpc, shutdown::on_signal()).await?;
             Ok(exit::OK)
         }
         "catalog" => {
             let cfg = shopstream_catalog::Config::from_env()?;
-            let http = tokio::net::TcpListener::bind(cfg.service.http_addr).await?;
-            let grpc = tokio::net::TcpListener::bind(cfg.service.grpc_addr).await?;
+            let (http, grpc) = listeners(&cfg.service).await?;
             shopstream_catalog::run(cfg, http, grpc, shutdown::on_signal()).await?;
             Ok(exit::OK)
         }
         "inventory" => {
             let cfg = shopstream_inventory::Config::from_env()?;
-            let http = tokio::net::TcpListener::bind(cfg.service.http_addr).await?;
-            let grpc = tokio::net::TcpListener::bind(cfg.service.grpc_addr).await?;
+            let (http, grpc) = listeners(&cfg.service).await?;
             shopstream_inventory::run(cfg, http, grpc, shutdown::on_signal()).await?;
+            Ok(exit::OK)
+        }
+        "orders" => {
+            let cfg = shopstream_orders::Config::from_env()?;
+            let (http, grpc) = listeners(&cfg.service).await?;
+            shopstream_orders::run(cfg, http, grpc, shutdown::on_signal()).await?;
+            Ok(exit::OK)
+        }
+        "payments" => {
+            let cfg = shopstream_payments::Config::from_env()?;
+            let (http, grpc) = listeners(&cfg.service).await?;
+            shopstream_payments::run(cfg, http, grpc, shutdown::on_signal()).await?;
             Ok(exit::OK)
         }
         "stripe-sim" => {
@@ -83,4 +94,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             Ok(2)
         }
     }
+}
+
+/// Bind a service's HTTP and gRPC listeners.
+async fn listeners(
+    service: &config::ServiceConfig,
+) -> anyhow::Result<(tokio::net::TcpListener, tokio::net::TcpListener)> {
+    let bind = |addr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+    };
+    Ok((
+        bind(service.http_addr).await?,
+        bind(service.grpc_addr).await?,
+    ))
 }

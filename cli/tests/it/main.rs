@@ -1,5 +1,9 @@
 //! The `shopstream` binary end to end: `doctor` names what is missing, and
-//! `up` → `status` → `up` again → `down` leaves no process behind.
+//! `up` → `status` → `up` again → `down` leaves no process behind; the labs
+//! and `fault` in [`lab`].
+
+mod checkout;
+mod lab;
 
 use std::{
     path::{Path, PathBuf},

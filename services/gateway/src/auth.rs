@@ -82,15 +82,31 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let User(c) = User::from_request_parts(parts, state).await?;
+        if c.admin {
+            Ok(Admin(c))
+        } else {
+            Err(Problem::new(
+                ErrorCode::PermissionDenied,
+                "this route needs the admin role",
+            ))
+        }
+    }
+}
+
+/// A signed-in caller: 401 without a valid token.
+#[derive(Debug, Clone)]
+pub struct User(pub Claims);
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         match MaybeUser::from_request_parts(parts, state).await? {
+            MaybeUser(Some(c)) => Ok(User(c)),
             MaybeUser(None) => Err(Problem::new(
                 ErrorCode::Unauthenticated,
                 "this route needs an access token (Authorization: Bearer ...)",
-            )),
-            MaybeUser(Some(c)) if c.admin => Ok(Admin(c)),
-            MaybeUser(Some(_)) => Err(Problem::new(
-                ErrorCode::PermissionDenied,
-                "this route needs the admin role",
             )),
         }
     }

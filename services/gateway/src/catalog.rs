@@ -1,7 +1,7 @@
 //! Public catalog reads over gRPC, and product cards composed from catalog
 //! with a Redis cache in front.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use axum::{
     Json,
@@ -12,13 +12,12 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use shopstream_platform::{ErrorCode, Problem};
 use shopstream_proto::{
-    TENANT_METADATA_KEY,
     catalog::v1::{GetProductRequest, ListProductsRequest, Product, ProductSort, Sku},
     common::v1::{Money, PageRequest, PriceRange},
 };
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{AppState, auth::MaybeUser};
+use crate::{AppState, auth::MaybeUser, upstream::request};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct MoneyView {
@@ -146,15 +145,6 @@ pub fn tenant(user: &MaybeUser, headers: &HeaderMap, state: &AppState) -> String
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| state.default_tenant.clone())
-}
-
-fn request<T>(msg: T, tenant: &str, timeout: Duration) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.set_timeout(timeout);
-    if let Ok(v) = tenant.parse() {
-        r.metadata_mut().insert(TENANT_METADATA_KEY, v);
-    }
-    r
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

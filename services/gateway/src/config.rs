@@ -13,6 +13,14 @@ pub struct Config {
     pub catalog_grpc: String,
     /// Catalog's REST base (admin writes are forwarded there after the role check).
     pub catalog_http: String,
+    /// Inventory's gRPC endpoint (reservations, stock).
+    pub inventory_grpc: String,
+    /// Orders' gRPC endpoint (checkout).
+    pub orders_grpc: String,
+    /// Payments' gRPC endpoint (refunds, payment reads).
+    pub payments_grpc: String,
+    /// Payments' REST base (the Stripe webhook is forwarded there byte for byte).
+    pub payments_http: String,
     /// Deadline of every upstream call.
     pub upstream_timeout: Duration,
     /// How long a product card stays in Redis.
@@ -38,6 +46,10 @@ impl Config {
             identity_http: env_or("SHOPSTREAM_IDENTITY_URL", &url_of("identity", true)),
             catalog_grpc: env_or("SHOPSTREAM_CATALOG_GRPC_URL", &url_of("catalog", false)),
             catalog_http: env_or("SHOPSTREAM_CATALOG_URL", &url_of("catalog", true)),
+            inventory_grpc: env_or("SHOPSTREAM_INVENTORY_GRPC_URL", &url_of("inventory", false)),
+            orders_grpc: env_or("SHOPSTREAM_ORDERS_GRPC_URL", &url_of("orders", false)),
+            payments_grpc: env_or("SHOPSTREAM_PAYMENTS_GRPC_URL", &url_of("payments", false)),
+            payments_http: env_or("SHOPSTREAM_PAYMENTS_URL", &url_of("payments", true)),
             upstream_timeout: Duration::from_millis(env_parse(
                 "SHOPSTREAM_UPSTREAM_TIMEOUT_MS",
                 3_000,

@@ -1,27 +1,38 @@
 //! The gateway: the REST + JSON edge for browsers and the CLI. It checks
 //! access tokens locally, enforces the admin role, composes product cards with
 //! a Redis cache, forwards auth to identity and admin writes to catalog, reads
-//! the catalog over gRPC with deadlines, and documents all of it as OpenAPI
-//! (Swagger UI at `/docs`). It holds no business rules.
+//! the catalog over gRPC with deadlines, serves checkout (reservations, stock,
+//! orders, refunds) over inventory's, orders' and payments' gRPC APIs, relays
+//! Stripe's webhook to payments, and documents all of it as OpenAPI (Swagger
+//! UI at `/docs`). It holds no business rules.
 
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod inventory;
+pub mod orders;
+pub mod payments;
 pub mod proxy;
+pub mod upstream;
 
 use std::time::Duration;
 
 use axum::{
     Router,
-    extract::{Request, State},
+    extract::{DefaultBodyLimit, Request, State},
     response::Response,
-    routing::{get, patch, post, put},
+    routing::{delete, get, patch, post, put},
 };
 use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 use shopstream_identity::adapters::keys::Verifier;
 use shopstream_platform::{cache, grpc, health::Readiness, http};
-use shopstream_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
+use shopstream_proto::{
+    catalog::v1::catalog_service_client::CatalogServiceClient,
+    inventory::v1::inventory_service_client::InventoryServiceClient,
+    orders::v1::orders_service_client::OrdersServiceClient,
+    payments::v1::payments_service_client::PaymentsServiceClient,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
@@ -30,17 +41,29 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub use config::Config;
 
-pub type CatalogClient = CatalogServiceClient<InterceptedService<Channel, grpc::TraceInterceptor>>;
+/// A channel whose calls carry the current trace context.
+pub type TracedChannel = InterceptedService<Channel, grpc::TraceInterceptor>;
+pub type CatalogClient = CatalogServiceClient<TracedChannel>;
+pub type InventoryClient = InventoryServiceClient<TracedChannel>;
+pub type OrdersClient = OrdersServiceClient<TracedChannel>;
+pub type PaymentsClient = PaymentsServiceClient<TracedChannel>;
+
+/// How long connecting to a gRPC backend may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Everything a handler needs. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub catalog: CatalogClient,
+    pub inventory: InventoryClient,
+    pub orders: OrdersClient,
+    pub payments: PaymentsClient,
     pub verifier: Verifier,
     pub redis: cache::ConnectionManager,
     pub http: reqwest::Client,
     pub identity_http: String,
     pub catalog_http: String,
+    pub payments_http: String,
     pub default_tenant: String,
     pub upstream_timeout: Duration,
     pub card_ttl_s: u64,
@@ -149,12 +172,21 @@ async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Respon
         signup, login, refresh, logout, me,
         catalog::list_products, catalog::get_product, catalog::product_cards,
         admin_create, admin_edit, admin_stock,
+        inventory::reserve, inventory::release, inventory::get_stock, inventory::set_stock,
+        orders::create_order, orders::get_order, orders::list_orders, orders::order_events,
+        payments::refund, payments::get_payment, payments::stripe_webhook,
     ),
     components(schemas(
         Credentials, ProductWrite, catalog::MoneyView, catalog::SkuView, catalog::ProductView,
         catalog::ProductPage, catalog::ProductCard, catalog::CardsView,
+        inventory::ReservationLine, inventory::ReservationCreate, inventory::ReservationView,
+        inventory::StockView, inventory::StockWrite,
+        orders::OrderLineCreate, orders::OrderCreate, orders::OrderLineView, orders::OrderView,
+        orders::OrderPage, orders::OrderStepView, orders::OrderEventsView,
+        payments::PaymentView, payments::RefundCreate, payments::RefundView,
     )),
-    tags((name = "auth"), (name = "catalog"), (name = "bff"), (name = "admin")),
+    tags((name = "auth"), (name = "catalog"), (name = "bff"), (name = "checkout"),
+        (name = "payments"), (name = "admin")),
 )]
 pub struct ApiDoc;
 
@@ -172,18 +204,41 @@ pub fn routes(state: AppState) -> Router {
         .route("/admin/products", post(admin_create))
         .route("/admin/products/{id}", patch(admin_edit))
         .route("/admin/skus/{sku}/stock", put(admin_stock))
+        .route("/reservations", post(inventory::reserve))
+        .route("/reservations/{id}", delete(inventory::release))
+        .route("/inventory/{sku_id}", get(inventory::get_stock))
+        .route("/admin/inventory/{sku_id}", put(inventory::set_stock))
+        .route(
+            "/orders",
+            post(orders::create_order).get(orders::list_orders),
+        )
+        .route("/orders/{id}", get(orders::get_order))
+        .route("/orders/{id}/events", get(orders::order_events))
+        .route("/payments/{payment_id}/refund", post(payments::refund))
+        .route("/payments/{payment_id}", get(payments::get_payment))
         .with_state(state);
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+}
+
+/// Routes whose upstream answer must reach the client untouched, so they sit
+/// outside the operational middleware (which rewrites every error into
+/// problem+json): the Stripe webhook.
+pub fn passthrough_routes(state: AppState) -> Router {
+    let limit = state.body_limit_bytes;
+    Router::new()
+        .route(payments::WEBHOOK_PATH, post(payments::stripe_webhook))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+fn traced_channel(url: &str, cfg: &Config) -> anyhow::Result<TracedChannel> {
+    let channel = grpc::channel(url, CONNECT_TIMEOUT, cfg.upstream_timeout)?;
+    Ok(InterceptedService::new(channel, grpc::TraceInterceptor))
 }
 
 /// Build the state: Redis, the catalog channel, identity's public key.
 pub async fn build(cfg: &Config, ops: &http::Ops) -> anyhow::Result<AppState> {
     let redis = cache::connect(&cfg.service.endpoints.redis_url).await?;
-    let channel = grpc::channel(
-        &cfg.catalog_grpc,
-        Duration::from_secs(2),
-        cfg.upstream_timeout,
-    )?;
     let verifier = auth::load_verifier(&cfg.identity_http, Duration::from_secs(30)).await?;
     let card_hits = Counter::default();
     let card_misses = Counter::default();
@@ -198,7 +253,10 @@ pub async fn build(cfg: &Config, ops: &http::Ops) -> anyhow::Result<AppState> {
         card_misses.clone(),
     );
     Ok(AppState {
-        catalog: CatalogServiceClient::with_interceptor(channel, grpc::TraceInterceptor),
+        catalog: CatalogServiceClient::new(traced_channel(&cfg.catalog_grpc, cfg)?),
+        inventory: InventoryServiceClient::new(traced_channel(&cfg.inventory_grpc, cfg)?),
+        orders: OrdersServiceClient::new(traced_channel(&cfg.orders_grpc, cfg)?),
+        payments: PaymentsServiceClient::new(traced_channel(&cfg.payments_grpc, cfg)?),
         verifier,
         redis,
         http: reqwest::Client::builder()
@@ -206,6 +264,7 @@ pub async fn build(cfg: &Config, ops: &http::Ops) -> anyhow::Result<AppState> {
             .build()?,
         identity_http: cfg.identity_http.clone(),
         catalog_http: cfg.catalog_http.clone(),
+        payments_http: cfg.payments_http.clone(),
         default_tenant: cfg.service.default_tenant.clone(),
         upstream_timeout: cfg.upstream_timeout,
         card_ttl_s: cfg.card_ttl_s,
@@ -223,6 +282,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let ops = http::Ops::from_config(&cfg.service, Readiness::new());
     let state = build(&cfg, &ops).await?;
+    let passthrough = passthrough_routes(state.clone());
     let redis = state.redis.clone();
     let ops = http::Ops {
         readiness: Readiness::new().with_check("redis", move || {
@@ -238,6 +298,7 @@ pub async fn run(
         ..ops
     };
     tracing::info!(http = %listener.local_addr()?, "gateway serving");
-    http::serve(listener, http::router(routes(state), ops), shutdown).await?;
+    let app = http::router(routes(state), ops).merge(passthrough);
+    http::serve(listener, app, shutdown).await?;
     Ok(())
 }

@@ -1,9 +1,10 @@
-//! gRPC: `Reserve`, `Release`, `Commit` (all idempotent).
+//! gRPC: `Reserve`, `Release`, `Commit` (all idempotent), `GetStock`, `SetStock`.
 
 use shopstream_platform::{ErrorCode, Problem, grpc::tenant};
 use shopstream_proto::inventory::v1::{
-    CommitRequest, CommitResponse, ReleaseRequest, ReleaseResponse, ReservationState,
-    ReserveRequest, ReserveResponse, inventory_service_server::InventoryService,
+    CommitRequest, CommitResponse, GetStockRequest, GetStockResponse, ReleaseRequest,
+    ReleaseResponse, ReservationState, ReserveRequest, ReserveResponse, SetStockRequest,
+    SetStockResponse, Stock, inventory_service_server::InventoryService,
 };
 use tonic::{Request, Response, Status};
 
@@ -51,6 +52,16 @@ impl From<InventoryError> for Problem {
                 }
             },
         }
+    }
+}
+
+fn stock(sku_id: String, s: crate::ports::Stock) -> Stock {
+    Stock {
+        sku_id,
+        on_hand: s.on_hand,
+        reserved: s.reserved,
+        available: s.available(),
+        committed: s.committed,
     }
 }
 
@@ -114,6 +125,38 @@ impl InventoryService for GrpcApi {
             .map_err(Problem::from)?;
         Ok(Response::new(CommitResponse {
             state: state(r.state),
+        }))
+    }
+
+    async fn get_stock(
+        &self,
+        req: Request<GetStockRequest>,
+    ) -> Result<Response<GetStockResponse>, Status> {
+        let tenant = tenant(&req, &self.default_tenant);
+        let sku = req.into_inner().sku_id;
+        let s = self
+            .inventory
+            .stock(&tenant, &sku)
+            .await
+            .map_err(Problem::from)?;
+        Ok(Response::new(GetStockResponse {
+            stock: Some(stock(sku, s)),
+        }))
+    }
+
+    async fn set_stock(
+        &self,
+        req: Request<SetStockRequest>,
+    ) -> Result<Response<SetStockResponse>, Status> {
+        let tenant = tenant(&req, &self.default_tenant);
+        let r = req.into_inner();
+        let s = self
+            .inventory
+            .set_stock(&tenant, &r.sku_id, r.on_hand)
+            .await
+            .map_err(Problem::from)?;
+        Ok(Response::new(SetStockResponse {
+            stock: Some(stock(r.sku_id, s)),
         }))
     }
 }

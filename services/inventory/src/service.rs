@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{self, FieldError, Line},
-    ports::{InventoryStore, Reservation, StoreError},
+    ports::{InventoryStore, Reservation, Stock, StoreError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,37 @@ impl Inventory {
             .store
             .reserve(tenant, order_id, &lines, self.ids.new_id(), expires)
             .await?)
+    }
+
+    pub async fn stock(&self, tenant: &str, sku_id: &str) -> Result<Stock, InventoryError> {
+        Ok(self.store.stock(tenant, sku_id).await?)
+    }
+
+    /// Set the units on hand of a SKU (admin, seeding); returns the new stock.
+    pub async fn set_stock(
+        &self,
+        tenant: &str,
+        sku_id: &str,
+        on_hand: i64,
+    ) -> Result<Stock, InventoryError> {
+        let mut errors = Vec::new();
+        if sku_id.trim().is_empty() {
+            errors.push(FieldError {
+                field: "sku_id".into(),
+                message: "is required".into(),
+            });
+        }
+        if on_hand < 0 {
+            errors.push(FieldError {
+                field: "on_hand".into(),
+                message: "must not be negative".into(),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(InventoryError::Invalid(errors));
+        }
+        self.store.set_stock(tenant, sku_id, on_hand).await?;
+        Ok(self.store.stock(tenant, sku_id).await?)
     }
 
     pub async fn commit(&self, tenant: &str, id: Uuid) -> Result<Reservation, InventoryError> {

@@ -110,7 +110,15 @@ impl Ports {
 }
 
 /// The services, in port order (see [`Ports::services`]).
-pub const SERVICE_NAMES: &[&str] = &["gateway", "identity", "catalog", "inventory", "stripe-sim"];
+pub const SERVICE_NAMES: &[&str] = &[
+    "gateway",
+    "identity",
+    "catalog",
+    "inventory",
+    "stripe-sim",
+    "orders",
+    "payments",
+];
 
 /// HTTP and gRPC loopback addresses of service `name` for a port base.
 pub fn service_addrs(name: &str, base: u16) -> Option<(SocketAddr, SocketAddr)> {

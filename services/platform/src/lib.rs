@@ -17,6 +17,7 @@ pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod object_store;
+pub mod outbox;
 pub mod shutdown;
 pub mod telemetry;
 pub mod temporal;

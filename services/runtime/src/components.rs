@@ -29,6 +29,9 @@ pub enum Kind {
     Gateway,
     /// The Stripe emulator (payments talk to it in the native runtime).
     StripeSim,
+    Payments,
+    /// Orders also runs the checkout saga's Temporal worker.
+    Orders,
 }
 
 impl Kind {
@@ -41,15 +44,17 @@ impl Kind {
         Kind::S3,
     ];
     /// Services, started once the infrastructure is ready.
-    pub const SERVICES: [Kind; 5] = [
+    pub const SERVICES: [Kind; 7] = [
         Kind::Identity,
         Kind::Catalog,
         Kind::Inventory,
         Kind::Gateway,
         Kind::StripeSim,
+        Kind::Payments,
+        Kind::Orders,
     ];
     /// Everything, in start order; `down` stops in reverse.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Postgres,
         Kind::Redis,
         Kind::Kafka,
@@ -60,6 +65,8 @@ impl Kind {
         Kind::Inventory,
         Kind::Gateway,
         Kind::StripeSim,
+        Kind::Payments,
+        Kind::Orders,
     ];
 
     pub fn is_service(self) -> bool {
@@ -89,6 +96,8 @@ impl Kind {
             Kind::Inventory => "inventory",
             Kind::Gateway => "gateway",
             Kind::StripeSim => "stripe-sim",
+            Kind::Payments => "payments",
+            Kind::Orders => "orders",
         }
     }
 
@@ -103,9 +112,13 @@ impl Kind {
             Kind::Kafka => ports.kafka,
             Kind::Temporal => ports.temporal,
             Kind::S3 => ports.s3,
-            Kind::Identity | Kind::Catalog | Kind::Inventory | Kind::Gateway | Kind::StripeSim => {
-                self.service_addrs(ports).map_or(0, |(h, _)| h.port())
-            }
+            Kind::Identity
+            | Kind::Catalog
+            | Kind::Inventory
+            | Kind::Gateway
+            | Kind::StripeSim
+            | Kind::Payments
+            | Kind::Orders => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
         }
     }
 
@@ -117,11 +130,16 @@ impl Kind {
             Kind::Kafka => format!("kafka://{}", e.kafka_brokers),
             Kind::Temporal => e.temporal_url.clone(),
             Kind::S3 => e.s3_endpoint.clone(),
-            Kind::Identity | Kind::Catalog | Kind::Inventory | Kind::Gateway | Kind::StripeSim => {
-                self.service_addrs(ports)
-                    .map(|(h, _)| format!("http://{h}"))
-                    .unwrap_or_default()
-            }
+            Kind::Identity
+            | Kind::Catalog
+            | Kind::Inventory
+            | Kind::Gateway
+            | Kind::StripeSim
+            | Kind::Payments
+            | Kind::Orders => self
+                .service_addrs(ports)
+                .map(|(h, _)| format!("http://{h}"))
+                .unwrap_or_default(),
         }
     }
 
@@ -301,7 +319,9 @@ impl Layout {
             | Kind::Catalog
             | Kind::Inventory
             | Kind::Gateway
-            | Kind::StripeSim => vec![],
+            | Kind::StripeSim
+            | Kind::Payments
+            | Kind::Orders => vec![],
         };
         match need.iter().find(|(_, p)| p.is_none()) {
             Some((name, _)) => Err(missing(name)),
@@ -370,11 +390,26 @@ impl Layout {
                 ]);
                 Ok(spec(kind, bin, args, dir))
             }
-            Kind::Identity | Kind::Catalog | Kind::Inventory | Kind::Gateway | Kind::StripeSim => {
+            Kind::Identity
+            | Kind::Catalog
+            | Kind::Inventory
+            | Kind::Gateway
+            | Kind::StripeSim
+            | Kind::Payments
+            | Kind::Orders => {
                 let mut s = spec(kind, self.exe.clone(), strings(&["serve", kind.name()]), dir);
                 s.env = self.service_env(kind);
                 if let Some((http, _)) = kind.service_addrs(&self.ports) {
                     s.env.push(("SHOPSTREAM_STRIPE_SIM_ADDR".into(), http.to_string()));
+                }
+                // stripe-sim delivers its webhooks to payments.
+                if let (Kind::StripeSim, Some((payments, _))) =
+                    (kind, Kind::Payments.service_addrs(&self.ports))
+                {
+                    s.env.push((
+                        "SHOPSTREAM_STRIPE_SIM_WEBHOOK_URL".into(),
+                        format!("http://{payments}/webhooks/stripe"),
+                    ));
                 }
                 s.env.push((
                     "SHOPSTREAM_IDENTITY_KEY_DIR".into(),

@@ -438,7 +438,9 @@ impl Stack {
                 | Kind::Catalog
                 | Kind::Inventory
                 | Kind::Gateway
-                | Kind::StripeSim => {
+                | Kind::StripeSim
+                | Kind::Payments
+                | Kind::Orders => {
                     let (addr, _) = kind
                         .service_addrs(&self.layout.ports)
                         .ok_or_else(|| "no address".to_string())?;

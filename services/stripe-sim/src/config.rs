@@ -11,7 +11,7 @@ pub const DEFAULT_SECRET_KEY: &str = "sk_test_shopstream";
 /// Secret that signs webhooks by default.
 pub const DEFAULT_WEBHOOK_SECRET: &str = "whsec_shopstream";
 pub const DEFAULT_ADDR: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 18099);
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 18084);
 /// Largest request body accepted.
 pub const DEFAULT_BODY_LIMIT_BYTES: usize = 256 * 1024;
 

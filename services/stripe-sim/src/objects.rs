@@ -24,14 +24,27 @@ pub fn stripe_id(prefix: &str, id: Uuid) -> String {
     format!("{prefix}_{}", String::from_utf8_lossy(&digits))
 }
 
-fn payment_method_object(id: &str) -> Value {
+/// A card payment method as Stripe shapes it, with every field Stripe always
+/// sends (typed clients such as async-stripe reject an object without them).
+fn payment_method_object(id: &str, created_s: i64) -> Value {
     let card = crate::domain::cards::lookup(id);
     json!({
         "id": id,
         "object": "payment_method",
         "type": "card",
-        "card": card.map(|c| json!({ "brand": c.brand, "last4": c.last4 })),
+        "created": created_s,
+        "billing_details": { "address": null, "email": null, "name": null, "phone": null },
+        "card": card.map(|c| json!({
+            "brand": c.brand,
+            "last4": c.last4,
+            "exp_month": 12,
+            "exp_year": 2034,
+            "funding": "credit",
+            "country": "US",
+        })),
+        "customer": null,
         "livemode": false,
+        "metadata": {},
     })
 }
 
@@ -45,7 +58,7 @@ pub fn payment_intent(pi: &PaymentIntent) -> Value {
             "param": e.decline.param,
             "charge": e.charge,
             "doc_url": format!("https://stripe.com/docs/error-codes/{}", e.decline.code.replace('_', "-")),
-            "payment_method": payment_method_object(&e.payment_method),
+            "payment_method": payment_method_object(&e.payment_method, pi.created_s),
         })
     });
     json!({

@@ -1,5 +1,9 @@
 //! The gateway end to end: identity, catalog and gateway served in-process
 //! against the real test stack, driven over HTTP like a browser or the CLI.
+//! `checkout` adds in-process fakes of the orders, inventory and payments
+//! backends.
+
+mod checkout;
 
 use std::time::Duration;
 
@@ -53,6 +57,12 @@ async fn wait_ready(url: &str) {
 }
 
 async fn start() -> System {
+    start_with(|_| {}).await
+}
+
+/// Identity, catalog and the gateway; `configure` adjusts the gateway's config
+/// (e.g. to point it at fake backends) before it starts.
+async fn start_with(configure: impl FnOnce(&mut shopstream_gateway::Config)) -> System {
     let stack = testkit::stack().await;
     let e = &stack.endpoints;
     let shutdown = CancellationToken::new();
@@ -97,14 +107,20 @@ async fn start() -> System {
     wait_ready(&format!("http://{cha}/readyz")).await;
 
     let (gh, gha) = listener().await;
-    let gateway_cfg = shopstream_gateway::Config {
+    let mut gateway_cfg = shopstream_gateway::Config {
         service: service("gateway", gha, gha, e),
         identity_http: format!("http://{iha}"),
         catalog_grpc: format!("http://{cga}"),
         catalog_http: format!("http://{cha}"),
+        // Nothing listens there unless `configure` says otherwise.
+        inventory_grpc: "http://127.0.0.1:9".into(),
+        orders_grpc: "http://127.0.0.1:9".into(),
+        payments_grpc: "http://127.0.0.1:9".into(),
+        payments_http: "http://127.0.0.1:9".into(),
         upstream_timeout: Duration::from_secs(5),
         card_ttl_s: 30,
     };
+    configure(&mut gateway_cfg);
     tokio::spawn(shopstream_gateway::run(gateway_cfg, gh, shutdown.clone()));
     let base = format!("http://{gha}");
     wait_ready(&format!("{base}/readyz")).await;

@@ -1,4 +1,5 @@
 //! The orders domain: no I/O, no async, no clock reads.
 
+pub mod checkout;
 pub mod order;
 pub mod saga;

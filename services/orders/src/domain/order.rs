@@ -173,3 +173,88 @@ mod tests {
         );
     }
 }
+
+impl CancelReason {
+    pub const ALL: [CancelReason; 6] = [
+        CancelReason::OutOfStock,
+        CancelReason::PaymentDeclined,
+        CancelReason::PaymentFailed,
+        CancelReason::ReservationExpired,
+        CancelReason::UserRequested,
+        CancelReason::InternalError,
+    ];
+
+    /// The wire/storage name, e.g. `payment_failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelReason::OutOfStock => "out_of_stock",
+            CancelReason::PaymentDeclined => "payment_declined",
+            CancelReason::PaymentFailed => "payment_failed",
+            CancelReason::ReservationExpired => "reservation_expired",
+            CancelReason::UserRequested => "user_requested",
+            CancelReason::InternalError => "internal_error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CancelReason> {
+        CancelReason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl OrderState {
+    /// The wire/storage name, e.g. `authorized`; every cancellation is `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::Pending => "pending",
+            OrderState::Reserved => "reserved",
+            OrderState::Authorized => "authorized",
+            OrderState::Captured => "captured",
+            OrderState::Completed => "completed",
+            OrderState::Cancelled(_) => "cancelled",
+        }
+    }
+
+    /// Inverse of [`OrderState::as_str`]; a cancellation needs its reason.
+    pub fn parse(s: &str, reason: Option<CancelReason>) -> Option<OrderState> {
+        Some(match s {
+            "pending" => OrderState::Pending,
+            "reserved" => OrderState::Reserved,
+            "authorized" => OrderState::Authorized,
+            "captured" => OrderState::Captured,
+            "completed" => OrderState::Completed,
+            "cancelled" => OrderState::Cancelled(reason.unwrap_or(CancelReason::InternalError)),
+            _ => return None,
+        })
+    }
+
+    pub fn cancel_reason(self) -> Option<CancelReason> {
+        match self {
+            OrderState::Cancelled(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for r in CancelReason::ALL {
+            assert_eq!(CancelReason::parse(r.as_str()), Some(r));
+            let s = OrderState::Cancelled(r);
+            assert_eq!(OrderState::parse(s.as_str(), s.cancel_reason()), Some(s));
+        }
+        for s in [
+            OrderState::Pending,
+            OrderState::Reserved,
+            OrderState::Authorized,
+            OrderState::Captured,
+            OrderState::Completed,
+        ] {
+            assert_eq!(OrderState::parse(s.as_str(), None), Some(s));
+        }
+        assert_eq!(OrderState::parse("shipped", None), None);
+    }
+}

@@ -26,6 +26,27 @@ pub enum Compensation {
     Release,
 }
 
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Reserve => "reserve",
+            Step::Authorize => "authorize",
+            Step::Capture => "capture",
+            Step::Finalize => "finalize",
+        }
+    }
+}
+
+impl Compensation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compensation::Refund => "refund",
+            Compensation::CancelIntent => "cancel_intent",
+            Compensation::Release => "release",
+        }
+    }
+}
+
 /// What the driver must do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Command {

@@ -1,0 +1,337 @@
+//! The checkout and flash-sale benchmarks. Both buy through the gateway as a
+//! fresh signed-up user; stock is set beforehand through inventory's gRPC
+//! `SetStock` (an operator action, like `shopstream seed`).
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use shopstream_platform::config::{Ports, service_addrs};
+use shopstream_proto::inventory::v1::{
+    GetStockRequest, SetStockRequest, Stock, inventory_service_client::InventoryServiceClient,
+};
+
+use super::{Job, MakeJob, Report, rand_suffix};
+use crate::exit;
+
+/// What the checkout load buys from.
+pub struct Setup {
+    token: String,
+    /// (product_id, sku_id)
+    pub lines: Vec<(String, String)>,
+    run_id: String,
+}
+
+async fn inventory(
+    ports: &Ports,
+) -> anyhow::Result<InventoryServiceClient<tonic::transport::Channel>> {
+    let (_, grpc) = service_addrs("inventory", ports.services).expect("inventory is a service");
+    Ok(InventoryServiceClient::new(
+        shopstream_platform::grpc::channel(
+            &format!("http://{grpc}"),
+            Duration::from_secs(2),
+            Duration::from_secs(5),
+        )?,
+    ))
+}
+
+async fn set_available(
+    inv: &mut InventoryServiceClient<tonic::transport::Channel>,
+    sku_id: &str,
+    available: i64,
+) -> anyhow::Result<Stock> {
+    let now = inv
+        .get_stock(GetStockRequest {
+            sku_id: sku_id.to_string(),
+        })
+        .await
+        .map(|r| r.into_inner().stock.unwrap_or_default())
+        .unwrap_or_default();
+    let set = inv
+        .set_stock(SetStockRequest {
+            sku_id: sku_id.to_string(),
+            on_hand: now.reserved + available,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("inventory SetStock {sku_id}: {}", s.message()))?;
+    Ok(set.into_inner().stock.unwrap_or_default())
+}
+
+/// A fresh buyer's access token.
+async fn buyer(client: &reqwest::Client, base: &str, run_id: &str) -> anyhow::Result<String> {
+    let creds = serde_json::json!({
+        "email": format!("bench-buyer-{run_id}@example.com"),
+        "password": "bench password for shopstream",
+    });
+    client
+        .post(format!("{base}/auth/signup"))
+        .json(&creds)
+        .send()
+        .await?;
+    let session: serde_json::Value = client
+        .post(format!("{base}/auth/login"))
+        .json(&creds)
+        .send()
+        .await?
+        .json()
+        .await?;
+    session["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("login as the benchmark buyer failed: {session}"))
+}
+
+/// (product_id, first sku_id) of up to `n` products.
+async fn products(
+    client: &reqwest::Client,
+    base: &str,
+    n: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let page: serde_json::Value = client
+        .get(format!("{base}/products?limit={n}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(page["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| {
+                    Some((
+                        p["id"].as_str()?.to_string(),
+                        p["skus"][0]["id"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// A buyer, 20 products, and `stock` units available of each.
+pub async fn prepare(
+    client: &reqwest::Client,
+    base: &str,
+    ports: &Ports,
+    stock: i64,
+) -> anyhow::Result<Result<Setup, u8>> {
+    let run_id = format!("{:x}", rand_suffix());
+    let lines = products(client, base, 20).await?;
+    if lines.is_empty() {
+        eprintln!("error: the catalog is empty: run `shopstream seed` first");
+        return Ok(Err(exit::NOT_READY));
+    }
+    let mut inv = inventory(ports).await?;
+    for (_, sku) in &lines {
+        set_available(&mut inv, sku, stock).await?;
+    }
+    let token = buyer(client, base, &run_id).await?;
+    Ok(Ok(Setup {
+        token,
+        lines,
+        run_id,
+    }))
+}
+
+/// Place order n, then poll it until the saga ends; success = completed.
+pub fn job(client: reqwest::Client, base: String, setup: Setup) -> MakeJob {
+    let setup = Arc::new(setup);
+    Arc::new(move |n| -> Job {
+        let (c, b, s) = (client.clone(), base.clone(), setup.clone());
+        Box::pin(async move {
+            let (product, sku) = &s.lines[n as usize % s.lines.len()];
+            let body = serde_json::json!({
+                "items": [{"product_id": product, "sku_id": sku, "quantity": 1}],
+                "payment_method": "pm_card_visa",
+            });
+            let Ok(resp) = c
+                .post(format!("{b}/orders"))
+                .bearer_auth(&s.token)
+                .header("Idempotency-Key", format!("bench-{}-{n}", s.run_id))
+                .json(&body)
+                .send()
+                .await
+            else {
+                return false;
+            };
+            if !resp.status().is_success() {
+                return false;
+            }
+            let Ok(order) = resp.json::<serde_json::Value>().await else {
+                return false;
+            };
+            let Some(id) = order["order_id"].as_str() else {
+                return false;
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                // Polling faster would load the 2-core machine more than the saga does.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let Ok(r) = c
+                    .get(format!("{b}/orders/{id}"))
+                    .bearer_auth(&s.token)
+                    .send()
+                    .await
+                else {
+                    continue;
+                };
+                let Ok(o) = r.json::<serde_json::Value>().await else {
+                    continue;
+                };
+                match o["state"].as_str() {
+                    Some("completed") => return true,
+                    Some("cancelled") => return false,
+                    _ => {}
+                }
+            }
+            false
+        })
+    })
+}
+
+/// What the flash sale measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlashSummary {
+    pub sku_id: String,
+    pub stock: i64,
+    pub attempts: u32,
+    pub reserved: u64,
+    /// 409: not enough stock (the correct answer once it is gone).
+    pub refused: u64,
+    pub errors: u64,
+    pub elapsed_s: f64,
+    pub attempts_per_s: f64,
+    pub stock_reserved_after: i64,
+    pub stock_available_after: i64,
+    /// Units reserved beyond the stock; anything but 0 is a bug.
+    pub oversold: i64,
+}
+
+pub struct Flash {
+    pub report: Report,
+    pub summary: FlashSummary,
+}
+
+/// Requests in flight during the flash sale.
+const FLASH_CONCURRENCY: usize = 64;
+
+pub async fn flash_sale(
+    client: &reqwest::Client,
+    base: &str,
+    ports: &Ports,
+    stock: i64,
+    attempts: u32,
+) -> anyhow::Result<Result<Flash, u8>> {
+    let run_id = format!("{:x}", rand_suffix());
+    let Some((_, sku)) = products(client, base, 1).await?.into_iter().next() else {
+        eprintln!("error: the catalog is empty: run `shopstream seed` first");
+        return Ok(Err(exit::NOT_READY));
+    };
+    let mut inv = inventory(ports).await?;
+    let before = set_available(&mut inv, &sku, stock).await?;
+    let token = buyer(client, base, &run_id).await?;
+    eprintln!(
+        "bench: flash sale: {attempts} reservations of 1 unit of {sku} ({stock} available), {FLASH_CONCURRENCY} in flight"
+    );
+    let started = Instant::now();
+    let results: Vec<(u16, Option<String>, u64)> = futures::stream::iter(0..attempts)
+        .map(|_| {
+            let (c, token, sku) = (client.clone(), token.clone(), sku.clone());
+            let url = format!("{base}/reservations");
+            async move {
+                let t = Instant::now();
+                let r = c
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&serde_json::json!({"items": [{"sku_id": sku, "quantity": 1}], "ttl_s": 300}))
+                    .send()
+                    .await;
+                let (status, id) = match r {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let v: serde_json::Value = r.json().await.unwrap_or_default();
+                        (status, v["reservation_id"].as_str().map(str::to_owned))
+                    }
+                    Err(_) => (0, None),
+                };
+                (status, id, t.elapsed().as_micros() as u64)
+            }
+        })
+        .buffer_unordered(FLASH_CONCURRENCY)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let after = inv
+        .get_stock(GetStockRequest {
+            sku_id: sku.clone(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("inventory GetStock: {}", s.message()))?
+        .into_inner()
+        .stock
+        .unwrap_or_default();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut reserved, mut refused, mut errors) = (0u64, 0u64, 0u64);
+    let mut ids = Vec::new();
+    for (status, id, us) in results {
+        let _ = hist.record(us.max(1));
+        match status {
+            201 => {
+                reserved += 1;
+                ids.extend(id);
+            }
+            409 => refused += 1,
+            _ => errors += 1,
+        }
+    }
+    // Give the stock back.
+    futures::stream::iter(ids)
+        .map(|id| {
+            let (c, token) = (client.clone(), token.clone());
+            let url = format!("{base}/reservations/{id}");
+            async move {
+                let _ = c.delete(url).bearer_auth(token).send().await;
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    let held_by_us = after.reserved - before.reserved;
+    let oversold =
+        (reserved as i64 - stock).max(0) + (held_by_us - stock).max(0) + (-after.available).max(0);
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    Ok(Ok(Flash {
+        report: Report {
+            target: "flash sale (POST /reservations)".into(),
+            rate_per_s: 0,
+            duration_s: elapsed.as_secs(),
+            requests: u64::from(attempts),
+            ok: reserved + refused,
+            errors,
+            dropped: 0,
+            achieved_per_s: f64::from(attempts) / secs,
+            latency_ms_p50: ms(0.50),
+            latency_ms_p95: ms(0.95),
+            latency_ms_p99: ms(0.99),
+            latency_ms_max: hist.max() as f64 / 1000.0,
+        },
+        summary: FlashSummary {
+            sku_id: sku,
+            stock,
+            attempts,
+            reserved,
+            refused,
+            errors,
+            elapsed_s: secs,
+            attempts_per_s: f64::from(attempts) / secs,
+            stock_reserved_after: after.reserved,
+            stock_available_after: after.available,
+            oversold,
+        },
+    }))
+}

@@ -1,0 +1,143 @@
+//! `shopstream fault stripe-sim [--set JSON | --clear | --show]`: inject,
+//! clear or show faults in the running Stripe emulator, at run time, without
+//! restarting anything. A thin client of stripe-sim's `/_sim/faults`.
+
+use std::path::Path;
+
+use clap::{Args, Subcommand};
+use shopstream_labs::{LabError, Target, stripe_sim};
+use shopstream_platform::config::Ports;
+use shopstream_runtime::Stack;
+
+use crate::exit;
+
+#[derive(Debug, Args)]
+pub struct FaultArgs {
+    #[command(subcommand)]
+    target: FaultTarget,
+}
+
+#[derive(Debug, Subcommand)]
+enum FaultTarget {
+    /// Faults of the Stripe emulator (payments talk to it in the native runtime).
+    #[command(
+        name = "stripe-sim",
+        after_help = "Fields of --set (all optional; present ones replace the current value, \
+            fail_next rules are added, one per operation):\n  \
+            latency_ms          delay before every Stripe API request (max 60000)\n  \
+            fail_next           {\"operation\": create|retrieve|confirm|capture|cancel|refund|read,\n                       \
+            \"status\": 400..599 (500), \"count\": N (1), \"after_effect\": bool (false)}\n                      \
+            or a list of them; after_effect runs the operation and loses the answer\n  \
+            drop_webhooks       the next N events are not delivered\n  \
+            duplicate_webhooks  the next N events are delivered twice\n  \
+            delay_webhooks_ms   every delivery waits this long, until cleared\n\n\
+            Examples:\n  \
+            shopstream fault stripe-sim --set '{\"fail_next\": {\"operation\": \"capture\", \"count\": 3}}'\n  \
+            shopstream fault stripe-sim --set '{\"latency_ms\": 2000}'\n  \
+            shopstream fault stripe-sim --clear\n\n\
+            Exit codes: 0 ok, 2 invalid --set, 4 stripe-sim not reachable."
+    )]
+    StripeSim(StripeSimArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StripeSimArgs {
+    #[command(flatten)]
+    action: Action,
+    /// stripe-sim's base URL (default: this stack's stripe-sim).
+    #[arg(long)]
+    url: Option<String>,
+    /// Print the active faults as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One of --set, --clear, --show.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+struct Action {
+    /// Add faults: a JSON object (see below).
+    #[arg(long, value_name = "JSON")]
+    set: Option<String>,
+    /// Remove every fault.
+    #[arg(long)]
+    clear: bool,
+    /// Show the active faults (the default).
+    #[arg(long)]
+    #[allow(dead_code)] // what happens without --set or --clear anyway
+    show: bool,
+}
+
+pub async fn fault(state_dir: &Path, args: FaultArgs) -> anyhow::Result<u8> {
+    match args.target {
+        FaultTarget::StripeSim(a) => stripe_sim_faults(state_dir, a).await,
+    }
+}
+
+async fn stripe_sim_faults(state_dir: &Path, args: StripeSimArgs) -> anyhow::Result<u8> {
+    let url = match &args.url {
+        Some(u) => u.clone(),
+        None => {
+            let stack = Stack::new(
+                state_dir,
+                Ports::from_env(Ports::DEV)?,
+                std::env::current_exe()?,
+            );
+            Target::from_ports(&stack.ports()).stripe_sim_url
+        }
+    };
+    let update = match &args.action.set {
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) if v.is_object() => Some(v),
+            Ok(_) => {
+                eprintln!("error: --set takes a JSON object, e.g. '{{\"latency_ms\": 2000}}'");
+                return Ok(2);
+            }
+            Err(e) => {
+                eprintln!("error: --set is not valid JSON: {e}");
+                return Ok(2);
+            }
+        },
+        None => None,
+    };
+    let sim = stripe_sim::StripeSim::new(&url).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (result, verb) = if let Some(u) = &update {
+        (sim.set_faults(u).await, "set")
+    } else if args.action.clear {
+        (sim.clear_faults().await, "cleared")
+    } else {
+        (sim.faults().await, "active")
+    };
+    let faults = match result {
+        Ok(f) => f,
+        Err(LabError::NotReady(why)) => {
+            eprintln!("error: {why}");
+            return Ok(exit::NOT_READY);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            // stripe-sim refuses an invalid update with 422: a usage error.
+            return Ok(
+                if e.to_string().contains("HTTP 422") || e.to_string().contains("HTTP 400") {
+                    2
+                } else {
+                    exit::FAILED
+                },
+            );
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&faults)?);
+    } else {
+        let label = match verb {
+            "set" => "faults now active",
+            "cleared" => "faults cleared; active",
+            _ => "active faults",
+        };
+        println!(
+            "stripe-sim at {url}: {label}: {}",
+            stripe_sim::describe(&faults)
+        );
+    }
+    Ok(exit::OK)
+}

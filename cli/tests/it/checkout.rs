@@ -1,0 +1,330 @@
+//! Checkout end to end over the real processes (gateway, orders with its
+//! Temporal worker, inventory, payments, stripe-sim) on a stack of its own:
+//! one Idempotency-Key → one order and one charge; the orders process killed
+//! (SIGKILL) while a capture is in flight → the saga finishes after a restart
+//! with exactly one capture; a webhook with a bad signature → 400 and nothing
+//! changes.
+
+use std::{path::Path, time::Duration};
+
+use serde_json::{Value, json};
+use shopstream_platform::config::Ports;
+use shopstream_runtime::{Kind, Stack};
+
+use super::{BIN, Cleanup, temp_dir, text};
+
+/// This module's ports: 20xxx, apart from every other stack in the tests.
+const PORTS: [(&str, &str); 8] = [
+    ("SHOPSTREAM_PG_PORT", "20432"),
+    ("SHOPSTREAM_REDIS_PORT", "20379"),
+    ("SHOPSTREAM_KAFKA_PORT", "20092"),
+    ("SHOPSTREAM_TEMPORAL_PORT", "20233"),
+    ("SHOPSTREAM_TEMPORAL_HTTP_PORT", "20243"),
+    ("SHOPSTREAM_TEMPORAL_METRICS_PORT", "20263"),
+    ("SHOPSTREAM_S3_PORT", "20000"),
+    ("SHOPSTREAM_SERVICES_PORT_BASE", "20100"),
+];
+
+const PORTS_STRUCT: Ports = Ports {
+    postgres: 20432,
+    redis: 20379,
+    kafka: 20092,
+    temporal: 20233,
+    temporal_http: 20243,
+    temporal_metrics: 20263,
+    s3: 20000,
+    services: 20100,
+};
+
+fn cli(state: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .env("SHOPSTREAM_STATE_DIR", state)
+        .envs(PORTS)
+        .output()
+        .unwrap()
+}
+
+fn url(kind: Kind, path: &str) -> String {
+    let (http, _) = kind.service_addrs(&PORTS_STRUCT).unwrap();
+    format!("http://{http}{path}")
+}
+
+struct Api {
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut req = self.http.request(method.clone(), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.unwrap();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, value, headers)
+    }
+
+    async fn get(&self, url: &str, token: Option<&str>) -> Value {
+        let (s, v, _) = self.call(reqwest::Method::GET, url, token, &[], None).await;
+        assert_eq!(s, 200, "GET {url}: {v}");
+        v
+    }
+
+    async fn token(&self, email: &str, password: &str, signup: bool) -> String {
+        let creds = json!({"email": email, "password": password});
+        if signup {
+            let (s, v, _) = self
+                .call(
+                    reqwest::Method::POST,
+                    &url(Kind::Gateway, "/auth/signup"),
+                    None,
+                    &[],
+                    Some(creds.clone()),
+                )
+                .await;
+            assert!(s == 201 || s == 200, "signup: {s} {v}");
+        }
+        let (s, v, _) = self
+            .call(
+                reqwest::Method::POST,
+                &url(Kind::Gateway, "/auth/login"),
+                None,
+                &[],
+                Some(creds),
+            )
+            .await;
+        assert_eq!(s, 200, "login: {v}");
+        v["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Poll the order until it is completed or cancelled.
+    async fn settle(&self, order_id: &str, token: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let o = self
+                .get(
+                    &url(Kind::Gateway, &format!("/orders/{order_id}")),
+                    Some(token),
+                )
+                .await;
+            if o["state"] == "completed" || o["state"] == "cancelled" {
+                return o;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order {order_id} still {} after {within:?}",
+                o["state"]
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// stripe-sim's intents for one order.
+    async fn intents(&self, order_id: &str) -> Vec<Value> {
+        let all = self
+            .get(&url(Kind::StripeSim, "/_sim/payment_intents"), None)
+            .await;
+        all["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|pi| pi["metadata"]["order_id"] == order_id)
+            .cloned()
+            .collect()
+    }
+
+    async fn faults(&self, faults: Value) {
+        let (s, v, _) = self
+            .call(
+                reqwest::Method::POST,
+                &url(Kind::StripeSim, "/_sim/faults"),
+                None,
+                &[],
+                Some(faults),
+            )
+            .await;
+        assert_eq!(s, 200, "faults: {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkout_is_idempotent_survives_a_killed_worker_and_rejects_forged_webhooks() {
+    let state = temp_dir("checkout-e2e");
+    let _cleanup = Cleanup(state.clone());
+    let out = cli(&state, &["up", "--json", "--no-install"]);
+    assert_eq!(out.status.code(), Some(0), "up: {}", text(&out));
+    let out = cli(&state, &["seed", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "seed: {}", text(&out));
+    let seeded: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let api = Api {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
+    };
+    let admin = api
+        .token(
+            seeded["admin_email"].as_str().unwrap(),
+            seeded["admin_password"].as_str().unwrap(),
+            false,
+        )
+        .await;
+    let buyer = api
+        .token("buyer@example.com", "correct horse battery", true)
+        .await;
+
+    let products = api
+        .get(&url(Kind::Gateway, "/products?limit=1"), None)
+        .await;
+    let product = &products["items"][0];
+    let product_id = product["id"].as_str().unwrap().to_string();
+    let sku_id = product["skus"][0]["id"].as_str().unwrap().to_string();
+    let (s, v, _) = api
+        .call(
+            reqwest::Method::PUT,
+            &url(Kind::Gateway, &format!("/admin/inventory/{sku_id}")),
+            Some(&admin),
+            &[],
+            Some(json!({"on_hand": 50})),
+        )
+        .await;
+    assert_eq!(s, 200, "set stock: {v}");
+    let body = json!({
+        "items": [{"product_id": product_id, "sku_id": sku_id, "quantity": 1}],
+        "payment_method": "pm_card_visa",
+    });
+    let place = |key: &'static str| {
+        let api = &api;
+        let body = body.clone();
+        let buyer = buyer.clone();
+        async move {
+            api.call(
+                reqwest::Method::POST,
+                &url(Kind::Gateway, "/orders"),
+                Some(&buyer),
+                &[("Idempotency-Key", key)],
+                Some(body),
+            )
+            .await
+        }
+    };
+
+    // 1. One key, submitted five times at once and once more later: one order, one charge.
+    let results = futures::future::join_all((0..5).map(|_| place("e2e-same-key"))).await;
+    let ids: Vec<_> = results
+        .iter()
+        .map(|(s, v, _)| {
+            assert!(*s == 201 || *s == 200, "{s} {v}");
+            v["order_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert_eq!(results.iter().filter(|(s, _, _)| *s == 201).count(), 1);
+    let order = api.settle(&ids[0], &buyer, Duration::from_secs(60)).await;
+    assert_eq!(order["state"], "completed", "{order:#}");
+    let (s, again, headers) = place("e2e-same-key").await;
+    assert_eq!(
+        (s, again["order_id"].as_str()),
+        (200, Some(ids[0].as_str()))
+    );
+    assert_eq!(headers["idempotent-replayed"], "true");
+    let intents = api.intents(&ids[0]).await;
+    assert_eq!(intents.len(), 1, "{intents:#?}");
+    assert_eq!(intents[0]["status"], "succeeded");
+    assert_eq!(intents[0]["amount_received"], order["total_minor"]);
+    let stock = api
+        .get(&url(Kind::Gateway, &format!("/inventory/{sku_id}")), None)
+        .await;
+    assert_eq!(
+        (stock["committed"].as_i64(), stock["available"].as_i64()),
+        (Some(1), Some(49))
+    );
+
+    // 2. Kill the orders process (SIGKILL) while the capture is in flight.
+    api.faults(json!({"latency_ms": 2500})).await;
+    let (s, v, _) = place("e2e-kill-key").await;
+    assert_eq!(s, 201, "{v}");
+    let killed_id = v["order_id"].as_str().unwrap().to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = api
+            .get(
+                &url(Kind::Gateway, &format!("/orders/{killed_id}")),
+                Some(&buyer),
+            )
+            .await;
+        if o["state"] == "authorized" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never authorized: {o:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stack = Stack::new(&state, PORTS_STRUCT, BIN);
+    stack.kill_component(Kind::Orders).await;
+    assert!(stack.running_pid(Kind::Orders).is_none());
+    api.faults(json!({"latency_ms": 0})).await;
+    stack.start_component(Kind::Orders).await.unwrap();
+    let order = api
+        .settle(&killed_id, &buyer, Duration::from_secs(90))
+        .await;
+    assert_eq!(order["state"], "completed", "{order:#}");
+    let intents = api.intents(&killed_id).await;
+    assert_eq!(intents.len(), 1, "one intent: {intents:#?}");
+    assert_eq!(intents[0]["amount_received"], order["total_minor"]);
+    let payment_id = order["payment_id"].as_str().unwrap();
+    let payment = api
+        .get(
+            &url(Kind::Gateway, &format!("/payments/{payment_id}")),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(payment["status"], "captured", "{payment:#}");
+    assert_eq!(payment["captured_minor"], order["total_minor"]);
+
+    // 3. A forged webhook is refused and changes nothing.
+    let forged = json!({
+        "id": "evt_forged", "object": "event", "type": "charge.refunded",
+        "data": {"object": {"id": intents[0]["id"], "object": "payment_intent", "status": "canceled"}}
+    });
+    let (s, v, _) = api
+        .call(
+            reqwest::Method::POST,
+            &url(Kind::Gateway, "/webhooks/stripe"),
+            None,
+            &[("Stripe-Signature", "t=1700000000,v1=deadbeef")],
+            Some(forged),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let after = api
+        .get(
+            &url(Kind::Gateway, &format!("/payments/{payment_id}")),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(after, payment);
+}

@@ -1,0 +1,156 @@
+//! `shopstream lab` and `shopstream fault` end to end: the cheap paths (list,
+//! unknown lab, nothing reachable) on their own, and the lab
+//! `checkout-failure` against a fresh stack of its own.
+
+use std::process::Command;
+
+use super::{BIN, Cleanup, temp_dir, text};
+
+/// Ports of this module's stack: the `up` tests use 23xxx and 24xxx, the test
+/// kit 25xxx-29xxx; these are 22xxx, all below the ephemeral range.
+const PORTS: [(&str, &str); 8] = [
+    ("SHOPSTREAM_PG_PORT", "22432"),
+    ("SHOPSTREAM_REDIS_PORT", "22379"),
+    ("SHOPSTREAM_KAFKA_PORT", "22092"),
+    ("SHOPSTREAM_TEMPORAL_PORT", "22233"),
+    ("SHOPSTREAM_TEMPORAL_HTTP_PORT", "22243"),
+    ("SHOPSTREAM_TEMPORAL_METRICS_PORT", "22263"),
+    ("SHOPSTREAM_S3_PORT", "22000"),
+    ("SHOPSTREAM_SERVICES_PORT_BASE", "22100"),
+];
+
+fn json(stdout: &[u8], all: &str) -> serde_json::Value {
+    serde_json::from_slice(stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{all}"))
+}
+
+#[test]
+fn lab_list_unknown_labs_and_an_unreachable_system_answer_fast() {
+    let out = Command::new(BIN)
+        .args(["lab", "list", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let labs = json(&out.stdout, &text(&out));
+    assert!(
+        labs.as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"] == "checkout-failure"),
+        "{labs}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["lab", "run", "no-such-lab"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("checkout-failure"), "{}", text(&out));
+
+    // Nothing listens on these ports: exit 4 with one report on stdout.
+    let state = temp_dir("lab-nothing-up");
+    let out = Command::new(BIN)
+        .args(["lab", "run", "checkout-failure", "--json", "--no-boot"])
+        .env("SHOPSTREAM_STATE_DIR", &state)
+        .envs(PORTS.map(|(k, v)| (k, v.replacen("22", "21", 1))))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let report = json(&out.stdout, &text(&out));
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["outcome"], "not_ready");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach the gateway"),
+        "{report:#}"
+    );
+
+    let out = Command::new(BIN)
+        .args([
+            "fault",
+            "stripe-sim",
+            "--url",
+            "http://127.0.0.1:21099",
+            "--show",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        text(&out).contains("cannot reach stripe-sim"),
+        "{}",
+        text(&out)
+    );
+
+    let out = Command::new(BIN)
+        .args(["fault", "stripe-sim", "--set", "{not json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let _ = std::fs::remove_dir_all(state);
+}
+
+#[test]
+fn the_checkout_failure_lab_passes_against_a_fresh_stack() {
+    let state = temp_dir("lab-checkout-failure");
+    let _cleanup = Cleanup(state.clone());
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("SHOPSTREAM_STATE_DIR", &state)
+            .envs(PORTS)
+            .output()
+            .unwrap()
+    };
+
+    // Boots (as `up`) and seeds (as `seed`) the stack first, then runs the lab.
+    let out = run(&["lab", "run", "checkout-failure", "--json", "--no-install"]);
+    let report = json(&out.stdout, &text(&out));
+    assert_eq!(report["lab"], "checkout-failure");
+    assert_eq!(
+        report["passed"],
+        true,
+        "report:\n{report:#}\n\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let steps = report["steps"].as_array().unwrap();
+    let kinds: Vec<&str> = steps.iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    for kind in ["action", "fault", "checkpoint", "assertion", "cleanup"] {
+        assert!(kinds.contains(&kind), "no {kind} step: {kinds:?}");
+    }
+    assert!(steps.iter().all(|s| s["passed"] == true), "{report:#}");
+    assert!(
+        !report["measurements"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+
+    // The lab cleared its fault; `fault stripe-sim` sets, shows and clears.
+    let out = run(&["fault", "stripe-sim", "--show", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let faults = json(&out.stdout, &text(&out));
+    assert_eq!(faults["fail_next"], serde_json::json!([]), "{faults}");
+    let out = run(&["fault", "stripe-sim", "--set", r#"{"latency_ms": 5}"#]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("latency 5 ms"), "{}", text(&out));
+    let out = run(&[
+        "fault",
+        "stripe-sim",
+        "--set",
+        r#"{"latency_ms": 99999999}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = run(&["fault", "stripe-sim", "--clear", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json(&out.stdout, &text(&out))["latency_ms"], 0);
+
+    // Running it again on the same stack passes too (nothing left behind).
+    let out = run(&["lab", "run", "checkout-failure", "--json", "--no-boot"]);
+    let again = json(&out.stdout, &text(&out));
+    assert_eq!(again["passed"], true, "{again:#}\n{}", text(&out));
+
+    let out = run(&["down", "--purge"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}

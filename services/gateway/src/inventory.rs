@@ -1,0 +1,262 @@
+//! Reservations (stock holds a signed-in caller places and releases) and stock
+//! reads/writes, over inventory's gRPC API. Which caller owns a hold is kept
+//! in Redis next to the hold's lifetime, so only its owner (or an admin) can
+//! release it.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use shopstream_platform::{
+    ErrorCode, Problem,
+    clock::{Clock, SystemClock},
+    http::ApiJson,
+    ids::{IdGen, SystemIdGen},
+};
+use shopstream_proto::{
+    common::v1::ProductRef,
+    inventory::v1::{
+        GetStockRequest, ReleaseRequest, ReservationItem, ReservationState, ReserveRequest,
+        SetStockRequest, Stock,
+    },
+};
+use utoipa::ToSchema;
+
+use crate::{
+    AppState,
+    auth::{Admin, MaybeUser, User},
+    catalog::tenant,
+    upstream::{problem_of, request},
+};
+
+const SERVICE: &str = "inventory";
+
+/// How long the owner record outlives the hold, so releasing a lapsed hold
+/// still finds its owner (the release is idempotent).
+const HOLD_OWNER_GRACE_S: u64 = 24 * 60 * 60;
+
+/// Reason recorded with a release the caller asked for.
+const RELEASE_REASON: &str = "user_requested";
+
+/// One line to hold.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReservationLine {
+    pub sku_id: String,
+    /// Units to hold; at least 1.
+    pub quantity: u32,
+}
+
+/// Body of `POST /reservations`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReservationCreate {
+    pub items: Vec<ReservationLine>,
+    /// How long to hold, in seconds; absent = the server default.
+    pub ttl_s: Option<u32>,
+}
+
+/// A stock hold.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReservationView {
+    pub reservation_id: String,
+    /// held | committed | released | expired
+    pub state: String,
+    /// When the hold lapses unless committed (Unix ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+}
+
+/// Stock of one SKU.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StockView {
+    pub sku_id: String,
+    /// Units in the warehouse not yet sold (held ones included).
+    pub on_hand: i64,
+    /// Units held by open reservations.
+    pub reserved: i64,
+    /// on_hand - reserved.
+    pub available: i64,
+    /// Units sold so far.
+    pub committed: i64,
+}
+
+/// Body of `PUT /admin/inventory/{sku_id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StockWrite {
+    pub on_hand: i64,
+}
+
+pub fn reservation_state(s: ReservationState) -> &'static str {
+    match s {
+        ReservationState::Unspecified => "unspecified",
+        ReservationState::Held => "held",
+        ReservationState::Committed => "committed",
+        ReservationState::Released => "released",
+        ReservationState::Expired => "expired",
+    }
+}
+
+impl From<Stock> for StockView {
+    fn from(s: Stock) -> Self {
+        StockView {
+            sku_id: s.sku_id,
+            on_hand: s.on_hand,
+            reserved: s.reserved,
+            available: s.available,
+            committed: s.committed,
+        }
+    }
+}
+
+fn owner_key(tenant: &str, reservation_id: &str) -> String {
+    format!("hold-owner:{tenant}:{reservation_id}")
+}
+
+/// Hold stock for the caller (under a fresh hold key `hold-<uuid>`).
+#[utoipa::path(post, path = "/reservations", tag = "checkout", request_body = ReservationCreate,
+    responses((status = 201, body = ReservationView), (status = 401), (status = 409, description = "a line lacks stock"),
+        (status = 422, description = "invalid lines"), (status = 503)))]
+pub async fn reserve(
+    State(state): State<AppState>,
+    User(claims): User,
+    ApiJson(body): ApiJson<ReservationCreate>,
+) -> Result<(StatusCode, Json<ReservationView>), Problem> {
+    let msg = ReserveRequest {
+        order_id: format!("hold-{}", SystemIdGen.new_id()),
+        items: body
+            .items
+            .into_iter()
+            .map(|l| ReservationItem {
+                sku: Some(ProductRef {
+                    product_id: String::new(),
+                    sku_id: l.sku_id,
+                }),
+                quantity: l.quantity,
+            })
+            .collect(),
+        ttl_s: body.ttl_s.unwrap_or(0),
+    };
+    let resp = state
+        .inventory
+        .clone()
+        .reserve(request(msg, &claims.tid, state.upstream_timeout))
+        .await
+        .map_err(|s| problem_of(SERVICE, s))?
+        .into_inner();
+    let ttl_s = u64::try_from((resp.expires_at_ms - SystemClock.now_ms()).max(0) / 1000)
+        .unwrap_or(0)
+        + HOLD_OWNER_GRACE_S;
+    let mut redis = state.redis.clone();
+    let key = owner_key(&claims.tid, &resp.reservation_id);
+    if let Err(e) = redis.set_ex::<_, _, ()>(&key, &claims.sub, ttl_s).await {
+        // The hold stands and lapses by its TTL; only an admin can release it early.
+        tracing::warn!(error = %e, reservation_id = %resp.reservation_id, "could not record the hold's owner");
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(ReservationView {
+            state: reservation_state(resp.state()).to_string(),
+            reservation_id: resp.reservation_id,
+            expires_at_ms: Some(resp.expires_at_ms),
+        }),
+    ))
+}
+
+/// Release a hold (idempotent). Only its owner or an admin may.
+#[utoipa::path(delete, path = "/reservations/{id}", tag = "checkout",
+    params(("id" = String, Path, description = "reservation id")),
+    responses((status = 200, body = ReservationView), (status = 401), (status = 404, description = "unknown or not yours"),
+        (status = 409, description = "already committed"), (status = 503)))]
+pub async fn release(
+    State(state): State<AppState>,
+    User(claims): User,
+    Path(id): Path<String>,
+) -> Result<Json<ReservationView>, Problem> {
+    let mut redis = state.redis.clone();
+    let owner: Option<String> = redis.get(owner_key(&claims.tid, &id)).await.map_err(|e| {
+        tracing::warn!(error = %e, "hold owner lookup failed");
+        Problem::new(ErrorCode::Unavailable, "reservations are unavailable")
+    })?;
+    if !claims.admin && owner.as_deref() != Some(claims.sub.as_str()) {
+        return Err(Problem::new(ErrorCode::NotFound, "no such reservation"));
+    }
+    let msg = ReleaseRequest {
+        reservation_id: id.clone(),
+        reason: RELEASE_REASON.into(),
+    };
+    let resp = state
+        .inventory
+        .clone()
+        .release(request(msg, &claims.tid, state.upstream_timeout))
+        .await
+        .map_err(|s| problem_of(SERVICE, s))?
+        .into_inner();
+    Ok(Json(ReservationView {
+        reservation_id: id,
+        state: reservation_state(resp.state()).to_string(),
+        expires_at_ms: None,
+    }))
+}
+
+/// Stock of one SKU (public).
+#[utoipa::path(get, path = "/inventory/{sku_id}", tag = "checkout",
+    params(("sku_id" = String, Path, description = "sku id")),
+    responses((status = 200, body = StockView), (status = 404, description = "unknown SKU"), (status = 503)))]
+pub async fn get_stock(
+    State(state): State<AppState>,
+    user: MaybeUser,
+    headers: HeaderMap,
+    Path(sku_id): Path<String>,
+) -> Result<Json<StockView>, Problem> {
+    let tenant = tenant(&user, &headers, &state);
+    let resp = state
+        .inventory
+        .clone()
+        .get_stock(request(
+            GetStockRequest { sku_id },
+            &tenant,
+            state.upstream_timeout,
+        ))
+        .await
+        .map_err(|s| problem_of(SERVICE, s))?
+        .into_inner();
+    resp.stock
+        .map(|s| Json(StockView::from(s)))
+        .ok_or_else(|| Problem::new(ErrorCode::NotFound, "no such sku"))
+}
+
+/// Set a SKU's units on hand (admin).
+#[utoipa::path(put, path = "/admin/inventory/{sku_id}", tag = "admin", request_body = StockWrite,
+    params(("sku_id" = String, Path, description = "sku id")),
+    responses((status = 200, body = StockView), (status = 401), (status = 403), (status = 404),
+        (status = 409, description = "below the reserved quantity"), (status = 422, description = "negative"), (status = 503)))]
+pub async fn set_stock(
+    State(state): State<AppState>,
+    Admin(claims): Admin,
+    Path(sku_id): Path<String>,
+    ApiJson(body): ApiJson<StockWrite>,
+) -> Result<Json<StockView>, Problem> {
+    if body.on_hand < 0 {
+        return Err(Problem::new(ErrorCode::Unprocessable, "invalid stock")
+            .with_field("on_hand", "must not be negative"));
+    }
+    let resp = state
+        .inventory
+        .clone()
+        .set_stock(request(
+            SetStockRequest {
+                sku_id,
+                on_hand: body.on_hand,
+            },
+            &claims.tid,
+            state.upstream_timeout,
+        ))
+        .await
+        .map_err(|s| problem_of(SERVICE, s))?
+        .into_inner();
+    resp.stock
+        .map(|s| Json(StockView::from(s)))
+        .ok_or_else(|| Problem::new(ErrorCode::Internal, "inventory answered without stock"))
+}

@@ -1,0 +1,458 @@
+//! Checkout: create orders (idempotent on the client's `Idempotency-Key`) and
+//! read them and their saga steps, over the orders service's gRPC API. A
+//! caller sees only their own orders (an admin sees the whole tenant);
+//! someone else's order is indistinguishable from an absent one (404).
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize};
+use shopstream_identity::domain::Claims;
+use shopstream_platform::{ErrorCode, Problem, http::ApiJson};
+use shopstream_proto::{
+    common::v1::{Money, PageRequest, ProductRef},
+    orders::v1::{
+        CancelReason, CreateOrderItem, CreateOrderRequest, GetOrderRequest, ListOrderStepsRequest,
+        ListOrdersRequest, Order, OrderItem, OrderState, OrderStep,
+    },
+};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{
+    AppState,
+    auth::User,
+    upstream::{problem_of, request},
+};
+
+const SERVICE: &str = "orders";
+
+/// Longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
+
+/// Response header set when a create was answered from an earlier call.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// One line of a new order. Prices come from the catalog, never the client.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderLineCreate {
+    pub product_id: String,
+    pub sku_id: String,
+    /// At least 1.
+    pub quantity: u32,
+}
+
+/// Body of `POST /orders`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderCreate {
+    pub items: Vec<OrderLineCreate>,
+    /// Tokenized payment method from the provider's SDK, e.g. `pm_card_visa`.
+    pub payment_method: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderLineView {
+    pub product_id: String,
+    pub sku_id: String,
+    pub quantity: u32,
+    pub unit_price_minor: i64,
+    pub line_total_minor: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderView {
+    pub order_id: String,
+    pub user_id: String,
+    /// pending | reserved | authorized | captured | completed | cancelled
+    pub state: String,
+    /// null unless cancelled: out_of_stock | payment_declined | payment_failed |
+    /// reservation_expired | user_requested | internal_error
+    pub cancel_reason: Option<String>,
+    pub cancel_detail: String,
+    pub items: Vec<OrderLineView>,
+    pub total_minor: i64,
+    /// ISO 4217.
+    pub currency: String,
+    /// Empty until stock is held.
+    pub reservation_id: String,
+    /// Empty until a payment intent exists.
+    pub payment_id: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderPage {
+    pub orders: Vec<OrderView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One thing the checkout saga did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderStepView {
+    pub seq: u32,
+    /// reserve | authorize | capture | finalize | refund | cancel_intent | release
+    pub step: String,
+    /// succeeded | failed | compensated
+    pub outcome: String,
+    /// The order's state after this step.
+    pub state: String,
+    pub detail: String,
+    pub at_ms: i64,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderEventsView {
+    pub order_id: String,
+    pub state: String,
+    pub steps: Vec<OrderStepView>,
+}
+
+pub fn order_state(s: OrderState) -> &'static str {
+    match s {
+        OrderState::Unspecified => "unspecified",
+        OrderState::Pending => "pending",
+        OrderState::Reserved => "reserved",
+        OrderState::Authorized => "authorized",
+        OrderState::Captured => "captured",
+        OrderState::Completed => "completed",
+        OrderState::Cancelled => "cancelled",
+    }
+}
+
+fn parse_state(s: &str) -> Option<OrderState> {
+    [
+        OrderState::Pending,
+        OrderState::Reserved,
+        OrderState::Authorized,
+        OrderState::Captured,
+        OrderState::Completed,
+        OrderState::Cancelled,
+    ]
+    .into_iter()
+    .find(|st| order_state(*st) == s)
+}
+
+pub fn cancel_reason(r: CancelReason) -> Option<&'static str> {
+    match r {
+        CancelReason::Unspecified => None,
+        CancelReason::OutOfStock => Some("out_of_stock"),
+        CancelReason::PaymentDeclined => Some("payment_declined"),
+        CancelReason::PaymentFailed => Some("payment_failed"),
+        CancelReason::ReservationExpired => Some("reservation_expired"),
+        CancelReason::UserRequested => Some("user_requested"),
+        CancelReason::InternalError => Some("internal_error"),
+    }
+}
+
+fn minor(m: &Option<Money>) -> i64 {
+    m.as_ref().map_or(0, |m| m.amount_minor)
+}
+
+fn line_view(i: &OrderItem) -> OrderLineView {
+    let sku = i.sku.clone().unwrap_or_default();
+    OrderLineView {
+        product_id: sku.product_id,
+        sku_id: sku.sku_id,
+        quantity: i.quantity,
+        unit_price_minor: minor(&i.unit_price),
+        line_total_minor: minor(&i.line_total),
+    }
+}
+
+impl From<Order> for OrderView {
+    fn from(o: Order) -> Self {
+        OrderView {
+            state: order_state(o.state()).to_string(),
+            cancel_reason: cancel_reason(o.cancel_reason()).map(str::to_owned),
+            items: o.items.iter().map(line_view).collect(),
+            total_minor: minor(&o.total),
+            currency: o.total.map(|m| m.currency).unwrap_or_default(),
+            order_id: o.order_id,
+            user_id: o.user_id,
+            cancel_detail: o.cancel_detail,
+            reservation_id: o.reservation_id,
+            payment_id: o.payment_id,
+            created_at_ms: o.created_at_ms,
+            updated_at_ms: o.updated_at_ms,
+        }
+    }
+}
+
+impl From<OrderStep> for OrderStepView {
+    fn from(s: OrderStep) -> Self {
+        OrderStepView {
+            state: order_state(s.state()).to_string(),
+            seq: s.seq,
+            step: s.step,
+            outcome: s.outcome,
+            detail: s.detail,
+            at_ms: s.at_ms,
+            attempts: s.attempts,
+        }
+    }
+}
+
+/// The `Idempotency-Key` header: required, 1..=200 characters (400 otherwise).
+pub fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::trim))
+        .transpose()
+        .map_err(|_| Problem::new(ErrorCode::BadRequest, "Idempotency-Key must be ASCII"))?
+        .unwrap_or_default();
+    if key.is_empty() {
+        return Err(Problem::new(
+            ErrorCode::BadRequest,
+            "this route needs an Idempotency-Key header",
+        ));
+    }
+    if key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS {
+        return Err(Problem::new(
+            ErrorCode::BadRequest,
+            format!("Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
+        ));
+    }
+    Ok(key.to_string())
+}
+
+/// The order, if the caller may see it (own order, or admin); else 404.
+async fn visible_order(state: &AppState, claims: &Claims, id: String) -> Result<Order, Problem> {
+    let order = state
+        .orders
+        .clone()
+        .get_order(request(
+            GetOrderRequest { order_id: id },
+            &claims.tid,
+            state.upstream_timeout,
+        ))
+        .await
+        .map_err(|s| problem_of(SERVICE, s))?
+        .into_inner()
+        .order;
+    order
+        .filter(|o| claims.admin || o.user_id == claims.sub)
+        .ok_or_else(|| Problem::new(ErrorCode::NotFound, "no such order"))
+}
+
+/// Place an order and start the checkout saga (asynchronous: poll the order
+/// or its events). Idempotent on `Idempotency-Key`: a replay of the same key
+/// and body answers 200 with `Idempotent-Replayed: true` and the stored order.
+#[utoipa::path(post, path = "/orders", tag = "checkout", request_body = OrderCreate,
+    params(("Idempotency-Key" = String, Header, description = "unique per intended order, at most 200 characters")),
+    responses(
+        (status = 201, body = OrderView, description = "a new order"),
+        (status = 200, body = OrderView, description = "a replay: the stored order",
+            headers(("Idempotent-Replayed" = String, description = "true"))),
+        (status = 400, description = "no or bad Idempotency-Key, malformed body"), (status = 401),
+        (status = 422, description = "invalid fields, or the key was used with another body"), (status = 503)))]
+pub async fn create_order(
+    State(state): State<AppState>,
+    User(claims): User,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<OrderCreate>,
+) -> Result<Response, Problem> {
+    let key = idempotency_key(&headers)?;
+    let msg = CreateOrderRequest {
+        idempotency_key: key,
+        user_id: claims.sub.clone(),
+        items: body
+            .items
+            .into_iter()
+            .map(|l| CreateOrderItem {
+                sku: Some(ProductRef {
+                    product_id: l.product_id,
+                    sku_id: l.sku_id,
+                }),
+                quantity: l.quantity,
+            })
+            .collect(),
+        payment_method: body.payment_method,
+    };
+    let resp = state
+        .orders
+        .clone()
+        .create_order(request(msg, &claims.tid, state.upstream_timeout))
+        .await
+        .map_err(|s| problem_of(SERVICE, s))?
+        .into_inner();
+    let order = resp
+        .order
+        .map(OrderView::from)
+        .ok_or_else(|| Problem::new(ErrorCode::Internal, "orders answered without an order"))?;
+    let location = HeaderValue::from_str(&format!("/orders/{}", order.order_id)).ok();
+    let mut out = if resp.replayed {
+        let mut r = (StatusCode::OK, Json(order)).into_response();
+        r.headers_mut().insert(
+            HeaderName::from_static(REPLAYED_HEADER),
+            HeaderValue::from_static("true"),
+        );
+        r
+    } else {
+        (StatusCode::CREATED, Json(order)).into_response()
+    };
+    if let Some(l) = location {
+        out.headers_mut().insert(header::LOCATION, l);
+    }
+    Ok(out)
+}
+
+/// One order: the caller's own (admins see every order).
+#[utoipa::path(get, path = "/orders/{id}", tag = "checkout",
+    params(("id" = String, Path, description = "order id")),
+    responses((status = 200, body = OrderView), (status = 401), (status = 404, description = "absent or not yours"), (status = 503)))]
+pub async fn get_order(
+    State(state): State<AppState>,
+    User(claims): User,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, Problem> {
+    let order = visible_order(&state, &claims, id).await?;
+    Ok(Json(OrderView::from(order)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct OrderListParams {
+    /// 1..=100, default 20.
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+    /// Only orders in these states (comma-separated), e.g. `cancelled`.
+    pub state: Option<String>,
+    /// Admins only: every order of the tenant, not just the caller's.
+    pub all: Option<bool>,
+}
+
+/// The caller's orders, newest first (an admin may ask for `all=true`).
+#[utoipa::path(get, path = "/orders", params(OrderListParams), tag = "checkout",
+    responses((status = 200, body = OrderPage), (status = 401), (status = 403, description = "all=true without the admin role"),
+        (status = 422, description = "invalid state"), (status = 503)))]
+pub async fn list_orders(
+    State(state): State<AppState>,
+    User(claims): User,
+    Query(q): Query<OrderListParams>,
+) -> Result<Json<OrderPage>, Problem> {
+    let all = q.all.unwrap_or(false);
+    if all && !claims.admin {
+        return Err(Problem::new(
+            ErrorCode::PermissionDenied,
+            "all=true needs the admin role",
+        ));
+    }
+    let mut states = Vec::new();
+    for s in q
+        .state
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        match parse_state(s) {
+            Some(st) => states.push(st as i32),
+            None => {
+                return Err(
+                    Problem::new(ErrorCode::Unprocessable, "invalid state").with_field(
+                        "state",
+                        format!(
+                            "{s:?} is not one of pending, reserved, authorized, captured, completed, cancelled"
+                        ),
+                    ),
+                );
+            }
+        }
+    }
+    let msg = ListOrdersRequest {
+        page: Some(PageRequest {
+            page_size: q.limit.unwrap_or(0),
+            cursor: q.cursor.unwrap_or_default(),
+        }),
+        user_id: if all {
+            String::new()
+        } else {
+            claims.sub.clone()
+        },
+        states,
+    };
+    let resp = state
+        .orders
+        .clone()
+        .list_orders(request(msg, &claims.tid, state.upstream_timeout))
+        .await
+        .map_err(|s| problem_of(SERVICE, s))?
+        .into_inner();
+    Ok(Json(OrderPage {
+        orders: resp.orders.into_iter().map(OrderView::from).collect(),
+        next_cursor: resp.page.map(|p| p.next_cursor).filter(|c| !c.is_empty()),
+    }))
+}
+
+/// What the checkout saga did for one order so far, oldest first.
+#[utoipa::path(get, path = "/orders/{id}/events", tag = "checkout",
+    params(("id" = String, Path, description = "order id")),
+    responses((status = 200, body = OrderEventsView), (status = 401), (status = 404, description = "absent or not yours"), (status = 503)))]
+pub async fn order_events(
+    State(state): State<AppState>,
+    User(claims): User,
+    Path(id): Path<String>,
+) -> Result<Json<OrderEventsView>, Problem> {
+    let steps_req = request(
+        ListOrderStepsRequest {
+            order_id: id.clone(),
+        },
+        &claims.tid,
+        state.upstream_timeout,
+    );
+    let mut client = state.orders.clone();
+    // Both at once; the steps are only returned once the order proved visible.
+    let (order, steps) = futures::join!(
+        visible_order(&state, &claims, id),
+        client.list_order_steps(steps_req)
+    );
+    let order = order?;
+    let steps = steps.map_err(|s| problem_of(SERVICE, s))?.into_inner();
+    Ok(Json(OrderEventsView {
+        state: order_state(order.state()).to_string(),
+        order_id: order.order_id,
+        steps: steps.steps.into_iter().map(OrderStepView::from).collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_render_as_the_contract_strings_and_parse_back() {
+        for (st, s) in [
+            (OrderState::Pending, "pending"),
+            (OrderState::Cancelled, "cancelled"),
+        ] {
+            assert_eq!(order_state(st), s);
+            assert_eq!(parse_state(s), Some(st));
+        }
+        assert_eq!(parse_state("unspecified"), None);
+        assert_eq!(cancel_reason(CancelReason::Unspecified), None);
+        assert_eq!(
+            cancel_reason(CancelReason::PaymentDeclined),
+            Some("payment_declined")
+        );
+    }
+
+    #[test]
+    fn idempotency_key_is_required_and_bounded() {
+        let mut h = HeaderMap::new();
+        assert_eq!(idempotency_key(&h).unwrap_err().status, 400);
+        h.insert("idempotency-key", HeaderValue::from_static("  "));
+        assert_eq!(idempotency_key(&h).unwrap_err().status, 400);
+        h.insert(
+            "idempotency-key",
+            HeaderValue::from_str(&"k".repeat(201)).unwrap(),
+        );
+        assert_eq!(idempotency_key(&h).unwrap_err().status, 400);
+        h.insert("idempotency-key", HeaderValue::from_static("order-1"));
+        assert_eq!(idempotency_key(&h).unwrap(), "order-1");
+    }
+}

@@ -1,0 +1,747 @@
+//! Checkout routes against in-process fakes: tonic servers for orders,
+//! inventory and payments with canned answers, and an axum stand-in for the
+//! payments service's Stripe webhook. Identity is the real one (tokens).
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use axum::{
+    body::Bytes,
+    http::{HeaderMap, StatusCode as AxumStatus},
+    routing::post,
+};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use shopstream_platform::grpc;
+use shopstream_proto::{
+    TENANT_METADATA_KEY,
+    common::v1::{Money, PageResponse},
+    inventory::v1::{
+        CommitRequest, CommitResponse, GetStockRequest, GetStockResponse, ReleaseRequest,
+        ReleaseResponse, ReservationState, ReserveRequest, ReserveResponse, SetStockRequest,
+        SetStockResponse, Stock,
+        inventory_service_server::{InventoryService, InventoryServiceServer},
+    },
+    orders::v1::{
+        CreateOrderRequest, CreateOrderResponse, GetOrderRequest, GetOrderResponse,
+        ListOrderStepsRequest, ListOrderStepsResponse, ListOrdersRequest, ListOrdersResponse,
+        Order, OrderItem, OrderState, OrderStep,
+        orders_service_server::{OrdersService, OrdersServiceServer},
+    },
+    payments::v1::{
+        CancelRequest, CancelResponse, CaptureRequest, CaptureResponse, CreateIntentRequest,
+        CreateIntentResponse, GetPaymentRequest, GetPaymentResponse, Payment, PaymentStatus,
+        RefundRequest, RefundResponse,
+        payments_service_server::{PaymentsService, PaymentsServiceServer},
+    },
+};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, service::Routes};
+
+use super::{PASSWORD, listener, start_with, token};
+
+/// An order that belongs to somebody else.
+const FOREIGN_ORDER: &str = "order-of-someone-else";
+const SKU: &str = "LAMP-1";
+const PAYMENT: &str = "pay-1";
+const GOOD_SIGNATURE: &str = "t=1,v1=good";
+
+fn eur(amount_minor: i64) -> Option<Money> {
+    Some(Money {
+        amount_minor,
+        currency: "EUR".into(),
+    })
+}
+
+/// Every call must carry the tenant, as the gateway promises its backends.
+fn tenant_of<T>(req: &Request<T>) -> Result<(), Status> {
+    match req.metadata().get(TENANT_METADATA_KEY) {
+        Some(v) if v == "default" => Ok(()),
+        other => Err(Status::internal(format!("tenant metadata: {other:?}"))),
+    }
+}
+
+#[derive(Default)]
+struct FakeOrders {
+    /// idempotency key → (request, order)
+    by_key: Mutex<HashMap<String, (CreateOrderRequest, Order)>>,
+}
+
+impl FakeOrders {
+    fn find(&self, id: &str) -> Option<Order> {
+        if id == FOREIGN_ORDER {
+            return Some(Order {
+                order_id: id.into(),
+                user_id: "someone-else".into(),
+                state: OrderState::Completed as i32,
+                ..Default::default()
+            });
+        }
+        let orders = self.by_key.lock().unwrap();
+        orders
+            .values()
+            .map(|(_, o)| o)
+            .find(|o| o.order_id == id)
+            .cloned()
+    }
+}
+
+#[tonic::async_trait]
+impl OrdersService for FakeOrders {
+    async fn create_order(
+        &self,
+        req: Request<CreateOrderRequest>,
+    ) -> Result<Response<CreateOrderResponse>, Status> {
+        tenant_of(&req)?;
+        let r = req.into_inner();
+        let mut orders = self.by_key.lock().unwrap();
+        if let Some((seen, order)) = orders.get(&r.idempotency_key) {
+            if *seen != r {
+                return Err(Status::invalid_argument(
+                    "idempotency key reused; items: differ from the first request",
+                ));
+            }
+            return Ok(Response::new(CreateOrderResponse {
+                order: Some(order.clone()),
+                replayed: true,
+            }));
+        }
+        let items: Vec<OrderItem> = r
+            .items
+            .iter()
+            .map(|i| OrderItem {
+                sku: i.sku.clone(),
+                quantity: i.quantity,
+                unit_price: eur(1999),
+                line_total: eur(1999 * i64::from(i.quantity)),
+            })
+            .collect();
+        let order = Order {
+            order_id: format!("order-{}", orders.len() + 1),
+            user_id: r.user_id.clone(),
+            state: OrderState::Pending as i32,
+            total: eur(items
+                .iter()
+                .map(|i| i.line_total.as_ref().unwrap().amount_minor)
+                .sum()),
+            items,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            ..Default::default()
+        };
+        orders.insert(r.idempotency_key.clone(), (r, order.clone()));
+        Ok(Response::new(CreateOrderResponse {
+            order: Some(order),
+            replayed: false,
+        }))
+    }
+
+    async fn get_order(
+        &self,
+        req: Request<GetOrderRequest>,
+    ) -> Result<Response<GetOrderResponse>, Status> {
+        tenant_of(&req)?;
+        match self.find(&req.get_ref().order_id) {
+            Some(o) => Ok(Response::new(GetOrderResponse { order: Some(o) })),
+            None => Err(Status::not_found("no such order")),
+        }
+    }
+
+    async fn list_orders(
+        &self,
+        req: Request<ListOrdersRequest>,
+    ) -> Result<Response<ListOrdersResponse>, Status> {
+        tenant_of(&req)?;
+        let user = req.into_inner().user_id;
+        let orders = self.by_key.lock().unwrap();
+        Ok(Response::new(ListOrdersResponse {
+            orders: orders
+                .values()
+                .map(|(_, o)| o.clone())
+                .filter(|o| user.is_empty() || o.user_id == user)
+                .collect(),
+            page: Some(PageResponse::default()),
+        }))
+    }
+
+    async fn list_order_steps(
+        &self,
+        req: Request<ListOrderStepsRequest>,
+    ) -> Result<Response<ListOrderStepsResponse>, Status> {
+        tenant_of(&req)?;
+        Ok(Response::new(ListOrderStepsResponse {
+            steps: vec![OrderStep {
+                seq: 1,
+                step: "reserve".into(),
+                outcome: "succeeded".into(),
+                state: OrderState::Reserved as i32,
+                detail: "reservation r-1".into(),
+                at_ms: 2,
+                attempts: 1,
+            }],
+        }))
+    }
+}
+
+struct FakeInventory;
+
+fn stock(sku_id: String, on_hand: i64) -> Option<Stock> {
+    Some(Stock {
+        sku_id,
+        on_hand,
+        reserved: 1,
+        available: on_hand - 1,
+        committed: 3,
+    })
+}
+
+#[tonic::async_trait]
+impl InventoryService for FakeInventory {
+    async fn reserve(
+        &self,
+        req: Request<ReserveRequest>,
+    ) -> Result<Response<ReserveResponse>, Status> {
+        tenant_of(&req)?;
+        let r = req.into_inner();
+        if !r.order_id.starts_with("hold-") {
+            return Err(Status::internal(format!("hold key {:?}", r.order_id)));
+        }
+        if r.items.iter().any(|i| i.quantity > 5) {
+            return Err(Status::aborted("insufficient stock for LAMP-1"));
+        }
+        Ok(Response::new(ReserveResponse {
+            reservation_id: format!("res-{}", r.order_id),
+            state: ReservationState::Held as i32,
+            expires_at_ms: 4_102_444_800_000,
+        }))
+    }
+
+    async fn release(
+        &self,
+        req: Request<ReleaseRequest>,
+    ) -> Result<Response<ReleaseResponse>, Status> {
+        tenant_of(&req)?;
+        Ok(Response::new(ReleaseResponse {
+            state: ReservationState::Released as i32,
+        }))
+    }
+
+    async fn commit(&self, _: Request<CommitRequest>) -> Result<Response<CommitResponse>, Status> {
+        Err(Status::unimplemented("the gateway never commits"))
+    }
+
+    async fn get_stock(
+        &self,
+        req: Request<GetStockRequest>,
+    ) -> Result<Response<GetStockResponse>, Status> {
+        tenant_of(&req)?;
+        let sku = req.into_inner().sku_id;
+        if sku != SKU {
+            return Err(Status::not_found("unknown sku"));
+        }
+        Ok(Response::new(GetStockResponse {
+            stock: stock(sku, 10),
+        }))
+    }
+
+    async fn set_stock(
+        &self,
+        req: Request<SetStockRequest>,
+    ) -> Result<Response<SetStockResponse>, Status> {
+        tenant_of(&req)?;
+        let r = req.into_inner();
+        Ok(Response::new(SetStockResponse {
+            stock: stock(r.sku_id, r.on_hand),
+        }))
+    }
+}
+
+struct FakePayments;
+
+fn payment() -> Payment {
+    Payment {
+        payment_id: PAYMENT.into(),
+        order_id: "order-1".into(),
+        status: PaymentStatus::Captured as i32,
+        amount: eur(1999),
+        captured: eur(1999),
+        refunded: eur(0),
+        provider_ref: "pi_1".into(),
+        ..Default::default()
+    }
+}
+
+#[tonic::async_trait]
+impl PaymentsService for FakePayments {
+    async fn create_intent(
+        &self,
+        _: Request<CreateIntentRequest>,
+    ) -> Result<Response<CreateIntentResponse>, Status> {
+        Err(Status::unimplemented("not the gateway's"))
+    }
+
+    async fn capture(
+        &self,
+        _: Request<CaptureRequest>,
+    ) -> Result<Response<CaptureResponse>, Status> {
+        Err(Status::unimplemented("not the gateway's"))
+    }
+
+    async fn refund(
+        &self,
+        req: Request<RefundRequest>,
+    ) -> Result<Response<RefundResponse>, Status> {
+        tenant_of(&req)?;
+        let r = req.into_inner();
+        let amount = r.amount.unwrap_or(Money {
+            amount_minor: 1999,
+            currency: "EUR".into(),
+        });
+        if amount.currency != "EUR" || r.idempotency_key.is_empty() {
+            return Err(Status::invalid_argument(format!("bad refund {amount:?}")));
+        }
+        let mut p = payment();
+        p.status = PaymentStatus::PartiallyRefunded as i32;
+        p.refunded = Some(amount);
+        Ok(Response::new(RefundResponse {
+            payment: Some(p),
+            refund_id: "re_1".into(),
+        }))
+    }
+
+    async fn cancel(&self, _: Request<CancelRequest>) -> Result<Response<CancelResponse>, Status> {
+        Err(Status::unimplemented("not the gateway's"))
+    }
+
+    async fn get_payment(
+        &self,
+        req: Request<GetPaymentRequest>,
+    ) -> Result<Response<GetPaymentResponse>, Status> {
+        tenant_of(&req)?;
+        Ok(Response::new(GetPaymentResponse {
+            payment: Some(payment()),
+        }))
+    }
+}
+
+/// The payments service's webhook: 400 (plain text, not a problem) unless the
+/// signature is the good one; 200 echoing the raw body otherwise.
+async fn fake_webhook(headers: HeaderMap, body: Bytes) -> (AxumStatus, Bytes) {
+    match headers.get("stripe-signature") {
+        Some(v) if v == GOOD_SIGNATURE => (AxumStatus::OK, body),
+        _ => (
+            AxumStatus::BAD_REQUEST,
+            Bytes::from_static(b"no valid signature"),
+        ),
+    }
+}
+
+/// Start the fakes; returns (grpc url, payments http url).
+async fn start_fakes(shutdown: &CancellationToken) -> (String, String) {
+    let (gl, ga) = listener().await;
+    let routes = Routes::new(OrdersServiceServer::new(FakeOrders::default()))
+        .add_service(InventoryServiceServer::new(FakeInventory))
+        .add_service(PaymentsServiceServer::new(FakePayments));
+    tokio::spawn(grpc::serve(
+        gl,
+        routes,
+        Duration::from_secs(5),
+        shutdown.clone(),
+    ));
+    let (hl, ha) = listener().await;
+    let app = axum::Router::new().route("/webhooks/stripe", post(fake_webhook));
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(hl, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    (format!("http://{ga}"), format!("http://{ha}"))
+}
+
+async fn customer(c: &Client, base: &str, email: &str) -> String {
+    let r = c
+        .post(format!("{base}/auth/signup"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    token(c, base, email, PASSWORD).await
+}
+
+fn problem_json(r: &reqwest::Response) {
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkout_routes_against_fake_backends() {
+    let fakes = CancellationToken::new();
+    let _stop_fakes = fakes.clone().drop_guard();
+    let (grpc_url, payments_http) = start_fakes(&fakes).await;
+    let s = start_with(|cfg| {
+        cfg.inventory_grpc = grpc_url.clone();
+        cfg.orders_grpc = grpc_url.clone();
+        cfg.payments_grpc = grpc_url.clone();
+        cfg.payments_http = payments_http.clone();
+    })
+    .await;
+    let c = Client::new();
+    let base = &s.base;
+    let ann = customer(&c, base, "ann@example.com").await;
+    let bob = customer(&c, base, "bob@example.com").await;
+    let order_body = json!({
+        "items": [{"product_id": "p-1", "sku_id": SKU, "quantity": 2}],
+        "payment_method": "pm_card_visa",
+    });
+
+    // POST /orders: 401 without a token, 400 without Idempotency-Key.
+    let r = c
+        .post(format!("{base}/orders"))
+        .header("idempotency-key", "k-1")
+        .json(&order_body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c
+        .post(format!("{base}/orders"))
+        .bearer_auth(&ann)
+        .json(&order_body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    problem_json(&r);
+
+    // New → 201; the same key and body again → 200 + Idempotent-Replayed.
+    let r = c
+        .post(format!("{base}/orders"))
+        .bearer_auth(&ann)
+        .header("idempotency-key", "k-1")
+        .json(&order_body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    assert!(r.headers().get("idempotent-replayed").is_none());
+    let order: Value = r.json().await.unwrap();
+    assert_eq!(order["state"], "pending");
+    assert_eq!(order["cancel_reason"], Value::Null);
+    assert_eq!(order["total_minor"], 3998);
+    assert_eq!(order["currency"], "EUR");
+    assert_eq!(order["items"][0]["unit_price_minor"], 1999);
+    let order_id = order["order_id"].as_str().unwrap().to_string();
+    let r = c
+        .post(format!("{base}/orders"))
+        .bearer_auth(&ann)
+        .header("idempotency-key", "k-1")
+        .json(&order_body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    assert_eq!(r.json::<Value>().await.unwrap()["order_id"], order_id);
+
+    // The same key with another body: the backend's InvalidArgument is a 422.
+    let r = c
+        .post(format!("{base}/orders"))
+        .bearer_auth(&ann)
+        .header("idempotency-key", "k-1")
+        .json(
+            &json!({"items": [{"product_id": "p-1", "sku_id": SKU, "quantity": 3}],
+                      "payment_method": "pm_card_visa"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    problem_json(&r);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["errors"][0]["field"], "items", "{p}");
+
+    // Reads: own order and its steps; another user's order is 404 for a customer.
+    let r = c
+        .get(format!("{base}/orders/{order_id}"))
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c
+        .get(format!("{base}/orders/{order_id}/events"))
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let events: Value = r.json().await.unwrap();
+    assert_eq!(events["state"], "pending");
+    assert_eq!(events["steps"][0]["step"], "reserve");
+    assert_eq!(events["steps"][0]["state"], "reserved");
+    for path in [
+        format!("/orders/{order_id}"),
+        format!("/orders/{order_id}/events"),
+    ] {
+        let r = c
+            .get(format!("{base}{path}"))
+            .bearer_auth(&bob)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        problem_json(&r);
+    }
+    let r = c
+        .get(format!("{base}/orders/{FOREIGN_ORDER}"))
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let admin = token(&c, base, super::ADMIN_EMAIL, &s.admin_password).await;
+    let r = c
+        .get(format!("{base}/orders/{FOREIGN_ORDER}"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "completed");
+
+    // Lists: the caller's own; all=true is for admins.
+    let page: Value = c
+        .get(format!("{base}/orders?limit=20"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["orders"], json!([]));
+    assert_eq!(page["next_cursor"], Value::Null);
+    let r = c
+        .get(format!("{base}/orders?all=true"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .get(format!("{base}/orders?state=sideways"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Reservations: held for the caller, released only by them; a short line is 409.
+    let r = c
+        .post(format!("{base}/reservations"))
+        .bearer_auth(&ann)
+        .json(&json!({"items": [{"sku_id": SKU, "quantity": 1}], "ttl_s": 60}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let hold: Value = r.json().await.unwrap();
+    assert_eq!(hold["state"], "held");
+    let hold_id = hold["reservation_id"].as_str().unwrap().to_string();
+    let r = c
+        .delete(format!("{base}/reservations/{hold_id}"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = c
+        .delete(format!("{base}/reservations/{hold_id}"))
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"reservation_id": hold_id, "state": "released"})
+    );
+    let r = c
+        .post(format!("{base}/reservations"))
+        .bearer_auth(&ann)
+        .json(&json!({"items": [{"sku_id": SKU, "quantity": 50}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+
+    // Stock: public read, admin write.
+    let r = c
+        .get(format!("{base}/inventory/{SKU}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["available"], 9);
+    let r = c
+        .get(format!("{base}/inventory/NOPE"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = c
+        .put(format!("{base}/admin/inventory/{SKU}"))
+        .bearer_auth(&ann)
+        .json(&json!({"on_hand": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .put(format!("{base}/admin/inventory/{SKU}"))
+        .bearer_auth(&admin)
+        .json(&json!({"on_hand": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["on_hand"], 100);
+
+    // Refunds are admin-only and need an Idempotency-Key.
+    let refund = json!({"amount_minor": 500, "reason": "customer_request"});
+    let r = c
+        .post(format!("{base}/payments/{PAYMENT}/refund"))
+        .bearer_auth(&ann)
+        .header("idempotency-key", "rf-1")
+        .json(&refund)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    problem_json(&r);
+    let r = c
+        .post(format!("{base}/payments/{PAYMENT}/refund"))
+        .bearer_auth(&admin)
+        .json(&refund)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = c
+        .post(format!("{base}/payments/{PAYMENT}/refund"))
+        .bearer_auth(&admin)
+        .header("idempotency-key", "rf-1")
+        .json(&refund)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["refund_id"], "re_1");
+    assert_eq!(v["payment"]["status"], "partially_refunded");
+    assert_eq!(v["payment"]["refunded_minor"], 500);
+    let r = c
+        .get(format!("{base}/payments/{PAYMENT}"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "captured");
+
+    // The webhook goes through byte for byte; the backend's answer comes back as is.
+    let event = br#"{"id":"evt_1","type":"payment_intent.succeeded"}"#;
+    let r = c
+        .post(format!("{base}/webhooks/stripe"))
+        .header("content-type", "application/json")
+        .header("stripe-signature", "t=1,v1=forged")
+        .body(event.as_slice())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.text().await.unwrap(), "no valid signature");
+    let r = c
+        .post(format!("{base}/webhooks/stripe"))
+        .header("content-type", "application/json")
+        .header("stripe-signature", GOOD_SIGNATURE)
+        .body(event.as_slice())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), event.as_slice());
+
+    // Every checkout route is documented.
+    let doc: Value = c
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/reservations",
+        "/reservations/{id}",
+        "/inventory/{sku_id}",
+        "/admin/inventory/{sku_id}",
+        "/orders",
+        "/orders/{id}",
+        "/orders/{id}/events",
+        "/payments/{payment_id}/refund",
+        "/payments/{payment_id}",
+        "/webhooks/stripe",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from OpenAPI"
+        );
+    }
+    for schema in [
+        "OrderView",
+        "OrderCreate",
+        "ReservationCreate",
+        "RefundView",
+    ] {
+        assert!(
+            doc["components"]["schemas"].get(schema).is_some(),
+            "{schema} missing from OpenAPI"
+        );
+    }
+}
+
+/// A backend that is down is a 503 problem, for gRPC and for the webhook.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_down_backend_is_a_503() {
+    // start_with's defaults point every checkout backend at a closed port.
+    let s = start_with(|_| {}).await;
+    let c = Client::new();
+    let base = &s.base;
+    let r = c
+        .get(format!("{base}/inventory/{SKU}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    problem_json(&r);
+    let r = c
+        .post(format!("{base}/webhooks/stripe"))
+        .header("stripe-signature", GOOD_SIGNATURE)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    problem_json(&r);
+}

@@ -1,0 +1,4 @@
+//! Adapters of the orders ports.
+
+pub mod grpc;
+pub mod postgres;

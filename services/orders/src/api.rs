@@ -1,0 +1,272 @@
+//! gRPC: CreateOrder (idempotent on the key), GetOrder, ListOrders,
+//! ListOrderSteps — thin translation between the wire and `Orders`.
+
+use shopstream_platform::{ErrorCode, Problem, grpc::tenant};
+use shopstream_proto::{
+    common::v1::{Money, PageResponse, ProductRef},
+    orders::v1::{
+        CancelReason as PbReason, CreateOrderRequest, CreateOrderResponse, GetOrderRequest,
+        GetOrderResponse, ListOrderStepsRequest, ListOrderStepsResponse, ListOrdersRequest,
+        ListOrdersResponse, Order as PbOrder, OrderItem, OrderState as PbState, OrderStep,
+        orders_service_server::OrdersService,
+    },
+};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        checkout::RequestedLine,
+        order::{CancelReason, OrderState},
+    },
+    ports::{Cursor, Order},
+    service::{Orders, OrdersError},
+};
+
+#[derive(Debug, Clone)]
+pub struct GrpcApi {
+    pub orders: Orders,
+    pub default_tenant: String,
+}
+
+impl From<OrdersError> for Problem {
+    fn from(e: OrdersError) -> Problem {
+        match e {
+            OrdersError::Invalid(fields) => {
+                let mut p = Problem::new(ErrorCode::Unprocessable, "invalid order");
+                for f in fields {
+                    p = p.with_field(f.field, f.message);
+                }
+                p
+            }
+            OrdersError::KeyReuse => Problem::new(ErrorCode::Unprocessable, e.to_string())
+                .with_field("idempotency_key", "was used for a different request"),
+            OrdersError::NotFound => Problem::new(ErrorCode::NotFound, "order not found"),
+            OrdersError::Unavailable(why) => {
+                tracing::warn!(%why, "orders dependency unavailable");
+                Problem::new(ErrorCode::Unavailable, why)
+            }
+            OrdersError::Store(s) => {
+                tracing::error!(error = %s, "orders storage error");
+                Problem::new(ErrorCode::Unavailable, "orders storage is unavailable")
+            }
+        }
+    }
+}
+
+pub fn pb_state(s: OrderState) -> PbState {
+    match s {
+        OrderState::Pending => PbState::Pending,
+        OrderState::Reserved => PbState::Reserved,
+        OrderState::Authorized => PbState::Authorized,
+        OrderState::Captured => PbState::Captured,
+        OrderState::Completed => PbState::Completed,
+        OrderState::Cancelled(_) => PbState::Cancelled,
+    }
+}
+
+pub fn pb_reason(r: Option<CancelReason>) -> PbReason {
+    match r {
+        None => PbReason::Unspecified,
+        Some(CancelReason::OutOfStock) => PbReason::OutOfStock,
+        Some(CancelReason::PaymentDeclined) => PbReason::PaymentDeclined,
+        Some(CancelReason::PaymentFailed) => PbReason::PaymentFailed,
+        Some(CancelReason::ReservationExpired) => PbReason::ReservationExpired,
+        Some(CancelReason::UserRequested) => PbReason::UserRequested,
+        Some(CancelReason::InternalError) => PbReason::InternalError,
+    }
+}
+
+fn money(amount_minor: i64, currency: &str) -> Option<Money> {
+    Some(Money {
+        amount_minor,
+        currency: currency.to_string(),
+    })
+}
+
+pub fn pb_order(o: &Order) -> PbOrder {
+    PbOrder {
+        order_id: o.order_id.to_string(),
+        user_id: o.user_id.clone(),
+        state: pb_state(o.state) as i32,
+        cancel_reason: pb_reason(o.state.cancel_reason()) as i32,
+        items: o
+            .lines
+            .iter()
+            .map(|l| OrderItem {
+                sku: Some(ProductRef {
+                    product_id: l.product_id.clone(),
+                    sku_id: l.sku_id.clone(),
+                }),
+                quantity: l.quantity,
+                unit_price: money(l.unit_price_minor, &o.currency),
+                line_total: money(l.line_total_minor, &o.currency),
+            })
+            .collect(),
+        total: money(o.total_minor, &o.currency),
+        reservation_id: o.reservation_id.clone(),
+        payment_id: o.payment_id.clone(),
+        created_at_ms: o.created_at_ms,
+        updated_at_ms: o.updated_at_ms,
+        cancel_detail: o.cancel_detail.clone(),
+    }
+}
+
+fn order_id(raw: &str) -> Result<Uuid, Status> {
+    raw.parse().map_err(|_| {
+        Problem::new(ErrorCode::NotFound, "order not found")
+            .with_field("order_id", "is not an order id")
+            .into()
+    })
+}
+
+/// Cursors are `<created_at_ms>.<order_id>` of the last order of a page.
+fn encode_cursor(o: &Order) -> String {
+    format!("{}.{}", o.created_at_ms, o.order_id)
+}
+
+fn decode_cursor(raw: &str) -> Result<Option<Cursor>, Status> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let bad = || -> Status {
+        Problem::new(ErrorCode::Unprocessable, "invalid cursor")
+            .with_field("page.cursor", "is not a cursor from a previous page")
+            .into()
+    };
+    let (ms, id) = raw.split_once('.').ok_or_else(bad)?;
+    Ok(Some((
+        ms.parse().map_err(|_| bad())?,
+        id.parse().map_err(|_| bad())?,
+    )))
+}
+
+#[tonic::async_trait]
+impl OrdersService for GrpcApi {
+    async fn create_order(
+        &self,
+        req: Request<CreateOrderRequest>,
+    ) -> Result<Response<CreateOrderResponse>, Status> {
+        let tenant = tenant(&req, &self.default_tenant);
+        let r = req.into_inner();
+        let lines: Vec<RequestedLine> = r
+            .items
+            .iter()
+            .map(|i| {
+                let sku = i.sku.clone().unwrap_or_default();
+                RequestedLine {
+                    product_id: sku.product_id,
+                    sku_id: sku.sku_id,
+                    quantity: i.quantity,
+                }
+            })
+            .collect();
+        let (order, replayed) = self
+            .orders
+            .create(
+                &tenant,
+                &r.user_id,
+                &r.idempotency_key,
+                &lines,
+                &r.payment_method,
+            )
+            .await
+            .map_err(Problem::from)?;
+        Ok(Response::new(CreateOrderResponse {
+            order: Some(pb_order(&order)),
+            replayed,
+        }))
+    }
+
+    async fn get_order(
+        &self,
+        req: Request<GetOrderRequest>,
+    ) -> Result<Response<GetOrderResponse>, Status> {
+        let tenant = tenant(&req, &self.default_tenant);
+        let id = order_id(&req.get_ref().order_id)?;
+        let o = self.orders.get(&tenant, id).await.map_err(Problem::from)?;
+        Ok(Response::new(GetOrderResponse {
+            order: Some(pb_order(&o)),
+        }))
+    }
+
+    async fn list_orders(
+        &self,
+        req: Request<ListOrdersRequest>,
+    ) -> Result<Response<ListOrdersResponse>, Status> {
+        let tenant = tenant(&req, &self.default_tenant);
+        let r = req.into_inner();
+        let page = r.page.unwrap_or_default();
+        let after = decode_cursor(&page.cursor)?;
+        let limit = if page.page_size == 0 {
+            20
+        } else {
+            page.page_size.min(100)
+        };
+        let states: Vec<String> = r
+            .states
+            .iter()
+            .filter_map(|s| PbState::try_from(*s).ok())
+            .filter_map(|s| match s {
+                PbState::Unspecified => None,
+                PbState::Pending => Some("pending"),
+                PbState::Reserved => Some("reserved"),
+                PbState::Authorized => Some("authorized"),
+                PbState::Captured => Some("captured"),
+                PbState::Completed => Some("completed"),
+                PbState::Cancelled => Some("cancelled"),
+            })
+            .map(String::from)
+            .collect();
+        let user = (!r.user_id.is_empty()).then_some(r.user_id.as_str());
+        let orders = self
+            .orders
+            .list(&tenant, user, &states, after, limit + 1)
+            .await
+            .map_err(Problem::from)?;
+        let more = orders.len() > limit as usize;
+        let orders: Vec<_> = orders.into_iter().take(limit as usize).collect();
+        let next_cursor = if more {
+            orders.last().map(encode_cursor).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListOrdersResponse {
+            orders: orders.iter().map(pb_order).collect(),
+            page: Some(PageResponse { next_cursor }),
+        }))
+    }
+
+    async fn list_order_steps(
+        &self,
+        req: Request<ListOrderStepsRequest>,
+    ) -> Result<Response<ListOrderStepsResponse>, Status> {
+        let tenant = tenant(&req, &self.default_tenant);
+        let id = order_id(&req.get_ref().order_id)?;
+        let steps = self
+            .orders
+            .steps(&tenant, id)
+            .await
+            .map_err(Problem::from)?;
+        Ok(Response::new(ListOrderStepsResponse {
+            steps: steps
+                .into_iter()
+                .map(|s| {
+                    let reason = s.cancel_reason.as_deref().and_then(CancelReason::parse);
+                    let state = OrderState::parse(&s.state, reason)
+                        .map(pb_state)
+                        .unwrap_or(PbState::Unspecified);
+                    OrderStep {
+                        seq: s.seq,
+                        step: s.step,
+                        outcome: s.outcome,
+                        state: state as i32,
+                        detail: s.detail,
+                        at_ms: s.at_ms,
+                        attempts: s.attempts,
+                    }
+                })
+                .collect(),
+        }))
+    }
+}

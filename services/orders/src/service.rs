@@ -1,0 +1,333 @@
+//! The orders use cases: create (idempotent on the key), read, list, the
+//! saga's step log, and recording a step (the saga's only write path).
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use shopstream_platform::{
+    clock::Clock,
+    events::{Envelope, EventError},
+    ids::IdGen,
+    outbox::Relay,
+};
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        checkout::{self, FieldError, RequestedLine},
+        order::{CancelReason, OrderState},
+    },
+    ports::{Cursor, Order, OrderStore, PriceBook, PriceError, SagaOrder, StepRecord, StoreError},
+};
+
+/// `event_type` of order state changes on `order.lifecycle`.
+pub const EVENT_TYPE: &str = "order.state_changed";
+
+/// Payload of `order.state_changed` (schema version 1), keyed by order_id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderStateChanged {
+    pub order_id: String,
+    pub user_id: String,
+    pub state: String,
+    pub cancel_reason: Option<String>,
+    pub total_minor: i64,
+    pub currency: String,
+    pub reservation_id: String,
+    pub ts_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrdersError {
+    #[error("invalid order")]
+    Invalid(Vec<FieldError>),
+    #[error("this Idempotency-Key was used for a different request")]
+    KeyReuse,
+    #[error("order not found")]
+    NotFound,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Starts the checkout saga of an order (the Temporal adapter, or the
+/// simulator's driver). Starting an order's saga twice starts it once.
+#[async_trait]
+pub trait SagaStarter: Send + Sync + 'static {
+    async fn start(&self, order: &SagaOrder) -> Result<(), String>;
+}
+
+#[derive(Clone)]
+pub struct Orders {
+    pub store: Arc<dyn OrderStore>,
+    pub prices: Arc<dyn PriceBook>,
+    pub starter: Arc<dyn SagaStarter>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGen>,
+    /// Woken after every write that enqueued an event.
+    pub relay: Option<Relay>,
+}
+
+impl std::fmt::Debug for Orders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Orders")
+    }
+}
+
+/// What the saga needs of an order.
+pub fn saga_order(o: &Order) -> SagaOrder {
+    SagaOrder {
+        tenant_id: o.tenant_id.clone(),
+        order_id: o.order_id.to_string(),
+        user_id: o.user_id.clone(),
+        lines: o
+            .lines
+            .iter()
+            .map(|l| (l.sku_id.clone(), l.quantity))
+            .collect(),
+        total_minor: o.total_minor,
+        currency: o.currency.clone(),
+        payment_method: o.payment_method.clone(),
+    }
+}
+
+impl Orders {
+    fn event(
+        &self,
+        o: &Order,
+        state: OrderState,
+        reservation_id: &str,
+    ) -> Result<Envelope, EventError> {
+        let payload = OrderStateChanged {
+            order_id: o.order_id.to_string(),
+            user_id: o.user_id.clone(),
+            state: state.as_str().to_string(),
+            cancel_reason: state.cancel_reason().map(|r| r.as_str().to_string()),
+            total_minor: o.total_minor,
+            currency: o.currency.clone(),
+            reservation_id: reservation_id.to_string(),
+            ts_ms: self.clock.now_ms(),
+        };
+        Envelope::new(
+            EVENT_TYPE,
+            1,
+            &o.tenant_id,
+            &o.order_id.to_string(),
+            &payload,
+            self.clock.as_ref(),
+            self.ids.as_ref(),
+        )
+    }
+
+    fn wake(&self) {
+        if let Some(r) = &self.relay {
+            r.wake();
+        }
+    }
+
+    /// Create an order and start its saga. Returns the order and whether it
+    /// is a replay of an earlier request with the same key.
+    #[tracing::instrument(skip(self, lines, payment_method), fields(lines = lines.len()))]
+    pub async fn create(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        key: &str,
+        lines: &[RequestedLine],
+        payment_method: &str,
+    ) -> Result<(Order, bool), OrdersError> {
+        let mut errors = checkout::validate(key, lines, payment_method);
+        if user_id.trim().is_empty() {
+            errors.push(FieldError {
+                field: "user_id".into(),
+                message: "is required".into(),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(OrdersError::Invalid(errors));
+        }
+        let fingerprint = checkout::fingerprint(lines, payment_method);
+        // A repeat is answered from the store without asking the catalog.
+        if let Some(existing) = self.store.by_key(tenant, user_id, key).await? {
+            return self.replay(existing, &fingerprint).await;
+        }
+        let priced = checkout::price(lines, &self.prices_of(tenant, lines).await?)
+            .map_err(OrdersError::Invalid)?;
+        let now = self.clock.now_ms();
+        let order = Order {
+            tenant_id: tenant.to_string(),
+            order_id: self.ids.new_id(),
+            user_id: user_id.to_string(),
+            state: OrderState::Pending,
+            cancel_detail: String::new(),
+            lines: priced.lines,
+            total_minor: priced.total_minor,
+            currency: priced.currency,
+            payment_method: payment_method.to_string(),
+            reservation_id: String::new(),
+            payment_id: String::new(),
+            idempotency_key: key.to_string(),
+            fingerprint: fingerprint.clone(),
+            workflow_started: false,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        let event = self
+            .event(&order, OrderState::Pending, "")
+            .map_err(|e| OrdersError::Unavailable(e.to_string()))?;
+        let (stored, created) = self.store.insert(&order, &event).await?;
+        if !created {
+            // Lost a race with the same key.
+            return self.replay(stored, &fingerprint).await;
+        }
+        self.wake();
+        self.start(&stored).await;
+        Ok((stored, false))
+    }
+
+    async fn replay(
+        &self,
+        existing: Order,
+        fingerprint: &str,
+    ) -> Result<(Order, bool), OrdersError> {
+        if existing.fingerprint != fingerprint {
+            return Err(OrdersError::KeyReuse);
+        }
+        if !existing.workflow_started {
+            self.start(&existing).await;
+        }
+        Ok((existing, true))
+    }
+
+    /// Start the saga; on failure the order stays unstarted and
+    /// [`Orders::start_unstarted`] tries again.
+    async fn start(&self, o: &Order) {
+        match self.starter.start(&saga_order(o)).await {
+            Ok(()) => {
+                if let Err(e) = self.store.mark_started(&o.tenant_id, o.order_id).await {
+                    tracing::warn!(order_id = %o.order_id, error = %e, "could not mark the saga started");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(order_id = %o.order_id, error = %e, "checkout saga not started yet; will retry")
+            }
+        }
+    }
+
+    /// Start the sagas of orders created more than `min_age_ms` ago whose
+    /// start failed (Temporal down, a crash right after the insert).
+    pub async fn start_unstarted(&self, min_age_ms: i64) -> Result<usize, OrdersError> {
+        let due = self
+            .store
+            .unstarted(self.clock.now_ms() - min_age_ms, 100)
+            .await?;
+        for o in &due {
+            self.start(o).await;
+        }
+        Ok(due.len())
+    }
+
+    async fn prices_of(
+        &self,
+        tenant: &str,
+        lines: &[RequestedLine],
+    ) -> Result<BTreeMap<String, checkout::Price>, OrdersError> {
+        let mut by_product: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, l) in lines.iter().enumerate() {
+            by_product.entry(l.product_id.as_str()).or_default().push(i);
+        }
+        let mut out = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (product, idx) in by_product {
+            match self.prices.prices(tenant, product).await {
+                Ok(prices) => {
+                    for i in idx {
+                        if let Some(p) = prices.get(&lines[i].sku_id) {
+                            out.insert(lines[i].sku_id.clone(), p.clone());
+                        }
+                    }
+                }
+                Err(PriceError::UnknownProduct(_)) => {
+                    for i in idx {
+                        errors.push(FieldError {
+                            field: format!("items[{i}].product_id"),
+                            message: "is not a product of this shop".into(),
+                        });
+                    }
+                }
+                Err(PriceError::Unavailable(why)) => {
+                    return Err(OrdersError::Unavailable(format!("catalog: {why}")));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(OrdersError::Invalid(errors));
+        }
+        Ok(out)
+    }
+
+    pub async fn get(&self, tenant: &str, order_id: Uuid) -> Result<Order, OrdersError> {
+        self.store
+            .get(tenant, order_id)
+            .await?
+            .ok_or(OrdersError::NotFound)
+    }
+
+    pub async fn list(
+        &self,
+        tenant: &str,
+        user: Option<&str>,
+        states: &[String],
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Order>, OrdersError> {
+        Ok(self
+            .store
+            .list(tenant, user, states, after, limit.clamp(1, 100))
+            .await?)
+    }
+
+    pub async fn steps(
+        &self,
+        tenant: &str,
+        order_id: Uuid,
+    ) -> Result<Vec<StepRecord>, OrdersError> {
+        self.get(tenant, order_id).await?;
+        Ok(self.store.steps(tenant, order_id).await?)
+    }
+
+    /// Record one saga step (idempotent per seq) and publish the state
+    /// change it caused, if any.
+    pub async fn record(
+        &self,
+        tenant: &str,
+        order_id: Uuid,
+        step: &StepRecord,
+    ) -> Result<bool, OrdersError> {
+        let order = self.get(tenant, order_id).await?;
+        let reason = step.cancel_reason.as_deref().and_then(CancelReason::parse);
+        let state = OrderState::parse(&step.state, reason)
+            .ok_or_else(|| OrdersError::Unavailable(format!("unknown state {:?}", step.state)))?;
+        let event = if state != order.state {
+            let reservation = step
+                .reservation_id
+                .clone()
+                .unwrap_or_else(|| order.reservation_id.clone());
+            Some(
+                self.event(&order, state, &reservation)
+                    .map_err(|e| OrdersError::Unavailable(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let new = self
+            .store
+            .record_step(tenant, order_id, step, event.as_ref())
+            .await?;
+        if new && event.is_some() {
+            self.wake();
+        }
+        Ok(new)
+    }
+}

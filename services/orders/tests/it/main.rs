@@ -1,0 +1,4 @@
+//! Orders against real Postgres, Kafka and Temporal (the shared test stack):
+//! the checkout workflow drives the saga through scripted steps.
+
+mod saga;

@@ -1,0 +1,421 @@
+//! The Temporal workflow as a driver of `domain::saga`: happy path, a capture
+//! that fails on every attempt (retries, then compensation), a declined card,
+//! and idempotent creation. Inventory and payments are scripted through the
+//! `SagaSteps` port so each test controls exactly what fails; the end-to-end
+//! run over the real services is in the CLI's tests.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use shopstream_orders::{
+    Orders,
+    adapters::postgres::{MIGRATOR, PgOrders, TOPIC},
+    domain::checkout::{Price, RequestedLine},
+    ports::{PriceBook, PriceError, SagaOrder, SagaSteps, StepReply, Transient},
+    service::{OrderStateChanged, OrdersError},
+    workflow::{CheckoutActivities, CheckoutWorkflow, TemporalStarter},
+};
+use shopstream_platform::{
+    clock::SystemClock,
+    db,
+    events::{
+        EventBus,
+        kafka::{KafkaBus, KafkaSettings},
+    },
+    ids::SystemIdGen,
+    outbox::{self, Relay},
+    temporal::{self, PollerBehavior, Worker, WorkerOptions},
+};
+use shopstream_runtime::testkit;
+use tokio_util::sync::CancellationToken;
+
+/// Prices: every product "p-<sku>" has one SKU "<sku>" at 1250 EUR minor.
+struct FixedPrices;
+
+#[async_trait]
+impl PriceBook for FixedPrices {
+    async fn prices(
+        &self,
+        _: &str,
+        product_id: &str,
+    ) -> Result<BTreeMap<String, Price>, PriceError> {
+        let sku = product_id
+            .strip_prefix("p-")
+            .ok_or_else(|| PriceError::UnknownProduct(product_id.into()))?;
+        Ok(BTreeMap::from([(
+            sku.to_string(),
+            Price {
+                amount_minor: 1250,
+                currency: "EUR".into(),
+            },
+        )]))
+    }
+}
+
+/// Scripted inventory and payments: the payment method decides the outcome
+/// ("pm_card_visa" succeeds, "pm_card_chargeDeclined" is declined,
+/// "pm_fail_capture" makes every capture attempt fail transiently).
+#[derive(Default)]
+struct Script {
+    calls: Mutex<Vec<(String, String)>>,
+}
+
+impl Script {
+    fn log(&self, o: &SagaOrder, step: &str) {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((o.order_id.clone(), step.to_string()));
+    }
+
+    fn calls(&self, order_id: &str) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(o, _)| o == order_id)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+}
+
+fn done(id: &str) -> Result<StepReply, Transient> {
+    Ok(StepReply::Done {
+        id: id.to_string(),
+        detail: format!("scripted {id}"),
+    })
+}
+
+#[async_trait]
+impl SagaSteps for Script {
+    async fn reserve(&self, o: &SagaOrder) -> Result<StepReply, Transient> {
+        self.log(o, "reserve");
+        done(&format!("res-{}", o.order_id))
+    }
+    async fn authorize(&self, o: &SagaOrder) -> Result<StepReply, Transient> {
+        self.log(o, "authorize");
+        if o.payment_method == "pm_card_chargeDeclined" {
+            return Ok(StepReply::Rejected {
+                reason: "payment_declined".into(),
+                detail: "Your card was declined. (card_declined)".into(),
+            });
+        }
+        done(&format!("pay-{}", o.order_id))
+    }
+    async fn capture(&self, o: &SagaOrder, payment_id: &str) -> Result<StepReply, Transient> {
+        assert_eq!(payment_id, format!("pay-{}", o.order_id));
+        self.log(o, "capture");
+        if o.payment_method == "pm_fail_capture" {
+            return Err(Transient("provider answered 500".into()));
+        }
+        done(payment_id)
+    }
+    async fn finalize(&self, o: &SagaOrder, reservation_id: &str) -> Result<StepReply, Transient> {
+        assert_eq!(reservation_id, format!("res-{}", o.order_id));
+        self.log(o, "finalize");
+        done(reservation_id)
+    }
+    async fn refund(&self, o: &SagaOrder, payment_id: &str) -> Result<StepReply, Transient> {
+        self.log(o, "refund");
+        done(payment_id)
+    }
+    async fn cancel_intent(&self, o: &SagaOrder, payment_id: &str) -> Result<StepReply, Transient> {
+        self.log(o, "cancel_intent");
+        done(payment_id)
+    }
+    async fn release(&self, o: &SagaOrder, reservation_id: &str) -> Result<StepReply, Transient> {
+        self.log(o, "release");
+        done(reservation_id)
+    }
+}
+
+struct Env {
+    orders: Orders,
+    script: Arc<Script>,
+    bus: Arc<dyn EventBus>,
+}
+
+/// Orders on a fresh database, a worker on a fresh task queue; runs `body`
+/// while the worker runs on the same task (it is not Send).
+async fn with_checkout<F, Fut>(body: F)
+where
+    F: FnOnce(Env) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let stack = testkit::stack().await;
+    let e = &stack.endpoints;
+    let pool = stack.database("orders").await;
+    db::migrate(&pool, &MIGRATOR).await.unwrap();
+    outbox::ensure_table(&pool).await.unwrap();
+    let bus: Arc<dyn EventBus> =
+        Arc::new(KafkaBus::new(KafkaSettings::new(&e.kafka_brokers)).unwrap());
+    bus.ensure_topic(TOPIC, 3).await.unwrap();
+    let relay = Relay::new(pool.clone(), bus.clone());
+    let client = temporal::connect(&e.temporal_url, &e.temporal_namespace, "it-orders")
+        .await
+        .unwrap();
+    let queue = testkit::unique("it_checkout");
+    let orders = Orders {
+        store: Arc::new(PgOrders::new(pool)),
+        prices: Arc::new(FixedPrices),
+        starter: Arc::new(TemporalStarter {
+            client: client.clone(),
+            task_queue: queue.clone(),
+        }),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(SystemIdGen),
+        relay: Some(relay.clone()),
+    };
+    let script = Arc::new(Script::default());
+    let options = WorkerOptions::new(queue)
+        .register_workflow::<CheckoutWorkflow>()
+        .unwrap()
+        .register_activities(CheckoutActivities {
+            orders: orders.clone(),
+            steps: script.clone(),
+        })
+        .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(temporal::POLLERS))
+        .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(temporal::POLLERS))
+        .build();
+    let runtime = temporal::runtime().unwrap();
+    let mut worker = Worker::new(&runtime, client, options).unwrap();
+    let stop = worker.shutdown_handle();
+    let shutdown = CancellationToken::new();
+    let env = Env {
+        orders,
+        script,
+        bus,
+    };
+    let test = async {
+        body(env).await;
+        shutdown.cancel();
+        stop();
+    };
+    let (run, (), ()) = tokio::join!(worker.run(), test, relay.run(shutdown.clone()));
+    run.unwrap();
+}
+
+fn line(sku: &str, quantity: u32) -> RequestedLine {
+    RequestedLine {
+        product_id: format!("p-{sku}"),
+        sku_id: sku.into(),
+        quantity,
+    }
+}
+
+/// Wait for the order to reach a terminal state; returns its state name.
+async fn settle(orders: &Orders, tenant: &str, id: uuid::Uuid) -> String {
+    testkit::eventually("the saga to finish", Duration::from_secs(60), || async {
+        let o = orders.get(tenant, id).await.ok()?;
+        o.state.is_terminal().then(|| o.state.as_str().to_string())
+    })
+    .await
+}
+
+/// The states published to `order.lifecycle` for `order_id`, in order.
+async fn lifecycle(bus: &Arc<dyn EventBus>, order_id: &str, expect: usize) -> Vec<String> {
+    let mut sub = bus
+        .subscribe(&testkit::unique("it-lifecycle"), &[TOPIC.to_string()])
+        .await
+        .unwrap();
+    let mut states = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while states.len() < expect && tokio::time::Instant::now() < deadline {
+        if let Some(d) = sub.next(Duration::from_millis(500)).await.unwrap()
+            && d.envelope.key == order_id
+        {
+            let ev: OrderStateChanged = d.envelope.json().unwrap();
+            assert_eq!(d.envelope.event_type, "order.state_changed");
+            states.push(ev.state);
+        }
+    }
+    sub.close().await.unwrap();
+    states
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn happy_path_completes_and_publishes_each_state_in_order() {
+    with_checkout(|env| async move {
+        let t = testkit::unique("t");
+        let (order, replayed) = env
+            .orders
+            .create(&t, "u1", "k1", &[line("a", 2)], "pm_card_visa")
+            .await
+            .unwrap();
+        assert!(!replayed);
+        assert_eq!((order.total_minor, order.currency.as_str()), (2500, "EUR"));
+        assert_eq!(settle(&env.orders, &t, order.order_id).await, "completed");
+        let id = order.order_id.to_string();
+        assert_eq!(
+            env.script.calls(&id),
+            ["reserve", "authorize", "capture", "finalize"]
+        );
+        let stored = env.orders.get(&t, order.order_id).await.unwrap();
+        assert_eq!(stored.reservation_id, format!("res-{id}"));
+        assert_eq!(stored.payment_id, format!("pay-{id}"));
+        let steps = env.orders.steps(&t, order.order_id).await.unwrap();
+        let names: Vec<_> = steps
+            .iter()
+            .map(|s| (s.step.as_str(), s.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("reserve", "succeeded"),
+                ("authorize", "succeeded"),
+                ("capture", "succeeded"),
+                ("finalize", "succeeded")
+            ]
+        );
+        assert_eq!(
+            lifecycle(&env.bus, &id, 5).await,
+            ["pending", "reserved", "authorized", "captured", "completed"]
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_capture_failing_every_attempt_is_retried_three_times_then_compensated() {
+    with_checkout(|env| async move {
+        let t = testkit::unique("t");
+        let (order, _) = env
+            .orders
+            .create(&t, "u1", "k1", &[line("a", 1)], "pm_fail_capture")
+            .await
+            .unwrap();
+        assert_eq!(settle(&env.orders, &t, order.order_id).await, "cancelled");
+        let id = order.order_id.to_string();
+        assert_eq!(
+            env.script.calls(&id),
+            [
+                "reserve",
+                "authorize",
+                "capture",
+                "capture",
+                "capture",
+                "cancel_intent",
+                "release"
+            ]
+        );
+        let stored = env.orders.get(&t, order.order_id).await.unwrap();
+        assert_eq!(
+            stored.state.cancel_reason().map(|r| r.as_str()),
+            Some("payment_failed")
+        );
+        assert!(
+            stored.cancel_detail.contains("provider answered 500"),
+            "{}",
+            stored.cancel_detail
+        );
+        let steps = env.orders.steps(&t, order.order_id).await.unwrap();
+        let capture = steps.iter().find(|s| s.step == "capture").unwrap();
+        assert_eq!((capture.outcome.as_str(), capture.attempts), ("failed", 3));
+        let tail: Vec<_> = steps[3..]
+            .iter()
+            .map(|s| (s.step.as_str(), s.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            tail,
+            [("cancel_intent", "compensated"), ("release", "compensated")]
+        );
+        assert_eq!(
+            lifecycle(&env.bus, &id, 4).await,
+            ["pending", "reserved", "authorized", "cancelled"]
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declined_card_releases_the_stock_without_touching_the_payment_again() {
+    with_checkout(|env| async move {
+        let t = testkit::unique("t");
+        let (order, _) = env
+            .orders
+            .create(&t, "u1", "k1", &[line("a", 1)], "pm_card_chargeDeclined")
+            .await
+            .unwrap();
+        assert_eq!(settle(&env.orders, &t, order.order_id).await, "cancelled");
+        assert_eq!(
+            env.script.calls(&order.order_id.to_string()),
+            ["reserve", "authorize", "release"]
+        );
+        let stored = env.orders.get(&t, order.order_id).await.unwrap();
+        assert_eq!(
+            stored.state.cancel_reason().map(|r| r.as_str()),
+            Some("payment_declined")
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_key_one_order_one_charge_and_a_changed_body_is_refused() {
+    with_checkout(|env| async move {
+        let t = testkit::unique("t");
+        // Eight concurrent submissions of the same checkout.
+        let lines = [line("a", 1), line("b", 3)];
+        let attempts = futures::future::join_all((0..8).map(|_| {
+            env.orders
+                .create(&t, "u1", "same-key", &lines, "pm_card_visa")
+        }))
+        .await;
+        let results: Vec<_> = attempts.into_iter().map(Result::unwrap).collect();
+        let id = results[0].0.order_id;
+        assert!(results.iter().all(|(o, _)| o.order_id == id));
+        assert_eq!(results.iter().filter(|(_, replayed)| !replayed).count(), 1);
+        // Line order does not matter; a different body under the key does.
+        let (again, replayed) = env
+            .orders
+            .create(
+                &t,
+                "u1",
+                "same-key",
+                &[line("b", 3), line("a", 1)],
+                "pm_card_visa",
+            )
+            .await
+            .unwrap();
+        assert!(replayed && again.order_id == id);
+        let err = env
+            .orders
+            .create(&t, "u1", "same-key", &[line("a", 2)], "pm_card_visa")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, OrdersError::KeyReuse), "{err:?}");
+        // Another user may use the same key for their own order.
+        let (other, replayed) = env
+            .orders
+            .create(&t, "u2", "same-key", &[line("a", 1)], "pm_card_visa")
+            .await
+            .unwrap();
+        assert!(!replayed && other.order_id != id);
+
+        assert_eq!(settle(&env.orders, &t, id).await, "completed");
+        let calls = env.script.calls(&id.to_string());
+        assert_eq!(calls.iter().filter(|c| *c == "authorize").count(), 1);
+        assert_eq!(calls.iter().filter(|c| *c == "capture").count(), 1);
+        // Invalid input changes nothing.
+        let err = env
+            .orders
+            .create(&t, "u1", "k-bad", &[line("a", 0)], "")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, OrdersError::Invalid(ref f) if f.len() == 2),
+            "{err:?}"
+        );
+        let mine = env
+            .orders
+            .list(&t, Some("u1"), &[], None, 10)
+            .await
+            .unwrap();
+        assert_eq!(mine.len(), 1);
+    })
+    .await;
+}

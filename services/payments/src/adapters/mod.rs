@@ -1,0 +1,7 @@
+//! Implementations of the ports: the payment store (Postgres, memory) and the
+//! provider (Stripe through async-stripe).
+
+pub mod contract;
+pub mod memory;
+pub mod postgres;
+pub mod stripe;

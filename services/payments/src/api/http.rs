@@ -1,0 +1,63 @@
+//! HTTP: `POST /webhooks/stripe`, merged into the platform router (which
+//! adds /healthz, /readyz, /metrics and problem+json errors).
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use shopstream_platform::{ErrorCode, Problem};
+
+use crate::service::{Payments, WebhookError, WebhookOutcome};
+
+pub const WEBHOOK_PATH: &str = "/webhooks/stripe";
+pub const SIGNATURE_HEADER: &str = "stripe-signature";
+
+#[derive(Debug, Clone)]
+pub struct WebhookState {
+    pub payments: Payments,
+    pub default_tenant: String,
+}
+
+pub fn routes(state: WebhookState) -> Router {
+    Router::new()
+        .route(WEBHOOK_PATH, post(stripe_webhook))
+        .with_state(state)
+}
+
+async fn stripe_webhook(
+    State(st): State<WebhookState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    match st
+        .payments
+        .handle_webhook(&body, signature, &st.default_tenant)
+        .await
+    {
+        Ok(outcome) => {
+            let body = match outcome {
+                WebhookOutcome::Applied => "applied",
+                WebhookOutcome::Duplicate => "duplicate",
+                WebhookOutcome::Ignored => "ignored",
+            };
+            (StatusCode::OK, body).into_response()
+        }
+        Err(WebhookError::Signature(e)) => {
+            tracing::warn!(error = %e, "webhook signature refused");
+            Problem::new(ErrorCode::BadRequest, "invalid Stripe-Signature").into_response()
+        }
+        Err(WebhookError::Payload(e)) => {
+            Problem::new(ErrorCode::BadRequest, format!("unreadable event: {e}")).into_response()
+        }
+        Err(WebhookError::Store(e)) => {
+            tracing::error!(error = %e, "webhook not applied");
+            // 503 makes Stripe deliver again later.
+            Problem::new(ErrorCode::Unavailable, "payments storage is unavailable").into_response()
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The transactional outbox: a service writes the events a change causes in
+//! the same Postgres transaction as the change ([`enqueue`]), and a
+//! [`Relay`] publishes them to the [`EventBus`] afterwards, in the order they
+//! were written, marking each one published only once the broker holds it.
+//! A crash between commit and publish therefore loses nothing; it can publish
+//! an event twice (at-least-once), which consumers absorb by event id.
+//!
+//! One relay per service database keeps the write order; the table lives in
+//! each service's own database ([`ensure_table`] creates it).
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use sqlx::{PgConnection, PgPool, Row};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Envelope, EventBus, EventError};
+
+/// Events published per relay round.
+pub const BATCH: i64 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox storage: {0}")]
+    Storage(#[from] sqlx::Error),
+    #[error(transparent)]
+    Event(#[from] EventError),
+}
+
+/// Create the outbox table and its index of unpublished rows (idempotent).
+pub async fn ensure_table(pool: &PgPool) -> Result<(), OutboxError> {
+    // One statement per call: the extended protocol takes one at a time.
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS event_outbox (
+            seq          BIGSERIAL   PRIMARY KEY,
+            topic        TEXT        NOT NULL,
+            event_id     UUID        NOT NULL UNIQUE,
+            event_type   TEXT        NOT NULL,
+            schema_ver   INT         NOT NULL,
+            tenant_id    TEXT        NOT NULL,
+            key          TEXT        NOT NULL,
+            occurred_ms  BIGINT      NOT NULL,
+            headers      JSONB       NOT NULL,
+            payload      BYTEA       NOT NULL,
+            published_at TIMESTAMPTZ
+        )",
+    )
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "CREATE INDEX IF NOT EXISTS event_outbox_unpublished
+           ON event_outbox (seq) WHERE published_at IS NULL",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Write `event` for `topic` inside the caller's transaction.
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    topic: &str,
+    event: &Envelope,
+) -> Result<(), OutboxError> {
+    let headers = serde_json::to_value(&event.headers)
+        .map_err(|e| EventError::Encode(format!("outbox headers: {e}")))?;
+    sqlx::query(
+        "INSERT INTO event_outbox
+           (topic, event_id, event_type, schema_ver, tenant_id, key, occurred_ms, headers, payload)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(topic)
+    .bind(event.id)
+    .bind(&event.event_type)
+    .bind(i32::from(event.schema_version))
+    .bind(&event.tenant_id)
+    .bind(&event.key)
+    .bind(event.occurred_at_ms)
+    .bind(headers)
+    .bind(&event.payload)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Publishes the outbox. Call [`Relay::wake`] after a commit that enqueued
+/// events so they go out without waiting for the next poll.
+#[derive(Clone)]
+pub struct Relay {
+    pool: PgPool,
+    bus: Arc<dyn EventBus>,
+    wake: Arc<Notify>,
+    /// Poll interval when nobody wakes the relay (other writers, a restart).
+    pub poll: Duration,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").field("poll", &self.poll).finish()
+    }
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, bus: Arc<dyn EventBus>) -> Relay {
+        Relay {
+            pool,
+            bus,
+            wake: Arc::new(Notify::new()),
+            poll: Duration::from_millis(250),
+        }
+    }
+
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Publish everything unpublished now, oldest first. Returns how many
+    /// events went out.
+    pub async fn drain(&self) -> Result<usize, OutboxError> {
+        let mut total = 0;
+        loop {
+            let n = self.round().await?;
+            total += n;
+            if (n as i64) < BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn round(&self) -> Result<usize, OutboxError> {
+        let mut tx = self.pool.begin().await?;
+        // SKIP LOCKED: a second relay (another replica) takes other rows
+        // instead of waiting; with one relay per database order is kept.
+        let rows = sqlx::query(
+            "SELECT seq, topic, event_id, event_type, schema_ver, tenant_id, key,
+                    occurred_ms, headers, payload
+               FROM event_outbox WHERE published_at IS NULL
+              ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Consecutive runs of one topic go out as one batch, in order.
+        let mut runs: Vec<(String, Vec<Envelope>)> = Vec::new();
+        let mut seqs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let topic: String = row.get("topic");
+            let headers: serde_json::Value = row.get("headers");
+            let headers: BTreeMap<String, String> = serde_json::from_value(headers)
+                .map_err(|e| EventError::Decode(format!("outbox headers: {e}")))?;
+            let envelope = Envelope {
+                id: row.get("event_id"),
+                event_type: row.get("event_type"),
+                schema_version: u16::try_from(row.get::<i32, _>("schema_ver")).unwrap_or(1),
+                tenant_id: row.get("tenant_id"),
+                key: row.get("key"),
+                occurred_at_ms: row.get("occurred_ms"),
+                headers,
+                payload: row.get("payload"),
+            };
+            seqs.push(row.get::<i64, _>("seq"));
+            match runs.last_mut() {
+                Some((t, batch)) if *t == topic => batch.push(envelope),
+                _ => runs.push((topic, vec![envelope])),
+            }
+        }
+        for (topic, batch) in &runs {
+            self.bus.publish_batch(topic, batch).await?;
+        }
+        sqlx::query("UPDATE event_outbox SET published_at = now() WHERE seq = ANY($1)")
+            .bind(&seqs)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(seqs.len())
+    }
+
+    /// Publish until `shutdown`: on every wake and every `poll`. Failures are
+    /// logged and retried on the next round.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            match self.drain().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(published = n, "outbox relayed"),
+                Err(e) => tracing::warn!(error = %e, "outbox relay round failed; retrying"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    // Last chance for what the final requests enqueued.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), self.drain()).await;
+                    return;
+                }
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.poll) => {}
+            }
+        }
+    }
+}
