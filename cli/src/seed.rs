@@ -38,7 +38,49 @@ pub struct Seeded {
     /// The generated password, when this run created the admin account.
     pub admin_password: Option<String>,
     pub report: shopstream_catalog::seed::SeedReport,
+    /// SKUs given their first stock in inventory by this run.
+    pub stocked: u64,
     pub elapsed: std::time::Duration,
+}
+
+/// Give inventory (the stock truth) the seeded stock of every SKU it does not
+/// know yet; SKUs it knows keep their live counts, so re-seeding never undoes
+/// sales or reservations.
+async fn seed_inventory(endpoints: &Endpoints, catalog: &sqlx::PgPool) -> anyhow::Result<u64> {
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT tenant_id, sku_id, quantity FROM stock")
+        .fetch_all(catalog)
+        .await?;
+    let (tenants, (skus, units)): (Vec<String>, (Vec<String>, Vec<i64>)) = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<String, _>("tenant_id"),
+                (
+                    r.get::<String, _>("sku_id"),
+                    r.get::<i64, _>("quantity").max(0),
+                ),
+            )
+        })
+        .unzip();
+    let inventory = db::connect(&endpoints.postgres_url, "inventory").await?;
+    db::migrate(
+        &inventory,
+        &shopstream_inventory::adapters::postgres::MIGRATOR,
+    )
+    .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO stock (tenant_id, sku_id, on_hand)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
+         ON CONFLICT (tenant_id, sku_id) DO NOTHING",
+    )
+    .bind(&tenants)
+    .bind(&skus)
+    .bind(&units)
+    .execute(&inventory)
+    .await?
+    .rows_affected();
+    Ok(inserted)
 }
 
 /// Seed the stack under `state_dir`, printing nothing on stdout.
@@ -87,7 +129,9 @@ pub async fn seed_stack(
         }
     };
     let report = shopstream_catalog::seed::seed(&pool, &path).await?;
+    let stocked = seed_inventory(&endpoints, &pool).await?;
     Ok(Ok(Seeded {
+        stocked,
         admin_email: admin_email.to_string(),
         admin_password,
         report,
@@ -99,6 +143,7 @@ pub async fn seed(state_dir: &Path, args: SeedArgs) -> anyhow::Result<u8> {
     let Seeded {
         admin_password,
         report,
+        stocked,
         elapsed,
         ..
     } = match seed_stack(state_dir, &args.admin_email, args.products.as_deref()).await? {
@@ -116,6 +161,7 @@ pub async fn seed(state_dir: &Path, args: SeedArgs) -> anyhow::Result<u8> {
                 "products_inserted": report.inserted,
                 "products_updated": report.updated,
                 "products_unchanged": report.unchanged,
+                "inventory_skus_stocked": stocked,
                 "elapsed_ms": elapsed.as_millis(),
             })
         );
@@ -136,6 +182,9 @@ pub async fn seed(state_dir: &Path, args: SeedArgs) -> anyhow::Result<u8> {
             report.updated,
             report.unchanged,
             elapsed.as_secs_f64()
+        );
+        println!(
+            "inventory: {stocked} SKUs given their seeded stock (known SKUs keep their counts)"
         );
     }
     Ok(exit::OK)

@@ -5,6 +5,7 @@
 mod checkout;
 mod lab;
 
+use shopstream_runtime::Kind;
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
@@ -230,8 +231,8 @@ fn up_status_up_again_down_leaves_no_process_behind() {
     let comps = up.as_array().unwrap();
     assert_eq!(
         comps.len(),
-        10,
-        "five infrastructure components and five services"
+        Kind::ALL.len(),
+        "five infrastructure components and seven services"
     );
     assert!(comps.iter().all(|c| c["ready"] == true), "{up:#}");
     let pids: Vec<u32> = comps
@@ -250,7 +251,7 @@ fn up_status_up_again_down_leaves_no_process_behind() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(
         text(&out).matches("already running").count(),
-        10,
+        Kind::ALL.len(),
         "{}",
         text(&out)
     );
@@ -261,7 +262,11 @@ fn up_status_up_again_down_leaves_no_process_behind() {
     let out = run(&state, &["down", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let down: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(down["stopped"].as_array().unwrap().len(), 10, "{down}");
+    assert_eq!(
+        down["stopped"].as_array().unwrap().len(),
+        Kind::ALL.len(),
+        "{down}"
+    );
     // Every component stops on its own signal within the grace period.
     assert_eq!(down["killed_after_grace"], serde_json::json!([]), "{down}");
     // ...and nothing after down: not the recorded pids, not their children.

@@ -1,4 +1,6 @@
-//! Adapters of the orders ports.
+//! Adapters of the orders ports; `memory` and `postgres` both pass `contract`.
 
+pub mod contract;
 pub mod grpc;
+pub mod memory;
 pub mod postgres;

@@ -2,3 +2,4 @@
 //! the checkout workflow drives the saga through scripted steps.
 
 mod saga;
+mod store;
