@@ -118,6 +118,8 @@ pub const SERVICE_NAMES: &[&str] = &[
     "stripe-sim",
     "orders",
     "payments",
+    "cdc",
+    "search",
 ];
 
 /// HTTP and gRPC loopback addresses of service `name` for a port base.

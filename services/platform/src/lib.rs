@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod object_store;
 pub mod outbox;
 pub mod shutdown;
+pub mod stripe_signature;
 pub mod telemetry;
 pub mod temporal;
 

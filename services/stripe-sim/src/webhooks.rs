@@ -8,18 +8,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use shopstream_platform::clock::Clock;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-type HmacSha256 = Hmac<Sha256>;
-
-/// Header carrying the signature.
-pub const SIGNATURE_HEADER: &str = "stripe-signature";
-/// Default tolerance of Stripe's libraries for the signed timestamp.
-pub const DEFAULT_TOLERANCE_S: i64 = 300;
+pub use shopstream_platform::stripe_signature::{
+    DEFAULT_TOLERANCE_S, HEADER as SIGNATURE_HEADER, SignatureError, sign,
+};
 /// Attempts per delivery (the first one included).
 pub const MAX_ATTEMPTS: u32 = 5;
 /// Backoff before the second attempt; doubled each time up to [`MAX_BACKOFF_MS`].
@@ -32,42 +27,8 @@ pub const QUEUE_CAPACITY: usize = 1_024;
 /// Deliveries running at once.
 pub const MAX_IN_FLIGHT: usize = 32;
 
-/// Why a signature header was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
-    #[error("signature header has no valid timestamp")]
-    MissingTimestamp,
-    #[error("signature header has no v1 signature")]
-    MissingSignature,
-    #[error("no v1 signature matches the payload")]
-    Mismatch,
-    #[error("timestamp {timestamp_s} is more than {tolerance_s} s away from now ({now_s})")]
-    OutsideTolerance {
-        timestamp_s: i64,
-        now_s: i64,
-        tolerance_s: i64,
-    },
-}
-
-fn mac(secret: &str, timestamp_s: i64, payload: &[u8]) -> HmacSha256 {
-    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("hmac accepts any key");
-    mac.update(timestamp_s.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(payload);
-    mac
-}
-
-/// The `Stripe-Signature` value for `payload` signed at `timestamp_s`.
-pub fn sign(payload: &[u8], secret: &str, timestamp_s: i64) -> String {
-    let sig = hex::encode(mac(secret, timestamp_s, payload).finalize().into_bytes());
-    format!("t={timestamp_s},v1={sig}")
-}
-
-/// Verify a `Stripe-Signature` header the way Stripe's libraries do: any `v1`
-/// entry may match (several appear while a secret is rolled), compared in
-/// constant time; the timestamp must be within `tolerance_s` of `now_s`
-/// (either direction, so a skewed future timestamp is refused too).
+/// Verify a `Stripe-Signature` header the way Stripe's libraries do (see
+/// `shopstream_platform::stripe_signature::verify`).
 pub fn verify_signature(
     payload: &[u8],
     header: &str,
@@ -75,34 +36,7 @@ pub fn verify_signature(
     tolerance_s: i64,
     now_s: i64,
 ) -> Result<(), SignatureError> {
-    let mut timestamp_s = None;
-    let mut signatures = Vec::new();
-    for item in header.split(',') {
-        match item.trim().split_once('=') {
-            Some(("t", v)) => timestamp_s = v.parse::<i64>().ok(),
-            Some(("v1", v)) => signatures.extend(hex::decode(v).ok()),
-            _ => {}
-        }
-    }
-    let timestamp_s = timestamp_s.ok_or(SignatureError::MissingTimestamp)?;
-    if signatures.is_empty() {
-        return Err(SignatureError::MissingSignature);
-    }
-    let expected = mac(secret, timestamp_s, payload);
-    if !signatures
-        .iter()
-        .any(|s| expected.clone().verify_slice(s).is_ok())
-    {
-        return Err(SignatureError::Mismatch);
-    }
-    if (now_s - timestamp_s).abs() > tolerance_s {
-        return Err(SignatureError::OutsideTolerance {
-            timestamp_s,
-            now_s,
-            tolerance_s,
-        });
-    }
-    Ok(())
+    shopstream_platform::stripe_signature::verify(payload, Some(header), secret, tolerance_s, now_s)
 }
 
 /// One event to POST to the endpoint.
@@ -239,64 +173,6 @@ mod tests {
         assert_eq!(
             verify_signature(payload, &header, SECRET, 300, 1_700_000_100),
             Ok(())
-        );
-    }
-
-    #[test]
-    fn known_vector_matches_hmac_sha256_of_t_dot_payload() {
-        // echo -n '12345.{}' | openssl dgst -sha256 -hmac 'whsec_test'
-        let header = sign(b"{}", SECRET, 12345);
-        assert_eq!(
-            header,
-            "t=12345,v1=f7d0d6f2476273381fa231a8ba13a821a0c87029e7b1bfae51e93d0240fb7c32"
-        );
-    }
-
-    #[test]
-    fn tampering_wrong_secret_and_stale_timestamps_are_rejected() {
-        let payload = b"{\"a\":1}";
-        let header = sign(payload, SECRET, 1_000);
-        assert_eq!(
-            verify_signature(b"{\"a\":2}", &header, SECRET, 300, 1_000),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify_signature(payload, &header, "whsec_other", 300, 1_000),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify_signature(payload, &header, SECRET, 300, 1_300),
-            Ok(())
-        );
-        assert!(matches!(
-            verify_signature(payload, &header, SECRET, 300, 1_301),
-            Err(SignatureError::OutsideTolerance { .. })
-        ));
-        assert!(matches!(
-            verify_signature(payload, &header, SECRET, 300, 699),
-            Err(SignatureError::OutsideTolerance { .. })
-        ));
-    }
-
-    #[test]
-    fn header_shapes() {
-        let payload = b"x";
-        let good = sign(payload, SECRET, 50);
-        let v1 = good.split_once(",v1=").unwrap().1;
-        // several v1 entries (secret roll): one match is enough, order free
-        let rolled = format!("v1={},t=50,v0=ignored,v1={v1}", "00".repeat(32));
-        assert_eq!(verify_signature(payload, &rolled, SECRET, 10, 50), Ok(()));
-        assert_eq!(
-            verify_signature(payload, &format!("v1={v1}"), SECRET, 10, 50),
-            Err(SignatureError::MissingTimestamp)
-        );
-        assert_eq!(
-            verify_signature(payload, "t=50,v0=abc", SECRET, 10, 50),
-            Err(SignatureError::MissingSignature)
-        );
-        assert_eq!(
-            verify_signature(payload, "garbage", SECRET, 10, 50),
-            Err(SignatureError::MissingTimestamp)
         );
     }
 }
