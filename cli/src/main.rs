@@ -4,6 +4,7 @@ mod bench;
 mod fault;
 mod infra;
 mod lab;
+mod search;
 mod seed;
 mod serve;
 mod table;
@@ -74,6 +75,8 @@ enum Command {
     Lab(lab::LabArgs),
     /// Inject, show or clear faults at run time: `fault stripe-sim --set JSON`.
     Fault(fault::FaultArgs),
+    /// Search operations: `search reconcile` repairs index drift.
+    Search(search::SearchArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
             Command::Serve(a) => serve::serve(a).await,
             Command::Lab(a) => lab::lab(&cli.state_dir, a).await,
             Command::Fault(a) => fault::fault(&cli.state_dir, a).await,
+            Command::Search(a) => search::search(a).await,
         }
     });
     match code {

@@ -16,11 +16,13 @@ const SERVERS: &[&str] = &[
     "stripe-sim",
     "orders",
     "payments",
+    "cdc",
+    "search",
 ];
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Which server: s3, identity, catalog, inventory, gateway, stripe-sim, orders, payments.
+    /// Which server: s3, identity, catalog, inventory, gateway, stripe-sim, orders, payments, cdc, search.
     name: String,
 }
 
@@ -72,6 +74,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             let cfg = shopstream_payments::Config::from_env()?;
             let (http, grpc) = listeners(&cfg.service).await?;
             shopstream_payments::run(cfg, http, grpc, shutdown::on_signal()).await?;
+            Ok(exit::OK)
+        }
+        "cdc" => {
+            let cfg = shopstream_cdc::Config::from_env()?;
+            let (http, grpc) = listeners(&cfg.service).await?;
+            shopstream_cdc::run(cfg, http, grpc, shutdown::on_signal()).await?;
+            Ok(exit::OK)
+        }
+        "search" => {
+            let cfg = shopstream_search::Config::from_env()?;
+            let (http, grpc) = listeners(&cfg.service).await?;
+            shopstream_search::run(cfg, http, grpc, shutdown::on_signal()).await?;
             Ok(exit::OK)
         }
         "stripe-sim" => {

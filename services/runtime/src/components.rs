@@ -32,6 +32,10 @@ pub enum Kind {
     Payments,
     /// Orders also runs the checkout saga's Temporal worker.
     Orders,
+    /// Change data capture: the catalog outbox → `product.events`.
+    Cdc,
+    /// The search index fed from `product.events`.
+    Search,
 }
 
 impl Kind {
@@ -44,7 +48,7 @@ impl Kind {
         Kind::S3,
     ];
     /// Services, started once the infrastructure is ready.
-    pub const SERVICES: [Kind; 7] = [
+    pub const SERVICES: [Kind; 9] = [
         Kind::Identity,
         Kind::Catalog,
         Kind::Inventory,
@@ -52,9 +56,11 @@ impl Kind {
         Kind::StripeSim,
         Kind::Payments,
         Kind::Orders,
+        Kind::Cdc,
+        Kind::Search,
     ];
     /// Everything, in start order; `down` stops in reverse.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Postgres,
         Kind::Redis,
         Kind::Kafka,
@@ -67,6 +73,8 @@ impl Kind {
         Kind::StripeSim,
         Kind::Payments,
         Kind::Orders,
+        Kind::Cdc,
+        Kind::Search,
     ];
 
     pub fn is_service(self) -> bool {
@@ -98,6 +106,8 @@ impl Kind {
             Kind::StripeSim => "stripe-sim",
             Kind::Payments => "payments",
             Kind::Orders => "orders",
+            Kind::Cdc => "cdc",
+            Kind::Search => "search",
         }
     }
 
@@ -118,7 +128,9 @@ impl Kind {
             | Kind::Gateway
             | Kind::StripeSim
             | Kind::Payments
-            | Kind::Orders => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
+            | Kind::Orders
+            | Kind::Cdc
+            | Kind::Search => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
         }
     }
 
@@ -136,7 +148,9 @@ impl Kind {
             | Kind::Gateway
             | Kind::StripeSim
             | Kind::Payments
-            | Kind::Orders => self
+            | Kind::Orders
+            | Kind::Cdc
+            | Kind::Search => self
                 .service_addrs(ports)
                 .map(|(h, _)| format!("http://{h}"))
                 .unwrap_or_default(),
@@ -321,7 +335,9 @@ impl Layout {
             | Kind::Gateway
             | Kind::StripeSim
             | Kind::Payments
-            | Kind::Orders => vec![],
+            | Kind::Orders
+            | Kind::Cdc
+            | Kind::Search => vec![],
         };
         match need.iter().find(|(_, p)| p.is_none()) {
             Some((name, _)) => Err(missing(name)),
@@ -396,7 +412,9 @@ impl Layout {
             | Kind::Gateway
             | Kind::StripeSim
             | Kind::Payments
-            | Kind::Orders => {
+            | Kind::Orders
+            | Kind::Cdc
+            | Kind::Search => {
                 let mut s = spec(kind, self.exe.clone(), strings(&["serve", kind.name()]), dir);
                 s.env = self.service_env(kind);
                 if let Some((http, _)) = kind.service_addrs(&self.ports) {
@@ -414,6 +432,11 @@ impl Layout {
                 s.env.push((
                     "SHOPSTREAM_IDENTITY_KEY_DIR".into(),
                     self.root.join("keys").display().to_string(),
+                ));
+                // The search index lives with the stack's state.
+                s.env.push((
+                    "SHOPSTREAM_SEARCH_INDEX_DIR".into(),
+                    self.dir(Kind::Search).join("index").display().to_string(),
                 ));
                 Ok(s)
             }

@@ -440,7 +440,9 @@ impl Stack {
                 | Kind::Gateway
                 | Kind::StripeSim
                 | Kind::Payments
-                | Kind::Orders => {
+                | Kind::Orders
+                | Kind::Cdc
+                | Kind::Search => {
                     let (addr, _) = kind
                         .service_addrs(&self.layout.ports)
                         .ok_or_else(|| "no address".to_string())?;

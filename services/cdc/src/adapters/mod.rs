@@ -1,0 +1,3 @@
+//! One file per real backend the service talks to.
+
+pub mod postgres;

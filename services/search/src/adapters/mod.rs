@@ -1,0 +1,7 @@
+//! Adapters: the index backends (`tantivy`, `opensearch`), which both pass
+//! `contract`, and the catalog over gRPC.
+
+pub mod catalog_grpc;
+pub mod contract;
+pub mod opensearch;
+pub mod tantivy;

@@ -1,0 +1,225 @@
+//! Search: a product index projected from `product.events` (CDC of the
+//! catalog outbox). Each event is hydrated from the catalog's `GetProduct` and
+//! written under external versioning (older or repeated versions never
+//! overwrite newer ones; deletes are tombstones). Queries (gRPC `Query`) give
+//! BM25 full text over title and description, filters, facets, sorts,
+//! pagination and typeahead. The index is Tantivy (native default) or
+//! OpenSearch, behind the [`ports::SearchIndex`] port.
+
+pub mod adapters;
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod indexer;
+pub mod ports;
+pub mod reconcile;
+
+use std::{sync::Arc, time::Duration};
+
+use prometheus_client::metrics::{counter::Counter, family::Family, histogram::Histogram};
+use shopstream_platform::{
+    clock::SystemClock,
+    events::{
+        EventBus, dlq_topic,
+        kafka::{KafkaBus, KafkaSettings},
+        runner::{self, RunnerConfig},
+    },
+    grpc,
+    health::Readiness,
+    http,
+    metrics::Metrics,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Backend, Config};
+pub use reconcile::{ReconcileReport, reconcile};
+
+use crate::{
+    adapters::{
+        catalog_grpc::GrpcCatalog,
+        opensearch::OpenSearchIndex,
+        tantivy::{TantivyIndex, TantivySettings},
+    },
+    indexer::{Indexer, OutcomeLabels, VersionedNoDedupe},
+    ports::{CatalogSource, SearchIndex},
+};
+
+/// Partitions `product.events` is created with when absent.
+const TOPIC_PARTITIONS: i32 = 3;
+/// Attempts per event before it is dead-lettered: with the runner's backoff
+/// (50 ms doubling, capped at 2 s) a catalog outage of ~5 s is ridden out.
+const HANDLER_MAX_ATTEMPTS: u32 = 8;
+/// Pause before a failed consumer loop starts again.
+const CONSUMER_RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// Search-specific metrics, registered on the service's registry.
+#[derive(Clone)]
+pub struct SearchMetrics {
+    /// `shopstream_search_commit_to_searchable_seconds`.
+    pub commit_to_searchable: Histogram,
+    /// `shopstream_search_index_writes_total{outcome}`.
+    pub index_writes: Family<OutcomeLabels, Counter>,
+}
+
+impl std::fmt::Debug for SearchMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SearchMetrics")
+    }
+}
+
+impl SearchMetrics {
+    pub fn register(metrics: &Metrics) -> SearchMetrics {
+        // 5 ms .. ~40 s
+        let commit_to_searchable = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 14),
+        );
+        let index_writes = Family::<OutcomeLabels, Counter>::default();
+        metrics.register(
+            "search_commit_to_searchable_seconds",
+            "Catalog commit (CDC event) to searchable in the index",
+            commit_to_searchable.clone(),
+        );
+        metrics.register(
+            "search_index_writes",
+            "Index writes by outcome (written, tombstoned, stale)",
+            index_writes.clone(),
+        );
+        SearchMetrics {
+            commit_to_searchable,
+            index_writes,
+        }
+    }
+}
+
+/// Open the configured index backend.
+pub async fn open_index(
+    cfg: &Config,
+    latency: Option<Histogram>,
+) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    Ok(match &cfg.backend {
+        Backend::Tantivy { index_dir } => Arc::new(TantivyIndex::open(
+            index_dir,
+            TantivySettings {
+                commit_interval: cfg.commit_interval,
+                commit_batch_docs: cfg.commit_batch_docs,
+            },
+            Arc::new(SystemClock),
+            latency,
+        )?),
+        Backend::OpenSearch { url, index } => {
+            Arc::new(OpenSearchIndex::connect(url, index, Arc::new(SystemClock), latency).await?)
+        }
+    })
+}
+
+/// The catalog client for hydration and reconcile.
+pub fn catalog_client(cfg: &Config) -> anyhow::Result<Arc<dyn CatalogSource>> {
+    let channel = grpc::channel(
+        &cfg.catalog_url,
+        Duration::from_secs(5),
+        cfg.service.request_timeout,
+    )?;
+    Ok(Arc::new(GrpcCatalog::new(channel)))
+}
+
+/// `shopstream search reconcile`: open the configured index and catalog
+/// client and reconcile the default tenant. With Tantivy the index directory
+/// must not be open in a running search service (one writer per index).
+pub async fn reconcile_with_config(cfg: &Config) -> anyhow::Result<ReconcileReport> {
+    let index = open_index(cfg, None).await?;
+    let catalog = catalog_client(cfg)?;
+    Ok(reconcile(&*catalog, &*index, &cfg.service.default_tenant).await?)
+}
+
+/// Serve gRPC `Query` and the HTTP endpoints, and consume `product.events`,
+/// until `shutdown`.
+pub async fn run(
+    cfg: Config,
+    http_listener: TcpListener,
+    grpc_listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let ops = http::Ops::from_config(&cfg.service, Readiness::new());
+    let metrics = SearchMetrics::register(&ops.metrics);
+    let index = open_index(&cfg, Some(metrics.commit_to_searchable.clone())).await?;
+    let catalog = catalog_client(&cfg)?;
+    let bus: Arc<dyn EventBus> = Arc::new(KafkaBus::new(KafkaSettings::from_env(
+        &cfg.service.endpoints.kafka_brokers,
+    )?)?);
+    bus.ensure_topic(&cfg.topic, TOPIC_PARTITIONS).await?;
+    bus.ensure_topic(&dlq_topic(&cfg.topic), 1).await?;
+    let indexer = Arc::new(Indexer {
+        catalog: catalog.clone(),
+        index: index.clone(),
+        default_tenant: cfg.service.default_tenant.clone(),
+        outcomes: metrics.index_writes.clone(),
+    });
+
+    let routes = tonic::service::Routes::new(
+        shopstream_proto::search::v1::search_service_server::SearchServiceServer::new(
+            api::grpc::GrpcApi {
+                index: index.clone(),
+                default_tenant: cfg.service.default_tenant.clone(),
+            },
+        ),
+    );
+    let app = api::http::routes(
+        index.clone(),
+        catalog.clone(),
+        cfg.service.default_tenant.clone(),
+    );
+    let reconcile_at_start = async {
+        if cfg.reconcile_on_start {
+            let tenant = &cfg.service.default_tenant;
+            if let Err(e) = reconcile(&*catalog, &*index, tenant).await {
+                tracing::warn!(error = %e, "reconcile at start failed");
+            }
+        }
+    };
+    let consume = async {
+        let rcfg = RunnerConfig {
+            max_attempts: HANDLER_MAX_ATTEMPTS,
+            ..RunnerConfig::new(&cfg.consumer_group, &[cfg.topic.as_str()])
+        };
+        while !shutdown.is_cancelled() {
+            match runner::run(
+                bus.clone(),
+                Arc::new(VersionedNoDedupe),
+                indexer.clone(),
+                rcfg.clone(),
+                shutdown.clone(),
+                false,
+            )
+            .await
+            {
+                Ok(stats) => tracing::info!(?stats, "product.events consumer stopped"),
+                Err(e) => {
+                    tracing::error!(error = %e, "product.events consumer failed, restarting");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(CONSUMER_RESTART_DELAY) => {}
+                    }
+                }
+            }
+        }
+    };
+    let (h, g, (), ()) = tokio::join!(
+        http::serve(http_listener, http::router(app, ops), shutdown.clone()),
+        grpc::serve(
+            grpc_listener,
+            routes,
+            cfg.service.request_timeout,
+            shutdown.clone()
+        ),
+        consume,
+        reconcile_at_start,
+    );
+    // Make what was staged durable before leaving.
+    if let Err(e) = index.refresh().await {
+        tracing::warn!(error = %e, "final index commit failed");
+    }
+    h?;
+    g?;
+    Ok(())
+}
