@@ -22,6 +22,12 @@ set +e
 # --show-output prints what passing tests measured (e.g. the Kafka contract rates)
 cargo test --workspace -- --show-output 2>&1 | tee target/test-output.log
 status=${PIPESTATUS[0]}
+# The simulator's bug zoo (a cargo feature): every deliberately broken variant
+# must be caught within 1,000 seeds.
+echo "== simulation bug zoo"
+cargo test -p shopstream-sim --features bug-zoo --test it every_zoo -- --nocapture 2>&1 | tee -a target/test-output.log
+zoo=${PIPESTATUS[0]}
+[ "$status" -eq 0 ] && status=$zoo
 set -e
 echo "== measured"
 grep -hE '^(kafka contract|memory contract):' target/test-output.log || true

@@ -120,7 +120,13 @@ async fn run(state_dir: &Path, args: RunArgs) -> anyhow::Result<u8> {
         Ports::from_env(Ports::DEV)?,
         std::env::current_exe()?,
     );
-    let target = Target::from_ports(&stack.ports());
+    let mut target = Target::from_ports(&stack.ports());
+    // Labs that crash and restart processes (cdc-latency) do it through the stack.
+    target.operator = Some(shopstream_labs::cdc_latency::Operator {
+        state_dir: stack.root().to_path_buf(),
+        ports: stack.ports(),
+        exe: std::env::current_exe()?,
+    });
     // With --json, stdout carries the report alone; people still see the steps.
     let out: Box<dyn std::io::Write + Send> = if args.json {
         Box::new(std::io::stderr())

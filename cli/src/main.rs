@@ -7,6 +7,7 @@ mod lab;
 mod search;
 mod seed;
 mod serve;
+mod sim;
 mod table;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -77,6 +78,8 @@ enum Command {
     Fault(fault::FaultArgs),
     /// Search operations: `search reconcile` repairs index drift.
     Search(search::SearchArgs),
+    /// Deterministic simulations (turmoil): `sim --scenario checkout --seeds 500`.
+    Sim(sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
             Command::Serve(a) => serve::serve(a).await,
             Command::Lab(a) => lab::lab(&cli.state_dir, a).await,
             Command::Fault(a) => fault::fault(&cli.state_dir, a).await,
+            Command::Sim(a) => sim::sim(a).await,
             Command::Search(a) => search::search(a).await,
         }
     });

@@ -5,6 +5,7 @@
 //! that talks to the system only through its public surfaces ([`target`],
 //! [`stripe_sim`], [`lifecycle`]).
 
+pub mod cdc_latency;
 pub mod checkout_failure;
 pub mod kit;
 pub mod lifecycle;
@@ -29,12 +30,20 @@ pub struct LabInfo {
 }
 
 /// Every lab, in the order the book teaches them.
-pub const LABS: &[LabInfo] = &[LabInfo {
-    name: checkout_failure::NAME,
-    title: checkout_failure::TITLE,
-    summary: checkout_failure::SUMMARY,
-    chapter: "book/src/labs/checkout-failure.md",
-}];
+pub const LABS: &[LabInfo] = &[
+    LabInfo {
+        name: checkout_failure::NAME,
+        title: checkout_failure::TITLE,
+        summary: checkout_failure::SUMMARY,
+        chapter: "book/src/labs/checkout-failure.md",
+    },
+    LabInfo {
+        name: cdc_latency::NAME,
+        title: cdc_latency::TITLE,
+        summary: cdc_latency::SUMMARY,
+        chapter: "book/src/labs/cdc-latency.md",
+    },
+];
 
 pub fn find(name: &str) -> Option<&'static LabInfo> {
     LABS.iter().find(|l| l.name == name)
@@ -55,6 +64,18 @@ pub async fn run(
             kit::run(info.name, info.title, out, interrupt, |lab| {
                 checkout_failure::script(lab, target)
             })
+            .await
+        }
+        cdc_latency::NAME => {
+            // Two phases of edits plus convergence outlast the default bound.
+            kit::run_with_timeout(
+                info.name,
+                info.title,
+                out,
+                interrupt,
+                std::time::Duration::from_secs(60),
+                |lab| cdc_latency::script(lab, target),
+            )
             .await
         }
         _ => return None,
@@ -83,6 +104,7 @@ mod tests {
             );
         }
         assert!(find("checkout-failure").is_some());
+        assert!(find("cdc-latency").is_some());
         assert!(find("nope").is_none());
     }
 
@@ -94,6 +116,8 @@ mod tests {
             stripe_sim_url: "http://127.0.0.1:9".into(),
             inventory_grpc_url: "http://127.0.0.1:9".into(),
             kafka_brokers: "127.0.0.1:9".into(),
+            search_http_url: "http://127.0.0.1:9".into(),
+            operator: None,
         };
         let buf = kit::SharedBuf::default();
         let report = run(

@@ -31,6 +31,11 @@ pub struct Target {
     pub inventory_grpc_url: String,
     /// Kafka bootstrap servers, e.g. `127.0.0.1:19092`
     pub kafka_brokers: String,
+    /// Search's HTTP base (its `/debug/indexed`), e.g. `http://127.0.0.1:18088`
+    pub search_http_url: String,
+    /// Operator access to the stack (labs that kill and restart processes);
+    /// `None` when only the public surfaces are known.
+    pub operator: Option<crate::cdc_latency::Operator>,
 }
 
 impl Target {
@@ -49,6 +54,8 @@ impl Target {
             stripe_sim_url: http("stripe-sim"),
             inventory_grpc_url: inventory_grpc,
             kafka_brokers: Endpoints::native(*ports).kafka_brokers,
+            search_http_url: http("search"),
+            operator: None,
         }
     }
 }
@@ -182,6 +189,20 @@ impl Gateway {
         })
     }
 
+    /// Log in as an existing account; later requests carry the access token.
+    pub async fn login(&mut self, email: &str, password: &str) -> Result<(), LabError> {
+        let creds = serde_json::json!({"email": email, "password": password});
+        let session = self
+            .send(reqwest::Method::POST, "/auth/login", Some(&creds), &[])
+            .await?
+            .body;
+        let token = session["access_token"]
+            .as_str()
+            .ok_or_else(|| LabError::Failed("POST /auth/login: no access_token".into()))?;
+        self.token = Some(token.to_string());
+        Ok(())
+    }
+
     /// Sign up `email` and log in; later requests carry the access token.
     /// Returns the user id.
     pub async fn signup_and_login(
@@ -277,6 +298,7 @@ mod tests {
         assert_eq!(t.stripe_sim_url, "http://127.0.0.1:18084");
         assert_eq!(t.inventory_grpc_url, "http://127.0.0.1:18093");
         assert_eq!(t.kafka_brokers, "127.0.0.1:19092");
+        assert_eq!(t.search_http_url, "http://127.0.0.1:18088");
     }
 
     #[test]

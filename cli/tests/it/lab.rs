@@ -1,6 +1,6 @@
 //! `shopstream lab` and `shopstream fault` end to end: the cheap paths (list,
-//! unknown lab, nothing reachable) on their own, and the lab
-//! `checkout-failure` against a fresh stack of its own.
+//! unknown lab, nothing reachable) on their own, and the labs
+//! `checkout-failure` and `cdc-latency`, each against a fresh stack of its own.
 
 use std::process::Command;
 
@@ -150,6 +150,71 @@ fn the_checkout_failure_lab_passes_against_a_fresh_stack() {
     let out = run(&["lab", "run", "checkout-failure", "--json", "--no-boot"]);
     let again = json(&out.stdout, &text(&out));
     assert_eq!(again["passed"], true, "{again:#}\n{}", text(&out));
+
+    let out = run(&["down", "--purge"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// Ports of the `cdc-latency` stack: 19xxx, clear of the dev stack's 19092
+/// (Kafka) and 19000 (S3) and of the other tests' 20xxx-29xxx; services
+/// 19500..19518.
+const CDC_PORTS: [(&str, &str); 8] = [
+    ("SHOPSTREAM_PG_PORT", "19432"),
+    ("SHOPSTREAM_REDIS_PORT", "19379"),
+    ("SHOPSTREAM_KAFKA_PORT", "19192"),
+    ("SHOPSTREAM_TEMPORAL_PORT", "19233"),
+    ("SHOPSTREAM_TEMPORAL_HTTP_PORT", "19243"),
+    ("SHOPSTREAM_TEMPORAL_METRICS_PORT", "19263"),
+    ("SHOPSTREAM_S3_PORT", "19300"),
+    ("SHOPSTREAM_SERVICES_PORT_BASE", "19500"),
+];
+
+#[test]
+fn the_cdc_latency_lab_passes_against_a_fresh_stack() {
+    let state = temp_dir("lab-cdc-latency");
+    let _cleanup = Cleanup(state.clone());
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("SHOPSTREAM_STATE_DIR", &state)
+            .envs(CDC_PORTS)
+            .output()
+            .unwrap()
+    };
+
+    let out = run(&["lab", "run", "cdc-latency", "--json", "--no-install"]);
+    let report = json(&out.stdout, &text(&out));
+    assert_eq!(report["lab"], "cdc-latency");
+    assert_eq!(
+        report["passed"],
+        true,
+        "report:\n{report:#}\n\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let steps = report["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for step in [
+        "SIGKILL the cdc process",
+        "no edit was lost on product.events",
+        "no version arrived out of order",
+        "every edited product's indexed version equals the catalog's",
+    ] {
+        assert!(names.contains(&step), "no step {step:?}: {names:?}");
+    }
+    let measured: Vec<&str> = report["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    for m in [
+        "commit→kafka p95",
+        "kafka→indexed p95",
+        "commit→searchable p95",
+    ] {
+        assert!(measured.contains(&m), "no measurement {m:?}: {measured:?}");
+    }
 
     let out = run(&["down", "--purge"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

@@ -232,7 +232,7 @@ fn up_status_up_again_down_leaves_no_process_behind() {
     assert_eq!(
         comps.len(),
         Kind::ALL.len(),
-        "five infrastructure components and seven services"
+        "five infrastructure components and nine services"
     );
     assert!(comps.iter().all(|c| c["ready"] == true), "{up:#}");
     let pids: Vec<u32> = comps

@@ -19,6 +19,8 @@ pub struct Config {
     pub orders_grpc: String,
     /// Payments' gRPC endpoint (refunds, payment reads).
     pub payments_grpc: String,
+    /// Search's gRPC endpoint (product search and typeahead).
+    pub search_grpc: String,
     /// Payments' REST base (the Stripe webhook is forwarded there byte for byte).
     pub payments_http: String,
     /// Deadline of every upstream call.
@@ -49,6 +51,7 @@ impl Config {
             inventory_grpc: env_or("SHOPSTREAM_INVENTORY_GRPC_URL", &url_of("inventory", false)),
             orders_grpc: env_or("SHOPSTREAM_ORDERS_GRPC_URL", &url_of("orders", false)),
             payments_grpc: env_or("SHOPSTREAM_PAYMENTS_GRPC_URL", &url_of("payments", false)),
+            search_grpc: env_or("SHOPSTREAM_SEARCH_GRPC_URL", &url_of("search", false)),
             payments_http: env_or("SHOPSTREAM_PAYMENTS_URL", &url_of("payments", true)),
             upstream_timeout: Duration::from_millis(env_parse(
                 "SHOPSTREAM_UPSTREAM_TIMEOUT_MS",

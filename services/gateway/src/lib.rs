@@ -2,7 +2,8 @@
 //! access tokens locally, enforces the admin role, composes product cards with
 //! a Redis cache, forwards auth to identity and admin writes to catalog, reads
 //! the catalog over gRPC with deadlines, serves checkout (reservations, stock,
-//! orders, refunds) over inventory's, orders' and payments' gRPC APIs, relays
+//! orders, refunds) over inventory's, orders' and payments' gRPC APIs, serves
+//! product search and typeahead over search's gRPC API, relays
 //! Stripe's webhook to payments, and documents all of it as OpenAPI (Swagger
 //! UI at `/docs`). It holds no business rules.
 
@@ -13,6 +14,7 @@ pub mod inventory;
 pub mod orders;
 pub mod payments;
 pub mod proxy;
+pub mod search;
 pub mod upstream;
 
 use std::time::Duration;
@@ -32,6 +34,7 @@ use shopstream_proto::{
     inventory::v1::inventory_service_client::InventoryServiceClient,
     orders::v1::orders_service_client::OrdersServiceClient,
     payments::v1::payments_service_client::PaymentsServiceClient,
+    search::v1::search_service_client::SearchServiceClient,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +50,7 @@ pub type CatalogClient = CatalogServiceClient<TracedChannel>;
 pub type InventoryClient = InventoryServiceClient<TracedChannel>;
 pub type OrdersClient = OrdersServiceClient<TracedChannel>;
 pub type PaymentsClient = PaymentsServiceClient<TracedChannel>;
+pub type SearchClient = SearchServiceClient<TracedChannel>;
 
 /// How long connecting to a gRPC backend may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -58,6 +62,7 @@ pub struct AppState {
     pub inventory: InventoryClient,
     pub orders: OrdersClient,
     pub payments: PaymentsClient,
+    pub search: SearchClient,
     pub verifier: Verifier,
     pub redis: cache::ConnectionManager,
     pub http: reqwest::Client,
@@ -175,6 +180,7 @@ async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Respon
         inventory::reserve, inventory::release, inventory::get_stock, inventory::set_stock,
         orders::create_order, orders::get_order, orders::list_orders, orders::order_events,
         payments::refund, payments::get_payment, payments::stripe_webhook,
+        search::search, search::typeahead,
     ),
     components(schemas(
         Credentials, ProductWrite, catalog::MoneyView, catalog::SkuView, catalog::ProductView,
@@ -184,9 +190,10 @@ async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Respon
         orders::OrderLineCreate, orders::OrderCreate, orders::OrderLineView, orders::OrderView,
         orders::OrderPage, orders::OrderStepView, orders::OrderEventsView,
         payments::PaymentView, payments::RefundCreate, payments::RefundView,
+        search::SearchHit, search::FacetBucketView, search::FacetView, search::SearchResults,
     )),
     tags((name = "auth"), (name = "catalog"), (name = "bff"), (name = "checkout"),
-        (name = "payments"), (name = "admin")),
+        (name = "payments"), (name = "search"), (name = "admin")),
 )]
 pub struct ApiDoc;
 
@@ -201,6 +208,8 @@ pub fn routes(state: AppState) -> Router {
         .route("/products", get(catalog::list_products))
         .route("/products/{id}", get(catalog::get_product))
         .route("/bff/product-cards", get(catalog::product_cards))
+        .route("/search", get(search::search))
+        .route("/search/typeahead", get(search::typeahead))
         .route("/admin/products", post(admin_create))
         .route("/admin/products/{id}", patch(admin_edit))
         .route("/admin/skus/{sku}/stock", put(admin_stock))
@@ -257,6 +266,7 @@ pub async fn build(cfg: &Config, ops: &http::Ops) -> anyhow::Result<AppState> {
         inventory: InventoryServiceClient::new(traced_channel(&cfg.inventory_grpc, cfg)?),
         orders: OrdersServiceClient::new(traced_channel(&cfg.orders_grpc, cfg)?),
         payments: PaymentsServiceClient::new(traced_channel(&cfg.payments_grpc, cfg)?),
+        search: SearchServiceClient::new(traced_channel(&cfg.search_grpc, cfg)?),
         verifier,
         redis,
         http: reqwest::Client::builder()

@@ -4,6 +4,7 @@
 //! backends.
 
 mod checkout;
+mod search;
 
 use std::time::Duration;
 
@@ -117,6 +118,7 @@ async fn start_with(configure: impl FnOnce(&mut shopstream_gateway::Config)) -> 
         orders_grpc: "http://127.0.0.1:9".into(),
         payments_grpc: "http://127.0.0.1:9".into(),
         payments_http: "http://127.0.0.1:9".into(),
+        search_grpc: "http://127.0.0.1:9".into(),
         upstream_timeout: Duration::from_secs(5),
         card_ttl_s: 30,
     };

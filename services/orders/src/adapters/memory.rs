@@ -98,7 +98,7 @@ impl OrderStore for MemoryOrders {
             .filter(|o| after.is_none_or(|c| (o.created_at_ms, o.order_id) < c))
             .cloned()
             .collect();
-        out.sort_by(|a, b| (b.created_at_ms, b.order_id).cmp(&(a.created_at_ms, a.order_id)));
+        out.sort_by_key(|o| std::cmp::Reverse((o.created_at_ms, o.order_id)));
         out.truncate(limit as usize);
         Ok(out)
     }

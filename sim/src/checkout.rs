@@ -1,0 +1,1127 @@
+//! The checkout scenario: hosts, workload, faults, invariants, one seed.
+//!
+//! Hosts (turmoil): `orders` (gRPC `OrdersService` + the saga worker + the
+//! unstarted-saga sweeper), `inventory` (gRPC + expiry worker), `payments`
+//! (gRPC + Stripe webhook endpoint + reconciler), `stripe` (stripe-sim's
+//! router + a webhook relay). Client: `shopper`. What a real process keeps
+//! in its database (the in-memory stores, Temporal's history, id
+//! generators) is created outside the host closures and so survives a crash;
+//! everything else (connections, tasks, caches) is rebuilt on restart.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use secrecy::SecretString;
+use shopstream_inventory::{Inventory, adapters::memory::MemoryInventory, ports::InventoryStore};
+use shopstream_orders::{
+    Orders,
+    adapters::memory::MemoryOrders,
+    domain::{checkout::Price, order::OrderState},
+    ports::{OrderStore, PriceBook, PriceError},
+};
+use shopstream_payments::{Payments, adapters::memory::MemoryPayments};
+use shopstream_platform::ids::{IdGen, SequentialIdGen};
+use shopstream_proto::{
+    common::v1::ProductRef,
+    inventory::v1::inventory_service_server::InventoryServiceServer,
+    orders::v1::{
+        CreateOrderItem, CreateOrderRequest, orders_service_client::OrdersServiceClient,
+        orders_service_server::OrdersServiceServer,
+    },
+    payments::v1::payments_service_server::PaymentsServiceServer,
+};
+use shopstream_stripe_sim::{api::http::HttpState, faults::FailRule, sim::Sim as StripeState};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Bug, Fault, Options, net,
+    stripe_http::StripeHttp,
+    temporal::{History, SimStarter, Worker, short},
+    trace::{Rng, SharedRng, SimClock, Trace, sim_ms},
+    wrappers,
+};
+
+pub const TENANT: &str = "default";
+pub const PRODUCT: &str = "prod_hot";
+const SKUS: [&str; 2] = ["sku-hot-1", "sku-hot-2"];
+const PRICE_MINOR: i64 = 2_500;
+const SECRET_KEY: &str = "sk_test_shopstream";
+const WEBHOOK_SECRET: &str = "whsec_shopstream";
+/// The shopper's orders start within this window.
+const WORKLOAD_MS: u64 = 8_000;
+/// Faults happen before this; then every fault is healed.
+pub const FAULTS_END_MS: i64 = 15_000;
+/// After faults end, every order must be terminal within this.
+pub const SETTLE_MS: i64 = 120_000;
+/// Continuous invariants are checked this often (sim time).
+const CHECK_EVERY_MS: i64 = 100;
+/// One simulation step.
+const TICK: Duration = Duration::from_millis(10);
+const HOSTS: [&str; 4] = ["orders", "inventory", "payments", "stripe"];
+const CRASHABLE: [&str; 3] = ["orders", "inventory", "payments"];
+
+/// Result of one seed.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub seed: u64,
+    pub outcome: Outcome,
+    pub trace_hash: u64,
+    pub trace: Vec<crate::trace::Line>,
+    pub sim_ms: i64,
+    pub real: Duration,
+    pub faults_injected: usize,
+    pub invariant_checks: u64,
+    pub orders: usize,
+    /// Known gaps seen (not violations): effects the saga never learned of
+    /// because every attempt's result was lost; they end only by a TTL.
+    pub advisories: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Held,
+    Violated {
+        invariant: &'static str,
+        detail: String,
+    },
+}
+
+/// Prices are not under test: a fixed catalog in process.
+struct FixedPrices;
+
+#[async_trait::async_trait]
+impl PriceBook for FixedPrices {
+    async fn prices(
+        &self,
+        _tenant: &str,
+        product_id: &str,
+    ) -> Result<BTreeMap<String, Price>, PriceError> {
+        if product_id != PRODUCT {
+            return Err(PriceError::UnknownProduct(product_id.into()));
+        }
+        Ok(SKUS
+            .iter()
+            .map(|s| {
+                (
+                    s.to_string(),
+                    Price {
+                        amount_minor: PRICE_MINOR,
+                        currency: "USD".into(),
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct PlannedOrder {
+    user: String,
+    key: String,
+    sku: &'static str,
+    quantity: u32,
+    card: &'static str,
+    at_ms: u64,
+    duplicate_after_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    Partition(&'static str, &'static str),
+    Repair(&'static str, &'static str),
+    Crash(&'static str),
+    Restart(&'static str),
+    Latency(u64),
+    Skew(&'static str, i64),
+    Provider(FailRule),
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Partition(a, b) => write!(f, "partition {a} <-> {b}"),
+            Action::Repair(a, b) => write!(f, "repair {a} <-> {b}"),
+            Action::Crash(h) => write!(f, "crash {h}"),
+            Action::Restart(h) => write!(f, "restart {h}"),
+            Action::Latency(ms) => write!(f, "max message latency {ms} ms"),
+            Action::Skew(h, ms) => write!(f, "clock skew {h} {ms:+} ms"),
+            Action::Provider(r) => write!(
+                f,
+                "stripe-sim fails the next {} {:?} with {}{}",
+                r.count,
+                r.operation,
+                r.status,
+                if r.after_effect {
+                    " after taking effect"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+}
+
+fn plan_workload(rng: &mut Rng) -> (Vec<PlannedOrder>, BTreeMap<&'static str, i64>) {
+    let stock = SKUS.iter().map(|s| (*s, rng.range(3, 6) as i64)).collect();
+    let n = rng.range(8, 14);
+    let orders = (0..n)
+        .map(|i| PlannedOrder {
+            user: format!("user-{i}"),
+            key: format!("key-{i}"),
+            sku: rng.pick(&SKUS),
+            quantity: rng.range(1, 2) as u32,
+            card: rng.pick(&[
+                "pm_card_visa",
+                "pm_card_visa",
+                "pm_card_mastercard",
+                "pm_card_visa",
+                "pm_card_chargeDeclined",
+                "pm_card_chargeDeclinedInsufficientFunds",
+            ]),
+            at_ms: rng.range(0, WORKLOAD_MS),
+            duplicate_after_ms: rng.chance(0.3).then(|| rng.range(0, 3_000)),
+        })
+        .collect();
+    (orders, stock)
+}
+
+fn plan_faults(rng: &mut Rng, opts: &Options) -> Vec<(i64, Action)> {
+    let mut plan = Vec::new();
+    let window = |rng: &mut Rng| rng.range(500, FAULTS_END_MS as u64 - 3_000) as i64;
+    if opts.has(Fault::Partition) {
+        for _ in 0..rng.range(0, 3) {
+            let a = rng.pick(&HOSTS);
+            let b = rng.pick(&HOSTS);
+            if a == b {
+                continue;
+            }
+            let at = window(rng);
+            plan.push((at, Action::Partition(a, b)));
+            plan.push((at + rng.range(300, 5_000) as i64, Action::Repair(a, b)));
+        }
+    }
+    if opts.has(Fault::Loss) {
+        let a = rng.pick(&HOSTS);
+        let b = rng.pick(&HOSTS);
+        if a != b {
+            let mut at = window(rng);
+            for _ in 0..rng.range(1, 5) {
+                plan.push((at, Action::Partition(a, b)));
+                at += rng.range(20, 250) as i64;
+                plan.push((at, Action::Repair(a, b)));
+                at += rng.range(100, 1_500) as i64;
+            }
+        }
+    }
+    if opts.has(Fault::Latency) && rng.chance(0.5) {
+        let at = window(rng);
+        plan.push((at, Action::Latency(rng.range(20, 400))));
+        plan.push((at + rng.range(1_000, 6_000) as i64, Action::Latency(1)));
+    }
+    if opts.has(Fault::Crash) {
+        for _ in 0..rng.range(0, 2) {
+            let h = rng.pick(&CRASHABLE);
+            let at = window(rng);
+            plan.push((at, Action::Crash(h)));
+            plan.push((at + rng.range(200, 4_000) as i64, Action::Restart(h)));
+        }
+    }
+    if opts.has(Fault::Skew) && rng.chance(0.5) {
+        let h = rng.pick(&HOSTS);
+        let ms = rng.range(1_000, 60_000) as i64 * if rng.chance(0.5) { 1 } else { -1 };
+        plan.push((window(rng), Action::Skew(h, ms)));
+    }
+    if opts.has(Fault::Provider) {
+        use shopstream_stripe_sim::faults::Operation;
+        for _ in 0..rng.range(0, 3) {
+            let rule = FailRule {
+                operation: rng.pick(&[
+                    Operation::Create,
+                    Operation::Capture,
+                    Operation::Cancel,
+                    Operation::Refund,
+                ]),
+                status: rng.pick(&[500, 503, 429]),
+                count: rng.range(1, 2) as u32,
+                after_effect: rng.chance(0.6),
+            };
+            plan.push((window(rng), Action::Provider(rule)));
+        }
+    }
+    plan.sort_by_key(|(t, _)| *t);
+    // Heal everything at the end of the fault window.
+    plan.push((FAULTS_END_MS, Action::Latency(1)));
+    for a in HOSTS {
+        for b in HOSTS {
+            if a < b {
+                plan.push((FAULTS_END_MS, Action::Repair(a, b)));
+            }
+        }
+        plan.push((FAULTS_END_MS, Action::Skew(a, 0)));
+    }
+    plan
+}
+
+/// What the shopper saw: per idempotency key, the order ids it was given.
+type Acks = Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>;
+
+/// Run the checkout scenario for one seed.
+pub fn run_seed(seed: u64, opts: &Options) -> Report {
+    let started = Instant::now();
+    let trace = Trace::default();
+    let mut rng = Rng::new(seed);
+    let (workload, initial) = plan_workload(&mut rng);
+    let faults = plan_faults(&mut rng, opts);
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000))
+        .tick_duration(TICK)
+        .simulation_duration(Duration::from_millis(
+            (FAULTS_END_MS + SETTLE_MS + 10_000) as u64,
+        ))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(5))
+        .build();
+
+    // State a real process would persist: created once, outside the hosts.
+    let clocks: BTreeMap<&str, SimClock> =
+        HOSTS.iter().map(|h| (*h, SimClock::default())).collect();
+    let inv_mem = MemoryInventory::default();
+    let inv_store: Arc<dyn InventoryStore> = if opts.bug_on(Bug::ReserveNoIdempotency) {
+        Arc::new(wrappers::ForgetfulReserve {
+            inner: inv_mem.clone(),
+            calls: Default::default(),
+        })
+    } else {
+        Arc::new(inv_mem.clone())
+    };
+    let orders_mem: Arc<dyn OrderStore> = Arc::new(MemoryOrders::new());
+    let orders_store: Arc<dyn OrderStore> = if opts.bug_on(Bug::OrderKeyIgnored) {
+        Arc::new(wrappers::KeylessOrders {
+            inner: orders_mem.clone(),
+            calls: Default::default(),
+        })
+    } else {
+        orders_mem.clone()
+    };
+    let pay_store = MemoryPayments::default();
+    let history = History::default();
+    let ids = |p: u64| -> Arc<dyn IdGen> { Arc::new(SequentialIdGen::new(p)) };
+    let (inv_ids, ord_ids, pay_ids, stripe_ids) = (ids(1), ids(2), ids(3), ids(4));
+    let stripe_state = Arc::new(Mutex::new(StripeState::new(
+        Arc::new(clocks["stripe"].clone()),
+        stripe_ids,
+        shopstream_stripe_sim::webhooks::WebhookSender::disabled(),
+    )));
+    for (sku, n) in &initial {
+        let _ = futures::executor::block_on(inv_mem.set_stock(TENANT, sku, *n));
+    }
+    trace.log_at(
+        0,
+        "sim",
+        format!(
+            "seed={seed} stock {} orders {}",
+            initial
+                .iter()
+                .map(|(s, n)| format!("{s}={n}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            workload.len()
+        ),
+    );
+
+    // inventory
+    {
+        let inventory = Inventory {
+            store: inv_store.clone(),
+            clock: Arc::new(clocks["inventory"].clone()),
+            ids: inv_ids,
+        };
+        let trace = trace.clone();
+        sim.host("inventory", move || {
+            let inventory = inventory.clone();
+            let trace = trace.clone();
+            async move {
+                trace.log("inventory", "process started");
+                let api = InventoryServiceServer::new(shopstream_inventory::api::GrpcApi {
+                    inventory: inventory.clone(),
+                    default_tenant: TENANT.into(),
+                });
+                let incoming = net::grpc_incoming(net::GRPC_PORT).await?;
+                let server = tonic::transport::Server::builder()
+                    .timeout(Duration::from_secs(2))
+                    .add_service(api)
+                    .serve_with_incoming(incoming);
+                tokio::select! {
+                    r = server => r?,
+                    () = inventory.run_expiry(Duration::from_secs(1), CancellationToken::new()) => {}
+                }
+                Ok(())
+            }
+        });
+    }
+
+    // payments
+    {
+        let mut provider = StripeHttp::new("stripe", SECRET_KEY, Duration::from_secs(2));
+        provider.fresh_create_keys = opts.bug_on(Bug::AuthorizeNoKey);
+        let payments = Payments {
+            store: Arc::new(pay_store.clone()),
+            provider: Arc::new(provider),
+            clock: Arc::new(clocks["payments"].clone()),
+            ids: pay_ids,
+            webhook_secret: WEBHOOK_SECRET.into(),
+            on_event: None,
+        };
+        let trace = trace.clone();
+        sim.host("payments", move || {
+            let payments = payments.clone();
+            let trace = trace.clone();
+            async move {
+                trace.log("payments", "process started");
+                let grpc = PaymentsServiceServer::new(shopstream_payments::api::grpc::GrpcApi {
+                    payments: payments.clone(),
+                    default_tenant: TENANT.into(),
+                });
+                let incoming = net::grpc_incoming(net::GRPC_PORT).await?;
+                let server = tonic::transport::Server::builder()
+                    .timeout(Duration::from_secs(2))
+                    .add_service(grpc)
+                    .serve_with_incoming(incoming);
+                let webhook = shopstream_payments::api::http::routes(
+                    shopstream_payments::api::http::WebhookState {
+                        payments: payments.clone(),
+                        default_tenant: TENANT.into(),
+                    },
+                );
+                let listener = net::http_listener(net::HTTP_PORT).await?;
+                let http = axum::serve(listener, webhook);
+                tokio::select! {
+                    r = server => r?,
+                    r = http.into_future() => r?,
+                    () = payments.run_reconciler(
+                        Duration::from_secs(1),
+                        Duration::from_secs(3),
+                        CancellationToken::new(),
+                    ) => {}
+                }
+                Ok(())
+            }
+        });
+    }
+
+    // stripe (never crashes: it is the outside world)
+    {
+        let router = shopstream_stripe_sim::api::http::routes(HttpState {
+            sim: stripe_state.clone(),
+            secret_key: SecretString::from(SECRET_KEY),
+        });
+        let relay = Relay {
+            stripe: stripe_state.clone(),
+            clock: clocks["stripe"].clone(),
+            rng: SharedRng::new(seed ^ 0xBEEF),
+            trace: trace.clone(),
+            faulty: opts.has(Fault::Webhook),
+        };
+        sim.host("stripe", move || {
+            let router = router.clone();
+            let relay = relay.clone();
+            async move {
+                let listener = net::http_listener(net::HTTP_PORT).await?;
+                tokio::spawn(relay.run());
+                axum::serve(listener, router).await?;
+                Ok(())
+            }
+        });
+    }
+
+    // orders + the saga worker
+    {
+        let orders = Orders {
+            store: orders_store.clone(),
+            prices: Arc::new(FixedPrices),
+            starter: Arc::new(SimStarter {
+                history: history.clone(),
+                trace: trace.clone(),
+            }),
+            clock: Arc::new(clocks["orders"].clone()),
+            ids: ord_ids,
+            relay: None,
+        };
+        let worker = Worker {
+            history: history.clone(),
+            orders: orders.clone(),
+            trace: trace.clone(),
+            rng: SharedRng::new(seed ^ 0xF00D),
+            lost_result_p: if opts.has(Fault::LostResult) {
+                0.1
+            } else {
+                0.0
+            },
+            faults_end_ms: FAULTS_END_MS,
+            bug: opts.bug,
+        };
+        let trace = trace.clone();
+        sim.host("orders", move || {
+            let orders = orders.clone();
+            let worker = worker.clone();
+            let trace = trace.clone();
+            async move {
+                trace.log("orders", "process started");
+                let api = OrdersServiceServer::new(shopstream_orders::api::GrpcApi {
+                    orders: orders.clone(),
+                    default_tenant: TENANT.into(),
+                });
+                let incoming = net::grpc_incoming(net::GRPC_PORT).await?;
+                let server = tonic::transport::Server::builder()
+                    .timeout(Duration::from_secs(2))
+                    .add_service(api)
+                    .serve_with_incoming(incoming);
+                let sweeper = async {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let _ = orders.start_unstarted(1_000).await;
+                    }
+                };
+                tokio::select! {
+                    r = server => r?,
+                    () = worker.run() => {}
+                    () = sweeper => {}
+                }
+                Ok(())
+            }
+        });
+    }
+
+    // the shopper
+    let acks: Acks = Arc::default();
+    {
+        let acks = acks.clone();
+        let trace = trace.clone();
+        let workload = workload.clone();
+        sim.client("shopper", async move {
+            let mut tasks = Vec::new();
+            for o in workload {
+                let mut times = vec![o.at_ms];
+                if let Some(d) = o.duplicate_after_ms {
+                    times.push(o.at_ms + d);
+                }
+                for (copy, at) in times.into_iter().enumerate() {
+                    let (o, acks, trace) = (o.clone(), acks.clone(), trace.clone());
+                    tasks.push(tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(at)).await;
+                        submit(&o, copy, &acks, &trace).await;
+                    }));
+                }
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+            Ok(())
+        });
+    }
+
+    let mut checks = 0u64;
+    let mut faults_injected = 0usize;
+    let mut next_fault = 0usize;
+    let mut next_check = 0i64;
+    let mut client_done = false;
+    let mut crashed: BTreeSet<&str> = BTreeSet::new();
+    let world = Observed {
+        inventory: inv_mem.clone(),
+        orders: orders_mem.clone(),
+        stripe: stripe_state.clone(),
+        history: history.clone(),
+        initial: initial.clone(),
+        acks: acks.clone(),
+    };
+    let mut advisories = Vec::new();
+    let outcome = loop {
+        let now = sim.elapsed().as_millis() as i64;
+        while next_fault < faults.len() && faults[next_fault].0 <= now {
+            let action = &faults[next_fault].1;
+            next_fault += 1;
+            let real = match action {
+                Action::Partition(a, b) => {
+                    sim.partition(*a, *b);
+                    true
+                }
+                Action::Repair(a, b) => {
+                    sim.repair(*a, *b);
+                    now < FAULTS_END_MS
+                }
+                Action::Crash(h) => {
+                    if crashed.insert(h) {
+                        sim.crash(*h);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Action::Restart(h) => {
+                    if crashed.remove(h) {
+                        sim.bounce(*h);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Action::Latency(ms) => {
+                    sim.set_max_message_latency(Duration::from_millis(*ms));
+                    *ms > 1
+                }
+                Action::Provider(rule) => {
+                    stripe_state
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .faults
+                        .fail_next
+                        .push(rule.clone());
+                    true
+                }
+                Action::Skew(h, ms) => {
+                    let changed = clocks[h].skew_ms() != *ms;
+                    clocks[h].set_skew_ms(*ms);
+                    changed
+                }
+            };
+            if real {
+                if now < FAULTS_END_MS {
+                    faults_injected += 1;
+                }
+                trace.log_at(now, "fault", action.to_string());
+            }
+        }
+        if now >= FAULTS_END_MS {
+            for h in std::mem::take(&mut crashed) {
+                sim.bounce(h);
+                trace.log_at(now, "fault", format!("restart {h}"));
+            }
+        }
+        match sim.step() {
+            Ok(done) => client_done = client_done || done,
+            Err(e) => {
+                break Outcome::Violated {
+                    invariant: "a host failed",
+                    detail: e.to_string(),
+                };
+            }
+        }
+        if now >= next_check {
+            next_check = now + CHECK_EVERY_MS;
+            checks += 1;
+            if let Err((invariant, detail)) = world.continuous() {
+                break Outcome::Violated { invariant, detail };
+            }
+            if client_done && now >= FAULTS_END_MS && world.quiescent() {
+                checks += 1;
+                match world.at_quiescence(&mut advisories) {
+                    Ok(()) if opts.strict && !advisories.is_empty() => {
+                        break Outcome::Violated {
+                            invariant: "known gap (strict): the saga never learned of an effect",
+                            detail: advisories.join("; "),
+                        };
+                    }
+                    Ok(()) => break Outcome::Held,
+                    Err((invariant, detail)) => break Outcome::Violated { invariant, detail },
+                }
+            }
+            if now >= FAULTS_END_MS + SETTLE_MS {
+                break Outcome::Violated {
+                    invariant: "every order reaches a terminal state after faults stop",
+                    detail: world.stuck(),
+                };
+            }
+        }
+    };
+    let sim_ms = sim.elapsed().as_millis() as i64;
+    for a in &advisories {
+        trace.log_at(sim_ms, "ADVISORY", a.clone());
+    }
+    if let Outcome::Violated { invariant, detail } = &outcome {
+        trace.log_at(sim_ms, "VIOLATION", format!("{invariant}: {detail}"));
+    }
+    let orders = futures::executor::block_on(orders_mem.list(TENANT, None, &[], None, u32::MAX))
+        .map(|v| v.len())
+        .unwrap_or(0);
+    drop(sim);
+    Report {
+        seed,
+        outcome,
+        trace_hash: trace.hash(),
+        trace: trace.lines(),
+        sim_ms,
+        real: started.elapsed(),
+        faults_injected,
+        invariant_checks: checks,
+        orders,
+        advisories,
+    }
+}
+
+/// One CreateOrder as a client does it: retried on transient errors with
+/// the same key, each attempt on a fresh connection.
+async fn submit(o: &PlannedOrder, copy: usize, acks: &Acks, trace: &Trace) {
+    let who = if copy == 0 { "shopper" } else { "shopper*" };
+    let mut wait = Duration::from_millis(300);
+    for attempt in 1..=8 {
+        let mut client = OrdersServiceClient::new(net::channel(
+            "orders",
+            net::GRPC_PORT,
+            Duration::from_secs(2),
+        ));
+        let req = CreateOrderRequest {
+            idempotency_key: o.key.clone(),
+            user_id: o.user.clone(),
+            items: vec![CreateOrderItem {
+                sku: Some(ProductRef {
+                    product_id: PRODUCT.into(),
+                    sku_id: o.sku.into(),
+                }),
+                quantity: o.quantity,
+            }],
+            payment_method: o.card.into(),
+        };
+        match client.create_order(req).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                let id = r.order.map(|o| o.order_id).unwrap_or_default();
+                trace.log(
+                    who,
+                    format!(
+                        "{} {}x{} {} -> order={}{}",
+                        o.key,
+                        o.quantity,
+                        o.sku,
+                        o.card,
+                        short(&id),
+                        if r.replayed { " (replayed)" } else { "" }
+                    ),
+                );
+                acks.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(o.key.clone())
+                    .or_default()
+                    .insert(id);
+                return;
+            }
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::DeadlineExceeded
+                        | tonic::Code::Unknown
+                        | tonic::Code::Cancelled
+                        | tonic::Code::Internal
+                ) =>
+            {
+                trace.log(who, format!("{} attempt {attempt}: {:?}", o.key, s.code()));
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(3));
+            }
+            Err(s) => {
+                trace.log(
+                    who,
+                    format!("{} refused: {:?} {}", o.key, s.code(), s.message()),
+                );
+                return;
+            }
+        }
+    }
+    trace.log(who, format!("{} gave up", o.key));
+}
+
+/// stripe-sim records every event (`GET /v1/events`); its own delivery
+/// worker uses reqwest on real sockets, so on the stripe host this relay
+/// delivers them instead: signed with stripe-sim's `sign`, POSTed to
+/// payments' real webhook endpoint, retried like stripe-sim's worker, and —
+/// with the webhook fault — duplicated, reordered, late or dropped.
+#[derive(Clone)]
+struct Relay {
+    stripe: Arc<Mutex<StripeState>>,
+    clock: SimClock,
+    rng: SharedRng,
+    trace: Trace,
+    faulty: bool,
+}
+
+impl Relay {
+    async fn run(self) {
+        let mut seen = 0usize;
+        loop {
+            let new: Vec<(String, &'static str, String)> = {
+                let g = self.stripe.lock().unwrap_or_else(|p| p.into_inner());
+                g.events
+                    .iter()
+                    .skip(seen)
+                    .map(|e| {
+                        (
+                            e.id.clone(),
+                            e.event_type,
+                            shopstream_stripe_sim::objects::event(e).to_string(),
+                        )
+                    })
+                    .collect()
+            };
+            seen += new.len();
+            for (id, kind, payload) in new {
+                let plan: Vec<u64> = self.rng.with(|r| {
+                    if !self.faulty || sim_ms() >= FAULTS_END_MS {
+                        return vec![r.range(0, 20)];
+                    }
+                    match r.range(0, 99) {
+                        0..=4 => vec![],                                   // lost
+                        5..=19 => vec![r.range(0, 50), r.range(0, 3_000)], // duplicated
+                        20..=34 => vec![r.range(500, 3_000)],              // reordered
+                        35..=44 => vec![r.range(10_000, 30_000)],          // late
+                        _ => vec![r.range(0, 20)],
+                    }
+                });
+                if plan.len() != 1 || plan[0] > 20 {
+                    self.trace.log(
+                        "stripe",
+                        format!("webhook {} {kind} delivery plan {:?} ms", short(&id), plan),
+                    );
+                }
+                for delay in plan {
+                    let r = self.clone();
+                    let (id, payload) = (id.clone(), payload.clone());
+                    tokio::spawn(async move { r.deliver(id, kind, payload, delay).await });
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn deliver(self, id: String, kind: &'static str, payload: String, delay_ms: u64) {
+        use shopstream_stripe_sim::webhooks::{FIRST_BACKOFF_MS, MAX_ATTEMPTS, MAX_BACKOFF_MS};
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let mut backoff = FIRST_BACKOFF_MS;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let now_s = shopstream_platform::clock::Clock::now_ms(&self.clock).div_euclid(1000);
+            let sig = shopstream_stripe_sim::sign(payload.as_bytes(), WEBHOOK_SECRET, now_s);
+            let req = http::Request::builder()
+                .method("POST")
+                .uri(shopstream_payments::api::http::WEBHOOK_PATH)
+                .header("host", "payments")
+                .header("content-type", "application/json")
+                .header(shopstream_payments::api::http::SIGNATURE_HEADER, sig)
+                .body(Full::new(Bytes::from(payload.clone())))
+                .expect("static request parts are valid");
+            match net::http("payments", net::HTTP_PORT, req, Duration::from_secs(2)).await {
+                Ok((s, body)) if s.is_success() => {
+                    self.trace.log(
+                        "webhook",
+                        format!(
+                            "{} {kind} -> {}",
+                            short(&id),
+                            String::from_utf8_lossy(&body)
+                        ),
+                    );
+                    return;
+                }
+                Ok((s, _)) => self.trace.log(
+                    "webhook",
+                    format!("{} {kind} attempt {attempt}: {s}", short(&id)),
+                ),
+                Err(e) => self.trace.log(
+                    "webhook",
+                    format!("{} {kind} attempt {attempt}: {e}", short(&id)),
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF_MS);
+        }
+        self.trace
+            .log("webhook", format!("{} {kind} given up", short(&id)));
+    }
+}
+
+/// The omniscient view the invariants read (the stores themselves).
+struct Observed {
+    inventory: MemoryInventory,
+    orders: Arc<dyn OrderStore>,
+    stripe: Arc<Mutex<StripeState>>,
+    history: History,
+    initial: BTreeMap<&'static str, i64>,
+    acks: Acks,
+}
+
+type Check = Result<(), (&'static str, String)>;
+
+impl Observed {
+    fn all_orders(&self) -> Vec<shopstream_orders::ports::Order> {
+        futures::executor::block_on(self.orders.list(TENANT, None, &[], None, u32::MAX))
+            .unwrap_or_default()
+    }
+
+    /// Per order id: (intents, captured, refunded, open authorizations).
+    fn payments_by_order(&self) -> BTreeMap<String, (usize, i64, i64, usize, usize)> {
+        let g = self.stripe.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by: BTreeMap<String, (usize, i64, i64, usize, usize)> = BTreeMap::new();
+        for pi in g.intents.values() {
+            let order = pi.metadata.get("order_id").cloned().unwrap_or_default();
+            let e = by.entry(order).or_default();
+            e.0 += 1;
+            e.1 += pi.amount_received;
+            e.2 += pi.amount_refunded;
+            if pi.status == shopstream_stripe_sim::domain::Status::RequiresCapture {
+                e.3 += 1;
+            }
+            if pi.amount_received > 0 {
+                e.4 += 1;
+            }
+        }
+        by
+    }
+
+    fn continuous(&self) -> Check {
+        for (sku, initial) in &self.initial {
+            let s = futures::executor::block_on(self.inventory.stock(TENANT, sku))
+                .map_err(|e| ("stock readable", e.to_string()))?;
+            if s.on_hand < 0 || s.reserved < 0 || s.reserved > s.on_hand {
+                return Err((
+                    "never oversold",
+                    format!(
+                        "{sku}: on_hand={} reserved={} committed={}",
+                        s.on_hand, s.reserved, s.committed
+                    ),
+                ));
+            }
+            if s.committed > *initial || s.on_hand + s.committed != *initial {
+                return Err((
+                    "stock conserved",
+                    format!(
+                        "{sku}: initial={initial} available={} reserved={} sold={}",
+                        s.available(),
+                        s.reserved,
+                        s.committed
+                    ),
+                ));
+            }
+        }
+        for (order, (_, captured, refunded, _, captures)) in self.payments_by_order() {
+            if captures > 1 {
+                return Err((
+                    "at most one capture per order",
+                    format!("order {order}: {captures} captured intents"),
+                ));
+            }
+            if refunded > captured {
+                return Err((
+                    "refunds never exceed captures",
+                    format!("order {order}: captured {captured} refunded {refunded}"),
+                ));
+            }
+        }
+        for (id, wf) in self.history.all() {
+            if let Some(e) = wf.failed {
+                return Err(("the saga accepts every outcome", format!("{id}: {e}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn quiescent(&self) -> bool {
+        self.history.open_ids().is_empty()
+            && self
+                .all_orders()
+                .iter()
+                .all(|o| matches!(o.state, OrderState::Completed | OrderState::Cancelled(_)))
+    }
+
+    fn stuck(&self) -> String {
+        let mut out: Vec<String> = self
+            .all_orders()
+            .iter()
+            .filter(|o| !matches!(o.state, OrderState::Completed | OrderState::Cancelled(_)))
+            .map(|o| {
+                format!(
+                    "order={} {} (saga started: {})",
+                    short(&o.order_id.to_string()),
+                    o.state.as_str(),
+                    o.workflow_started
+                )
+            })
+            .collect();
+        out.extend(self.history.open_ids().into_iter().map(|id| {
+            let wf = self.history.get(&id);
+            format!(
+                "workflow {} open at {:?}",
+                short(&id),
+                wf.map(|w| w.saga.next())
+            )
+        }));
+        out.join("; ")
+    }
+
+    /// The saga of an order, as Temporal's history holds it.
+    fn saga_of(&self, order_id: &str) -> Option<shopstream_orders::domain::saga::Saga> {
+        let id = shopstream_orders::workflow::workflow_id(TENANT, order_id);
+        self.history.get(&id).map(|w| w.saga)
+    }
+
+    fn at_quiescence(&self, advisories: &mut Vec<String>) -> Check {
+        let orders = self.all_orders();
+        let pays = self.payments_by_order();
+        // Holds still open now: expire them all (the run is over) to see
+        // whose they are. The saga must have released every hold it knew of.
+        let held = futures::executor::block_on(self.inventory.expire_due(i64::MAX, 100_000))
+            .map_err(|e| ("stock readable", e.to_string()))?;
+        for r in &held {
+            let order_id = r.order_id.split('#').next().unwrap_or_default();
+            let order = orders.iter().find(|o| o.order_id.to_string() == order_id);
+            let knew = self.saga_of(order_id).is_some_and(|s| s.reserved);
+            match order.map(|o| o.state) {
+                Some(OrderState::Cancelled(_)) if !knew => advisories.push(format!(
+                    "order={} cancelled while its reserve's outcome was unknown: \
+                     {} unit(s) stay held until the reservation TTL",
+                    short(order_id),
+                    r.lines.iter().map(|l| l.quantity).sum::<u32>()
+                )),
+                state => {
+                    return Err((
+                        "every cancelled order released its stock",
+                        format!(
+                            "reservation {} of order={} ({}) still holds {:?}",
+                            short(&r.id.to_string()),
+                            short(order_id),
+                            state.map_or("unknown", |s| s.as_str()),
+                            r.lines
+                                .iter()
+                                .map(|l| format!("{}x{}", l.quantity, l.sku_id))
+                                .collect::<Vec<_>>()
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut sold: BTreeMap<String, i64> = BTreeMap::new();
+        let mut per_user: BTreeMap<&str, usize> = BTreeMap::new();
+        for o in &orders {
+            *per_user.entry(o.user_id.as_str()).or_default() += 1;
+            let id = o.order_id.to_string();
+            let (_, captured, refunded, open, _) = pays.get(&id).copied().unwrap_or_default();
+            match o.state {
+                OrderState::Completed => {
+                    for l in &o.lines {
+                        *sold.entry(l.sku_id.clone()).or_default() += i64::from(l.quantity);
+                    }
+                    if captured != o.total_minor || refunded != 0 {
+                        return Err((
+                            "a completed order is paid exactly once",
+                            format!(
+                                "order={} total {} captured {captured} refunded {refunded}",
+                                short(&id),
+                                o.total_minor
+                            ),
+                        ));
+                    }
+                }
+                OrderState::Cancelled(_) => {
+                    let knew = self.saga_of(&id).is_some_and(|s| s.captured);
+                    if captured != refunded && !knew {
+                        advisories.push(format!(
+                            "order={} cancelled while its capture's outcome was unknown: \
+                             {} captured and never refunded",
+                            short(&id),
+                            captured - refunded
+                        ));
+                    } else if captured != refunded {
+                        return Err((
+                            "a cancelled order keeps no money",
+                            format!(
+                                "order={} captured {captured} refunded {refunded}",
+                                short(&id)
+                            ),
+                        ));
+                    }
+                }
+                s => {
+                    return Err((
+                        "every order reaches a terminal state after faults stop",
+                        format!("order={} is {}", short(&id), s.as_str()),
+                    ));
+                }
+            }
+            let authorized = self.saga_of(&id).is_some_and(|s| s.authorized);
+            if open > 0 && !authorized {
+                advisories.push(format!(
+                    "order={} cancelled while its authorize's outcome was unknown: \
+                     {open} authorization(s) stay open until the provider expires them",
+                    short(&id)
+                ));
+            } else if open > 0 {
+                return Err((
+                    "no authorization is left open",
+                    format!(
+                        "order={} has {open} uncaptured authorization(s)",
+                        short(&id)
+                    ),
+                ));
+            }
+        }
+        for sku in self.initial.keys() {
+            let s = futures::executor::block_on(self.inventory.stock(TENANT, sku))
+                .map_err(|e| ("stock readable", e.to_string()))?;
+            let want = sold.get(*sku).copied().unwrap_or(0);
+            // Units of cancelled orders whose finalize (commit) ran out of
+            // attempts: the commit may have happened unseen.
+            let unknown: i64 = orders
+                .iter()
+                .filter(|o| matches!(o.state, OrderState::Cancelled(_)))
+                .filter(|o| {
+                    self.saga_of(&o.order_id.to_string())
+                        .is_some_and(|s| s.captured && !s.finalized)
+                })
+                .flat_map(|o| o.lines.iter())
+                .filter(|l| l.sku_id == *sku)
+                .map(|l| i64::from(l.quantity))
+                .sum();
+            if s.committed > want && s.committed - want <= unknown {
+                advisories.push(format!(
+                    "{sku}: {} unit(s) sold to orders cancelled while their finalize's \
+                     outcome was unknown",
+                    s.committed - want
+                ));
+            } else if s.committed != want {
+                return Err((
+                    "stock sold equals what completed orders bought",
+                    format!(
+                        "{sku}: sold={} but completed orders bought {want}",
+                        s.committed
+                    ),
+                ));
+            }
+        }
+        if let Some((user, n)) = per_user.iter().find(|(_, n)| **n > 1) {
+            return Err((
+                "duplicate submissions create one order",
+                format!("{user} has {n} orders for one idempotency key"),
+            ));
+        }
+        let acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, ids) in acks.iter() {
+            if ids.len() > 1 {
+                return Err((
+                    "duplicate submissions create one order",
+                    format!("{key} answered with {} different orders", ids.len()),
+                ));
+            }
+            for id in ids {
+                if !orders.iter().any(|o| o.order_id.to_string() == *id) {
+                    return Err((
+                        "no acknowledged order is lost",
+                        format!("{key}: order {id} acknowledged but not stored"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,173 @@
+//! Deterministic simulation of checkout (turmoil). orders, inventory,
+//! payments and stripe-sim run their real gRPC/HTTP APIs and use cases as
+//! turmoil hosts over their in-memory adapters; a saga worker on the orders
+//! host drives the orders domain's `Saga` with Temporal's delivery semantics
+//! (`temporal`); a shopper client places orders; faults come from the seed;
+//! invariants are checked as the run goes and at quiescence. One seed gives
+//! one trace, and its hash proves a replay identical. See `README.md`.
+
+pub mod checkout;
+pub mod net;
+pub mod stripe_http;
+pub mod temporal;
+pub mod trace;
+mod wrappers;
+
+use std::collections::BTreeSet;
+
+pub use checkout::{Outcome, Report, run_seed};
+
+/// Fault families a run may inject (all drawn from the seed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// Partitions between two hosts, repaired later.
+    Partition,
+    /// Bursts of dropped segments on one link (short partitions).
+    Loss,
+    /// Raised message latency on the whole network.
+    Latency,
+    /// A host crashes and restarts (persisted state survives).
+    Crash,
+    /// A host's clock runs ahead or behind.
+    Skew,
+    /// Webhooks duplicated, reordered, late or lost.
+    Webhook,
+    /// An activity's result is lost after it ran (it runs again).
+    LostResult,
+    /// stripe-sim's own fault injection: the next create/capture/cancel/
+    /// refund answers 5xx, before or after taking effect.
+    Provider,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 8] = [
+        Fault::Partition,
+        Fault::Loss,
+        Fault::Latency,
+        Fault::Crash,
+        Fault::Skew,
+        Fault::Webhook,
+        Fault::LostResult,
+        Fault::Provider,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Partition => "partition",
+            Fault::Loss => "loss",
+            Fault::Latency => "latency",
+            Fault::Crash => "crash",
+            Fault::Skew => "skew",
+            Fault::Webhook => "webhook",
+            Fault::LostResult => "lost-result",
+            Fault::Provider => "provider",
+        }
+    }
+
+    /// `all`, `none`, or a comma-separated list of names.
+    pub fn parse_list(s: &str) -> Result<BTreeSet<Fault>, String> {
+        match s.trim() {
+            "all" => return Ok(Fault::ALL.into_iter().collect()),
+            "none" | "" => return Ok(BTreeSet::new()),
+            _ => {}
+        }
+        s.split(',')
+            .map(|n| {
+                let n = n.trim();
+                Fault::ALL
+                    .into_iter()
+                    .find(|f| f.as_str() == n)
+                    .ok_or_else(|| {
+                        format!(
+                            "unknown fault {n:?}; known: all, none, {}",
+                            Fault::ALL.map(Fault::as_str).join(", ")
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+/// The bug zoo: deliberately broken variants the simulation must catch.
+/// Selectable only when the crate is built with the `bug-zoo` feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Bug {
+    /// Inventory's reserve forgets its per-order idempotency: a retried
+    /// reserve holds stock a second time.
+    ReserveNoIdempotency,
+    /// The saga's release compensation reports success without releasing.
+    ReleaseForgotten,
+    /// Compensations get the forward steps' 3 attempts, then count as done.
+    CompensationGivesUp,
+    /// The order store ignores the Idempotency-Key: a duplicate submit
+    /// creates a second order.
+    OrderKeyIgnored,
+    /// payments creates intents with a fresh Stripe idempotency key per
+    /// call: a create whose answer was lost authorizes a second time.
+    AuthorizeNoKey,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 5] = [
+        Bug::ReserveNoIdempotency,
+        Bug::ReleaseForgotten,
+        Bug::CompensationGivesUp,
+        Bug::OrderKeyIgnored,
+        Bug::AuthorizeNoKey,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bug::ReserveNoIdempotency => "reserve-no-idempotency",
+            Bug::ReleaseForgotten => "release-forgotten",
+            Bug::CompensationGivesUp => "compensation-gives-up",
+            Bug::OrderKeyIgnored => "order-key-ignored",
+            Bug::AuthorizeNoKey => "authorize-no-key",
+        }
+    }
+
+    /// A bug by name; refused unless built with `--features bug-zoo`.
+    pub fn parse(s: &str) -> Result<Bug, String> {
+        if !cfg!(feature = "bug-zoo") {
+            return Err("the bug zoo is not compiled in: build with --features bug-zoo".into());
+        }
+        Bug::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown bug {s:?}; known: {}",
+                    Bug::ALL.map(Bug::as_str).join(", ")
+                )
+            })
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub faults: BTreeSet<Fault>,
+    pub bug: Option<Bug>,
+    /// Count the known gaps (effects the saga never learned of because every
+    /// attempt's answer was lost) as violations instead of advisories.
+    pub strict: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            faults: Fault::ALL.into_iter().collect(),
+            bug: None,
+            strict: false,
+        }
+    }
+}
+
+impl Options {
+    pub fn has(&self, f: Fault) -> bool {
+        self.faults.contains(&f)
+    }
+    pub(crate) fn bug_on(&self, b: Bug) -> bool {
+        cfg!(feature = "bug-zoo") && self.bug == Some(b)
+    }
+}
