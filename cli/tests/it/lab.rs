@@ -208,10 +208,12 @@ fn the_cdc_latency_lab_passes_against_a_fresh_stack() {
         .iter()
         .map(|m| m["name"].as_str().unwrap())
         .collect();
+    // Sample counts are always reported; percentiles only when there were
+    // samples (a search lagging behind the edit rate skips versions).
     for m in [
-        "commit→kafka p95",
-        "kafka→indexed p95",
-        "commit→searchable p95",
+        "commit→kafka samples",
+        "kafka→indexed samples",
+        "commit→searchable samples",
     ] {
         assert!(measured.contains(&m), "no measurement {m:?}: {measured:?}");
     }

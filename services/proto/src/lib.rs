@@ -120,6 +120,7 @@ mod tests {
         let request = orders::v1::CreateOrderRequest {
             idempotency_key: "idem-7f3a".to_owned(),
             user_id: "user-1".to_owned(),
+            payment_method: "pm_card_visa".to_owned(),
             items: vec![
                 orders::v1::CreateOrderItem {
                     sku: Some(common::v1::ProductRef {
