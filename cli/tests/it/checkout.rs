@@ -9,7 +9,7 @@ use std::{path::Path, time::Duration};
 
 use serde_json::{Value, json};
 use shopstream_platform::config::Ports;
-use shopstream_runtime::{Kind, Stack};
+use shopstream_runtime::{Kind, Stack, testkit};
 
 use super::{BIN, Cleanup, temp_dir, text};
 
@@ -119,25 +119,33 @@ impl Api {
     }
 
     /// Poll the order until it is completed or cancelled.
-    async fn settle(&self, order_id: &str, token: &str, within: Duration) -> Value {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let o = self
-                .get(
-                    &url(Kind::Gateway, &format!("/orders/{order_id}")),
-                    Some(token),
-                )
-                .await;
-            if o["state"] == "completed" || o["state"] == "cancelled" {
-                return o;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "order {order_id} still {} after {within:?}",
+    /// Poll the order until its state is one of `states`.
+    async fn wait_state(
+        &self,
+        order_id: &str,
+        token: &str,
+        states: &[&str],
+        within: Duration,
+    ) -> Value {
+        let url = url(Kind::Gateway, &format!("/orders/{order_id}"));
+        testkit::eventually(
+            &format!("order {order_id} is {states:?}"),
+            within,
+            || async {
+                let o = self.get(&url, Some(token)).await;
                 o["state"]
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                    .as_str()
+                    .is_some_and(|s| states.contains(&s))
+                    .then_some(o)
+            },
+        )
+        .await
+    }
+
+    /// Poll the order until the saga ended (completed or cancelled).
+    async fn settle(&self, order_id: &str, token: &str, within: Duration) -> Value {
+        self.wait_state(order_id, token, &["completed", "cancelled"], within)
+            .await
     }
 
     /// stripe-sim's intents for one order.
@@ -266,23 +274,8 @@ async fn checkout_is_idempotent_survives_a_killed_worker_and_rejects_forged_webh
     let (s, v, _) = place("e2e-kill-key").await;
     assert_eq!(s, 201, "{v}");
     let killed_id = v["order_id"].as_str().unwrap().to_string();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let o = api
-            .get(
-                &url(Kind::Gateway, &format!("/orders/{killed_id}")),
-                Some(&buyer),
-            )
-            .await;
-        if o["state"] == "authorized" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never authorized: {o:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    api.wait_state(&killed_id, &buyer, &["authorized"], Duration::from_secs(30))
+        .await;
     let stack = Stack::new(&state, PORTS_STRUCT, BIN);
     stack.kill_component(Kind::Orders).await;
     assert!(stack.running_pid(Kind::Orders).is_none());

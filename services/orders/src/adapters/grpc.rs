@@ -27,7 +27,6 @@ use crate::{
     ports::{PriceBook, PriceError, SagaOrder, SagaSteps, StepReply, Transient},
 };
 
-type Client<C> = C;
 type Svc = InterceptedService<Channel, TraceInterceptor>;
 
 fn request<T>(msg: T, tenant: &str) -> tonic::Request<T> {
@@ -45,7 +44,7 @@ fn chan(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
 /// Catalog prices over gRPC.
 #[derive(Debug, Clone)]
 pub struct GrpcPriceBook {
-    catalog: Client<CatalogServiceClient<Svc>>,
+    catalog: CatalogServiceClient<Svc>,
 }
 
 impl GrpcPriceBook {
