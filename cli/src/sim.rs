@@ -4,8 +4,6 @@
 //! invariant checks; on a violation the seed, the trace and the exact replay
 //! command. Exit 0 all invariants held, 1 a violation, 2 usage.
 
-use std::time::{Duration, Instant};
-
 use clap::Args;
 use shopstream_sim::{Bug, Fault, Options, Outcome, Report};
 
@@ -16,9 +14,9 @@ const USAGE: u8 = 2;
 #[derive(Debug, Args)]
 #[command(
     after_help = "Faults: all (default), none, or a list of partition, loss, latency, \
-    crash, skew, webhook, lost-result.\n\
+    crash, skew, webhook, lost-result, provider.\n\
     Bugs (only in a build with --features bug-zoo): reserve-no-idempotency, release-forgotten, \
-    compensation-gives-up, order-key-ignored, capture-no-key.\n\n\
+    compensation-gives-up, order-key-ignored, authorize-no-key.\n\n\
     Exit codes: 0 every invariant held, 1 a violation (seed, trace and replay command printed), \
     2 usage error."
 )]
@@ -41,10 +39,10 @@ pub struct SimArgs {
     /// Run a deliberately broken variant from the bug zoo.
     #[arg(long)]
     bug: Option<String>,
-    /// Count known gaps (effects the saga never learned of because every
-    /// attempt's answer was lost) as violations, not advisories.
+    /// Simulations run in parallel, one per thread (default: one per core).
+    /// Every seed is deterministic whichever thread runs it.
     #[arg(long)]
-    strict: bool,
+    jobs: Option<usize>,
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -69,31 +67,34 @@ pub async fn sim(a: SimArgs) -> anyhow::Result<u8> {
             return Ok(USAGE);
         }
     };
-    let seeds: Vec<u64> = match (a.seed, a.seeds) {
-        (Some(s), _) => vec![s],
-        (None, n) => (a.from..a.from + n.unwrap_or(100)).collect(),
+    let seeds = match (a.seed, a.seeds) {
+        (Some(s), _) => s..s + 1,
+        (None, n) => a.from..a.from + n.unwrap_or(100),
     };
-    let opts = Options {
-        faults,
-        bug,
-        strict: a.strict,
-    };
-    let single = a.seed.is_some();
+    let jobs = a
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if jobs == 0 {
+        eprintln!("error: --jobs must be at least 1");
+        return Ok(USAGE);
+    }
+    let opts = Options { faults, bug };
     // turmoil runs its own runtimes: simulate on a plain thread.
-    let run = std::thread::spawn(move || run_seeds(&seeds, &opts));
-    let (reports, real) = tokio::task::spawn_blocking(move || run.join())
+    let (from, to) = (seeds.start, seeds.end - 1);
+    let run = std::thread::spawn(move || shopstream_sim::sweep(seeds, &opts, jobs));
+    let sw = tokio::task::spawn_blocking(move || run.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the simulation thread panicked"))?;
-    let failed = reports.iter().find(|r| r.outcome != Outcome::Held);
-    let sim_ms: i64 = reports.iter().map(|r| r.sim_ms).sum();
-    let faults_injected: usize = reports.iter().map(|r| r.faults_injected).sum();
-    let checks: u64 = reports.iter().map(|r| r.invariant_checks).sum();
-    let orders: usize = reports.iter().map(|r| r.orders).sum();
-    let advisories: Vec<(u64, &String)> = reports
-        .iter()
-        .flat_map(|r| r.advisories.iter().map(move |a| (r.seed, a)))
-        .collect();
-    let secs = real.as_secs_f64().max(1e-9);
+    let failed = sw.failure.as_ref();
+    let (sim_ms, faults_injected, checks, orders) = (
+        sw.sim_ms,
+        sw.faults_injected,
+        sw.invariant_checks,
+        sw.orders,
+    );
+    let secs = sw.real.as_secs_f64().max(1e-9);
+    let per_core = sw.seeds as f64 / secs / sw.jobs as f64;
+    let ratio = sim_ms as f64 / 1000.0 / (secs * sw.jobs as f64);
     let replay = |r: &Report| {
         let mut cmd = format!(
             "shopstream sim --scenario checkout --seed {} --faults {}",
@@ -105,26 +106,25 @@ pub async fn sim(a: SimArgs) -> anyhow::Result<u8> {
                 r.seed, a.faults
             );
         }
-        if a.strict {
-            cmd.push_str(" --strict");
-        }
         cmd
     };
+    let hash = sw.single.as_ref().map(|r| format!("{:016x}", r.trace_hash));
     if a.json {
         let v = serde_json::json!({
             "scenario": a.scenario,
-            "seeds": reports.len(),
+            "seeds": sw.seeds,
+            "jobs": sw.jobs,
             "faults": a.faults,
             "bug": a.bug,
-            "seeds_per_s": reports.len() as f64 / secs,
+            "seeds_per_s": sw.seeds as f64 / secs,
+            "seeds_per_s_per_core": per_core,
             "sim_s": sim_ms as f64 / 1000.0,
             "real_s": secs,
-            "sim_to_real": sim_ms as f64 / 1000.0 / secs,
+            "sim_to_real": ratio,
             "faults_injected": faults_injected,
             "invariant_checks": checks,
             "orders": orders,
-            "advisories": advisories.iter().map(|(s, a)| format!("seed {s}: {a}")).collect::<Vec<_>>(),
-            "trace_hash": (reports.len() == 1).then(|| format!("{:016x}", reports[0].trace_hash)),
+            "trace_hash": hash,
             "violation": failed.map(|r| {
                 let Outcome::Violated { invariant, detail } = &r.outcome else { unreachable!() };
                 serde_json::json!({
@@ -139,8 +139,8 @@ pub async fn sim(a: SimArgs) -> anyhow::Result<u8> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        if single && failed.is_none() {
-            for l in &reports[0].trace {
+        if let (Some(r), None) = (&sw.single, failed) {
+            for l in &r.trace {
                 println!("{l}");
             }
             println!();
@@ -160,17 +160,13 @@ pub async fn sim(a: SimArgs) -> anyhow::Result<u8> {
             println!();
         }
         println!(
-            "sim {}: {} seed(s){}, faults {}{}",
+            "sim {}: {} seed(s) ({}), faults {}{}",
             a.scenario,
-            reports.len(),
-            if reports.len() == 1 {
-                format!(" (seed {})", reports[0].seed)
+            sw.seeds,
+            if from == to {
+                format!("seed {from}")
             } else {
-                format!(
-                    " ({}..={})",
-                    reports[0].seed,
-                    reports[reports.len() - 1].seed
-                )
+                format!("{from}..={to}")
             },
             a.faults,
             a.bug
@@ -179,23 +175,15 @@ pub async fn sim(a: SimArgs) -> anyhow::Result<u8> {
                 .unwrap_or_default()
         );
         println!(
-            "  {:.1} seeds/s on 1 core; simulated {:.1} s in {:.2} s real ({:.0}x)",
-            reports.len() as f64 / secs,
+            "  {:.1} seeds/s on {} thread(s), {per_core:.1} per core; simulated {:.1} s in {:.2} s real ({ratio:.0}x per core)",
+            sw.seeds as f64 / secs,
+            sw.jobs,
             sim_ms as f64 / 1000.0,
             secs,
-            sim_ms as f64 / 1000.0 / secs
         );
         println!("  {orders} orders, {faults_injected} faults injected, {checks} invariant checks");
-        if reports.len() == 1 {
-            println!("  trace hash {:016x}", reports[0].trace_hash);
-        }
-        if !advisories.is_empty() {
-            println!(
-                "  {} known gap(s) seen (advisory; --strict fails on them), first: seed {}: {}",
-                advisories.len(),
-                advisories[0].0,
-                advisories[0].1
-            );
+        if let Some(h) = &hash {
+            println!("  trace hash {h}");
         }
         match failed {
             None => println!("  every invariant held"),
@@ -207,19 +195,4 @@ pub async fn sim(a: SimArgs) -> anyhow::Result<u8> {
     } else {
         exit::OK
     })
-}
-
-/// Run seeds in order until the first violation.
-fn run_seeds(seeds: &[u64], opts: &Options) -> (Vec<Report>, Duration) {
-    let started = Instant::now();
-    let mut out = Vec::new();
-    for &s in seeds {
-        let r = shopstream_sim::run_seed(s, opts);
-        let stop = r.outcome != Outcome::Held;
-        out.push(r);
-        if stop {
-            break;
-        }
-    }
-    (out, started.elapsed())
 }

@@ -77,9 +77,6 @@ pub struct Report {
     pub faults_injected: usize,
     pub invariant_checks: u64,
     pub orders: usize,
-    /// Known gaps seen (not violations): effects the saga never learned of
-    /// because every attempt's result was lost; they end only by a TTL.
-    pub advisories: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -540,7 +537,6 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
         initial: initial.clone(),
         acks: acks.clone(),
     };
-    let mut advisories = Vec::new();
     let outcome = loop {
         let now = sim.elapsed().as_millis() as i64;
         while next_fault < faults.len() && faults[next_fault].0 <= now {
@@ -620,13 +616,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             }
             if client_done && now >= FAULTS_END_MS && world.quiescent() {
                 checks += 1;
-                match world.at_quiescence(&mut advisories) {
-                    Ok(()) if opts.strict && !advisories.is_empty() => {
-                        break Outcome::Violated {
-                            invariant: "known gap (strict): the saga never learned of an effect",
-                            detail: advisories.join("; "),
-                        };
-                    }
+                match world.at_quiescence() {
                     Ok(()) => break Outcome::Held,
                     Err((invariant, detail)) => break Outcome::Violated { invariant, detail },
                 }
@@ -640,9 +630,6 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
         }
     };
     let sim_ms = sim.elapsed().as_millis() as i64;
-    for a in &advisories {
-        trace.log_at(sim_ms, "ADVISORY", a.clone());
-    }
     if let Outcome::Violated { invariant, detail } = &outcome {
         trace.log_at(sim_ms, "VIOLATION", format!("{invariant}: {detail}"));
     }
@@ -660,7 +647,6 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
         faults_injected,
         invariant_checks: checks,
         orders,
-        advisories,
     }
 }
 
@@ -960,46 +946,34 @@ impl Observed {
         out.join("; ")
     }
 
-    /// The saga of an order, as Temporal's history holds it.
-    fn saga_of(&self, order_id: &str) -> Option<shopstream_orders::domain::saga::Saga> {
-        let id = shopstream_orders::workflow::workflow_id(TENANT, order_id);
-        self.history.get(&id).map(|w| w.saga)
-    }
-
-    fn at_quiescence(&self, advisories: &mut Vec<String>) -> Check {
+    fn at_quiescence(&self) -> Check {
         let orders = self.all_orders();
         let pays = self.payments_by_order();
-        // Holds still open now: expire them all (the run is over) to see
-        // whose they are. The saga must have released every hold it knew of.
+        // Holds still open now: every order is terminal, so none may be
+        // left, including holds the saga never learned of (it undoes a
+        // reserve whose answers were all lost by order id). Expiring them
+        // all shows whose they are.
         let held = futures::executor::block_on(self.inventory.expire_due(i64::MAX, 100_000))
             .map_err(|e| ("stock readable", e.to_string()))?;
-        for r in &held {
+        if let Some(r) = held.first() {
             let order_id = r.order_id.split('#').next().unwrap_or_default();
-            let order = orders.iter().find(|o| o.order_id.to_string() == order_id);
-            let knew = self.saga_of(order_id).is_some_and(|s| s.reserved);
-            match order.map(|o| o.state) {
-                Some(OrderState::Cancelled(_)) if !knew => advisories.push(format!(
-                    "order={} cancelled while its reserve's outcome was unknown: \
-                     {} unit(s) stay held until the reservation TTL",
+            let state = orders
+                .iter()
+                .find(|o| o.order_id.to_string() == order_id)
+                .map(|o| o.state);
+            return Err((
+                "every cancelled order released its stock",
+                format!(
+                    "reservation {} of order={} ({}) still holds {:?}",
+                    short(&r.id.to_string()),
                     short(order_id),
-                    r.lines.iter().map(|l| l.quantity).sum::<u32>()
-                )),
-                state => {
-                    return Err((
-                        "every cancelled order released its stock",
-                        format!(
-                            "reservation {} of order={} ({}) still holds {:?}",
-                            short(&r.id.to_string()),
-                            short(order_id),
-                            state.map_or("unknown", |s| s.as_str()),
-                            r.lines
-                                .iter()
-                                .map(|l| format!("{}x{}", l.quantity, l.sku_id))
-                                .collect::<Vec<_>>()
-                        ),
-                    ));
-                }
-            }
+                    state.map_or("unknown", |s| s.as_str()),
+                    r.lines
+                        .iter()
+                        .map(|l| format!("{}x{}", l.quantity, l.sku_id))
+                        .collect::<Vec<_>>()
+                ),
+            ));
         }
         let mut sold: BTreeMap<String, i64> = BTreeMap::new();
         let mut per_user: BTreeMap<&str, usize> = BTreeMap::new();
@@ -1024,15 +998,7 @@ impl Observed {
                     }
                 }
                 OrderState::Cancelled(_) => {
-                    let knew = self.saga_of(&id).is_some_and(|s| s.captured);
-                    if captured != refunded && !knew {
-                        advisories.push(format!(
-                            "order={} cancelled while its capture's outcome was unknown: \
-                             {} captured and never refunded",
-                            short(&id),
-                            captured - refunded
-                        ));
-                    } else if captured != refunded {
+                    if captured != refunded {
                         return Err((
                             "a cancelled order keeps no money",
                             format!(
@@ -1049,14 +1015,7 @@ impl Observed {
                     ));
                 }
             }
-            let authorized = self.saga_of(&id).is_some_and(|s| s.authorized);
-            if open > 0 && !authorized {
-                advisories.push(format!(
-                    "order={} cancelled while its authorize's outcome was unknown: \
-                     {open} authorization(s) stay open until the provider expires them",
-                    short(&id)
-                ));
-            } else if open > 0 {
+            if open > 0 {
                 return Err((
                     "no authorization is left open",
                     format!(
@@ -1070,26 +1029,7 @@ impl Observed {
             let s = futures::executor::block_on(self.inventory.stock(TENANT, sku))
                 .map_err(|e| ("stock readable", e.to_string()))?;
             let want = sold.get(*sku).copied().unwrap_or(0);
-            // Units of cancelled orders whose finalize (commit) ran out of
-            // attempts: the commit may have happened unseen.
-            let unknown: i64 = orders
-                .iter()
-                .filter(|o| matches!(o.state, OrderState::Cancelled(_)))
-                .filter(|o| {
-                    self.saga_of(&o.order_id.to_string())
-                        .is_some_and(|s| s.captured && !s.finalized)
-                })
-                .flat_map(|o| o.lines.iter())
-                .filter(|l| l.sku_id == *sku)
-                .map(|l| i64::from(l.quantity))
-                .sum();
-            if s.committed > want && s.committed - want <= unknown {
-                advisories.push(format!(
-                    "{sku}: {} unit(s) sold to orders cancelled while their finalize's \
-                     outcome was unknown",
-                    s.committed - want
-                ));
-            } else if s.committed != want {
+            if s.committed != want {
                 return Err((
                     "stock sold equals what completed orders bought",
                     format!(

@@ -148,9 +148,6 @@ impl Bug {
 pub struct Options {
     pub faults: BTreeSet<Fault>,
     pub bug: Option<Bug>,
-    /// Count the known gaps (effects the saga never learned of because every
-    /// attempt's answer was lost) as violations instead of advisories.
-    pub strict: bool,
 }
 
 impl Default for Options {
@@ -158,7 +155,6 @@ impl Default for Options {
         Options {
             faults: Fault::ALL.into_iter().collect(),
             bug: None,
-            strict: false,
         }
     }
 }
@@ -170,4 +166,78 @@ impl Options {
     pub(crate) fn bug_on(&self, b: Bug) -> bool {
         cfg!(feature = "bug-zoo") && self.bug == Some(b)
     }
+}
+
+/// What a run of many seeds came to.
+#[derive(Debug)]
+pub struct Sweep {
+    /// Seeds that ran to the end.
+    pub seeds: u64,
+    pub sim_ms: i64,
+    pub real: std::time::Duration,
+    pub jobs: usize,
+    pub faults_injected: usize,
+    pub invariant_checks: u64,
+    pub orders: usize,
+    /// The lowest failing seed seen (a sweep stops taking seeds after one).
+    pub failure: Option<Report>,
+    /// The report itself when the sweep was of one seed.
+    pub single: Option<Report>,
+}
+
+/// Run `seeds` on `jobs` threads (one simulation per thread at a time; each
+/// seed is deterministic on its own, whatever thread runs it). Stops taking
+/// new seeds once one fails.
+pub fn sweep(seeds: std::ops::Range<u64>, opts: &Options, jobs: usize) -> Sweep {
+    use std::sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    };
+    let started = std::time::Instant::now();
+    let n = seeds.end.saturating_sub(seeds.start);
+    let one = n == 1;
+    let jobs = jobs.clamp(1, usize::try_from(n).unwrap_or(usize::MAX).max(1));
+    let next = AtomicU64::new(seeds.start);
+    let acc = Mutex::new(Sweep {
+        seeds: 0,
+        sim_ms: 0,
+        real: std::time::Duration::ZERO,
+        jobs,
+        faults_injected: 0,
+        invariant_checks: 0,
+        orders: 0,
+        failure: None,
+        single: None,
+    });
+    let lock = || acc.lock().unwrap_or_else(|p| p.into_inner());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::SeqCst);
+                    if seed >= seeds.end || lock().failure.is_some() {
+                        return;
+                    }
+                    let r = run_seed(seed, opts);
+                    let mut a = lock();
+                    a.seeds += 1;
+                    a.sim_ms += r.sim_ms;
+                    a.faults_injected += r.faults_injected;
+                    a.invariant_checks += r.invariant_checks;
+                    a.orders += r.orders;
+                    if r.outcome != Outcome::Held
+                        && a.failure.as_ref().is_none_or(|f| f.seed > r.seed)
+                    {
+                        a.failure = Some(r.clone());
+                    }
+                    if one {
+                        a.single = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    let mut out = acc.into_inner().unwrap_or_else(|p| p.into_inner());
+    out.real = started.elapsed();
+    out
 }

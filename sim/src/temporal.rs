@@ -1,6 +1,7 @@
 //! The checkout saga's driver with Temporal's delivery semantics, mirroring
 //! `shopstream_orders::workflow`: the same `Saga` decider, the same retry
-//! policies (forward steps 3 attempts, compensations unlimited, exponential
+//! policies (forward steps before the pivot 3 attempts, finalize and
+//! compensations unlimited, exponential
 //! backoff, a start-to-close timeout per attempt), activities at-least-once,
 //! the workflow's state durable across a worker crash (it lives in
 //! [`History`], outside the orders host, as Temporal's persistence does),
@@ -16,13 +17,10 @@ use async_trait::async_trait;
 use shopstream_orders::{
     Orders,
     adapters::grpc::GrpcSteps,
-    domain::{
-        order::CancelReason,
-        saga::{Command, Compensation, Outcome, Saga, Step},
-    },
+    domain::saga::{Command, Compensation, Outcome as SagaOutcome, Saga, Step},
+    driver::{self, STEP_ATTEMPTS, Settled},
     ports::{SagaOrder, SagaSteps, StepRecord, StepReply, Transient},
     service::SagaStarter,
-    workflow::STEP_ATTEMPTS,
 };
 
 use crate::{
@@ -165,14 +163,6 @@ impl Activity {
     }
 }
 
-/// Why the order is cancelled when a step's retries run out (as in `workflow.rs`).
-fn exhausted_reason(step: Step) -> CancelReason {
-    match step {
-        Step::Authorize | Step::Capture => CancelReason::PaymentFailed,
-        Step::Reserve | Step::Finalize => CancelReason::InternalError,
-    }
-}
-
 impl Worker {
     /// Poll for workflows and run each in its own task until the host dies.
     pub async fn run(self) {
@@ -215,47 +205,24 @@ impl Worker {
             };
             let name = activity.name();
             let result = self.run_activity(&id, &mut wf, &activity, forward).await;
-            let (outcome, detail, attempts, produced) = match (command, result) {
-                (Command::Run(step), Ok((reply, attempt))) => match reply {
-                    StepReply::Done { id, detail } => {
-                        (Outcome::Succeeded(step), detail, attempt, Some(id))
-                    }
-                    StepReply::Rejected { reason, detail } => {
-                        let reason =
-                            CancelReason::parse(&reason).unwrap_or(CancelReason::InternalError);
-                        (Outcome::Failed(step, reason), detail, attempt, None)
-                    }
+            // The production mapping (`shopstream_orders::driver`); a
+            // compensation that gave up (only the bug zoo's
+            // `compensation-gives-up` does) counts as done.
+            let settled = driver::settle(command, result).unwrap_or_else(|why| Settled {
+                outcome: match command {
+                    Command::Compensate(c) => SagaOutcome::Compensated(c),
+                    _ => unreachable!("forward steps always settle"),
                 },
-                (Command::Run(step), Err(why)) => (
-                    Outcome::Failed(step, exhausted_reason(step)),
-                    format!("gave up after {STEP_ATTEMPTS} attempts: {why}"),
-                    STEP_ATTEMPTS,
-                    None,
-                ),
-                (Command::Compensate(c), Ok((reply, attempt))) => {
-                    let detail = match reply {
-                        StepReply::Done { detail, .. } | StepReply::Rejected { detail, .. } => {
-                            detail
-                        }
-                    };
-                    (Outcome::Compensated(c), detail, attempt, None)
-                }
-                (Command::Compensate(c), Err(why)) => {
-                    // Only the bug zoo's `compensation-gives-up` ends here.
-                    (
-                        Outcome::Compensated(c),
-                        format!("gave up: {why}"),
-                        wf.attempt,
-                        None,
-                    )
-                }
-                (Command::Done(_), _) => unreachable!("returned above"),
-            };
-            match (command, produced) {
-                (Command::Run(Step::Reserve), Some(rid)) => wf.reservation_id = rid,
-                (Command::Run(Step::Authorize), Some(pid)) => wf.payment_id = pid,
+                detail: format!("gave up: {why}"),
+                attempts: wf.attempt,
+                produced: None,
+            });
+            match (command, &settled.produced) {
+                (Command::Run(Step::Reserve), Some(rid)) => wf.reservation_id.clone_from(rid),
+                (Command::Run(Step::Authorize), Some(pid)) => wf.payment_id.clone_from(pid),
                 _ => {}
             }
+            let outcome = settled.outcome;
             if let Err(e) = wf.saga.on(outcome) {
                 self.trace.log(
                     "worker",
@@ -267,46 +234,28 @@ impl Worker {
                 return;
             }
             wf.seq += 1;
-            let state = wf.saga.state();
+            let record = driver::step_record(
+                wf.seq,
+                command,
+                &settled,
+                &wf.saga,
+                &wf.reservation_id,
+                &wf.payment_id,
+            );
             self.trace.log(
                 "worker",
                 format!(
-                    "order={o} {name} -> {} (attempts {attempts}) state={}",
-                    match outcome {
-                        Outcome::Succeeded(_) => "succeeded",
-                        Outcome::Failed(..) => "failed",
-                        Outcome::Compensated(_) => "compensated",
+                    "order={o} {name} -> {}{} (attempts {}) state={}",
+                    record.outcome,
+                    if matches!(outcome, SagaOutcome::Unknown(..)) {
+                        " (outcome unknown)"
+                    } else {
+                        ""
                     },
-                    state.as_str()
+                    record.attempts,
+                    record.state
                 ),
             );
-            let record = StepRecord {
-                seq: wf.seq,
-                step: name.to_string(),
-                outcome: match outcome {
-                    Outcome::Succeeded(_) => "succeeded",
-                    Outcome::Failed(..) => "failed",
-                    Outcome::Compensated(_) => "compensated",
-                }
-                .to_string(),
-                state: state.as_str().to_string(),
-                cancel_reason: state.cancel_reason().map(|r| r.as_str().to_string()),
-                detail,
-                attempts,
-                at_ms: 0,
-                reservation_id: match command {
-                    Command::Run(Step::Reserve) if !wf.reservation_id.is_empty() => {
-                        Some(wf.reservation_id.clone())
-                    }
-                    _ => None,
-                },
-                payment_id: match command {
-                    Command::Run(Step::Authorize) if !wf.payment_id.is_empty() => {
-                        Some(wf.payment_id.clone())
-                    }
-                    _ => None,
-                },
-            };
             // The decision is in history before the local activity runs.
             wf.attempt = 0;
             wf.in_flight_since_ms = None;
@@ -329,10 +278,15 @@ impl Worker {
     ) -> Result<(StepReply, u32), String> {
         let o = short(&wf.order.order_id).to_string();
         let name = activity.name();
-        // Compensations retry without limit (unless the bug zoo says otherwise).
-        let max_attempts =
-            (forward || self.bug_on(Bug::CompensationGivesUp)).then_some(STEP_ATTEMPTS);
-        let max_interval = if forward {
+        // Forward steps before the pivot give up after 3 attempts; finalize
+        // and compensations retry without limit (unless the bug zoo says
+        // otherwise).
+        let gives_up = match activity {
+            Activity::Step(step) => step.gives_up(),
+            Activity::Compensate(_) => self.bug_on(Bug::CompensationGivesUp),
+        };
+        let max_attempts = gives_up.then_some(STEP_ATTEMPTS);
+        let max_interval = if forward && gives_up {
             STEP_MAX_INTERVAL
         } else {
             COMPENSATION_MAX_INTERVAL

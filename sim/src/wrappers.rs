@@ -51,6 +51,14 @@ impl<S: InventoryStore> InventoryStore for ForgetfulReserve<S> {
     async fn release(&self, tenant: &str, id: Uuid) -> Result<Reservation, InvError> {
         self.inner.release(tenant, id).await
     }
+    async fn release_order(
+        &self,
+        tenant: &str,
+        order_id: &str,
+        new_id: Uuid,
+    ) -> Result<Reservation, InvError> {
+        self.inner.release_order(tenant, order_id, new_id).await
+    }
     async fn expire_due(&self, now_ms: i64, limit: i64) -> Result<Vec<Reservation>, InvError> {
         self.inner.expire_due(now_ms, limit).await
     }

@@ -185,6 +185,7 @@ pub async fn release(
     let msg = ReleaseRequest {
         reservation_id: id.clone(),
         reason: RELEASE_REASON.into(),
+        order_id: String::new(),
     };
     let resp = state
         .inventory

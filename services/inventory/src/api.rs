@@ -103,11 +103,15 @@ impl InventoryService for GrpcApi {
         req: Request<ReleaseRequest>,
     ) -> Result<Response<ReleaseResponse>, Status> {
         let tenant = tenant(&req, &self.default_tenant);
-        let r = self
-            .inventory
-            .release(&tenant, id(&req.get_ref().reservation_id)?)
-            .await
-            .map_err(Problem::from)?;
+        let msg = req.get_ref();
+        let r = if msg.reservation_id.is_empty() {
+            self.inventory.release_order(&tenant, &msg.order_id).await
+        } else {
+            self.inventory
+                .release(&tenant, id(&msg.reservation_id)?)
+                .await
+        }
+        .map_err(Problem::from)?;
         Ok(Response::new(ReleaseResponse {
             state: state(r.state),
         }))

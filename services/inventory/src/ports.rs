@@ -53,7 +53,12 @@ pub enum StoreError {
 /// - `reserve` is atomic: either every line is held or none is; it MUST NOT
 ///   let `reserved` exceed `on_hand` under any concurrency;
 /// - `reserve` is idempotent per (tenant, order): the same lines again return
-///   the existing reservation; different lines are `OrderMismatch`;
+///   the existing reservation; different lines are `OrderMismatch`; once the
+///   order's reservation is released or expired, `reserve` returns it as it
+///   is and holds nothing (an order holds stock at most once);
+/// - `release_order` releases the order's reservation like `release`; when
+///   the order has none it stores a released one without lines, so a
+///   `reserve` for the order arriving later holds nothing;
 /// - `commit`/`release`/`expire_due` follow `domain::apply`, moving stock only
 ///   on a real change, so repeats never move stock twice;
 /// - stock is conserved: on_hand + committed is constant except through `set_stock`.
@@ -71,6 +76,14 @@ pub trait InventoryStore: Send + Sync + 'static {
     ) -> Result<Reservation, StoreError>;
     async fn commit(&self, tenant: &str, id: Uuid) -> Result<Reservation, StoreError>;
     async fn release(&self, tenant: &str, id: Uuid) -> Result<Reservation, StoreError>;
+    /// Release by order (the caller never learned the reservation id);
+    /// `new_id` names the empty released reservation stored when there is none.
+    async fn release_order(
+        &self,
+        tenant: &str,
+        order_id: &str,
+        new_id: Uuid,
+    ) -> Result<Reservation, StoreError>;
     /// Expire up to `limit` held reservations due at `now_ms`; returns them.
     async fn expire_due(&self, now_ms: i64, limit: i64) -> Result<Vec<Reservation>, StoreError>;
 }

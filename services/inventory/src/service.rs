@@ -106,6 +106,25 @@ impl Inventory {
         Ok(self.store.release(tenant, id).await?)
     }
 
+    /// Release an order's hold when the caller never learned its id (the
+    /// saga's undo of a reserve whose answers were all lost).
+    pub async fn release_order(
+        &self,
+        tenant: &str,
+        order_id: &str,
+    ) -> Result<Reservation, InventoryError> {
+        if order_id.trim().is_empty() {
+            return Err(InventoryError::Invalid(vec![FieldError {
+                field: "order_id".into(),
+                message: "is required when reservation_id is empty".into(),
+            }]));
+        }
+        Ok(self
+            .store
+            .release_order(tenant, order_id, self.ids.new_id())
+            .await?)
+    }
+
     /// One sweep: expire every due hold (in batches). Returns how many expired.
     pub async fn expire_due(&self) -> Result<usize, InventoryError> {
         let mut total = 0;

@@ -11,6 +11,7 @@
 pub mod adapters;
 pub mod api;
 pub mod domain;
+pub mod driver;
 pub mod ports;
 pub mod service;
 pub mod workflow;

@@ -18,21 +18,19 @@ use temporalio_sdk::{
 use uuid::Uuid;
 
 use crate::{
-    domain::{
-        order::CancelReason,
-        saga::{Command, Compensation, Outcome, Saga, Step},
-    },
+    domain::saga::{Command, Compensation, Saga, Step},
+    driver,
     ports::{SagaOrder, SagaSteps, StepRecord, StepReply},
     service::{Orders, SagaStarter},
 };
 
+pub use crate::driver::STEP_ATTEMPTS;
+
 /// Task queue of the checkout workflow and its activities.
 pub const TASK_QUEUE: &str = "checkout";
-/// Attempts of a forward step before the saga gives up on it.
-pub const STEP_ATTEMPTS: u32 = 3;
 
-/// Forward steps: 3 attempts, exponential backoff (200 ms, 400 ms), each
-/// attempt bounded so a hung call cannot stall the saga.
+/// Forward steps before the pivot: 3 attempts, exponential backoff (200 ms,
+/// 400 ms), each attempt bounded so a hung call cannot stall the saga.
 fn step_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(5))
         .retry_policy(
@@ -46,8 +44,8 @@ fn step_options() -> ActivityOptions {
         .build()
 }
 
-/// Compensations and bookkeeping must eventually succeed: retry without an
-/// attempt limit, backing off to one try every 10 s.
+/// Compensations, finalize (after the pivot) and bookkeeping must eventually
+/// succeed: retry without an attempt limit, backing off to one try every 10 s.
 fn persistent_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(5))
         .retry_policy(
@@ -114,86 +112,35 @@ impl CheckoutWorkflow {
         let mut seq = 0u32;
         loop {
             let command = saga.next();
-            let (name, result) = match command {
+            let result = match command {
                 Command::Done(state) => return Ok(state.as_str().to_string()),
-                Command::Run(step) => (step.as_str(), run_step(ctx, step, &input).await),
-                Command::Compensate(c) => (c.as_str(), compensate(ctx, c, &input).await),
+                Command::Run(step) => run_step(ctx, step, &input).await,
+                Command::Compensate(c) => compensate(ctx, c, &input).await,
             };
-            let (outcome, detail, attempts, produced) = match (command, result) {
-                (Command::Run(step), Ok(r)) => match r.reply {
-                    StepReply::Done { id, detail } => {
-                        (Outcome::Succeeded(step), detail, r.attempt, Some(id))
-                    }
-                    StepReply::Rejected { reason, detail } => {
-                        let reason =
-                            CancelReason::parse(&reason).unwrap_or(CancelReason::InternalError);
-                        (Outcome::Failed(step, reason), detail, r.attempt, None)
-                    }
-                },
-                (Command::Run(step), Err(why)) => (
-                    Outcome::Failed(step, exhausted_reason(step)),
-                    format!("gave up after {STEP_ATTEMPTS} attempts: {why}"),
-                    STEP_ATTEMPTS,
-                    None,
-                ),
-                (Command::Compensate(c), Ok(r)) => {
-                    let detail = match r.reply {
-                        StepReply::Done { detail, .. } | StepReply::Rejected { detail, .. } => {
-                            detail
-                        }
-                    };
-                    (Outcome::Compensated(c), detail, r.attempt, None)
-                }
-                (Command::Compensate(_), Err(why)) => {
-                    // Unlimited retries end only if the workflow is cancelled.
-                    return Err(ApplicationFailure::non_retryable(format!(
-                        "compensation {name} stopped: {why}"
-                    ))
-                    .into());
-                }
-                (Command::Done(_), _) => unreachable!("returned above"),
-            };
-            match (command, produced) {
-                (Command::Run(Step::Reserve), Some(id)) => input.reservation_id = id,
-                (Command::Run(Step::Authorize), Some(id)) => input.payment_id = id,
+            let settled = driver::settle(command, result.map(|r| (r.reply, r.attempt)))
+                .map_err(ApplicationFailure::non_retryable)?;
+            match (command, &settled.produced) {
+                (Command::Run(Step::Reserve), Some(id)) => input.reservation_id.clone_from(id),
+                (Command::Run(Step::Authorize), Some(id)) => input.payment_id.clone_from(id),
                 _ => {}
             }
+            let outcome = settled.outcome;
             saga.on(outcome).map_err(|e| {
                 ApplicationFailure::non_retryable(format!("saga refused {outcome:?}: {e}"))
             })?;
             seq += 1;
-            let state = saga.state();
             let record = RecordInput {
                 tenant_id: input.order.tenant_id.clone(),
                 order_id: input.order.order_id.clone(),
-                step: StepRecord {
+                // Stamped (`at_ms`) by the activity, on the clock port.
+                step: driver::step_record(
                     seq,
-                    step: name.to_string(),
-                    outcome: match outcome {
-                        Outcome::Succeeded(_) => "succeeded",
-                        Outcome::Failed(..) => "failed",
-                        Outcome::Compensated(_) => "compensated",
-                    }
-                    .to_string(),
-                    state: state.as_str().to_string(),
-                    cancel_reason: state.cancel_reason().map(|r| r.as_str().to_string()),
-                    detail,
-                    attempts,
-                    // Stamped by the activity, on the clock port.
-                    at_ms: 0,
-                    reservation_id: match command {
-                        Command::Run(Step::Reserve) if !input.reservation_id.is_empty() => {
-                            Some(input.reservation_id.clone())
-                        }
-                        _ => None,
-                    },
-                    payment_id: match command {
-                        Command::Run(Step::Authorize) if !input.payment_id.is_empty() => {
-                            Some(input.payment_id.clone())
-                        }
-                        _ => None,
-                    },
-                },
+                    command,
+                    &settled,
+                    &saga,
+                    &input.reservation_id,
+                    &input.payment_id,
+                ),
             };
             // A local activity: a short write in this worker's own database,
             // recorded as a marker, with no task-queue round trip.
@@ -203,21 +150,18 @@ impl CheckoutWorkflow {
     }
 }
 
-/// Why the order is cancelled when a step's retries run out.
-fn exhausted_reason(step: Step) -> CancelReason {
-    match step {
-        Step::Authorize | Step::Capture => CancelReason::PaymentFailed,
-        Step::Reserve | Step::Finalize => CancelReason::InternalError,
-    }
-}
-
 async fn run_step(
     ctx: &WorkflowContext<CheckoutWorkflow>,
     step: Step,
     input: &StepInput,
 ) -> Result<StepResult, String> {
     let i = input.clone();
-    let o = step_options();
+    // After the pivot (capture) a step retries until it gets an answer.
+    let o = if step.gives_up() {
+        step_options()
+    } else {
+        persistent_options()
+    };
     let r = match step {
         Step::Reserve => {
             ctx.execute_activity(CheckoutActivities::reserve, i, o)

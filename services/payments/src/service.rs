@@ -201,6 +201,7 @@ impl Payments {
                 status: Status::Pending,
                 amount_minor: req.amount_minor,
                 currency: currency.clone(),
+                payment_method: req.payment_method_token.trim().to_string(),
                 captured_minor: 0,
                 refunded_minor: 0,
                 refunds: BTreeMap::new(),
@@ -212,6 +213,11 @@ impl Payments {
             })
             .await?;
         if !created {
+            // Cancelled (perhaps before this request arrived, by order id):
+            // final, and nothing is authorized for it any more.
+            if p.status == Status::Cancelled {
+                return Ok((p, String::new()));
+            }
             if p.amount_minor != req.amount_minor || p.currency != currency {
                 return Err(PaymentsError::Conflict(format!(
                     "order {} already has a payment of {} {}",
@@ -224,20 +230,43 @@ impl Payments {
                 return Ok((p, String::new()));
             }
         }
+        self.create_at_provider(&p).await
+    }
+
+    /// Create (or, under the payment's first key, replay the creation of)
+    /// its intent at the provider, and merge the answer.
+    async fn create_at_provider(&self, p: &Payment) -> Result<(Payment, String), PaymentsError> {
+        let tenant = p.tenant_id.as_str();
         let result = self
             .provider
             .create_intent(NewIntent {
                 idempotency_key: &p.create_key,
                 amount_minor: p.amount_minor,
                 currency: &p.currency,
-                payment_method: req.payment_method_token.trim(),
+                payment_method: &p.payment_method,
                 tenant_id: tenant,
                 order_id: &p.order_id,
                 payment_id: p.id,
             })
             .await;
         match result {
-            Ok(i) => Ok((self.apply_intent(&p, &i).await?, i.client_secret)),
+            Ok(i) => {
+                let after = self.apply_intent(p, &i).await?;
+                if after.status == Status::Cancelled
+                    && matches!(i.state, IntentState::Open | IntentState::RequiresCapture)
+                {
+                    // Cancelled while this creation was in flight: void what
+                    // the provider has just authorized.
+                    let key = format!("{}:void", p.create_key);
+                    let voided = self
+                        .provider
+                        .cancel(&key, &i.provider_ref)
+                        .await
+                        .map_err(unavailable)?;
+                    return Ok((self.apply_intent(&after, &voided).await?, String::new()));
+                }
+                Ok((after, i.client_secret))
+            }
             // A decline, or a refusal of this payment method (e.g. an unknown
             // token): the payment failed, which is an answer, not an error.
             Err(ProviderError::Declined {
@@ -344,7 +373,15 @@ impl Payments {
         if !errors.is_empty() {
             return Err(PaymentsError::Invalid(errors));
         }
-        let p = self.store.get(tenant, id).await?;
+        let mut p = self.store.get(tenant, id).await?;
+        if p.status == Status::Pending && p.provider_ref.is_empty() && !p.payment_method.is_empty()
+        {
+            // The creation may have reached the provider with its answer lost
+            // (payments crashed before recording it; found by the simulator,
+            // seed 338). Replaying it under its first key returns that intent
+            // if it exists, or creates one, which is voided below.
+            p = self.create_at_provider(&p).await?.0;
+        }
         match p.status {
             Status::Cancelled | Status::Failed => return Ok(p),
             s if s.is_captured() => {
@@ -353,7 +390,7 @@ impl Payments {
                 ));
             }
             Status::Pending if p.provider_ref.is_empty() => {
-                // Creation never reached the provider: nothing to void there.
+                // Cancelled by order before any creation: nothing to void.
                 let obs = Observation::Intent {
                     provider_ref: String::new(),
                     state: IntentState::Canceled,
@@ -377,6 +414,64 @@ impl Payments {
                 }
             }
         }
+    }
+
+    /// Cancel the payment of an order whose payment id the caller never
+    /// learned (the saga's undo of an authorize whose answers were all lost).
+    /// With no payment for the order yet, store a cancelled one, so a
+    /// CreateIntent arriving later authorizes nothing.
+    #[tracing::instrument(skip(self))]
+    pub async fn cancel_order(
+        &self,
+        tenant: &str,
+        key: &str,
+        order_id: &str,
+    ) -> Result<Payment, PaymentsError> {
+        let mut errors = Vec::new();
+        domain::check_key(key, &mut errors);
+        if order_id.trim().is_empty() {
+            errors.push(FieldError {
+                field: "order_id".into(),
+                message: "is required when payment_id is empty".into(),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(PaymentsError::Invalid(errors));
+        }
+        let existing = match self.store.by_order(tenant, order_id).await {
+            Ok(p) => p,
+            Err(StoreError::NotFound) => {
+                let now_ms = self.clock.now_ms();
+                let (p, created) = self
+                    .store
+                    .insert(&Payment {
+                        id: self.ids.new_id(),
+                        tenant_id: tenant.to_string(),
+                        order_id: order_id.to_string(),
+                        create_key: key.to_string(),
+                        status: Status::Cancelled,
+                        amount_minor: 0,
+                        currency: String::new(),
+                        payment_method: String::new(),
+                        captured_minor: 0,
+                        refunded_minor: 0,
+                        refunds: BTreeMap::new(),
+                        provider_ref: String::new(),
+                        failure_code: String::new(),
+                        failure_message: String::new(),
+                        created_at_ms: now_ms,
+                        updated_at_ms: now_ms,
+                    })
+                    .await?;
+                if created {
+                    return Ok(p);
+                }
+                // A CreateIntent got there first: cancel what it made.
+                p
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.cancel(tenant, key, existing.id).await
     }
 
     /// Refund (part of) a captured payment. Returns the payment and the

@@ -113,6 +113,40 @@ pub async fn run(store: &dyn InventoryStore) {
         Err(StoreError::NotFound)
     ));
 
+    // Release by order: the order's reservation, whatever its id.
+    let r5 = store
+        .reserve(&t, "o5", &[line("A", 2)], Uuid::now_v7(), 1_000)
+        .await
+        .unwrap();
+    let released = store.release_order(&t, "o5", Uuid::now_v7()).await.unwrap();
+    assert_eq!((released.id, released.state), (r5.id, State::Released));
+    assert_eq!(store.stock(&t, "A").await.unwrap().available(), 7);
+    // An order released before its reserve arrived never holds stock: the
+    // late reserve gets the released reservation back.
+    let gone = store.release_order(&t, "o6", Uuid::now_v7()).await.unwrap();
+    assert_eq!(gone.state, State::Released);
+    assert!(gone.lines.is_empty());
+    let late = store
+        .reserve(&t, "o6", &[line("A", 1)], Uuid::now_v7(), 1_000)
+        .await
+        .unwrap();
+    assert_eq!((late.id, late.state), (gone.id, State::Released));
+    assert_eq!(store.stock(&t, "A").await.unwrap().available(), 7);
+    assert_eq!(
+        store
+            .release_order(&t, "o6", Uuid::now_v7())
+            .await
+            .unwrap()
+            .id,
+        gone.id,
+        "releasing by order twice is one release"
+    );
+    // A sale cannot be released by order either.
+    assert!(matches!(
+        store.release_order(&t, "o2", Uuid::now_v7()).await,
+        Err(StoreError::Conflict(_))
+    ));
+
     // Conservation: on_hand + committed is what was stocked.
     let a = store.stock(&t, "A").await.unwrap();
     assert_eq!(a.on_hand + a.committed, 10);

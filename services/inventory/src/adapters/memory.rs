@@ -92,7 +92,7 @@ impl InventoryStore for MemoryInventory {
             .values()
             .find(|r| r.tenant_id == tenant && r.order_id == order_id)
         {
-            return if r.lines == lines {
+            return if r.lines == lines || matches!(r.state, State::Released | State::Expired) {
                 Ok(r.clone())
             } else {
                 Err(StoreError::OrderMismatch(order_id.into()))
@@ -132,6 +132,33 @@ impl InventoryStore for MemoryInventory {
 
     async fn release(&self, tenant: &str, id: Uuid) -> Result<Reservation, StoreError> {
         transition(&mut self.lock(), (tenant.into(), id), Op::Release)
+    }
+
+    async fn release_order(
+        &self,
+        tenant: &str,
+        order_id: &str,
+        new_id: Uuid,
+    ) -> Result<Reservation, StoreError> {
+        let mut g = self.lock();
+        let existing = g
+            .reservations
+            .iter()
+            .find(|(_, r)| r.tenant_id == tenant && r.order_id == order_id)
+            .map(|(k, _)| k.clone());
+        if let Some(key) = existing {
+            return transition(&mut g, key, Op::Release);
+        }
+        let r = Reservation {
+            id: new_id,
+            tenant_id: tenant.into(),
+            order_id: order_id.into(),
+            lines: Vec::new(),
+            state: State::Released,
+            expires_at_ms: 0,
+        };
+        g.reservations.insert((tenant.into(), new_id), r.clone());
+        Ok(r)
     }
 
     async fn expire_due(&self, now_ms: i64, limit: i64) -> Result<Vec<Reservation>, StoreError> {

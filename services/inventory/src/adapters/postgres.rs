@@ -200,7 +200,7 @@ impl InventoryStore for PgInventory {
                 .await?
                 .ok_or(StoreError::NotFound)?;
             tx.commit().await.map_err(storage)?;
-            return if r.lines == lines {
+            return if r.lines == lines || matches!(r.state, State::Released | State::Expired) {
                 Ok(r)
             } else {
                 Err(StoreError::OrderMismatch(order_id.to_string()))
@@ -264,6 +264,46 @@ impl InventoryStore for PgInventory {
 
     async fn release(&self, tenant: &str, id: Uuid) -> Result<Reservation, StoreError> {
         self.apply_op(tenant, id, Op::Release).await
+    }
+
+    async fn release_order(
+        &self,
+        tenant: &str,
+        order_id: &str,
+        new_id: Uuid,
+    ) -> Result<Reservation, StoreError> {
+        // The unique (tenant, order) makes this race-free against a reserve
+        // of the same order: whichever inserts first owns the order's row.
+        let inserted = sqlx::query(
+            "INSERT INTO reservations (tenant_id, id, order_id, state, expires_at_ms)
+             VALUES ($1, $2, $3, 'released', 0) ON CONFLICT (tenant_id, order_id) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(new_id)
+        .bind(order_id)
+        .execute(&self.pool)
+        .await
+        .map_err(storage)?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(Reservation {
+                id: new_id,
+                tenant_id: tenant.to_string(),
+                order_id: order_id.to_string(),
+                lines: Vec::new(),
+                state: State::Released,
+                expires_at_ms: 0,
+            });
+        }
+        let existing: Uuid = sqlx::query_scalar(
+            "SELECT id FROM reservations WHERE tenant_id = $1 AND order_id = $2",
+        )
+        .bind(tenant)
+        .bind(order_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(storage)?;
+        self.apply_op(tenant, existing, Op::Release).await
     }
 
     async fn expire_due(&self, now_ms: i64, limit: i64) -> Result<Vec<Reservation>, StoreError> {

@@ -191,6 +191,7 @@ async fn grpc_reserve_commit_release_are_idempotent() {
         .release(ReleaseRequest {
             reservation_id: a.reservation_id.clone(),
             reason: "late".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -1,7 +1,8 @@
 //! The other services over gRPC: catalog prices (`PriceBook`), and inventory
 //! plus payments for the saga's steps (`SagaSteps`). Idempotency keys sent to
 //! payments are derived from the order id and the step, so a retried or
-//! replayed step never charges twice.
+//! replayed step never charges twice. A compensation given no id (its step's
+//! answers were all lost) undoes by order id instead.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -12,12 +13,12 @@ use shopstream_proto::{
     catalog::v1::{GetProductRequest, catalog_service_client::CatalogServiceClient},
     common::v1::{Money, ProductRef},
     inventory::v1::{
-        CommitRequest, ReleaseRequest, ReservationItem, ReserveRequest,
+        CommitRequest, ReleaseRequest, ReservationItem, ReservationState, ReserveRequest,
         inventory_service_client::InventoryServiceClient,
     },
     payments::v1::{
-        CancelRequest, CaptureRequest, CreateIntentRequest, PaymentStatus, RefundRequest,
-        payments_service_client::PaymentsServiceClient,
+        CancelRequest, CaptureRequest, CreateIntentRequest, GetPaymentRequest, PaymentStatus,
+        RefundRequest, get_payment_request::By, payments_service_client::PaymentsServiceClient,
     },
 };
 use tonic::{Code, Status, codegen::InterceptedService, transport::Channel};
@@ -138,6 +139,24 @@ impl GrpcSteps {
     }
 }
 
+impl GrpcSteps {
+    /// The payment id of an order, for an undo that was given none.
+    async fn payment_of(&self, o: &SagaOrder) -> Result<String, Transient> {
+        let msg = GetPaymentRequest {
+            by: Some(By::OrderId(o.order_id.clone())),
+        };
+        match self
+            .payments
+            .clone()
+            .get_payment(request(msg, &o.tenant_id))
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().payment.unwrap_or_default().payment_id),
+            Err(s) => Err(fail(s)),
+        }
+    }
+}
+
 /// Errors that retrying can fix.
 fn transient(s: &Status) -> bool {
     matches!(
@@ -206,9 +225,17 @@ impl SagaSteps for GrpcSteps {
         {
             Ok(r) => {
                 let r = r.into_inner();
-                Ok(StepReply::Done {
-                    detail: format!("reservation {}", r.reservation_id),
-                    id: r.reservation_id,
+                Ok(match r.state() {
+                    // The order's hold is already over (released by order
+                    // id before this retry arrived): nothing is held.
+                    ReservationState::Released | ReservationState::Expired => StepReply::rejected(
+                        CancelReason::ReservationExpired,
+                        format!("reservation {} is already over", r.reservation_id),
+                    ),
+                    _ => StepReply::Done {
+                        detail: format!("reservation {}", r.reservation_id),
+                        id: r.reservation_id,
+                    },
                 })
             }
             Err(s) if transient(&s) => Err(fail(s)),
@@ -235,7 +262,19 @@ impl SagaSteps for GrpcSteps {
             .create_intent(request(msg, &o.tenant_id))
             .await
         {
-            Ok(r) => Ok(payment_reply(r.into_inner().payment, "authorized")),
+            Ok(r) => {
+                let p = r.into_inner().payment;
+                if p.as_ref()
+                    .is_some_and(|p| p.status() == PaymentStatus::Cancelled)
+                {
+                    // Cancelled by order id before this retry arrived.
+                    return Ok(StepReply::rejected(
+                        CancelReason::PaymentFailed,
+                        "the order's payment is already cancelled",
+                    ));
+                }
+                Ok(payment_reply(p, "authorized"))
+            }
             Err(s) if transient(&s) => Err(fail(s)),
             Err(s) => Ok(StepReply::rejected(
                 CancelReason::PaymentFailed,
@@ -322,6 +361,8 @@ impl SagaSteps for GrpcSteps {
             idempotency_key: key(o, "cancel"),
             payment_id: payment_id.to_string(),
             reason: "order_cancelled".into(),
+            // Used when the authorize's answers were all lost (no payment id).
+            order_id: o.order_id.clone(),
         };
         match self
             .payments
@@ -335,7 +376,11 @@ impl SagaSteps for GrpcSteps {
             // (found by the simulator, seed 9): voiding is too late, so the
             // money goes back as a refund instead.
             Err(s) if s.code() == Code::FailedPrecondition => {
-                Ok(match self.refund(o, payment_id).await? {
+                let payment_id = match payment_id {
+                    "" => self.payment_of(o).await?,
+                    id => id.to_string(),
+                };
+                Ok(match self.refund(o, &payment_id).await? {
                     StepReply::Done { id, detail } => StepReply::Done {
                         id,
                         detail: format!("already captured, so refunded: {detail}"),
@@ -354,6 +399,8 @@ impl SagaSteps for GrpcSteps {
         let msg = ReleaseRequest {
             reservation_id: reservation_id.to_string(),
             reason: "order_cancelled".into(),
+            // Used when the reserve's answers were all lost (no reservation id).
+            order_id: o.order_id.clone(),
         };
         match self
             .inventory
@@ -361,6 +408,10 @@ impl SagaSteps for GrpcSteps {
             .release(request(msg, &o.tenant_id))
             .await
         {
+            Ok(_) if reservation_id.is_empty() => Ok(StepReply::Done {
+                id: String::new(),
+                detail: format!("order {}'s hold released by order id", o.order_id),
+            }),
             Ok(_) => Ok(StepReply::Done {
                 id: reservation_id.to_string(),
                 detail: format!("reservation {reservation_id} released"),

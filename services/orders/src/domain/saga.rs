@@ -2,10 +2,18 @@
 //! → capture → finalize (commit the stock); on a failure after anything was
 //! done, undo it (refund a capture, cancel an uncaptured intent, release the
 //! stock) and end CANCELLED. Drivers (the Temporal workflow, the simulator)
-//! ask [`Saga::next`] what to do, run it with their retry policy, and report
-//! the outcome with [`Saga::on`]. Outcomes may arrive twice (at-least-once):
-//! a repeat changes nothing. Compensations have no failure outcome: a driver
-//! retries them until they succeed (they are idempotent by design).
+//! ask [`Saga::next`] what to do, run it with the step's retry policy
+//! ([`Step::gives_up`]), and report the outcome with [`Saga::on`]. Outcomes
+//! may arrive twice (at-least-once): a repeat changes nothing. Compensations
+//! have no failure outcome: a driver retries them until they succeed (they
+//! are idempotent by design).
+//!
+//! Capture is the pivot. Before it, a step whose retries run out has an
+//! *unknown* outcome: every answer may have been lost after it took effect
+//! (the simulator found exactly that), so the saga undoes it as well, by
+//! order id since its result id never arrived. After the pivot, the money is
+//! taken and the only way is forward: finalize retries until inventory
+//! answers, and only a refusal (the hold lapsed) cancels.
 
 use super::order::{self, CancelReason, OrderEvent, OrderState};
 
@@ -27,6 +35,13 @@ pub enum Compensation {
 }
 
 impl Step {
+    /// Whether the driver stops retrying this step after a bounded number of
+    /// attempts (then reporting [`Outcome::Unknown`]). Steps after the pivot
+    /// (capture) retry until they get an answer.
+    pub fn gives_up(self) -> bool {
+        self != Step::Finalize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Step::Reserve => "reserve",
@@ -60,8 +75,11 @@ pub enum Command {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     Succeeded(Step),
-    /// The step failed for good (declined card, no stock, retries exhausted).
+    /// The step was refused for good (declined card, no stock): it had no effect.
     Failed(Step, CancelReason),
+    /// The step's retries ran out without an answer: it may or may not have
+    /// taken effect. Only steps that [`Step::gives_up`] end this way.
+    Unknown(Step, CancelReason),
     Compensated(Compensation),
 }
 
@@ -85,6 +103,8 @@ pub struct Saga {
     pub intent_cancelled: bool,
     pub released: bool,
     pub failure: Option<CancelReason>,
+    /// The forward step whose outcome is unknown (its retries ran out).
+    pub uncertain: Option<Step>,
 }
 
 impl Saga {
@@ -102,13 +122,19 @@ impl Saga {
     /// The one thing to do now.
     pub fn next(&self) -> Command {
         if let Some(reason) = self.failure {
+            let maybe = |s: Step| self.uncertain == Some(s);
             if self.captured && !self.refunded {
                 return Command::Compensate(Compensation::Refund);
             }
-            if self.authorized && !self.captured && !self.intent_cancelled {
+            // An unknown capture is undone here too: voiding a captured
+            // payment refunds it.
+            if (self.authorized || maybe(Step::Authorize))
+                && !self.captured
+                && !self.intent_cancelled
+            {
                 return Command::Compensate(Compensation::CancelIntent);
             }
-            if self.reserved && !self.finalized && !self.released {
+            if (self.reserved || maybe(Step::Reserve)) && !self.finalized && !self.released {
                 return Command::Compensate(Compensation::Release);
             }
             return Command::Done(OrderState::Cancelled(reason));
@@ -130,6 +156,7 @@ impl Saga {
         }
         let expected = match (self.next(), outcome) {
             (Command::Run(a), Outcome::Succeeded(b) | Outcome::Failed(b, _)) => a == b,
+            (Command::Run(a), Outcome::Unknown(b, _)) => a == b && a.gives_up(),
             (Command::Compensate(a), Outcome::Compensated(b)) => a == b,
             _ => false,
         };
@@ -153,6 +180,10 @@ impl Saga {
                 }
             }
             Outcome::Failed(_, reason) => self.failure = Some(reason),
+            Outcome::Unknown(step, reason) => {
+                self.failure = Some(reason);
+                self.uncertain = Some(step);
+            }
             Outcome::Compensated(c) => match c {
                 Compensation::Refund => self.refunded = true,
                 Compensation::CancelIntent => self.intent_cancelled = true,
@@ -171,7 +202,8 @@ impl Saga {
             Outcome::Succeeded(Step::Authorize) => self.authorized,
             Outcome::Succeeded(Step::Capture) => self.captured,
             Outcome::Succeeded(Step::Finalize) => self.finalized,
-            Outcome::Failed(_, r) => self.failure == Some(r),
+            Outcome::Failed(_, r) => self.failure == Some(r) && self.uncertain.is_none(),
+            Outcome::Unknown(s, r) => self.failure == Some(r) && self.uncertain == Some(s),
             Outcome::Compensated(Compensation::Refund) => self.refunded,
             Outcome::Compensated(Compensation::CancelIntent) => self.intent_cancelled,
             Outcome::Compensated(Compensation::Release) => self.released,
@@ -184,9 +216,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Drive a saga where step i fails iff `fail_at == Some(i)`, delivering
-    /// every outcome `dup` times. Returns the saga and the commands run.
-    fn drive(fail_at: Option<usize>, dup: usize) -> (Saga, Vec<Command>) {
+    /// Drive a saga where step i fails iff `fail_at == Some(i)` (refused, or
+    /// with an unknown outcome when `unknown` and the step gives up),
+    /// delivering every outcome `dup` times. Returns the saga and the
+    /// commands run.
+    fn drive_with(fail_at: Option<usize>, unknown: bool, dup: usize) -> (Saga, Vec<Command>) {
         let mut saga = Saga::new();
         let mut log = Vec::new();
         let mut step_no = 0;
@@ -196,7 +230,9 @@ mod tests {
             let outcome = match cmd {
                 Command::Done(_) => return (saga, log),
                 Command::Run(step) => {
-                    let o = if fail_at == Some(step_no) {
+                    let o = if fail_at == Some(step_no) && unknown && step.gives_up() {
+                        Outcome::Unknown(step, CancelReason::PaymentFailed)
+                    } else if fail_at == Some(step_no) {
                         Outcome::Failed(step, CancelReason::PaymentFailed)
                     } else {
                         Outcome::Succeeded(step)
@@ -211,6 +247,10 @@ mod tests {
             }
         }
         panic!("saga did not finish in 20 commands: {log:?}");
+    }
+
+    fn drive(fail_at: Option<usize>, dup: usize) -> (Saga, Vec<Command>) {
+        drive_with(fail_at, false, dup)
     }
 
     #[test]
@@ -253,6 +293,46 @@ mod tests {
     }
 
     #[test]
+    fn a_reserve_with_an_unknown_outcome_is_released() {
+        let (saga, log) = drive_with(Some(0), true, 1);
+        assert_eq!(
+            &log[1..],
+            &[
+                Command::Compensate(Compensation::Release),
+                Command::Done(OrderState::Cancelled(CancelReason::PaymentFailed)),
+            ]
+        );
+        assert!(!saga.reserved && saga.released);
+        // Refused outright, nothing was held: nothing to undo.
+        let (_, log) = drive(Some(0), 1);
+        assert_eq!(log.len(), 2);
+    }
+
+    #[test]
+    fn an_authorize_with_an_unknown_outcome_is_voided_then_released() {
+        let (_, log) = drive_with(Some(1), true, 1);
+        assert_eq!(
+            &log[2..],
+            &[
+                Command::Compensate(Compensation::CancelIntent),
+                Command::Compensate(Compensation::Release),
+                Command::Done(OrderState::Cancelled(CancelReason::PaymentFailed)),
+            ]
+        );
+    }
+
+    #[test]
+    fn finalize_never_ends_unknown() {
+        let mut s = Saga::new();
+        for step in [Step::Reserve, Step::Authorize, Step::Capture] {
+            s.on(Outcome::Succeeded(step)).unwrap();
+        }
+        let unknown = Outcome::Unknown(Step::Finalize, CancelReason::InternalError);
+        assert!(s.on(unknown).is_err());
+        assert!(!Step::Finalize.gives_up());
+    }
+
+    #[test]
     fn an_unasked_outcome_is_refused() {
         let mut s = Saga::new();
         assert!(s.on(Outcome::Succeeded(Step::Capture)).is_err());
@@ -264,9 +344,10 @@ mod tests {
         #[test]
         fn every_run_ends_terminal_with_nothing_held_and_at_most_one_capture(
             fail_at in proptest::option::of(0usize..4),
+            unknown in any::<bool>(),
             dup in 1usize..3,
         ) {
-            let (saga, log) = drive(fail_at, dup);
+            let (saga, log) = drive_with(fail_at, unknown, dup);
             let captures = log.iter().filter(|c| **c == Command::Run(Step::Capture)).count();
             prop_assert!(captures <= 1);
             match saga.state() {
@@ -277,10 +358,16 @@ mod tests {
                 }
                 OrderState::Cancelled(_) => {
                     prop_assert!(fail_at.is_some());
-                    // No stock left held, no money kept, no intent left open.
-                    prop_assert!(!saga.reserved || saga.released);
+                    // No stock left held, no money kept, no intent left open,
+                    // counting what may have happened unseen.
+                    let maybe = |s: Step| saga.uncertain == Some(s);
+                    prop_assert!(!(saga.reserved || maybe(Step::Reserve)) || saga.released);
                     prop_assert!(!saga.captured || saga.refunded);
-                    prop_assert!(!saga.authorized || saga.captured || saga.intent_cancelled);
+                    prop_assert!(
+                        !(saga.authorized || maybe(Step::Authorize) || maybe(Step::Capture))
+                            || saga.captured
+                            || saga.intent_cancelled
+                    );
                     prop_assert!(!saga.finalized);
                 }
                 other => prop_assert!(false, "ended in {other:?}"),

@@ -26,6 +26,7 @@ fn new_payment(tenant: &str, order: &str, now_ms: i64) -> Payment {
         provider_ref: String::new(),
         failure_code: String::new(),
         failure_message: String::new(),
+        payment_method: "pm_card_visa".into(),
         created_at_ms: now_ms,
         updated_at_ms: now_ms,
     }

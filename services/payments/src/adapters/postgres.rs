@@ -19,7 +19,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 const COLUMNS: &str = "tenant_id, id, order_id, create_key, status, amount_minor, currency, \
     captured_minor, refunded_minor, refunds, provider_ref, failure_code, failure_message, \
-    created_at_ms, updated_at_ms";
+    created_at_ms, updated_at_ms, payment_method";
 
 fn storage(e: impl std::fmt::Display) -> StoreError {
     StoreError::Storage(e.to_string())
@@ -45,6 +45,7 @@ fn from_row(row: &PgRow) -> Result<Payment, StoreError> {
         failure_message: row.get("failure_message"),
         created_at_ms: row.get("created_at_ms"),
         updated_at_ms: row.get("updated_at_ms"),
+        payment_method: row.get("payment_method"),
     })
 }
 
@@ -74,7 +75,7 @@ impl PgPayments {
 impl PaymentStore for PgPayments {
     async fn insert(&self, p: &Payment) -> Result<(Payment, bool), StoreError> {
         let inserted = sqlx::query(&format!(
-            "INSERT INTO payments ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+            "INSERT INTO payments ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
              ON CONFLICT (tenant_id, order_id) DO NOTHING"
         ))
         .bind(&p.tenant_id)
@@ -92,6 +93,7 @@ impl PaymentStore for PgPayments {
         .bind(&p.failure_message)
         .bind(p.created_at_ms)
         .bind(p.updated_at_ms)
+        .bind(&p.payment_method)
         .execute(&self.pool)
         .await
         .map_err(storage)?

@@ -186,11 +186,16 @@ impl PaymentsService for GrpcApi {
     ) -> Result<Response<CancelResponse>, Status> {
         let tenant = tenant(&req, &self.default_tenant);
         let r = req.into_inner();
-        let p = self
-            .payments
-            .cancel(&tenant, &r.idempotency_key, payment_id(&r.payment_id)?)
-            .await
-            .map_err(grpc_status)?;
+        let p = if r.payment_id.is_empty() {
+            self.payments
+                .cancel_order(&tenant, &r.idempotency_key, &r.order_id)
+                .await
+        } else {
+            self.payments
+                .cancel(&tenant, &r.idempotency_key, payment_id(&r.payment_id)?)
+                .await
+        }
+        .map_err(grpc_status)?;
         Ok(Response::new(CancelResponse {
             payment: Some(payment(&p)),
         }))

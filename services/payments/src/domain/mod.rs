@@ -97,6 +97,9 @@ pub struct Payment {
     pub amount_minor: i64,
     /// ISO 4217, upper case.
     pub currency: String,
+    /// The provider's payment-method token of the creation (e.g. "pm_..."),
+    /// kept so the creation can be replayed under its key; never card data.
+    pub payment_method: String,
     pub captured_minor: i64,
     pub refunded_minor: i64,
     /// Refunds we know by id (provider refund id -> amount): a replayed
@@ -332,6 +335,7 @@ mod tests {
             provider_ref: "pi_1".into(),
             failure_code: String::new(),
             failure_message: String::new(),
+            payment_method: "pm_card_visa".into(),
             created_at_ms: 1,
             updated_at_ms: 1,
         }

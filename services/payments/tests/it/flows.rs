@@ -128,6 +128,7 @@ async fn authorize_capture_refund() {
             idempotency_key: format!("order:{o}:cancel"),
             payment_id: p.payment_id.clone(),
             reason: "late".into(),
+            order_id: String::new(),
         })
         .await
         .unwrap_err();
@@ -149,6 +150,7 @@ async fn cancel_before_capture() {
         idempotency_key: format!("order:{o}:cancel"),
         payment_id: p.payment_id.clone(),
         reason: "order_cancelled".into(),
+        order_id: String::new(),
     };
     for _ in 0..2 {
         let c = app.grpc.cancel(cancel()).await.unwrap().into_inner();
@@ -170,6 +172,57 @@ async fn cancel_before_capture() {
         .find(|pi| pi["id"] == p.provider_ref.as_str())
         .unwrap();
     assert_eq!(pi["status"], "canceled");
+}
+
+/// The saga's undo of an authorize whose answers were all lost: it cancels
+/// by order id. An existing payment is voided at the provider; an order with
+/// no payment yet gets a cancelled one, so a CreateIntent arriving later
+/// authorizes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_by_order_voids_the_payment_or_forestalls_it() {
+    let mut app = spawn_app().await;
+    let by_order = |o: &str| CancelRequest {
+        idempotency_key: format!("order:{o}:cancel"),
+        payment_id: String::new(),
+        reason: "order_cancelled".into(),
+        order_id: o.to_string(),
+    };
+    // A payment the caller never heard of: voided.
+    let o = order();
+    let p = app.create(&o, 900, "pm_card_visa").await;
+    let c = app.grpc.cancel(by_order(&o)).await.unwrap().into_inner();
+    let c = c.payment.unwrap();
+    assert_eq!(
+        (c.payment_id.as_str(), c.status),
+        (p.payment_id.as_str(), PaymentStatus::Cancelled as i32)
+    );
+    let sim = app.sim_intents().await;
+    let pi = sim
+        .iter()
+        .find(|pi| pi["id"] == p.provider_ref.as_str())
+        .unwrap();
+    assert_eq!(pi["status"], "canceled");
+
+    // No payment yet: the cancel comes first, the create later.
+    let o = order();
+    for _ in 0..2 {
+        let c = app.grpc.cancel(by_order(&o)).await.unwrap().into_inner();
+        assert_eq!(c.payment.unwrap().status, PaymentStatus::Cancelled as i32);
+    }
+    let late = app.create(&o, 900, "pm_card_visa").await;
+    assert_eq!(late.status, PaymentStatus::Cancelled as i32, "{late:?}");
+    assert!(late.provider_ref.is_empty());
+    let intents = app
+        .sim_intents()
+        .await
+        .into_iter()
+        .filter(|pi| pi["metadata"]["order_id"] == o.as_str())
+        .count();
+    assert_eq!(intents, 0, "nothing reached the provider");
+
+    // Neither id: a validation error.
+    let err = app.grpc.cancel(by_order("")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
 }
 
 /// stripe-sim's declined intent carries the failed payment method (in
