@@ -245,7 +245,7 @@ impl Worker {
             self.trace.log(
                 "worker",
                 format!(
-                    "order={o} {name} -> {}{} (attempts {}) state={}",
+                    "order={o} {name} -> {}{} (attempts {}) state={}{}",
                     record.outcome,
                     if matches!(outcome, SagaOutcome::Unknown(..)) {
                         " (outcome unknown)"
@@ -253,7 +253,13 @@ impl Worker {
                         ""
                     },
                     record.attempts,
-                    record.state
+                    record.state,
+                    // What an undo found is the interesting part of it.
+                    if matches!(outcome, SagaOutcome::Compensated(_)) {
+                        format!(": {}", record.detail)
+                    } else {
+                        String::new()
+                    }
                 ),
             );
             // The decision is in history before the local activity runs.
