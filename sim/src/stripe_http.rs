@@ -75,21 +75,16 @@ impl StripeHttp {
             .or(err["type"].as_str())
             .unwrap_or("unknown")
             .to_string();
-        let message = err["message"].as_str().unwrap_or_default().to_string();
-        Err(if status.as_u16() == 402 || err["type"] == "card_error" {
-            ProviderError::Declined {
-                provider_ref: err["payment_intent"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                code,
-                message,
-            }
-        } else if status.as_u16() == 429 || status.is_server_error() {
-            ProviderError::Unavailable(format!("stripe answered {status}: {code}"))
-        } else {
-            ProviderError::Refused { code, message }
-        })
+        Err(shopstream_payments::adapters::stripe::classify(
+            status.as_u16(),
+            err["type"] == "card_error",
+            code,
+            err["message"].as_str().unwrap_or_default().to_string(),
+            err["payment_intent"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ))
     }
 }
 

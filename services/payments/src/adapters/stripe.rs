@@ -85,6 +85,30 @@ impl StripeProvider {
 
 /// Translate async-stripe's error: 402/card errors are declines, 429 and
 /// 5xx are unknown outcomes, other 4xx are refusals.
+/// What a Stripe error answer means for us: a decline (402 or a card error),
+/// worth retrying (409 — another request with the same idempotency key is
+/// still running —, 429, 5xx), or a refusal. Shared with the simulator's
+/// HTTP provider, which reads the same answers without async-stripe.
+pub fn classify(
+    status: u16,
+    card_error: bool,
+    code: String,
+    message: String,
+    provider_ref: String,
+) -> ProviderError {
+    if status == 402 || card_error {
+        ProviderError::Declined {
+            provider_ref,
+            code,
+            message,
+        }
+    } else if status == 409 || status == 429 || status >= 500 {
+        ProviderError::Unavailable(format!("stripe answered {status}: {code}"))
+    } else {
+        ProviderError::Refused { code, message }
+    }
+}
+
 pub fn map_error(e: StripeError) -> ProviderError {
     match e {
         StripeError::Stripe(api, status) => {
@@ -94,22 +118,16 @@ pub fn map_error(e: StripeError) -> ProviderError {
                 .map(|c| c.as_str().to_string())
                 .or_else(|| api.decline_code.clone())
                 .unwrap_or_else(|| api.type_.as_str().to_string());
-            let message = api.message.clone().unwrap_or_default();
-            if status == 402 || api.type_ == stripe::ApiErrorsType::CardError {
-                ProviderError::Declined {
-                    provider_ref: api
-                        .payment_intent
-                        .as_ref()
-                        .map(|pi| pi.id.to_string())
-                        .unwrap_or_default(),
-                    code,
-                    message,
-                }
-            } else if status == 429 || status >= 500 {
-                ProviderError::Unavailable(format!("stripe answered {status}: {code}"))
-            } else {
-                ProviderError::Refused { code, message }
-            }
+            classify(
+                status,
+                api.type_ == stripe::ApiErrorsType::CardError,
+                code,
+                api.message.clone().unwrap_or_default(),
+                api.payment_intent
+                    .as_ref()
+                    .map(|pi| pi.id.to_string())
+                    .unwrap_or_default(),
+            )
         }
         StripeError::Timeout => ProviderError::Unavailable("stripe timed out".into()),
         StripeError::ClientError(m) => ProviderError::Unavailable(format!("stripe transport: {m}")),
