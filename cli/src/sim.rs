@@ -163,10 +163,10 @@ pub async fn sim(a: SimArgs) -> anyhow::Result<u8> {
             "sim {}: {} seed(s) ({}), faults {}{}",
             a.scenario,
             sw.seeds,
-            if from == to {
-                format!("seed {from}")
-            } else {
-                format!("{from}..={to}")
+            match (from == to, sw.seeds == to - from + 1) {
+                (true, _) => format!("seed {from}"),
+                (false, true) => format!("{from}..={to}"),
+                (false, false) => format!("of {from}..={to}; stopped at the first violation"),
             },
             a.faults,
             a.bug
