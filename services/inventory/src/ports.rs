@@ -16,6 +16,21 @@ pub struct Reservation {
     pub expires_at_ms: i64,
 }
 
+impl Reservation {
+    /// What `release_order` stores for an order that never reserved: a
+    /// released reservation without lines, so a later reserve holds nothing.
+    pub fn released_empty(id: Uuid, tenant: &str, order_id: &str) -> Reservation {
+        Reservation {
+            id,
+            tenant_id: tenant.to_string(),
+            order_id: order_id.to_string(),
+            lines: Vec::new(),
+            state: State::Released,
+            expires_at_ms: 0,
+        }
+    }
+}
+
 /// Stock of one SKU. `on_hand - reserved` is available to reserve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stock {

@@ -193,24 +193,17 @@ impl Payments {
         let now_ms = self.clock.now_ms();
         let (p, created) = self
             .store
-            .insert(&Payment {
-                id: self.ids.new_id(),
-                tenant_id: tenant.to_string(),
-                order_id: req.order_id.clone(),
-                create_key: req.idempotency_key.clone(),
-                status: Status::Pending,
-                amount_minor: req.amount_minor,
-                currency: currency.clone(),
-                payment_method: req.payment_method_token.trim().to_string(),
-                captured_minor: 0,
-                refunded_minor: 0,
-                refunds: BTreeMap::new(),
-                provider_ref: String::new(),
-                failure_code: String::new(),
-                failure_message: String::new(),
-                created_at_ms: now_ms,
-                updated_at_ms: now_ms,
-            })
+            .insert(&Payment::new(
+                self.ids.new_id(),
+                tenant,
+                &req.order_id,
+                &req.idempotency_key,
+                Status::Pending,
+                req.amount_minor,
+                &currency,
+                req.payment_method_token.trim(),
+                now_ms,
+            ))
             .await?;
         if !created {
             // Cancelled (perhaps before this request arrived, by order id):
@@ -444,24 +437,17 @@ impl Payments {
                 let now_ms = self.clock.now_ms();
                 let (p, created) = self
                     .store
-                    .insert(&Payment {
-                        id: self.ids.new_id(),
-                        tenant_id: tenant.to_string(),
-                        order_id: order_id.to_string(),
-                        create_key: key.to_string(),
-                        status: Status::Cancelled,
-                        amount_minor: 0,
-                        currency: String::new(),
-                        payment_method: String::new(),
-                        captured_minor: 0,
-                        refunded_minor: 0,
-                        refunds: BTreeMap::new(),
-                        provider_ref: String::new(),
-                        failure_code: String::new(),
-                        failure_message: String::new(),
-                        created_at_ms: now_ms,
-                        updated_at_ms: now_ms,
-                    })
+                    .insert(&Payment::new(
+                        self.ids.new_id(),
+                        tenant,
+                        order_id,
+                        key,
+                        Status::Cancelled,
+                        0,
+                        "",
+                        "",
+                        now_ms,
+                    ))
                     .await?;
                 if created {
                     return Ok(p);

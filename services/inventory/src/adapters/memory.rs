@@ -149,14 +149,7 @@ impl InventoryStore for MemoryInventory {
         if let Some(key) = existing {
             return transition(&mut g, key, Op::Release);
         }
-        let r = Reservation {
-            id: new_id,
-            tenant_id: tenant.into(),
-            order_id: order_id.into(),
-            lines: Vec::new(),
-            state: State::Released,
-            expires_at_ms: 0,
-        };
+        let r = Reservation::released_empty(new_id, tenant, order_id);
         g.reservations.insert((tenant.into(), new_id), r.clone());
         Ok(r)
     }

@@ -114,6 +114,16 @@ async fn transition(
 }
 
 impl PgInventory {
+    /// The id of the order's reservation (one per order).
+    async fn id_of_order(&self, tenant: &str, order_id: &str) -> Result<Uuid, StoreError> {
+        sqlx::query_scalar("SELECT id FROM reservations WHERE tenant_id = $1 AND order_id = $2")
+            .bind(tenant)
+            .bind(order_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(storage)
+    }
+
     async fn apply_op(&self, tenant: &str, id: Uuid, op: Op) -> Result<Reservation, StoreError> {
         let mut tx = self.pool.begin().await.map_err(storage)?;
         let r = load(&mut tx, tenant, id, true)
@@ -187,14 +197,7 @@ impl InventoryStore for PgInventory {
         .rows_affected();
         if inserted == 0 {
             tx.rollback().await.map_err(storage)?;
-            let existing: Uuid = sqlx::query_scalar(
-                "SELECT id FROM reservations WHERE tenant_id = $1 AND order_id = $2",
-            )
-            .bind(tenant)
-            .bind(order_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(storage)?;
+            let existing = self.id_of_order(tenant, order_id).await?;
             let mut tx = self.pool.begin().await.map_err(storage)?;
             let r = load(&mut tx, tenant, existing, false)
                 .await?
@@ -286,23 +289,9 @@ impl InventoryStore for PgInventory {
         .map_err(storage)?
         .rows_affected();
         if inserted == 1 {
-            return Ok(Reservation {
-                id: new_id,
-                tenant_id: tenant.to_string(),
-                order_id: order_id.to_string(),
-                lines: Vec::new(),
-                state: State::Released,
-                expires_at_ms: 0,
-            });
+            return Ok(Reservation::released_empty(new_id, tenant, order_id));
         }
-        let existing: Uuid = sqlx::query_scalar(
-            "SELECT id FROM reservations WHERE tenant_id = $1 AND order_id = $2",
-        )
-        .bind(tenant)
-        .bind(order_id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(storage)?;
+        let existing = self.id_of_order(tenant, order_id).await?;
         self.apply_op(tenant, existing, Op::Release).await
     }
 

@@ -1,8 +1,6 @@
 //! The contract every payment store passes (memory in unit tests, Postgres
 //! in integration tests). Panics on a violation.
 
-use std::collections::BTreeMap;
-
 use shopstream_platform::{clock::ManualClock, events::Envelope, ids::SystemIdGen};
 use uuid::Uuid;
 
@@ -12,24 +10,17 @@ use crate::{
 };
 
 fn new_payment(tenant: &str, order: &str, now_ms: i64) -> Payment {
-    Payment {
-        id: Uuid::now_v7(),
-        tenant_id: tenant.into(),
-        order_id: order.into(),
-        create_key: format!("order:{order}:create"),
-        status: Status::Pending,
-        amount_minor: 1_000,
-        currency: "EUR".into(),
-        captured_minor: 0,
-        refunded_minor: 0,
-        refunds: BTreeMap::new(),
-        provider_ref: String::new(),
-        failure_code: String::new(),
-        failure_message: String::new(),
-        payment_method: "pm_card_visa".into(),
-        created_at_ms: now_ms,
-        updated_at_ms: now_ms,
-    }
+    Payment::new(
+        Uuid::now_v7(),
+        tenant,
+        order,
+        &format!("order:{order}:create"),
+        Status::Pending,
+        1_000,
+        "EUR",
+        "pm_card_visa",
+        now_ms,
+    )
 }
 
 fn event(p: &Payment) -> Envelope {

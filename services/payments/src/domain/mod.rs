@@ -177,6 +177,42 @@ fn status_for_refunds(captured_minor: i64, refunded_minor: i64) -> Status {
     }
 }
 
+impl Payment {
+    /// A payment as first stored: nothing captured, refunded or known at the
+    /// provider yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: uuid::Uuid,
+        tenant_id: &str,
+        order_id: &str,
+        create_key: &str,
+        status: Status,
+        amount_minor: i64,
+        currency: &str,
+        payment_method: &str,
+        now_ms: i64,
+    ) -> Payment {
+        Payment {
+            id,
+            tenant_id: tenant_id.to_string(),
+            order_id: order_id.to_string(),
+            create_key: create_key.to_string(),
+            status,
+            amount_minor,
+            currency: currency.to_string(),
+            payment_method: payment_method.to_string(),
+            captured_minor: 0,
+            refunded_minor: 0,
+            refunds: BTreeMap::new(),
+            provider_ref: String::new(),
+            failure_code: String::new(),
+            failure_message: String::new(),
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        }
+    }
+}
+
 /// Merge an observation into a payment. `None` means nothing changed (a
 /// repeat, a late or a stale observation); `Some` is the new payment, whose
 /// `updated_at_ms` is `now_ms`.
