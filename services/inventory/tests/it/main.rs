@@ -209,5 +209,30 @@ async fn grpc_reserve_commit_release_are_idempotent() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+    // Release by order (ADR 0006): the saga lost every answer to its
+    // reserve, so it has no reservation id.
+    let by_order = |order: &str| ReleaseRequest {
+        order_id: order.into(),
+        reason: "order_cancelled".into(),
+        ..Default::default()
+    };
+    let early = c.release(by_order("order-79")).await.unwrap().into_inner();
+    assert_eq!(early.state, ReservationState::Released as i32);
+    let late = c
+        .reserve(ReserveRequest {
+            order_id: "order-79".into(),
+            ..req()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        late.state,
+        ReservationState::Released as i32,
+        "a reserve arriving after the release holds nothing"
+    );
+    let err = c.release(by_order("")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "neither id given");
     shutdown.cancel();
 }

@@ -58,7 +58,9 @@ impl PriceBook for FixedPrices {
 
 /// Scripted inventory and payments: the payment method decides the outcome
 /// ("pm_card_visa" succeeds, "pm_card_chargeDeclined" is declined,
-/// "pm_fail_capture" makes every capture attempt fail transiently).
+/// "pm_fail_capture" makes every capture attempt fail transiently,
+/// "pm_fail_authorize" every authorize attempt, "pm_slow_finalize" the first
+/// 4 finalize attempts).
 #[derive(Default)]
 struct Script {
     calls: Mutex<Vec<(String, String)>>,
@@ -98,6 +100,9 @@ impl SagaSteps for Script {
     }
     async fn authorize(&self, o: &SagaOrder) -> Result<StepReply, Transient> {
         self.log(o, "authorize");
+        if o.payment_method == "pm_fail_authorize" {
+            return Err(Transient("no answer from payments".into()));
+        }
         if o.payment_method == "pm_card_chargeDeclined" {
             return Ok(StepReply::Rejected {
                 reason: "payment_declined".into(),
@@ -117,6 +122,14 @@ impl SagaSteps for Script {
     async fn finalize(&self, o: &SagaOrder, reservation_id: &str) -> Result<StepReply, Transient> {
         assert_eq!(reservation_id, format!("res-{}", o.order_id));
         self.log(o, "finalize");
+        let attempts = self
+            .calls(&o.order_id)
+            .iter()
+            .filter(|c| *c == "finalize")
+            .count();
+        if o.payment_method == "pm_slow_finalize" && attempts <= 4 {
+            return Err(Transient("inventory unavailable".into()));
+        }
         done(reservation_id)
     }
     async fn refund(&self, o: &SagaOrder, payment_id: &str) -> Result<StepReply, Transient> {
@@ -124,7 +137,15 @@ impl SagaSteps for Script {
         done(payment_id)
     }
     async fn cancel_intent(&self, o: &SagaOrder, payment_id: &str) -> Result<StepReply, Transient> {
-        self.log(o, "cancel_intent");
+        // No payment id: the authorize's answers were all lost.
+        self.log(
+            o,
+            if payment_id.is_empty() {
+                "cancel_intent by order"
+            } else {
+                "cancel_intent"
+            },
+        );
         done(payment_id)
     }
     async fn release(&self, o: &SagaOrder, reservation_id: &str) -> Result<StepReply, Transient> {
@@ -326,6 +347,68 @@ async fn a_capture_failing_every_attempt_is_retried_three_times_then_compensated
         assert_eq!(
             lifecycle(&env.bus, &id, 4).await,
             ["pending", "reserved", "authorized", "cancelled"]
+        );
+    })
+    .await;
+}
+
+/// ADR 0006: an authorize whose every attempt went unanswered may have
+/// authorized; the saga voids by order id (it never got a payment id).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_authorize_without_any_answer_is_voided_by_order_then_released() {
+    with_checkout(|env| async move {
+        let t = testkit::unique("t");
+        let (order, _) = env
+            .orders
+            .create(&t, "u1", "k1", &[line("a", 1)], "pm_fail_authorize")
+            .await
+            .unwrap();
+        assert_eq!(settle(&env.orders, &t, order.order_id).await, "cancelled");
+        assert_eq!(
+            env.script.calls(&order.order_id.to_string()),
+            [
+                "reserve",
+                "authorize",
+                "authorize",
+                "authorize",
+                "cancel_intent by order",
+                "release"
+            ]
+        );
+        let steps = env.orders.steps(&t, order.order_id).await.unwrap();
+        let authorize = steps.iter().find(|s| s.step == "authorize").unwrap();
+        assert!(
+            authorize.detail.contains("outcome unknown"),
+            "{}",
+            authorize.detail
+        );
+    })
+    .await;
+}
+
+/// ADR 0006: after the capture (the pivot) finalize does not give up after 3
+/// attempts: a paid order completes once inventory answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn finalize_retries_past_three_attempts_and_the_paid_order_completes() {
+    with_checkout(|env| async move {
+        let t = testkit::unique("t");
+        let (order, _) = env
+            .orders
+            .create(&t, "u1", "k1", &[line("a", 1)], "pm_slow_finalize")
+            .await
+            .unwrap();
+        assert_eq!(settle(&env.orders, &t, order.order_id).await, "completed");
+        let calls = env.script.calls(&order.order_id.to_string());
+        assert_eq!(calls.iter().filter(|c| *c == "finalize").count(), 5);
+        assert!(
+            !calls.iter().any(|c| c == "refund" || c == "release"),
+            "{calls:?}"
+        );
+        let steps = env.orders.steps(&t, order.order_id).await.unwrap();
+        let finalize = steps.iter().find(|s| s.step == "finalize").unwrap();
+        assert_eq!(
+            (finalize.outcome.as_str(), finalize.attempts),
+            ("succeeded", 5)
         );
     })
     .await;
