@@ -5,6 +5,16 @@
 //! command. Exit 0 all invariants held, 1 a violation, 2 usage.
 
 use clap::Args;
+use std::{
+    io::IsTerminal,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use indicatif::{ProgressBar, ProgressStyle};
 use shopstream_sim::{Bug, Fault, Options, Outcome, Report};
 
 use crate::exit;
@@ -17,6 +27,7 @@ const USAGE: u8 = 2;
     crash, skew, webhook, lost-result, provider.\n\
     Bugs (only in a build with --features bug-zoo): reserve-no-idempotency, release-forgotten, \
     compensation-gives-up, order-key-ignored, authorize-no-key.\n\n\
+    Progress goes to stderr: a bar on a terminal, a line every 10 s otherwise.\n\n\
     Exit codes: 0 every invariant held, 1 a violation (seed, trace and replay command printed), \
     2 usage error."
 )]
@@ -81,10 +92,19 @@ pub async fn sim(a: SimArgs) -> anyhow::Result<u8> {
     let opts = Options { faults, bug };
     // turmoil runs its own runtimes: simulate on a plain thread.
     let (from, to) = (seeds.start, seeds.end - 1);
-    let run = std::thread::spawn(move || shopstream_sim::sweep(seeds, &opts, jobs));
+    let total = seeds.end - seeds.start;
+    let done = Arc::new(AtomicU64::new(0));
+    let counter = done.clone();
+    let run =
+        std::thread::spawn(move || shopstream_sim::sweep_counting(seeds, &opts, jobs, &counter));
+    let progress = (total > 1).then(|| tokio::spawn(show_progress(done, total, a.json)));
     let sw = tokio::task::spawn_blocking(move || run.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the simulation thread panicked"))?;
+    if let Some(p) = progress {
+        p.abort();
+        let _ = p.await;
+    }
     let failed = sw.failure.as_ref();
     let (sim_ms, faults_injected, checks, orders) = (
         sw.sim_ms,
@@ -195,4 +215,36 @@ pub async fn sim(a: SimArgs) -> anyhow::Result<u8> {
     } else {
         exit::OK
     })
+}
+
+/// Seeds finished so far, on stderr: a bar on a terminal, a line every 10 s
+/// otherwise (CI logs); nothing with `--json` on a terminal-less stderr.
+/// Runs until aborted.
+async fn show_progress(done: Arc<AtomicU64>, total: u64, json: bool) {
+    if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} seeds, {per_sec}, eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let _clear = ClearOnDrop(bar.clone());
+        loop {
+            bar.set_position(done.load(Ordering::Relaxed));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    } else if !json {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            eprintln!("sim: {}/{total} seeds done", done.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// Clears the bar when the progress task is aborted.
+struct ClearOnDrop(ProgressBar);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
 }

@@ -189,6 +189,16 @@ pub struct Sweep {
 /// seed is deterministic on its own, whatever thread runs it). Stops taking
 /// new seeds once one fails.
 pub fn sweep(seeds: std::ops::Range<u64>, opts: &Options, jobs: usize) -> Sweep {
+    sweep_counting(seeds, opts, jobs, &std::sync::atomic::AtomicU64::new(0))
+}
+
+/// [`sweep`], counting finished seeds in `done` as it goes (for progress).
+pub fn sweep_counting(
+    seeds: std::ops::Range<u64>,
+    opts: &Options,
+    jobs: usize,
+    done: &std::sync::atomic::AtomicU64,
+) -> Sweep {
     use std::sync::{
         Mutex,
         atomic::{AtomicU64, Ordering},
@@ -219,6 +229,7 @@ pub fn sweep(seeds: std::ops::Range<u64>, opts: &Options, jobs: usize) -> Sweep 
                         return;
                     }
                     let r = run_seed(seed, opts);
+                    done.fetch_add(1, Ordering::Relaxed);
                     let mut a = lock();
                     a.seeds += 1;
                     a.sim_ms += r.sim_ms;
