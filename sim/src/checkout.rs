@@ -394,6 +394,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                     shopstream_payments::api::http::WebhookState {
                         payments: payments.clone(),
                         default_tenant: TENANT.into(),
+                        deliveries: Default::default(),
                     },
                 );
                 let listener = net::http_listener(net::HTTP_PORT).await?;

@@ -142,6 +142,7 @@ pub async fn run(
     let webhook = api::http::routes(api::http::WebhookState {
         payments: payments.clone(),
         default_tenant: default_tenant.clone(),
+        deliveries: api::http::register(&ops.metrics),
     });
     let routes = tonic::service::Routes::new(
         shopstream_proto::payments::v1::payments_service_server::PaymentsServiceServer::new(

@@ -9,7 +9,11 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use shopstream_platform::{ErrorCode, Problem};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+};
+use shopstream_platform::{ErrorCode, Problem, metrics::Metrics};
 
 use crate::service::{Payments, WebhookError, WebhookOutcome};
 
@@ -20,6 +24,26 @@ pub const SIGNATURE_HEADER: &str = "stripe-signature";
 pub struct WebhookState {
     pub payments: Payments,
     pub default_tenant: String,
+    /// `shopstream_payments_webhooks_total{outcome}`.
+    pub deliveries: Family<OutcomeLabel, Counter>,
+}
+
+/// The answer a webhook delivery got: `applied`, `duplicate`, `ignored`,
+/// `bad_signature`, `bad_payload` or `unavailable`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+/// The webhook delivery counter, registered on the service's registry.
+pub fn register(metrics: &Metrics) -> Family<OutcomeLabel, Counter> {
+    let family = Family::<OutcomeLabel, Counter>::default();
+    metrics.register(
+        "payments_webhooks",
+        "Stripe webhook deliveries by the answer they got",
+        family.clone(),
+    );
+    family
 }
 
 pub fn routes(state: WebhookState) -> Router {
@@ -34,7 +58,7 @@ async fn stripe_webhook(
     body: Bytes,
 ) -> Response {
     let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
-    match st
+    let (outcome, response) = match st
         .payments
         .handle_webhook(&body, signature, &st.default_tenant)
         .await
@@ -45,19 +69,33 @@ async fn stripe_webhook(
                 WebhookOutcome::Duplicate => "duplicate",
                 WebhookOutcome::Ignored => "ignored",
             };
-            (StatusCode::OK, body).into_response()
+            (body, (StatusCode::OK, body).into_response())
         }
         Err(WebhookError::Signature(e)) => {
             tracing::warn!(error = %e, "webhook signature refused");
-            Problem::new(ErrorCode::BadRequest, "invalid Stripe-Signature").into_response()
+            (
+                "bad_signature",
+                Problem::new(ErrorCode::BadRequest, "invalid Stripe-Signature").into_response(),
+            )
         }
-        Err(WebhookError::Payload(e)) => {
-            Problem::new(ErrorCode::BadRequest, format!("unreadable event: {e}")).into_response()
-        }
+        Err(WebhookError::Payload(e)) => (
+            "bad_payload",
+            Problem::new(ErrorCode::BadRequest, format!("unreadable event: {e}")).into_response(),
+        ),
         Err(WebhookError::Store(e)) => {
             tracing::error!(error = %e, "webhook not applied");
             // 503 makes Stripe deliver again later.
-            Problem::new(ErrorCode::Unavailable, "payments storage is unavailable").into_response()
+            (
+                "unavailable",
+                Problem::new(ErrorCode::Unavailable, "payments storage is unavailable")
+                    .into_response(),
+            )
         }
-    }
+    };
+    st.deliveries
+        .get_or_create(&OutcomeLabel {
+            outcome: outcome.to_string(),
+        })
+        .inc();
+    response
 }

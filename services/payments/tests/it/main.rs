@@ -132,6 +132,26 @@ impl App {
             .unwrap()
     }
 
+    /// How many webhook deliveries payments answered with `outcome`
+    /// (`shopstream_payments_webhooks_total` on /metrics).
+    pub async fn webhook_answers(&self, outcome: &str) -> i64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.payments_http))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let label = format!("outcome=\"{outcome}\"");
+        text.lines()
+            .filter(|l| l.starts_with("shopstream_payments_webhooks_total") && l.contains(&label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as i64)
+            .sum()
+    }
+
     /// Every intent stripe-sim holds.
     pub async fn sim_intents(&self) -> Vec<Value> {
         let v: Value = self
