@@ -349,11 +349,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                     inventory: inventory.clone(),
                     default_tenant: TENANT.into(),
                 });
-                let incoming = net::grpc_incoming(net::GRPC_PORT).await?;
-                let server = tonic::transport::Server::builder()
-                    .timeout(Duration::from_secs(2))
-                    .add_service(api)
-                    .serve_with_incoming(incoming);
+                let server = net::serve_grpc(tonic::service::Routes::new(api));
                 tokio::select! {
                     r = server => r?,
                     () = inventory.run_expiry(Duration::from_secs(1), CancellationToken::new()) => {}
@@ -385,11 +381,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                     payments: payments.clone(),
                     default_tenant: TENANT.into(),
                 });
-                let incoming = net::grpc_incoming(net::GRPC_PORT).await?;
-                let server = tonic::transport::Server::builder()
-                    .timeout(Duration::from_secs(2))
-                    .add_service(grpc)
-                    .serve_with_incoming(incoming);
+                let server = net::serve_grpc(tonic::service::Routes::new(grpc));
                 let webhook = shopstream_payments::api::http::routes(
                     shopstream_payments::api::http::WebhookState {
                         payments: payments.clone(),
@@ -475,11 +467,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                     orders: orders.clone(),
                     default_tenant: TENANT.into(),
                 });
-                let incoming = net::grpc_incoming(net::GRPC_PORT).await?;
-                let server = tonic::transport::Server::builder()
-                    .timeout(Duration::from_secs(2))
-                    .add_service(api)
-                    .serve_with_incoming(incoming);
+                let server = net::serve_grpc(tonic::service::Routes::new(api));
                 let sweeper = async {
                     loop {
                         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -99,6 +99,18 @@ pub async fn grpc_incoming(port: u16) -> io::Result<impl Stream<Item = io::Resul
     }))
 }
 
+/// Serve `routes` on the current host's gRPC port, each request bounded
+/// like the services' own servers (2 s).
+pub async fn serve_grpc(routes: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
+    let incoming = grpc_incoming(GRPC_PORT).await?;
+    tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(2))
+        .add_routes(routes)
+        .serve_with_incoming(incoming)
+        .await?;
+    Ok(())
+}
+
 /// A lazy tonic channel to `host:port` over turmoil; every request is
 /// bounded by `timeout`. Callers build one per attempt, so a connection
 /// wedged by a partition is never reused.
