@@ -35,15 +35,14 @@ use shopstream_proto::{
     },
     payments::v1::payments_service_server::PaymentsServiceServer,
 };
-use shopstream_stripe_sim::{api::http::HttpState, faults::FailRule, sim::Sim as StripeState};
+use shopstream_stripe_sim::{api::http::HttpState, faults::FailRule, state::StripeState};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Bug, Fault, Options, net,
+    Bug, Fault, Options, bug_zoo, net,
+    saga_worker::{History, SimStarter, Worker, short},
     stripe_http::StripeHttp,
-    temporal::{History, SimStarter, Worker, short},
     trace::{Rng, SharedRng, SimClock, Trace, sim_ms},
-    wrappers,
 };
 
 pub const TENANT: &str = "default";
@@ -267,57 +266,17 @@ fn plan_faults(rng: &mut Rng, opts: &Options) -> Vec<(i64, Action)> {
 /// What the shopper saw: per idempotency key, the order ids it was given.
 type Acks = Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>;
 
-/// Run the checkout scenario for one seed.
+/// Run the checkout scenario for one seed: plan the workload and the faults,
+/// build the hosts over state that outlives them, then step the simulation
+/// until the invariants hold at quiescence or one is violated.
 pub fn run_seed(seed: u64, opts: &Options) -> Report {
     let started = Instant::now();
     let trace = Trace::default();
     let mut rng = Rng::new(seed);
     let (workload, initial) = plan_workload(&mut rng);
     let faults = plan_faults(&mut rng, opts);
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
-        .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000))
-        .tick_duration(TICK)
-        .simulation_duration(Duration::from_millis(
-            (FAULTS_END_MS + SETTLE_MS + 10_000) as u64,
-        ))
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(5))
-        .build();
-
-    // State a real process would persist: created once, outside the hosts.
-    let clocks: BTreeMap<&str, SimClock> =
-        HOSTS.iter().map(|h| (*h, SimClock::default())).collect();
-    let inv_mem = MemoryInventory::default();
-    let inv_store: Arc<dyn InventoryStore> = if opts.bug_on(Bug::ReserveNoIdempotency) {
-        Arc::new(wrappers::ForgetfulReserve {
-            inner: inv_mem.clone(),
-            calls: Default::default(),
-        })
-    } else {
-        Arc::new(inv_mem.clone())
-    };
-    let orders_mem: Arc<dyn OrderStore> = Arc::new(MemoryOrders::new());
-    let orders_store: Arc<dyn OrderStore> = if opts.bug_on(Bug::OrderKeyIgnored) {
-        Arc::new(wrappers::KeylessOrders {
-            inner: orders_mem.clone(),
-            calls: Default::default(),
-        })
-    } else {
-        orders_mem.clone()
-    };
-    let pay_store = MemoryPayments::default();
-    let history = History::default();
-    let ids = |p: u64| -> Arc<dyn IdGen> { Arc::new(SequentialIdGen::new(p)) };
-    let (inv_ids, ord_ids, pay_ids, stripe_ids) = (ids(1), ids(2), ids(3), ids(4));
-    let stripe_state = Arc::new(Mutex::new(StripeState::new(
-        Arc::new(clocks["stripe"].clone()),
-        stripe_ids,
-        shopstream_stripe_sim::webhooks::WebhookSender::disabled(),
-    )));
-    for (sku, n) in &initial {
-        let _ = futures::executor::block_on(inv_mem.set_stock(TENANT, sku, *n));
-    }
+    let mut sim = new_sim(seed);
+    let state = Persisted::new(opts, &initial);
     trace.log_at(
         0,
         "sim",
@@ -331,300 +290,27 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             workload.len()
         ),
     );
-
-    // inventory
-    {
-        let inventory = Inventory {
-            store: inv_store.clone(),
-            clock: Arc::new(clocks["inventory"].clone()),
-            ids: inv_ids,
-        };
-        let trace = trace.clone();
-        sim.host("inventory", move || {
-            let inventory = inventory.clone();
-            let trace = trace.clone();
-            async move {
-                trace.log("inventory", "process started");
-                let api = InventoryServiceServer::new(shopstream_inventory::api::GrpcApi {
-                    inventory: inventory.clone(),
-                    default_tenant: TENANT.into(),
-                });
-                let server = net::serve_grpc(tonic::service::Routes::new(api));
-                tokio::select! {
-                    r = server => r?,
-                    () = inventory.run_expiry(Duration::from_secs(1), CancellationToken::new()) => {}
-                }
-                Ok(())
-            }
-        });
-    }
-
-    // payments
-    {
-        let mut provider = StripeHttp::new("stripe", SECRET_KEY, Duration::from_secs(2));
-        provider.fresh_create_keys = opts.bug_on(Bug::AuthorizeNoKey);
-        let payments = Payments {
-            store: Arc::new(pay_store.clone()),
-            provider: Arc::new(provider),
-            clock: Arc::new(clocks["payments"].clone()),
-            ids: pay_ids,
-            webhook_secret: WEBHOOK_SECRET.into(),
-            on_event: None,
-        };
-        let trace = trace.clone();
-        sim.host("payments", move || {
-            let payments = payments.clone();
-            let trace = trace.clone();
-            async move {
-                trace.log("payments", "process started");
-                let grpc = PaymentsServiceServer::new(shopstream_payments::api::grpc::GrpcApi {
-                    payments: payments.clone(),
-                    default_tenant: TENANT.into(),
-                });
-                let server = net::serve_grpc(tonic::service::Routes::new(grpc));
-                let webhook = shopstream_payments::api::http::routes(
-                    shopstream_payments::api::http::WebhookState {
-                        payments: payments.clone(),
-                        default_tenant: TENANT.into(),
-                        deliveries: Default::default(),
-                    },
-                );
-                let listener = net::http_listener(net::HTTP_PORT).await?;
-                let http = axum::serve(listener, webhook);
-                tokio::select! {
-                    r = server => r?,
-                    r = http.into_future() => r?,
-                    () = payments.run_reconciler(
-                        Duration::from_secs(1),
-                        Duration::from_secs(3),
-                        CancellationToken::new(),
-                    ) => {}
-                }
-                Ok(())
-            }
-        });
-    }
-
-    // stripe (never crashes: it is the outside world)
-    {
-        let router = shopstream_stripe_sim::api::http::routes(HttpState {
-            sim: stripe_state.clone(),
-            secret_key: SecretString::from(SECRET_KEY),
-        });
-        let relay = Relay {
-            stripe: stripe_state.clone(),
-            clock: clocks["stripe"].clone(),
-            rng: SharedRng::new(seed ^ 0xBEEF),
-            trace: trace.clone(),
-            faulty: opts.has(Fault::Webhook),
-        };
-        sim.host("stripe", move || {
-            let router = router.clone();
-            let relay = relay.clone();
-            async move {
-                let listener = net::http_listener(net::HTTP_PORT).await?;
-                tokio::spawn(relay.run());
-                axum::serve(listener, router).await?;
-                Ok(())
-            }
-        });
-    }
-
-    // orders + the saga worker
-    {
-        let orders = Orders {
-            store: orders_store.clone(),
-            prices: Arc::new(FixedPrices),
-            starter: Arc::new(SimStarter {
-                history: history.clone(),
-                trace: trace.clone(),
-            }),
-            clock: Arc::new(clocks["orders"].clone()),
-            ids: ord_ids,
-            relay: None,
-        };
-        let worker = Worker {
-            history: history.clone(),
-            orders: orders.clone(),
-            trace: trace.clone(),
-            rng: SharedRng::new(seed ^ 0xF00D),
-            lost_result_p: if opts.has(Fault::LostResult) {
-                0.1
-            } else {
-                0.0
-            },
-            faults_end_ms: FAULTS_END_MS,
-            bug: opts.bug,
-        };
-        let trace = trace.clone();
-        sim.host("orders", move || {
-            let orders = orders.clone();
-            let worker = worker.clone();
-            let trace = trace.clone();
-            async move {
-                trace.log("orders", "process started");
-                let api = OrdersServiceServer::new(shopstream_orders::api::GrpcApi {
-                    orders: orders.clone(),
-                    default_tenant: TENANT.into(),
-                });
-                let server = net::serve_grpc(tonic::service::Routes::new(api));
-                let sweeper = async {
-                    loop {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        let _ = orders.start_unstarted(1_000).await;
-                    }
-                };
-                tokio::select! {
-                    r = server => r?,
-                    () = worker.run() => {}
-                    () = sweeper => {}
-                }
-                Ok(())
-            }
-        });
-    }
-
-    // the shopper
-    let acks: Acks = Arc::default();
-    {
-        let acks = acks.clone();
-        let trace = trace.clone();
-        let workload = workload.clone();
-        sim.client("shopper", async move {
-            let mut tasks = Vec::new();
-            for o in workload {
-                let mut times = vec![o.at_ms];
-                if let Some(d) = o.duplicate_after_ms {
-                    times.push(o.at_ms + d);
-                }
-                for (copy, at) in times.into_iter().enumerate() {
-                    let (o, acks, trace) = (o.clone(), acks.clone(), trace.clone());
-                    tasks.push(tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_millis(at)).await;
-                        submit(&o, copy, &acks, &trace).await;
-                    }));
-                }
-            }
-            for t in tasks {
-                let _ = t.await;
-            }
-            Ok(())
-        });
-    }
-
-    let mut checks = 0u64;
-    let mut faults_injected = 0usize;
-    let mut next_fault = 0usize;
-    let mut next_check = 0i64;
-    let mut client_done = false;
-    let mut crashed: BTreeSet<&str> = BTreeSet::new();
+    // Hosts in this order: turmoil schedules them in the order they were added.
+    add_inventory(&mut sim, &state, &trace);
+    add_payments(&mut sim, &state, &trace, opts);
+    add_stripe(&mut sim, &state, &trace, seed, opts);
+    add_orders(&mut sim, &state, &trace, seed, opts);
+    let acks = add_shopper(&mut sim, &workload, &trace);
     let world = Observed {
-        inventory: inv_mem.clone(),
-        orders: orders_mem.clone(),
-        stripe: stripe_state.clone(),
-        history: history.clone(),
-        initial: initial.clone(),
-        acks: acks.clone(),
+        inventory: state.inventory.clone(),
+        orders: state.orders.clone(),
+        stripe: state.stripe.clone(),
+        history: state.history.clone(),
+        initial,
+        acks,
     };
-    let outcome = loop {
-        let now = sim.elapsed().as_millis() as i64;
-        while next_fault < faults.len() && faults[next_fault].0 <= now {
-            let action = &faults[next_fault].1;
-            next_fault += 1;
-            let real = match action {
-                Action::Partition(a, b) => {
-                    sim.partition(*a, *b);
-                    true
-                }
-                Action::Repair(a, b) => {
-                    sim.repair(*a, *b);
-                    now < FAULTS_END_MS
-                }
-                Action::Crash(h) => {
-                    if crashed.insert(h) {
-                        sim.crash(*h);
-                        true
-                    } else {
-                        false
-                    }
-                }
-                Action::Restart(h) => {
-                    if crashed.remove(h) {
-                        sim.bounce(*h);
-                        true
-                    } else {
-                        false
-                    }
-                }
-                Action::Latency(ms) => {
-                    sim.set_max_message_latency(Duration::from_millis(*ms));
-                    *ms > 1
-                }
-                Action::Provider(rule) => {
-                    stripe_state
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .faults
-                        .fail_next
-                        .push(rule.clone());
-                    true
-                }
-                Action::Skew(h, ms) => {
-                    let changed = clocks[h].skew_ms() != *ms;
-                    clocks[h].set_skew_ms(*ms);
-                    changed
-                }
-            };
-            if real {
-                if now < FAULTS_END_MS {
-                    faults_injected += 1;
-                }
-                trace.log_at(now, "fault", action.to_string());
-            }
-        }
-        if now >= FAULTS_END_MS {
-            for h in std::mem::take(&mut crashed) {
-                sim.bounce(h);
-                trace.log_at(now, "fault", format!("restart {h}"));
-            }
-        }
-        match sim.step() {
-            Ok(done) => client_done = client_done || done,
-            Err(e) => {
-                break Outcome::Violated {
-                    invariant: "a host failed",
-                    detail: e.to_string(),
-                };
-            }
-        }
-        if now >= next_check {
-            next_check = now + CHECK_EVERY_MS;
-            checks += 1;
-            if let Err((invariant, detail)) = world.continuous() {
-                break Outcome::Violated { invariant, detail };
-            }
-            if client_done && now >= FAULTS_END_MS && world.quiescent() {
-                checks += 1;
-                match world.at_quiescence() {
-                    Ok(()) => break Outcome::Held,
-                    Err((invariant, detail)) => break Outcome::Violated { invariant, detail },
-                }
-            }
-            if now >= FAULTS_END_MS + SETTLE_MS {
-                break Outcome::Violated {
-                    invariant: "every order reaches a terminal state after faults stop",
-                    detail: world.stuck(),
-                };
-            }
-        }
-    };
+    let mut schedule = FaultSchedule::new(faults);
+    let (outcome, invariant_checks) = drive(&mut sim, &mut schedule, &state, &world, &trace);
     let sim_ms = sim.elapsed().as_millis() as i64;
     if let Outcome::Violated { invariant, detail } = &outcome {
         trace.log_at(sim_ms, "VIOLATION", format!("{invariant}: {detail}"));
     }
-    let orders = futures::executor::block_on(orders_mem.list(TENANT, None, &[], None, u32::MAX))
-        .map(|v| v.len())
-        .unwrap_or(0);
+    let orders = world.all_orders().len();
     drop(sim);
     Report {
         seed,
@@ -633,9 +319,445 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
         trace: trace.lines(),
         sim_ms,
         real: started.elapsed(),
-        faults_injected,
-        invariant_checks: checks,
+        faults_injected: schedule.injected,
+        invariant_checks,
         orders,
+    }
+}
+
+/// The turmoil world of one seed: a fixed epoch, a 10 ms tick, 1–5 ms
+/// messages, long enough for the fault window and the settling time.
+fn new_sim(seed: u64) -> turmoil::Sim<'static> {
+    turmoil::Builder::new()
+        .rng_seed(seed)
+        .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000))
+        .tick_duration(TICK)
+        .simulation_duration(Duration::from_millis(
+            (FAULTS_END_MS + SETTLE_MS + 10_000) as u64,
+        ))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(5))
+        .build()
+}
+
+/// State a real process would persist (its database, Temporal's history, its
+/// id generator's position): created once, outside the host closures, so a
+/// crashed host finds it again on restart.
+struct Persisted {
+    clocks: BTreeMap<&'static str, SimClock>,
+    /// The store as the invariants read it…
+    inventory: MemoryInventory,
+    /// …and as the inventory service uses it (a bug-zoo wrapper, maybe).
+    inventory_store: Arc<dyn InventoryStore>,
+    orders: Arc<dyn OrderStore>,
+    orders_store: Arc<dyn OrderStore>,
+    payments: MemoryPayments,
+    history: History,
+    stripe: Arc<Mutex<StripeState>>,
+    inventory_ids: Arc<dyn IdGen>,
+    orders_ids: Arc<dyn IdGen>,
+    payments_ids: Arc<dyn IdGen>,
+}
+
+impl Persisted {
+    /// Empty stores (wrapped by the selected bug, if any) and `initial` stock.
+    fn new(opts: &Options, initial: &BTreeMap<&'static str, i64>) -> Persisted {
+        let clocks: BTreeMap<&str, SimClock> =
+            HOSTS.iter().map(|h| (*h, SimClock::default())).collect();
+        let inventory = MemoryInventory::default();
+        let inventory_store: Arc<dyn InventoryStore> = if opts.bug_on(Bug::ReserveNoIdempotency) {
+            Arc::new(bug_zoo::ForgetfulReserve {
+                inner: inventory.clone(),
+                calls: Default::default(),
+            })
+        } else {
+            Arc::new(inventory.clone())
+        };
+        let orders: Arc<dyn OrderStore> = Arc::new(MemoryOrders::new());
+        let orders_store: Arc<dyn OrderStore> = if opts.bug_on(Bug::OrderKeyIgnored) {
+            Arc::new(bug_zoo::KeylessOrders {
+                inner: orders.clone(),
+                calls: Default::default(),
+            })
+        } else {
+            orders.clone()
+        };
+        let ids = |p: u64| -> Arc<dyn IdGen> { Arc::new(SequentialIdGen::new(p)) };
+        let stripe = Arc::new(Mutex::new(StripeState::new(
+            Arc::new(clocks["stripe"].clone()),
+            ids(4),
+            shopstream_stripe_sim::webhooks::WebhookSender::disabled(),
+        )));
+        for (sku, n) in initial {
+            let _ = futures::executor::block_on(inventory.set_stock(TENANT, sku, *n));
+        }
+        Persisted {
+            clocks,
+            inventory,
+            inventory_store,
+            orders,
+            orders_store,
+            payments: MemoryPayments::default(),
+            history: History::default(),
+            stripe,
+            inventory_ids: ids(1),
+            orders_ids: ids(2),
+            payments_ids: ids(3),
+        }
+    }
+}
+
+/// `inventory`: its gRPC API and the reservation expiry worker.
+fn add_inventory(sim: &mut turmoil::Sim<'_>, state: &Persisted, trace: &Trace) {
+    let inventory = Inventory {
+        store: state.inventory_store.clone(),
+        clock: Arc::new(state.clocks["inventory"].clone()),
+        ids: state.inventory_ids.clone(),
+    };
+    let trace = trace.clone();
+    sim.host("inventory", move || {
+        let inventory = inventory.clone();
+        let trace = trace.clone();
+        async move {
+            trace.log("inventory", "process started");
+            let api = InventoryServiceServer::new(shopstream_inventory::api::GrpcApi {
+                inventory: inventory.clone(),
+                default_tenant: TENANT.into(),
+            });
+            let server = net::serve_grpc(tonic::service::Routes::new(api));
+            tokio::select! {
+                r = server => r?,
+                () = inventory.run_expiry(Duration::from_secs(1), CancellationToken::new()) => {}
+            }
+            Ok(())
+        }
+    });
+}
+
+/// `payments`: its gRPC API, the Stripe webhook endpoint and the reconciler,
+/// talking to stripe-sim over HTTP.
+fn add_payments(sim: &mut turmoil::Sim<'_>, state: &Persisted, trace: &Trace, opts: &Options) {
+    let mut provider = StripeHttp::new("stripe", SECRET_KEY, Duration::from_secs(2));
+    provider.fresh_create_keys = opts.bug_on(Bug::AuthorizeNoKey);
+    let payments = Payments {
+        store: Arc::new(state.payments.clone()),
+        provider: Arc::new(provider),
+        clock: Arc::new(state.clocks["payments"].clone()),
+        ids: state.payments_ids.clone(),
+        webhook_secret: WEBHOOK_SECRET.into(),
+        on_event: None,
+    };
+    let trace = trace.clone();
+    sim.host("payments", move || {
+        let payments = payments.clone();
+        let trace = trace.clone();
+        async move {
+            trace.log("payments", "process started");
+            let grpc = PaymentsServiceServer::new(shopstream_payments::api::grpc::GrpcApi {
+                payments: payments.clone(),
+                default_tenant: TENANT.into(),
+            });
+            let server = net::serve_grpc(tonic::service::Routes::new(grpc));
+            let webhook = shopstream_payments::api::http::routes(
+                shopstream_payments::api::http::WebhookState {
+                    payments: payments.clone(),
+                    default_tenant: TENANT.into(),
+                    deliveries: Default::default(),
+                },
+            );
+            let listener = net::http_listener(net::HTTP_PORT).await?;
+            let http = axum::serve(listener, webhook);
+            tokio::select! {
+                r = server => r?,
+                r = http.into_future() => r?,
+                () = payments.run_reconciler(
+                    Duration::from_secs(1),
+                    Duration::from_secs(3),
+                    CancellationToken::new(),
+                ) => {}
+            }
+            Ok(())
+        }
+    });
+}
+
+/// `stripe`: stripe-sim's router and the webhook [`Relay`]. It never
+/// crashes: it is the outside world.
+fn add_stripe(
+    sim: &mut turmoil::Sim<'_>,
+    state: &Persisted,
+    trace: &Trace,
+    seed: u64,
+    opts: &Options,
+) {
+    let router = shopstream_stripe_sim::api::http::routes(HttpState {
+        sim: state.stripe.clone(),
+        secret_key: SecretString::from(SECRET_KEY),
+    });
+    let relay = Relay {
+        stripe: state.stripe.clone(),
+        clock: state.clocks["stripe"].clone(),
+        rng: SharedRng::new(seed ^ 0xBEEF),
+        trace: trace.clone(),
+        faulty: opts.has(Fault::Webhook),
+    };
+    sim.host("stripe", move || {
+        let router = router.clone();
+        let relay = relay.clone();
+        async move {
+            let listener = net::http_listener(net::HTTP_PORT).await?;
+            tokio::spawn(relay.run());
+            axum::serve(listener, router).await?;
+            Ok(())
+        }
+    });
+}
+
+/// `orders`: its gRPC API, the saga worker and the unstarted-saga sweeper.
+fn add_orders(
+    sim: &mut turmoil::Sim<'_>,
+    state: &Persisted,
+    trace: &Trace,
+    seed: u64,
+    opts: &Options,
+) {
+    let orders = Orders {
+        store: state.orders_store.clone(),
+        prices: Arc::new(FixedPrices),
+        starter: Arc::new(SimStarter {
+            history: state.history.clone(),
+            trace: trace.clone(),
+        }),
+        clock: Arc::new(state.clocks["orders"].clone()),
+        ids: state.orders_ids.clone(),
+        relay: None,
+    };
+    let worker = Worker {
+        history: state.history.clone(),
+        orders: orders.clone(),
+        trace: trace.clone(),
+        rng: SharedRng::new(seed ^ 0xF00D),
+        lost_result_p: if opts.has(Fault::LostResult) {
+            0.1
+        } else {
+            0.0
+        },
+        faults_end_ms: FAULTS_END_MS,
+        bug: opts.bug,
+    };
+    let trace = trace.clone();
+    sim.host("orders", move || {
+        let orders = orders.clone();
+        let worker = worker.clone();
+        let trace = trace.clone();
+        async move {
+            trace.log("orders", "process started");
+            let api = OrdersServiceServer::new(shopstream_orders::api::GrpcApi {
+                orders: orders.clone(),
+                default_tenant: TENANT.into(),
+            });
+            let server = net::serve_grpc(tonic::service::Routes::new(api));
+            let sweeper = async {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = orders.start_unstarted(1_000).await;
+                }
+            };
+            tokio::select! {
+                r = server => r?,
+                () = worker.run() => {}
+                () = sweeper => {}
+            }
+            Ok(())
+        }
+    });
+}
+
+/// The client `shopper`: every planned order submitted at its time, and
+/// again later if it is planned as a duplicate. Returns what it was told.
+fn add_shopper(sim: &mut turmoil::Sim<'_>, workload: &[PlannedOrder], trace: &Trace) -> Acks {
+    let acks: Acks = Arc::default();
+    let shopper_acks = acks.clone();
+    let trace = trace.clone();
+    let workload = workload.to_vec();
+    sim.client("shopper", async move {
+        let mut tasks = Vec::new();
+        for o in workload {
+            let mut times = vec![o.at_ms];
+            if let Some(d) = o.duplicate_after_ms {
+                times.push(o.at_ms + d);
+            }
+            for (copy, at) in times.into_iter().enumerate() {
+                let (o, acks, trace) = (o.clone(), shopper_acks.clone(), trace.clone());
+                tasks.push(tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(at)).await;
+                    submit(&o, copy, &acks, &trace).await;
+                }));
+            }
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(())
+    });
+    acks
+}
+
+/// The planned faults, applied as simulated time reaches them.
+struct FaultSchedule {
+    plan: Vec<(i64, Action)>,
+    next: usize,
+    crashed: BTreeSet<&'static str>,
+    /// Faults that changed something inside the fault window.
+    injected: usize,
+}
+
+impl FaultSchedule {
+    fn new(plan: Vec<(i64, Action)>) -> FaultSchedule {
+        FaultSchedule {
+            plan,
+            next: 0,
+            crashed: BTreeSet::new(),
+            injected: 0,
+        }
+    }
+
+    /// Apply every action due at `now`; once the window is over, restart
+    /// whatever is still down.
+    fn apply_due(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        now: i64,
+        state: &Persisted,
+        trace: &Trace,
+    ) {
+        while self.next < self.plan.len() && self.plan[self.next].0 <= now {
+            let action = self.plan[self.next].1.clone();
+            self.next += 1;
+            if self.apply(sim, now, &action, state) {
+                if now < FAULTS_END_MS {
+                    self.injected += 1;
+                }
+                trace.log_at(now, "fault", action.to_string());
+            }
+        }
+        if now >= FAULTS_END_MS {
+            for h in std::mem::take(&mut self.crashed) {
+                sim.bounce(h);
+                trace.log_at(now, "fault", format!("restart {h}"));
+            }
+        }
+    }
+
+    /// Whether `action` changed anything (a repeated crash or a heal of
+    /// what is healthy does not).
+    fn apply(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        now: i64,
+        action: &Action,
+        state: &Persisted,
+    ) -> bool {
+        match action {
+            Action::Partition(a, b) => {
+                sim.partition(*a, *b);
+                true
+            }
+            Action::Repair(a, b) => {
+                sim.repair(*a, *b);
+                now < FAULTS_END_MS
+            }
+            Action::Crash(h) => {
+                if self.crashed.insert(*h) {
+                    sim.crash(*h);
+                    true
+                } else {
+                    false
+                }
+            }
+            Action::Restart(h) => {
+                if self.crashed.remove(h) {
+                    sim.bounce(*h);
+                    true
+                } else {
+                    false
+                }
+            }
+            Action::Latency(ms) => {
+                sim.set_max_message_latency(Duration::from_millis(*ms));
+                *ms > 1
+            }
+            Action::Provider(rule) => {
+                state
+                    .stripe
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .faults
+                    .fail_next
+                    .push(rule.clone());
+                true
+            }
+            Action::Skew(h, ms) => {
+                let clock = &state.clocks[h];
+                let changed = clock.skew_ms() != *ms;
+                clock.set_skew_ms(*ms);
+                changed
+            }
+        }
+    }
+}
+
+/// Step the simulation, applying faults as they come due and checking the
+/// continuous invariants every [`CHECK_EVERY_MS`], until everything is
+/// settled (then the quiescence invariants decide), an invariant breaks, a
+/// host fails, or [`SETTLE_MS`] after the faults nothing settled. Returns the
+/// outcome and the number of invariant checks run.
+fn drive(
+    sim: &mut turmoil::Sim<'_>,
+    schedule: &mut FaultSchedule,
+    state: &Persisted,
+    world: &Observed,
+    trace: &Trace,
+) -> (Outcome, u64) {
+    let mut checks = 0u64;
+    let mut next_check = 0i64;
+    let mut client_done = false;
+    loop {
+        let now = sim.elapsed().as_millis() as i64;
+        schedule.apply_due(sim, now, state, trace);
+        match sim.step() {
+            Ok(done) => client_done = client_done || done,
+            Err(e) => {
+                let outcome = Outcome::Violated {
+                    invariant: "a host failed",
+                    detail: e.to_string(),
+                };
+                return (outcome, checks);
+            }
+        }
+        if now < next_check {
+            continue;
+        }
+        next_check = now + CHECK_EVERY_MS;
+        checks += 1;
+        if let Err((invariant, detail)) = world.continuous() {
+            return (Outcome::Violated { invariant, detail }, checks);
+        }
+        if client_done && now >= FAULTS_END_MS && world.quiescent() {
+            checks += 1;
+            let outcome = match world.at_quiescence() {
+                Ok(()) => Outcome::Held,
+                Err((invariant, detail)) => Outcome::Violated { invariant, detail },
+            };
+            return (outcome, checks);
+        }
+        if now >= FAULTS_END_MS + SETTLE_MS {
+            let outcome = Outcome::Violated {
+                invariant: "every order reaches a terminal state after faults stop",
+                detail: world.stuck(),
+            };
+            return (outcome, checks);
+        }
     }
 }
 
@@ -829,27 +951,37 @@ struct Observed {
 
 type Check = Result<(), (&'static str, String)>;
 
+/// What stripe-sim holds for one order, summed over its payment intents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct OrderPayments {
+    captured_minor: i64,
+    refunded_minor: i64,
+    /// Intents authorized and neither captured nor cancelled.
+    open_authorizations: usize,
+    /// Intents that captured anything.
+    captured_intents: usize,
+}
+
 impl Observed {
     fn all_orders(&self) -> Vec<shopstream_orders::ports::Order> {
         futures::executor::block_on(self.orders.list(TENANT, None, &[], None, u32::MAX))
             .unwrap_or_default()
     }
 
-    /// Per order id: (intents, captured, refunded, open authorizations).
-    fn payments_by_order(&self) -> BTreeMap<String, (usize, i64, i64, usize, usize)> {
+    /// Per order id (from each intent's metadata): what stripe-sim holds.
+    fn payments_by_order(&self) -> BTreeMap<String, OrderPayments> {
         let g = self.stripe.lock().unwrap_or_else(|p| p.into_inner());
-        let mut by: BTreeMap<String, (usize, i64, i64, usize, usize)> = BTreeMap::new();
+        let mut by: BTreeMap<String, OrderPayments> = BTreeMap::new();
         for pi in g.intents.values() {
             let order = pi.metadata.get("order_id").cloned().unwrap_or_default();
             let e = by.entry(order).or_default();
-            e.0 += 1;
-            e.1 += pi.amount_received;
-            e.2 += pi.amount_refunded;
+            e.captured_minor += pi.amount_received;
+            e.refunded_minor += pi.amount_refunded;
             if pi.status == shopstream_stripe_sim::domain::Status::RequiresCapture {
-                e.3 += 1;
+                e.open_authorizations += 1;
             }
             if pi.amount_received > 0 {
-                e.4 += 1;
+                e.captured_intents += 1;
             }
         }
         by
@@ -880,7 +1012,9 @@ impl Observed {
                 ));
             }
         }
-        for (order, (_, captured, refunded, _, captures)) in self.payments_by_order() {
+        for (order, p) in self.payments_by_order() {
+            let (captured, refunded, captures) =
+                (p.captured_minor, p.refunded_minor, p.captured_intents);
             if captures > 1 {
                 return Err((
                     "at most one capture per order",
@@ -969,7 +1103,9 @@ impl Observed {
         for o in &orders {
             *per_user.entry(o.user_id.as_str()).or_default() += 1;
             let id = o.order_id.to_string();
-            let (_, captured, refunded, open, _) = pays.get(&id).copied().unwrap_or_default();
+            let p = pays.get(&id).copied().unwrap_or_default();
+            let (captured, refunded, open) =
+                (p.captured_minor, p.refunded_minor, p.open_authorizations);
             match o.state {
                 OrderState::Completed => {
                     for l in &o.lines {

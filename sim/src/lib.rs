@@ -2,16 +2,16 @@
 //! payments and stripe-sim run their real gRPC/HTTP APIs and use cases as
 //! turmoil hosts over their in-memory adapters; a saga worker on the orders
 //! host drives the orders domain's `Saga` with Temporal's delivery semantics
-//! (`temporal`); a shopper client places orders; faults come from the seed;
+//! (`saga_worker`); a shopper client places orders; faults come from the seed;
 //! invariants are checked as the run goes and at quiescence. One seed gives
 //! one trace, and its hash proves a replay identical. See `README.md`.
 
+mod bug_zoo;
 pub mod checkout;
 pub mod net;
+pub mod saga_worker;
 pub mod stripe_http;
-pub mod temporal;
 pub mod trace;
-mod wrappers;
 
 use std::collections::BTreeSet;
 

@@ -1,8 +1,11 @@
 //! What every driver of the checkout saga does the same way — the Temporal
-//! workflow (`workflow`) and the simulator (`shopstream-sim`): turn what an
+//! workflow (`workflow`) and the simulator (`shopstream-sim`): how often and
+//! how patiently an activity is retried ([`RetryPolicy`]), turn what an
 //! activity came to into the saga's [`Outcome`], and describe the step for
 //! the order's log. Keeping it here means the simulator checks the
-//! production mapping, not a copy of it.
+//! production policy and mapping, not a copy of them.
+
+use std::time::Duration;
 
 use crate::{
     domain::{
@@ -14,6 +17,80 @@ use crate::{
 
 /// Attempts of a forward step that gives up ([`Step::gives_up`]).
 pub const STEP_ATTEMPTS: u32 = 3;
+
+/// How an activity is retried: Temporal's retry policy and start-to-close
+/// timeout as plain values. The workflow turns it into Temporal's options;
+/// the simulator's worker runs its attempts by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Bound on one attempt.
+    pub start_to_close: Duration,
+    /// Wait after the first failed attempt.
+    pub initial_interval: Duration,
+    /// Each further wait is this many times the one before…
+    pub backoff_coefficient: u32,
+    /// …up to this.
+    pub maximum_interval: Duration,
+    /// `None`: retry until the activity succeeds.
+    pub maximum_attempts: Option<u32>,
+}
+
+impl RetryPolicy {
+    /// Forward steps before the pivot: 3 attempts, waiting 200 ms then
+    /// 400 ms, each attempt bounded so a hung call cannot stall the saga.
+    pub const STEP: RetryPolicy = RetryPolicy {
+        start_to_close: Duration::from_secs(5),
+        initial_interval: Duration::from_millis(200),
+        backoff_coefficient: 2,
+        maximum_interval: Duration::from_secs(2),
+        maximum_attempts: Some(STEP_ATTEMPTS),
+    };
+
+    /// Compensations and finalize (after the pivot) must eventually succeed:
+    /// no attempt limit, backing off to one try every 10 s.
+    pub const PERSISTENT: RetryPolicy = RetryPolicy {
+        start_to_close: Duration::from_secs(5),
+        initial_interval: Duration::from_millis(200),
+        backoff_coefficient: 2,
+        maximum_interval: Duration::from_secs(10),
+        maximum_attempts: None,
+    };
+
+    /// Recording a step in the order's log (a local activity): retried
+    /// until it succeeds, 100 ms doubling to 10 s.
+    pub const RECORD: RetryPolicy = RetryPolicy {
+        start_to_close: Duration::from_secs(5),
+        initial_interval: Duration::from_millis(100),
+        backoff_coefficient: 2,
+        maximum_interval: Duration::from_secs(10),
+        maximum_attempts: None,
+    };
+
+    /// The policy of the activity that carries out `command`: a step that
+    /// gives up has [`RetryPolicy::STEP`]; finalize and every compensation
+    /// retry until answered.
+    pub fn of(command: Command) -> RetryPolicy {
+        match command {
+            Command::Run(step) if step.gives_up() => RetryPolicy::STEP,
+            _ => RetryPolicy::PERSISTENT,
+        }
+    }
+
+    /// How long to wait after attempt `attempt` (1-based) failed.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = self
+            .backoff_coefficient
+            .saturating_pow(attempt.saturating_sub(1).min(16));
+        self.initial_interval
+            .saturating_mul(factor)
+            .min(self.maximum_interval)
+    }
+
+    /// Whether `attempts` attempts used up the policy.
+    pub fn exhausted(&self, attempts: u32) -> bool {
+        self.maximum_attempts.is_some_and(|m| attempts >= m)
+    }
+}
 
 /// What one activity came to, ready for [`Saga::on`] and the step log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +209,31 @@ pub fn step_record(
 mod tests {
     use super::*;
     use crate::domain::saga::Compensation;
+
+    #[test]
+    fn steps_before_the_pivot_give_up_and_the_rest_retry_until_answered() {
+        for step in [Step::Reserve, Step::Authorize, Step::Capture] {
+            assert_eq!(RetryPolicy::of(Command::Run(step)), RetryPolicy::STEP);
+        }
+        assert_eq!(
+            RetryPolicy::of(Command::Run(Step::Finalize)),
+            RetryPolicy::PERSISTENT
+        );
+        assert_eq!(
+            RetryPolicy::of(Command::Compensate(Compensation::Refund)),
+            RetryPolicy::PERSISTENT
+        );
+        let step = RetryPolicy::STEP;
+        assert!(!step.exhausted(STEP_ATTEMPTS - 1));
+        assert!(step.exhausted(STEP_ATTEMPTS));
+        assert!(!RetryPolicy::PERSISTENT.exhausted(u32::MAX));
+        let waits_ms: Vec<u128> = (1..=6)
+            .map(|a| RetryPolicy::PERSISTENT.backoff(a).as_millis())
+            .collect();
+        assert_eq!(waits_ms, [200, 400, 800, 1_600, 3_200, 6_400]);
+        assert_eq!(step.backoff(5), Duration::from_secs(2));
+        assert_eq!(RetryPolicy::RECORD.backoff(100), Duration::from_secs(10));
+    }
 
     #[test]
     fn a_step_that_ran_out_of_retries_is_unknown_and_a_refusal_is_failed() {

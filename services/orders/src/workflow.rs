@@ -9,7 +9,6 @@ use std::{sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use temporalio_client::{Client, WorkflowStartOptions, errors::WorkflowStartError};
-use temporalio_common::RetryPolicy;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityOptions, ApplicationFailure, LocalActivityOptions, WorkflowContext, WorkflowResult,
@@ -19,7 +18,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::saga::{Command, Compensation, Saga, Step},
-    driver,
+    driver::{self, RetryPolicy},
     ports::{SagaOrder, SagaSteps, StepRecord, StepReply},
     service::{Orders, SagaStarter},
 };
@@ -29,46 +28,30 @@ pub use crate::driver::STEP_ATTEMPTS;
 /// Task queue of the checkout workflow and its activities.
 pub const TASK_QUEUE: &str = "checkout";
 
-/// Forward steps before the pivot: 3 attempts, exponential backoff (200 ms,
-/// 400 ms), each attempt bounded so a hung call cannot stall the saga.
-fn step_options() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(5))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_millis(200))
-                .backoff_coefficient(2.0)
-                .maximum_interval(Duration::from_secs(2))
-                .maximum_attempts(STEP_ATTEMPTS)
-                .build(),
-        )
+/// The driver's policy in Temporal's terms (no attempt limit is Temporal's 0).
+fn temporal_retry(p: RetryPolicy) -> temporalio_common::RetryPolicy {
+    temporalio_common::RetryPolicy::builder()
+        .initial_interval(p.initial_interval)
+        .backoff_coefficient(f64::from(p.backoff_coefficient))
+        .maximum_interval(p.maximum_interval)
+        .maximum_attempts(p.maximum_attempts.unwrap_or(0))
         .build()
 }
 
-/// Compensations, finalize (after the pivot) and bookkeeping must eventually
-/// succeed: retry without an attempt limit, backing off to one try every 10 s.
-fn persistent_options() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(5))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_millis(200))
-                .backoff_coefficient(2.0)
-                .maximum_interval(Duration::from_secs(10))
-                .build(),
-        )
+/// Options of the activity that carries out `command` ([`RetryPolicy::of`]).
+fn activity_options(command: Command) -> ActivityOptions {
+    let p = RetryPolicy::of(command);
+    ActivityOptions::with_start_to_close_timeout(p.start_to_close)
+        .retry_policy(temporal_retry(p))
         .build()
 }
 
 /// Recording a step: a local activity retried until it succeeds.
 fn record_options() -> LocalActivityOptions {
+    let p = RetryPolicy::RECORD;
     LocalActivityOptions::builder()
-        .start_to_close_timeout(Duration::from_secs(5))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_millis(100))
-                .backoff_coefficient(2.0)
-                .maximum_interval(Duration::from_secs(10))
-                .build(),
-        )
+        .start_to_close_timeout(p.start_to_close)
+        .retry_policy(temporal_retry(p))
         .build()
 }
 
@@ -157,11 +140,7 @@ async fn run_step(
 ) -> Result<StepResult, String> {
     let i = input.clone();
     // After the pivot (capture) a step retries until it gets an answer.
-    let o = if step.gives_up() {
-        step_options()
-    } else {
-        persistent_options()
-    };
+    let o = activity_options(Command::Run(step));
     let r = match step {
         Step::Reserve => {
             ctx.execute_activity(CheckoutActivities::reserve, i, o)
@@ -189,7 +168,7 @@ async fn compensate(
     input: &StepInput,
 ) -> Result<StepResult, String> {
     let i = input.clone();
-    let o = persistent_options();
+    let o = activity_options(Command::Compensate(c));
     let r = match c {
         Compensation::Refund => ctx.execute_activity(CheckoutActivities::refund, i, o).await,
         Compensation::CancelIntent => {

@@ -14,7 +14,7 @@ pub mod error;
 pub mod faults;
 pub mod form;
 pub mod objects;
-pub mod sim;
+pub mod state;
 pub mod webhooks;
 
 use std::sync::{Arc, Mutex};
@@ -50,7 +50,7 @@ pub fn app(
         None => webhooks::WebhookSender::disabled(),
     };
     let state = api::http::HttpState {
-        sim: Arc::new(Mutex::new(sim::Sim::new(clock, ids, webhooks))),
+        sim: Arc::new(Mutex::new(state::StripeState::new(clock, ids, webhooks))),
         secret_key: cfg.secret_key.clone(),
     };
     let mut ops = http::Ops::new("stripe-sim");

@@ -23,7 +23,7 @@ use crate::{
     error::StripeError,
     faults::{FaultsUpdate, Operation},
     form::Form,
-    sim::{ApiResult, RequestCtx, Sim, StoredResult},
+    state::{ApiResult, RequestCtx, StoredResult, StripeState},
 };
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
@@ -34,12 +34,12 @@ pub const IDEMPOTENCY_KEY_MAX_CHARS: usize = 255;
 
 #[derive(Clone)]
 pub struct HttpState {
-    pub sim: Arc<Mutex<Sim>>,
+    pub sim: Arc<Mutex<StripeState>>,
     pub secret_key: SecretString,
 }
 
 impl HttpState {
-    fn lock(&self) -> MutexGuard<'_, Sim> {
+    fn lock(&self) -> MutexGuard<'_, StripeState> {
         // A panic under the lock leaves plain data behind; keep serving it.
         self.sim.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -142,7 +142,7 @@ async fn execute(
     uri: &Uri,
     op: Operation,
     form: Form,
-    f: impl FnOnce(&mut Sim, &Form, &RequestCtx) -> ApiResult,
+    f: impl FnOnce(&mut StripeState, &Form, &RequestCtx) -> ApiResult,
 ) -> Response {
     let api_key = match authenticate(state, headers) {
         Ok(k) => k,

@@ -46,7 +46,7 @@ pub struct RequestCtx {
     pub api_version: Option<String>,
 }
 
-pub struct Sim {
+pub struct StripeState {
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGen>,
     pub webhooks: WebhookSender,
@@ -62,9 +62,9 @@ pub struct Sim {
 /// The answer of an operation: a Stripe object or a Stripe error.
 pub type ApiResult = Result<Value, StripeError>;
 
-impl Sim {
-    pub fn new(clock: Arc<dyn Clock>, ids: Arc<dyn IdGen>, webhooks: WebhookSender) -> Sim {
-        Sim {
+impl StripeState {
+    pub fn new(clock: Arc<dyn Clock>, ids: Arc<dyn IdGen>, webhooks: WebhookSender) -> StripeState {
+        StripeState {
             clock,
             ids,
             webhooks,
@@ -79,7 +79,7 @@ impl Sim {
 
     /// Forget every object, event, idempotent result and fault.
     pub fn reset(&mut self) {
-        *self = Sim::new(self.clock.clone(), self.ids.clone(), self.webhooks.clone());
+        *self = StripeState::new(self.clock.clone(), self.ids.clone(), self.webhooks.clone());
     }
 
     fn now_s(&self) -> i64 {

@@ -1,11 +1,10 @@
-//! The checkout saga's driver with Temporal's delivery semantics, mirroring
-//! `shopstream_orders::workflow`: the same `Saga` decider, the same retry
-//! policies (forward steps before the pivot 3 attempts, finalize and
-//! compensations unlimited, exponential
-//! backoff, a start-to-close timeout per attempt), activities at-least-once,
-//! the workflow's state durable across a worker crash (it lives in
-//! [`History`], outside the orders host, as Temporal's persistence does),
-//! and activity results that can be lost after the activity ran.
+//! The simulated saga worker: the checkout saga's driver with Temporal's
+//! delivery semantics, mirroring `shopstream_orders::workflow` — the same
+//! `Saga` decider, the same retry policies (`driver::RetryPolicy`, which the
+//! workflow hands to Temporal), activities at-least-once, the workflow's
+//! state durable across a worker crash (it lives in [`History`], outside the
+//! orders host, as Temporal's persistence does), and activity results that
+//! can be lost after the activity ran.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -18,7 +17,7 @@ use shopstream_orders::{
     Orders,
     adapters::grpc::GrpcSteps,
     domain::saga::{Command, Compensation, Outcome as SagaOutcome, Saga, Step},
-    driver::{self, STEP_ATTEMPTS, Settled},
+    driver::{self, RetryPolicy, STEP_ATTEMPTS, Settled},
     ports::{SagaOrder, SagaSteps, StepRecord, StepReply, Transient},
     service::SagaStarter,
 };
@@ -28,11 +27,6 @@ use crate::{
     trace::{SharedRng, Trace, sim_ms},
 };
 
-/// `step_options()` / `persistent_options()` of `workflow.rs`.
-pub const START_TO_CLOSE: Duration = Duration::from_secs(5);
-pub const INITIAL_INTERVAL: Duration = Duration::from_millis(200);
-pub const STEP_MAX_INTERVAL: Duration = Duration::from_secs(2);
-pub const COMPENSATION_MAX_INTERVAL: Duration = Duration::from_secs(10);
 /// Deadline of one gRPC call of an activity (the services' request timeout).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the worker polls for workflows it is not running yet.
@@ -190,7 +184,7 @@ impl Worker {
         }
         loop {
             let command = wf.saga.next();
-            let (activity, forward) = match command {
+            let activity = match command {
                 Command::Done(state) => {
                     wf.done = true;
                     self.history.put(&id, &wf);
@@ -200,11 +194,11 @@ impl Worker {
                     );
                     return;
                 }
-                Command::Run(step) => (Activity::Step(step), true),
-                Command::Compensate(c) => (Activity::Compensate(c), false),
+                Command::Run(step) => Activity::Step(step),
+                Command::Compensate(c) => Activity::Compensate(c),
             };
             let name = activity.name();
-            let result = self.run_activity(&id, &mut wf, &activity, forward).await;
+            let result = self.run_activity(&id, &mut wf, &activity).await;
             // The production mapping (`shopstream_orders::driver`); a
             // compensation that gave up (only the bug zoo's
             // `compensation-gives-up` does) counts as done.
@@ -280,27 +274,14 @@ impl Worker {
         id: &str,
         wf: &mut Workflow,
         activity: &Activity,
-        forward: bool,
     ) -> Result<(StepReply, u32), String> {
         let o = short(&wf.order.order_id).to_string();
         let name = activity.name();
-        // Forward steps before the pivot give up after 3 attempts; finalize
-        // and compensations retry without limit (unless the bug zoo says
-        // otherwise).
-        let gives_up = match activity {
-            Activity::Step(step) => step.gives_up(),
-            Activity::Compensate(_) => self.bug_on(Bug::CompensationGivesUp),
-        };
-        let max_attempts = gives_up.then_some(STEP_ATTEMPTS);
-        let max_interval = if forward && gives_up {
-            STEP_MAX_INTERVAL
-        } else {
-            COMPENSATION_MAX_INTERVAL
-        };
+        let policy = self.retry_policy(activity);
         let mut last = String::new();
         if let Some(since) = wf.in_flight_since_ms {
             // The worker died mid-attempt: the server notices at start-to-close.
-            let due = since + START_TO_CLOSE.as_millis() as i64;
+            let due = since + policy.start_to_close.as_millis() as i64;
             let wait = (due - sim_ms()).max(0) as u64;
             tokio::time::sleep(Duration::from_millis(wait)).await;
             last = "start-to-close timeout (worker crashed)".into();
@@ -312,20 +293,20 @@ impl Worker {
                 ),
             );
             wf.in_flight_since_ms = None;
-            if max_attempts.is_some_and(|m| wf.attempt >= m) {
+            if policy.exhausted(wf.attempt) {
                 return Err(last);
             }
-            tokio::time::sleep(backoff(wf.attempt, max_interval)).await;
+            tokio::time::sleep(policy.backoff(wf.attempt)).await;
         }
         loop {
-            if max_attempts.is_some_and(|m| wf.attempt >= m) {
+            if policy.exhausted(wf.attempt) {
                 return Err(last);
             }
             wf.attempt += 1;
             wf.in_flight_since_ms = Some(sim_ms());
             self.history.put(id, wf);
             let attempt = wf.attempt;
-            let r = tokio::time::timeout(START_TO_CLOSE, self.call(activity, wf)).await;
+            let r = tokio::time::timeout(policy.start_to_close, self.call(activity, wf)).await;
             let r = match r {
                 Ok(Ok(reply)) => {
                     let lose = sim_ms() < self.faults_end_ms
@@ -349,10 +330,30 @@ impl Worker {
                         format!("order={o} {name} attempt {attempt} failed: {why}"),
                     );
                     last = why;
-                    if max_attempts.is_some_and(|m| attempt >= m) {
+                    if policy.exhausted(attempt) {
                         return Err(last);
                     }
-                    tokio::time::sleep(backoff(attempt, max_interval)).await;
+                    tokio::time::sleep(policy.backoff(attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// The production policy of the activity (`RetryPolicy::of`), except
+    /// that the bug zoo's `compensation-gives-up` caps compensations at the
+    /// forward steps' attempts.
+    fn retry_policy(&self, activity: &Activity) -> RetryPolicy {
+        match activity {
+            Activity::Step(step) => RetryPolicy::of(Command::Run(*step)),
+            Activity::Compensate(c) => {
+                let policy = RetryPolicy::of(Command::Compensate(*c));
+                if self.bug_on(Bug::CompensationGivesUp) {
+                    RetryPolicy {
+                        maximum_attempts: Some(STEP_ATTEMPTS),
+                        ..policy
+                    }
+                } else {
+                    policy
                 }
             }
         }
@@ -391,13 +392,15 @@ impl Worker {
     }
 
     /// The local activity `record`: write the step to the order; retried
-    /// until it succeeds (100 ms doubling to 10 s).
+    /// until it succeeds (`RetryPolicy::RECORD`).
     async fn record(&self, wf: &Workflow, mut step: StepRecord) {
         let Ok(order_id) = wf.order.order_id.parse() else {
             return;
         };
-        let mut wait = Duration::from_millis(100);
+        let policy = RetryPolicy::RECORD;
+        let mut attempt = 0;
         loop {
+            attempt += 1;
             step.at_ms = self.orders.clock.now_ms();
             match self
                 .orders
@@ -407,17 +410,11 @@ impl Worker {
                 Ok(_) => return,
                 Err(e) => {
                     self.trace.log("worker", format!("record failed: {e}"));
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(10));
+                    tokio::time::sleep(policy.backoff(attempt)).await;
                 }
             }
         }
     }
-}
-
-fn backoff(attempt: u32, max: Duration) -> Duration {
-    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
-    (INITIAL_INTERVAL * factor).min(max)
 }
 
 /// Every workflow's state, for the harness.
