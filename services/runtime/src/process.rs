@@ -158,21 +158,78 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
     tree
 }
 
-/// Resident memory of `pid` and its descendants, in KiB.
-pub fn tree_rss_kib(pid: u32) -> u64 {
-    process_tree(pid)
-        .into_iter()
-        .filter_map(|p| {
-            let status = fs::read_to_string(format!("/proc/{p}/status")).ok()?;
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<u64>()
-                .ok()
+/// Memory of a process tree, in KiB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TreeMemory {
+    /// Resident set size: every page a process maps counts in full, so pages
+    /// shared between processes (a binary's text, Postgres' shared buffers)
+    /// count once per process.
+    pub rss_kib: u64,
+    /// Proportional set size: a shared page counts split between the
+    /// processes that map it, so PSS adds up across processes. `None` when
+    /// some live process's `smaps_rollup` could not be read (another user's
+    /// process without the right to read it, or a kernel before 4.14).
+    pub pss_kib: Option<u64>,
+}
+
+/// `Rss` and `Pss` (KiB) of one `/proc/<pid>/smaps_rollup`; `None` unless both
+/// are there.
+pub fn parse_smaps_rollup(text: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| {
+        text.lines().find_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix(':')?;
+            let mut words = rest.split_whitespace();
+            let kib = words.next()?.parse::<u64>().ok()?;
+            // The kernel writes every size in kB; refuse anything else.
+            (words.next() == Some("kB")).then_some(kib)
         })
-        .sum()
+    };
+    Some((field("Rss")?, field("Pss")?))
+}
+
+/// `VmRSS` (KiB) of one `/proc/<pid>/status`.
+fn parse_status_rss(text: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// RSS and PSS of `pid` and all its descendants (Postgres' backends, a
+/// shell's children). A process that exits while it is being read is left
+/// out.
+pub fn tree_memory(pid: u32) -> TreeMemory {
+    let mut total = TreeMemory {
+        rss_kib: 0,
+        pss_kib: Some(0),
+    };
+    for p in process_tree(pid) {
+        let rollup = fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok();
+        match rollup.as_deref().and_then(parse_smaps_rollup) {
+            Some((rss, pss)) => {
+                total.rss_kib += rss;
+                total.pss_kib = total.pss_kib.map(|t| t + pss);
+            }
+            None => {
+                // Kernel threads and zombies have an empty rollup and no VmRSS:
+                // they use no memory of their own.
+                let status = fs::read_to_string(format!("/proc/{p}/status")).ok();
+                if let Some(rss) = status.as_deref().and_then(parse_status_rss) {
+                    total.rss_kib += rss;
+                    total.pss_kib = None;
+                }
+            }
+        }
+    }
+    total
+}
+
+/// Resident memory of `pid` and its descendants, in KiB (shared pages counted
+/// once per process; see [`tree_memory`] for PSS).
+pub fn tree_rss_kib(pid: u32) -> u64 {
+    tree_memory(pid).rss_kib
 }
 
 /// Stop the process group led by `pid`: `signal`, then SIGKILL after `grace`.
@@ -214,6 +271,57 @@ async fn wait_gone(pids: &[u32], limit: Duration) -> bool {
 mod tests {
     use super::*;
 
+    /// A real rollup (Linux 6.x), trimmed of nothing.
+    const ROLLUP: &str = "\
+555821733000-7ffeac5b2000 ---p 00000000 00:00 0                          [rollup]
+Rss:                1672 kB
+Pss:                 250 kB
+Pss_Dirty:           112 kB
+Pss_Anon:            112 kB
+Pss_File:            138 kB
+Pss_Shmem:             0 kB
+Shared_Clean:       1520 kB
+Shared_Dirty:          0 kB
+Private_Clean:        40 kB
+Private_Dirty:       112 kB
+Referenced:         1672 kB
+Anonymous:           112 kB
+Swap:                  0 kB
+SwapPss:               0 kB
+Locked:                0 kB
+";
+
+    #[test]
+    fn smaps_rollup_gives_rss_and_pss_not_their_look_alikes() {
+        // `Pss_Dirty`, `Pss_Anon`, `SwapPss` must not be taken for `Pss`.
+        assert_eq!(parse_smaps_rollup(ROLLUP), Some((1672, 250)));
+        let reordered = "SwapPss: 7 kB\nPss_Anon: 5 kB\nPss: 3 kB\nRss: 9 kB\n";
+        assert_eq!(parse_smaps_rollup(reordered), Some((9, 3)));
+    }
+
+    #[test]
+    fn smaps_rollup_without_both_sizes_is_none() {
+        // A kernel thread's or a zombie's rollup is empty.
+        assert_eq!(parse_smaps_rollup(""), None);
+        assert_eq!(parse_smaps_rollup("Rss: 12 kB\n"), None);
+        assert_eq!(parse_smaps_rollup("Rss: 12 kB\nPss: x kB\n"), None);
+        assert_eq!(parse_smaps_rollup("Rss: 12 kB\nPss: 3 MB\n"), None);
+    }
+
+    #[test]
+    fn status_gives_vm_rss() {
+        let status = "Name:\tsleep\nVmPeak:\t  8 kB\nVmRSS:\t    1024 kB\nRssAnon:\t 96 kB\n";
+        assert_eq!(parse_status_rss(status), Some(1024));
+        assert_eq!(parse_status_rss("Name:\tkthreadd\n"), None);
+    }
+
+    #[test]
+    fn own_process_has_pss_no_larger_than_rss() {
+        let mem = tree_memory(std::process::id());
+        let pss = mem.pss_kib.expect("own smaps_rollup is readable");
+        assert!(pss > 0 && pss <= mem.rss_kib, "{mem:?}");
+    }
+
     #[tokio::test]
     async fn spawn_record_and_stop_a_process_group() {
         let dir = std::env::temp_dir().join(format!("ss-proc-{}", std::process::id()));
@@ -236,6 +344,11 @@ mod tests {
         let tree = process_tree(pid);
         assert!(tree.len() >= 2, "{tree:?}");
         assert!(tree_rss_kib(pid) > 0);
+        let mem = tree_memory(pid);
+        let pss = mem
+            .pss_kib
+            .expect("own processes' smaps_rollup is readable");
+        assert!(pss > 0 && pss <= mem.rss_kib, "{mem:?}");
         assert!(stop(pid, Signal::SIGTERM, Duration::from_secs(5)).await);
         for p in tree {
             assert!(!is_alive(p), "pid {p} survived");

@@ -43,7 +43,13 @@ pub struct ComponentStatus {
     pub ready: bool,
     pub port: u16,
     pub endpoint: String,
+    /// Resident memory of the component's process tree; pages shared between
+    /// processes count once per process.
     pub rss_kib: u64,
+    /// Proportional memory of the process tree: shared pages split between the
+    /// processes that map them, so this adds up across components. `None` when
+    /// it could not be read (see [`process::TreeMemory`]).
+    pub pss_kib: Option<u64>,
     pub log: PathBuf,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -531,6 +537,7 @@ impl Stack {
                     Some(_) => self.check_ready(kind).await,
                     None => Err("not running".to_string()),
                 };
+                let mem = pid.map(process::tree_memory).unwrap_or_default();
                 ComponentStatus {
                     name: kind.name(),
                     pid,
@@ -538,7 +545,8 @@ impl Stack {
                     ready: probe.is_ok(),
                     port: kind.port(&self.layout.ports),
                     endpoint: kind.endpoint(&e, &self.layout.ports),
-                    rss_kib: pid.map(process::tree_rss_kib).unwrap_or(0),
+                    rss_kib: mem.rss_kib,
+                    pss_kib: mem.pss_kib,
                     log: self.log_path(kind),
                     error: probe.err(),
                 }
