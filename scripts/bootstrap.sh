@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install what building and running Shopstream natively needs, idempotently.
-# Debian/Ubuntu packages via apt (only the missing ones), then nothing else:
-# tansu and the Temporal CLI are installed by `shopstream doctor --fix` into
-# ~/.cache/shopstream, because they need no root.
+# Debian/Ubuntu packages via apt (only the missing ones), then mdbook into
+# ~/.cache/shopstream; tansu and the Temporal CLI are installed by
+# `shopstream doctor --fix` into the same cache, because they need no root.
 set -euo pipefail
 
 need_pkgs=()
@@ -32,4 +32,21 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "bootstrap: cargo not found. Install Rust with rustup (https://rustup.rs), then re-run." >&2
   exit 3
+fi
+
+# mdbook builds the book (scripts/test.sh runs `mdbook build book`). Like
+# tansu it needs no root, so it goes into the same cache
+# ($SHOPSTREAM_CACHE_DIR, else $XDG_CACHE_HOME/shopstream, else
+# ~/.cache/shopstream), built once from the crate registry with the lockfile
+# it was released with; only the HTML renderer and search (no local server,
+# no file watcher).
+MDBOOK_VERSION=0.5.4
+cache_dir="${SHOPSTREAM_CACHE_DIR:-${XDG_CACHE_HOME:+$XDG_CACHE_HOME/shopstream}}"
+cache_dir="${cache_dir:-$HOME/.cache/shopstream}"
+if "$cache_dir/bin/mdbook" --version 2>/dev/null | grep -qx "mdbook v$MDBOOK_VERSION"; then
+  echo "bootstrap: mdbook $MDBOOK_VERSION present"
+else
+  echo "bootstrap: installing mdbook $MDBOOK_VERSION into $cache_dir (a cargo build, about 2 minutes once)"
+  cargo install mdbook --version "$MDBOOK_VERSION" --locked --no-default-features --features search \
+    --root "$cache_dir" --quiet
 fi

@@ -28,6 +28,14 @@ echo "== simulation bug zoo"
 cargo test -p shopstream-sim --features bug-zoo --test it every_zoo -- --nocapture 2>&1 | tee -a target/test-output.log
 zoo=${PIPESTATUS[0]}
 [ "$status" -eq 0 ] && status=$zoo
+# The book builds, and every `shopstream` command the docs show names a
+# subcommand and flags that the binary's --help lists.
+echo "== book"
+cache_dir="${SHOPSTREAM_CACHE_DIR:-${XDG_CACHE_HOME:+$XDG_CACHE_HOME/shopstream}}"
+cache_dir="${cache_dir:-$HOME/.cache/shopstream}"
+"$cache_dir/bin/mdbook" build book -d "$PWD/target/book" && scripts/check-book-commands.sh "$bin"
+book=$?
+[ "$status" -eq 0 ] && status=$book
 set -e
 echo "== measured"
 grep -hE '^(kafka contract|memory contract):' target/test-output.log || true

@@ -112,7 +112,7 @@ fn install_missing(allow: bool) -> Result<(), (u8, String)> {
             .join("logs")
             .join(format!("install-{}.log", p.name));
         let hint = if p.name == "tansu" {
-            " (a release build from crates.io: about 15 minutes on 2 cores, once)"
+            " (a release build from the crate registry: about 15 minutes on 2 cores, once)"
         } else {
             ""
         };

@@ -56,7 +56,7 @@ enum Command {
     ///
     /// Idempotent: what runs is left alone, what died is started again.
     /// Missing tansu or temporal binaries are installed into the cache first
-    /// (tansu is built from crates.io: ~15 minutes once) unless --no-install.
+    /// (tansu is built from the crate registry: ~15 minutes once) unless --no-install.
     Up(infra::UpArgs),
     /// Stop everything `up` started; --purge also deletes all state.
     Down(infra::DownArgs),
