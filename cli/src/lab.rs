@@ -122,7 +122,7 @@ async fn run(state_dir: &Path, args: RunArgs) -> anyhow::Result<u8> {
     );
     let mut target = Target::from_ports(&stack.ports());
     // Labs that crash and restart processes (cdc-latency) do it through the stack.
-    target.operator = Some(shopstream_labs::cdc_latency::Operator {
+    target.operator = Some(shopstream_labs::target::Operator {
         state_dir: stack.root().to_path_buf(),
         ports: stack.ports(),
         exe: std::env::current_exe()?,

@@ -6,26 +6,25 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde_json::{Value, json};
 use shopstream_platform::{
-    config::{Ports, ServiceConfig},
+    config::ServiceConfig,
     events::{
         EventBus,
         kafka::{KafkaBus, KafkaSettings},
     },
 };
-use shopstream_runtime::{Kind, Stack};
+use shopstream_runtime::Kind;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     kit::{Lab, LabError, Probe},
-    target::{Gateway, Target, unreachable},
+    target::{Gateway, Operator, Target, unreachable},
 };
 
 pub const NAME: &str = "cdc-latency";
@@ -85,22 +84,6 @@ const INTRO: &str = "Search in Shopstream is a projection: the catalog writes a 
     and the moment search made the version visible to queries. Then it kills cdc with \
     SIGKILL while the edits go on, restarts it, and checks that every edit arrived, in \
     order, and that the index ends equal to the catalog.";
-
-/// Operator access to the stack the lab runs against: enough to build it as
-/// `shopstream up` did (kill and restart a component, open identity's database).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Operator {
-    pub state_dir: PathBuf,
-    pub ports: Ports,
-    /// The `shopstream` executable components are started from.
-    pub exe: PathBuf,
-}
-
-impl Operator {
-    fn stack(&self) -> Stack {
-        Stack::new(&self.state_dir, self.ports, &self.exe)
-    }
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -617,6 +600,11 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
     result
 }
 
+/// Everything after the reader started, phase by phase: wait until the
+/// reader and search are through the topic's backlog, edit steadily
+/// (phase 1), kill and restart cdc while editing (phase 2), wait until the
+/// index equals the catalog, then check the topic, the catalog and search,
+/// and report phase 1's latencies.
 async fn with_reader(
     lab: &Lab,
     op: &Operator,
@@ -625,6 +613,26 @@ async fn with_reader(
     reader: &Reader,
     products: &[Edited],
 ) -> Result<(), LabError> {
+    wait_until_reader_caught_up(lab, reader).await?;
+    let tail = topic_tail(reader);
+    wait_until_search_caught_up(lab, gateway, search, &tail, products).await?;
+
+    let (mut edits, phase1) = steady_phase(lab, gateway, search, products).await?;
+    crash_phase(lab, op).await?;
+    let written = edits.stop_editing(lab).await;
+
+    let catalog = wait_until_index_equals_catalog(lab, gateway, search, products).await?;
+    let sightings = edits.stop_polling().await;
+    wait_for_reader_to_see(reader, products, &catalog).await;
+
+    check_topic(lab, reader, products, &written);
+    check_catalog(lab, products, &written, &catalog);
+    check_search(lab, gateway, products, &catalog).await;
+    report_phase1_latencies(lab, reader, &phase1, &sightings);
+    Ok(())
+}
+
+async fn wait_until_reader_caught_up(lab: &Lab, reader: &Reader) -> Result<(), LabError> {
     lab.checkpoint(
         "the reader has caught up with product.events",
         CATCH_UP_DEADLINE,
@@ -644,31 +652,62 @@ async fn with_reader(
             })
         },
     )
-    .await?;
+    .await
+}
 
-    // The products whose records came last on the topic, at the newest
-    // version seen: search consumes the same topic, so once it holds these it
-    // is through the backlog, and phase 1 measures edits, not the queue
-    // ahead of them. (Checking only the chosen products once let phase 1
-    // start with ~1,000 seed records still queued: no edit was seen
-    // searchable before the next one replaced it.)
-    let tail: Vec<(String, i64)> = {
-        let s = reader.lock();
-        let mut last: Vec<(i64, &String, i64)> = s
-            .by_product
-            .iter()
-            .filter_map(|(id, seen)| {
-                let newest = seen.iter().map(|x| x.version).max()?;
-                Some((seen.last()?.received_ms, id, newest))
-            })
-            .collect();
-        last.sort();
-        last.iter()
-            .rev()
-            .take(TAIL_PRODUCTS)
-            .map(|(_, id, v)| ((*id).clone(), *v))
-            .collect()
-    };
+/// The products whose records came last on the topic, at the newest
+/// version seen: search consumes the same topic, so once it holds these it
+/// is through the backlog, and phase 1 measures edits, not the queue ahead
+/// of them. (Checking only the chosen products once let phase 1 start with
+/// ~1,000 seed records still queued: no edit was seen searchable before the
+/// next one replaced it.)
+fn topic_tail(reader: &Reader) -> Vec<(String, i64)> {
+    let s = reader.lock();
+    let mut last: Vec<(i64, &String, i64)> = s
+        .by_product
+        .iter()
+        .filter_map(|(id, seen)| {
+            let newest = seen.iter().map(|x| x.version).max()?;
+            Some((seen.last()?.received_ms, id, newest))
+        })
+        .collect();
+    last.sort();
+    last.iter()
+        .rev()
+        .take(TAIL_PRODUCTS)
+        .map(|(_, id, v)| ((*id).clone(), *v))
+        .collect()
+}
+
+/// Per product, the catalog's version (from the gateway) and where the index
+/// lags it: `(versions, lagging)`, the latter described for a reader.
+async fn index_versus_catalog(
+    gateway: &Gateway,
+    search: &SearchDebug,
+    products: &[Edited],
+) -> Result<(BTreeMap<String, i64>, Vec<String>), LabError> {
+    let mut versions = BTreeMap::new();
+    let mut behind = Vec::new();
+    for p in products {
+        let c = gateway.get(&format!("/products/{}", p.id)).await?["version"]
+            .as_i64()
+            .unwrap_or(-1);
+        let ix = search.indexed(&p.id).await?.map_or(-1, |i| i.version);
+        if ix != c {
+            behind.push(format!("{}: index v{ix}, catalog v{c}", p.title));
+        }
+        versions.insert(p.id.clone(), c);
+    }
+    Ok((versions, behind))
+}
+
+async fn wait_until_search_caught_up(
+    lab: &Lab,
+    gateway: &Gateway,
+    search: &SearchDebug,
+    tail: &[(String, i64)],
+    products: &[Edited],
+) -> Result<(), LabError> {
     lab.checkpoint(
         "search has caught up: the topic's newest records and each chosen product are indexed",
         SEARCH_CATCH_UP_DEADLINE,
@@ -676,7 +715,7 @@ async fn with_reader(
         || async {
             let mut behind = Vec::new();
             let mut tail_behind = 0;
-            for (id, v) in &tail {
+            for (id, v) in tail {
                 if search.indexed(id).await?.map_or(-1, |i| i.version) < *v {
                     tail_behind += 1;
                 }
@@ -687,15 +726,7 @@ async fn with_reader(
                     tail.len()
                 ));
             }
-            for p in products {
-                let c = gateway.get(&format!("/products/{}", p.id)).await?["version"]
-                    .as_i64()
-                    .unwrap_or(-1);
-                let ix = search.indexed(&p.id).await?.map_or(-1, |i| i.version);
-                if ix != c {
-                    behind.push(format!("{}: index v{ix}, catalog v{c}", p.title));
-                }
-            }
+            behind.extend(index_versus_catalog(gateway, search, products).await?.1);
             Ok(if behind.is_empty() {
                 Probe::Ready(
                     (),
@@ -709,9 +740,93 @@ async fn with_reader(
             })
         },
     )
-    .await?;
+    .await
+}
 
-    // --- phase 1: steady edits, measured ------------------------------------
+/// The edit loop and the index poller, running from phase 1 until the index
+/// has converged; both stop when this is dropped.
+struct Edits {
+    written: SharedWritten,
+    sightings: IndexSightings,
+    stop_all: CancellationToken,
+    stop_edits: CancellationToken,
+    editor: tokio::task::JoinHandle<()>,
+    poller: tokio::task::JoinHandle<()>,
+    _stop_on_drop: tokio_util::sync::DropGuard,
+}
+
+impl Edits {
+    fn start(gateway: &Gateway, search: &SearchDebug, products: &[Edited]) -> Edits {
+        let written: SharedWritten = Arc::default();
+        let sightings: IndexSightings = Arc::default();
+        let stop_all = CancellationToken::new();
+        let ids: Vec<String> = products.iter().map(|p| p.id.clone()).collect();
+        let poller = tokio::spawn(poll_index(
+            search.clone(),
+            ids,
+            sightings.clone(),
+            stop_all.child_token(),
+        ));
+        let stop_edits = stop_all.child_token();
+        let editor = tokio::spawn(edit_loop(
+            gateway.clone(),
+            products.to_vec(),
+            written.clone(),
+            stop_edits.clone(),
+        ));
+        Edits {
+            written,
+            sightings,
+            _stop_on_drop: stop_all.clone().drop_guard(),
+            stop_all,
+            stop_edits,
+            editor,
+            poller,
+        }
+    }
+
+    fn written(&self) -> std::sync::MutexGuard<'_, Written> {
+        self.written.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stop editing; every version written, per product (the poller goes on).
+    async fn stop_editing(&mut self, lab: &Lab) -> BTreeMap<String, BTreeSet<i64>> {
+        self.stop_edits.cancel();
+        let _ = (&mut self.editor).await;
+        let (written, failed, last_error) = {
+            let w = self.written();
+            (w.versions.clone(), w.failed, w.last_error.clone())
+        };
+        let total: usize = written.values().map(BTreeSet::len).sum();
+        lab.note(&format!(
+            "{total} edits in all, {failed} failed{}",
+            last_error
+                .map(|e| format!(" (last: {e})"))
+                .unwrap_or_default()
+        ));
+        written
+    }
+
+    /// Stop the index poller; every version it saw searchable, first sighting.
+    async fn stop_polling(&mut self) -> BTreeMap<(String, i64), Indexed> {
+        self.stop_all.cancel();
+        let _ = (&mut self.poller).await;
+        self.sightings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Phase 1: edit steadily while the index is polled; returns the edits and
+/// the versions phase 1 wrote (their latencies are measured without a crash
+/// in the way).
+async fn steady_phase(
+    lab: &Lab,
+    gateway: &Gateway,
+    search: &SearchDebug,
+    products: &[Edited],
+) -> Result<(Edits, BTreeMap<String, BTreeSet<i64>>), LabError> {
     lab.narrate(&format!(
         "Phase 1: {EDITS_PER_S} edits/s for {}s, round-robin over {PRODUCTS} products \
          (each edit changes the description and bumps the product's version; If-Match \
@@ -721,28 +836,11 @@ async fn with_reader(
         STEADY_PHASE.as_secs(),
         INDEX_POLL.as_millis()
     ));
-    let written: SharedWritten = Arc::default();
-    let sightings: IndexSightings = Arc::default();
-    let stop_all = CancellationToken::new();
-    let _stop_on_exit = stop_all.clone().drop_guard();
-    let ids: Vec<String> = products.iter().map(|p| p.id.clone()).collect();
-    let poller = tokio::spawn(poll_index(
-        search.clone(),
-        ids.clone(),
-        sightings.clone(),
-        stop_all.child_token(),
-    ));
-    let stop_edits = stop_all.child_token();
-    let editor = tokio::spawn(edit_loop(
-        gateway.clone(),
-        products.to_vec(),
-        written.clone(),
-        stop_edits.clone(),
-    ));
+    let edits = Edits::start(gateway, search, products);
     let phase1_started = Instant::now();
     lab.action(&format!("edit for {}s", STEADY_PHASE.as_secs()), async {
         tokio::time::sleep(STEADY_PHASE).await;
-        let w = written.lock().unwrap_or_else(|e| e.into_inner());
+        let w = edits.written();
         let n: usize = w.versions.values().map(BTreeSet::len).sum();
         Ok((
             (),
@@ -758,14 +856,13 @@ async fn with_reader(
         ))
     })
     .await?;
-    // What phase 1 wrote: its latencies are measured without a crash in the way.
-    let phase1: BTreeMap<String, BTreeSet<i64>> = written
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .versions
-        .clone();
+    let phase1 = edits.written().versions.clone();
+    Ok((edits, phase1))
+}
 
-    // --- phase 2: kill cdc mid-stream ---------------------------------------
+/// Phase 2: the edits go on while cdc is SIGKILLed, stays down, and is
+/// started again through shopstream's own start path.
+async fn crash_phase(lab: &Lab, op: &Operator) -> Result<(), LabError> {
     lab.narrate(&format!(
         "Phase 2: the edits go on. After {}s the lab kills the cdc process with SIGKILL — no \
          chance to flush or to acknowledge anything — keeps editing for {}s with cdc down \
@@ -825,56 +922,45 @@ async fn with_reader(
     })
     .await?;
     tokio::time::sleep(AFTER_RESTART).await;
-    stop_edits.cancel();
-    let _ = editor.await;
-    let (written_all, failed, last_error) = {
-        let w = written.lock().unwrap_or_else(|e| e.into_inner());
-        (w.versions.clone(), w.failed, w.last_error.clone())
-    };
-    let total: usize = written_all.values().map(BTreeSet::len).sum();
-    lab.note(&format!(
-        "{total} edits in all, {failed} failed{}",
-        last_error
-            .map(|e| format!(" (last: {e})"))
-            .unwrap_or_default()
-    ));
+    Ok(())
+}
 
-    // --- converge ---------------------------------------------------------
-    let catalog: BTreeMap<String, i64> = lab
-        .checkpoint(
-            "every edited product's indexed version equals the catalog's",
-            CONVERGE_DEADLINE,
-            Duration::from_millis(250),
-            || async {
-                let mut behind = Vec::new();
-                let mut versions = BTreeMap::new();
-                for p in products {
-                    let c = gateway.get(&format!("/products/{}", p.id)).await?["version"]
-                        .as_i64()
-                        .unwrap_or(-1);
-                    let ix = search.indexed(&p.id).await?.map_or(-1, |i| i.version);
-                    if ix != c {
-                        behind.push(format!("{}: index v{ix}, catalog v{c}", p.title));
-                    }
-                    versions.insert(p.id.clone(), c);
-                }
-                Ok(if behind.is_empty() {
-                    let d = versions
-                        .values()
-                        .map(|v| format!("v{v}"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    Probe::Ready(versions, format!("index = catalog ({d})"))
-                } else {
-                    Probe::Waiting(behind.join("; "))
-                })
-            },
-        )
-        .await?;
-    stop_all.cancel();
-    let _ = poller.await;
+/// Waits until every edited product's indexed version is the catalog's;
+/// returns the catalog's versions.
+async fn wait_until_index_equals_catalog(
+    lab: &Lab,
+    gateway: &Gateway,
+    search: &SearchDebug,
+    products: &[Edited],
+) -> Result<BTreeMap<String, i64>, LabError> {
+    lab.checkpoint(
+        "every edited product's indexed version equals the catalog's",
+        CONVERGE_DEADLINE,
+        Duration::from_millis(250),
+        || async {
+            let (versions, behind) = index_versus_catalog(gateway, search, products).await?;
+            Ok(if behind.is_empty() {
+                let d = versions
+                    .values()
+                    .map(|v| format!("v{v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Probe::Ready(versions, format!("index = catalog ({d})"))
+            } else {
+                Probe::Waiting(behind.join("; "))
+            })
+        },
+    )
+    .await
+}
 
-    // The reader may trail the index by a poll; give it a moment to see the last versions.
+/// The reader may trail the index by a poll: give it up to 10 s to see the
+/// catalog's last versions.
+async fn wait_for_reader_to_see(
+    reader: &Reader,
+    products: &[Edited],
+    catalog: &BTreeMap<String, i64>,
+) {
     let reader_deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < reader_deadline
         && products.iter().any(|p| {
@@ -889,8 +975,15 @@ async fn with_reader(
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
 
-    // --- checks -------------------------------------------------------------
+/// From the topic: every version written arrived, none out of order.
+fn check_topic(
+    lab: &Lab,
+    reader: &Reader,
+    products: &[Edited],
+    written: &BTreeMap<String, BTreeSet<i64>>,
+) {
     lab.narrate(
         "Now the checks. For each product: every version the lab wrote must have arrived \
          on product.events (lost = 0); a version arriving after a higher one for the first \
@@ -898,6 +991,7 @@ async fn with_reader(
          allowed by at-least-once and harmless to the index, which never lets an older or \
          equal version overwrite a newer one.",
     );
+    let total: usize = written.values().map(BTreeSet::len).sum();
     let mut lost = Vec::new();
     let mut out_of_order = Vec::new();
     let mut duplicates = 0;
@@ -908,10 +1002,7 @@ async fn with_reader(
             .map(|s| s.version)
             .filter(|v| *v > p.start_version)
             .collect();
-        let c = check_order(
-            written_all.get(&p.id).unwrap_or(&BTreeSet::new()),
-            &arrivals,
-        );
+        let c = check_order(written.get(&p.id).unwrap_or(&BTreeSet::new()), &arrivals);
         lost.extend(c.lost.iter().map(|v| format!("{} v{v}", p.title)));
         out_of_order.extend(c.out_of_order.iter().map(|v| format!("{} v{v}", p.title)));
         duplicates += c.duplicates;
@@ -938,7 +1029,16 @@ async fn with_reader(
             format!("{}: {}", out_of_order.len(), out_of_order.join(", "))
         },
     );
-    let final_written: BTreeMap<String, i64> = written_all
+}
+
+/// The catalog ends at the lab's last edit of each product.
+fn check_catalog(
+    lab: &Lab,
+    products: &[Edited],
+    written: &BTreeMap<String, BTreeSet<i64>>,
+    catalog: &BTreeMap<String, i64>,
+) {
+    let final_written: BTreeMap<String, i64> = written
         .iter()
         .filter_map(|(k, v)| Some((k.clone(), *v.last()?)))
         .collect();
@@ -951,8 +1051,16 @@ async fn with_reader(
         format!("{final_written:?}"),
         format!("{catalog:?}"),
     );
+}
 
-    // Through the gateway, as a shopper would.
+/// Through the gateway, as a shopper would: `GET /search` finds each product
+/// at the catalog's version.
+async fn check_search(
+    lab: &Lab,
+    gateway: &Gateway,
+    products: &[Edited],
+    catalog: &BTreeMap<String, i64>,
+) {
     let mut via_search = Vec::new();
     for p in products {
         let q: String = p
@@ -986,8 +1094,17 @@ async fn with_reader(
             .collect::<Vec<_>>()
             .join("; "),
     );
+}
 
-    // --- latencies (phase 1 only) --------------------------------------------
+/// Latencies of the phase-1 edits, measured and reported (not a pass/fail
+/// check: they depend on the machine and what else runs on it; correctness
+/// does not).
+fn report_phase1_latencies(
+    lab: &Lab,
+    reader: &Reader,
+    phase1: &BTreeMap<String, BTreeSet<i64>>,
+    sightings: &BTreeMap<(String, i64), Indexed>,
+) {
     lab.narrate(
         "Latencies of the phase-1 edits (no crash in the way). commit→Kafka: the lab's \
          receive time minus cdc-commit-ts-ms (so it includes the lab consumer's poll); \
@@ -995,9 +1112,8 @@ async fn with_reader(
          time; commit→searchable: search's own commit_to_searchable_ms. Every version is \
          timed by one clock (this machine's).",
     );
-    let sightings = sightings.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let (mut to_kafka, mut to_index, mut to_searchable) = (Vec::new(), Vec::new(), Vec::new());
-    for (id, versions) in &phase1 {
+    for (id, versions) in phase1 {
         let arrivals = reader.seen(id);
         for v in versions {
             let first = arrivals.iter().find(|s| s.version == *v);
@@ -1021,11 +1137,9 @@ async fn with_reader(
     }
     report_latency(lab, "commit→kafka", &to_kafka);
     report_latency(lab, "kafka→indexed", &to_index);
-    // Latency is measured and reported, not a pass/fail check: it depends on the
-    // machine (and on what else runs on it), correctness does not. Search indexes
-    // the catalog's *current* version, so when it lags behind the edit rate the
-    // intermediate versions are never searchable and yield no samples; that is
-    // reported too.
+    // Search indexes the catalog's *current* version, so when it lags behind
+    // the edit rate the intermediate versions are never searchable and yield
+    // no samples; that is reported too.
     let p95 = report_latency(lab, "commit→searchable", &to_searchable);
     if p95.is_none() {
         lab.note(
@@ -1034,7 +1148,6 @@ async fn with_reader(
              version, so intermediate versions are skipped, never reordered).",
         );
     }
-    Ok(())
 }
 
 /// Percent-encode a query value (letters, digits and `-._~` stay).

@@ -3,14 +3,18 @@
 //! `shopstream seed` has) and the HTTP plumbing they share. Errors are sorted
 //! the way the lab kit needs them: unreachable or 5xx-unavailable is
 //! [`LabError::NotReady`] (exit 4), anything else is [`LabError::Failed`].
+//!
+//! [`Operator`] is access to the local stack itself, for labs that kill and
+//! restart a component.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use serde_json::Value;
 use shopstream_platform::config::{Endpoints, Ports, service_addrs};
 use shopstream_proto::inventory::v1::{
     GetStockRequest, SetStockRequest, Stock, inventory_service_client::InventoryServiceClient,
 };
+use shopstream_runtime::Stack;
 
 use crate::kit::LabError;
 
@@ -35,7 +39,23 @@ pub struct Target {
     pub search_http_url: String,
     /// Operator access to the stack (labs that kill and restart processes);
     /// `None` when only the public surfaces are known.
-    pub operator: Option<crate::cdc_latency::Operator>,
+    pub operator: Option<Operator>,
+}
+
+/// Operator access to the local stack the lab runs against: enough to build it
+/// as `shopstream up` did, so a lab can kill and restart a component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    pub state_dir: PathBuf,
+    pub ports: Ports,
+    /// The `shopstream` executable components are started from.
+    pub exe: PathBuf,
+}
+
+impl Operator {
+    pub fn stack(&self) -> Stack {
+        Stack::new(&self.state_dir, self.ports, &self.exe)
+    }
 }
 
 impl Target {
