@@ -14,20 +14,49 @@ echo "== prerequisites (installs tansu and temporal into the cache if missing)"
 "$bin" doctor --fix
 
 stack_dir="${SHOPSTREAM_TEST_STACK_DIR:-$PWD/target/test-stack}"
-cleanup() { "$bin" down --purge --state-dir "$stack_dir" >/dev/null 2>&1 || true; }
+# The API fuzz pass boots a whole stack (services included) of its own, on
+# ports no other stack uses, and removes it afterwards.
+fuzz_dir="$PWD/target/api-fuzz-stack"
+fuzz_env=(SHOPSTREAM_PG_PORT=24432 SHOPSTREAM_REDIS_PORT=24379 SHOPSTREAM_KAFKA_PORT=24092
+  SHOPSTREAM_TEMPORAL_PORT=24233 SHOPSTREAM_TEMPORAL_HTTP_PORT=24243
+  SHOPSTREAM_TEMPORAL_METRICS_PORT=24263 SHOPSTREAM_S3_PORT=24000
+  SHOPSTREAM_SERVICES_PORT_BASE=24100)
+fuzz_down() { env "${fuzz_env[@]}" "$bin" down --purge --state-dir "$fuzz_dir" >/dev/null 2>&1 || true; }
+cleanup() {
+  "$bin" down --purge --state-dir "$stack_dir" >/dev/null 2>&1 || true
+  fuzz_down
+}
 trap cleanup EXIT
+# Steps that failed, named again at the end so a failure is not lost in the log.
+failed=()
 
 echo "== tests"
 set +e
 # --show-output prints what passing tests measured (e.g. the Kafka contract rates)
 cargo test --workspace -- --show-output 2>&1 | tee target/test-output.log
 status=${PIPESTATUS[0]}
+[ "$status" -eq 0 ] || failed+=("cargo test")
 # The simulator's bug zoo (a cargo feature): every deliberately broken variant
 # must be caught within 1,000 seeds.
 echo "== simulation bug zoo"
 cargo test -p shopstream-sim --features bug-zoo --test it every_zoo -- --nocapture 2>&1 | tee -a target/test-output.log
 zoo=${PIPESTATUS[0]}
+[ "$zoo" -eq 0 ] || failed+=("bug zoo")
 [ "$status" -eq 0 ] && status=$zoo
+# The gateway's OpenAPI document says what the gateway does: schemathesis
+# over every operation with a customer's and an admin's token (see the script).
+echo "== api fuzz"
+fuzz_down
+if env "${fuzz_env[@]}" "$bin" up --no-install --state-dir "$fuzz_dir" >/dev/null; then
+  env "${fuzz_env[@]}" SHOPSTREAM_BIN="$bin" scripts/api-fuzz.sh --state-dir "$fuzz_dir"
+  fuzz=$?
+else
+  echo "api fuzz: the stack did not come up (logs in $fuzz_dir/logs)"
+  fuzz=1
+fi
+fuzz_down
+[ "$fuzz" -eq 0 ] || failed+=("api fuzz")
+[ "$status" -eq 0 ] && status=$fuzz
 # The book builds, and every `shopstream` command the docs show names a
 # subcommand and flags that the binary's --help lists.
 echo "== book"
@@ -35,9 +64,25 @@ cache_dir="${SHOPSTREAM_CACHE_DIR:-${XDG_CACHE_HOME:+$XDG_CACHE_HOME/shopstream}
 cache_dir="${cache_dir:-$HOME/.cache/shopstream}"
 "$cache_dir/bin/mdbook" build book -d "$PWD/target/book" && scripts/check-book-commands.sh "$bin"
 book=$?
+[ "$book" -eq 0 ] || failed+=("book")
 [ "$status" -eq 0 ] && status=$book
+# What a reviewer checks: formatting, and clippy with warnings denied (it
+# reuses the check profile's artifacts, not the test build's).
+echo "== cargo fmt --check"
+cargo fmt --all --check
+fmt=$?
+[ "$fmt" -eq 0 ] || failed+=("cargo fmt --check (run: cargo fmt --all)")
+[ "$status" -eq 0 ] && status=$fmt
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+clippy=$?
+[ "$clippy" -eq 0 ] || failed+=("cargo clippy -D warnings")
+[ "$status" -eq 0 ] && status=$clippy
 set -e
 echo "== measured"
 grep -hE '^(kafka contract|memory contract):' target/test-output.log || true
+for step in "${failed[@]}"; do
+  echo "FAILED: $step"
+done
 echo "== test suite finished in $(( $(date +%s) - started ))s (exit $status)"
 exit "$status"

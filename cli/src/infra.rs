@@ -174,12 +174,11 @@ pub async fn up(state_dir: &Path, args: UpArgs) -> anyhow::Result<u8> {
         println!("{}", serde_json::to_string_pretty(&statuses)?);
     } else {
         print!("{}", status_table(&statuses));
-        let rss: u64 = statuses.iter().map(|s| s.rss_kib).sum();
         println!(
-            "\nall {} components ready in {:.1}s, {} MiB resident; state in {}",
+            "\nall {} components ready in {:.1}s, using {}; state in {}",
             statuses.len(),
             elapsed.as_secs_f64(),
-            rss / 1024,
+            total_pss(&statuses),
             stack.root().display()
         );
         println!("stop with `shopstream down` (add --purge to delete state)");
@@ -258,6 +257,8 @@ pub async fn status(state_dir: &Path, args: StatusArgs) -> anyhow::Result<u8> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "state_dir": stack.root(),
                 "ready": all_ready,
+                "pss_kib": statuses.iter().filter(|s| s.running).map(|s| s.pss_kib).sum::<Option<u64>>(),
+                "rss_kib": statuses.iter().map(|s| s.rss_kib).sum::<u64>(),
                 "components": statuses,
             }))?
         );
@@ -266,8 +267,15 @@ pub async fn status(state_dir: &Path, args: StatusArgs) -> anyhow::Result<u8> {
         for s in statuses.iter().filter(|s| s.running && !s.ready) {
             println!("\n{}: {}", s.name, s.error.clone().unwrap_or_default());
         }
-        if !statuses.iter().any(|s| s.running) {
+        let running = statuses.iter().filter(|s| s.running).count();
+        if running == 0 {
             println!("\nnothing is running: start it with `shopstream up`");
+        } else {
+            println!(
+                "\n{running} of {} components running, using {}",
+                statuses.len(),
+                total_pss(&statuses)
+            );
         }
     }
     Ok(if all_ready { exit::OK } else { exit::NOT_READY })
@@ -400,15 +408,26 @@ fn status_table(statuses: &[ComponentStatus]) -> String {
                 },
                 s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 s.endpoint.clone(),
-                if s.running {
-                    format!("{} MiB", s.rss_kib / 1024)
-                } else {
-                    "-".into()
+                match (s.running, s.pss_kib) {
+                    (true, Some(kib)) => format!("{} MiB", kib / 1024),
+                    (true, None) => "?".into(),
+                    (false, _) => "-".into(),
                 },
             ]
         })
         .collect();
-    table::render(&["component", "state", "pid", "endpoint", "rss"], &rows)
+    table::render(&["component", "state", "pid", "endpoint", "pss"], &rows)
+}
+
+/// The stack's memory as PSS (shared pages split between the processes
+/// sharing them, so it adds up; RSS would count the one binary nine times and
+/// Postgres' shared buffers once per backend). RSS stays in `--json`.
+fn total_pss(statuses: &[ComponentStatus]) -> String {
+    let running = statuses.iter().filter(|s| s.running);
+    match running.map(|s| s.pss_kib).sum::<Option<u64>>() {
+        Some(kib) => format!("{} MiB (PSS)", kib / 1024),
+        None => "an unknown amount (PSS unreadable: run as the stack's user)".into(),
+    }
 }
 
 /// One spinner per component, created on its first report.

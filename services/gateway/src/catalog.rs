@@ -148,25 +148,55 @@ pub fn tenant(user: &MaybeUser, headers: &HeaderMap, state: &AppState) -> String
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// A category slug; empty = any.
+    #[param(max_length = 64, pattern = r"^([a-z0-9]([a-z0-9-]*[a-z0-9])?)?$")]
     pub category: Option<String>,
+    /// A region name; empty = any.
+    #[param(max_length = 32, pattern = r"^([a-z0-9]([a-z0-9-]*[a-z0-9])?)?$")]
     pub region: Option<String>,
-    /// Minimum price in minor units.
+    /// Minimum price in minor units (at most `max_price`).
+    #[param(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub min_price: Option<i64>,
-    /// Maximum price in minor units.
+    /// Maximum price in minor units (at least `min_price`).
+    #[param(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub max_price: Option<i64>,
-    /// Currency of the price range (ISO 4217).
+    /// Currency of the price range (ISO 4217, upper case); empty = any.
+    #[param(pattern = r"^([A-Z]{3})?$")]
     pub currency: Option<String>,
-    /// newest | price_asc | price_desc | name
+    /// Default `newest`; `title` is another name for `name`.
+    #[param(value_type = Option<ListSort>)]
     pub sort: Option<String>,
-    /// 1..=100, default 20.
+    /// Page size, 1 to 100 (more is a 422, not a silent cut); default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page, with the same filters and sort.
     pub cursor: Option<String>,
 }
 
+/// Orders of `GET /products` (documentation: the handler reads the text, so
+/// an unknown one is a 422 naming `sort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ListSort {
+    Newest,
+    PriceAsc,
+    PriceDesc,
+    Name,
+    Title,
+}
+
+/// Most products one page may ask for (catalog's own bound).
+pub const MAX_LIMIT: u32 = 100;
+
 /// List products with filters, sort and cursor pagination.
-#[utoipa::path(get, path = "/products", params(ListParams), tag = "catalog",
-    responses((status = 200, body = ProductPage), (status = 422, description = "invalid filter")))]
+#[utoipa::path(get, path = "/products", params(ListParams), tag = "catalog", security((), ("bearer" = [])),
+    responses((status = 200, body = ProductPage),
+        (status = 400, description = "a parameter of the wrong type (e.g. a price that is not an integer), or repeated"),
+        (status = 401, description = "an access token was sent and is invalid"),
+        (status = 422, description = "invalid filter, limit or cursor, each named in errors[]"),
+        (status = 503, description = "catalog is unavailable")))]
 pub async fn list_products(
     State(state): State<AppState>,
     user: MaybeUser,
@@ -187,6 +217,22 @@ pub async fn list_products(
             );
         }
     };
+    if q.limit.is_some_and(|n| !(1..=MAX_LIMIT).contains(&n)) {
+        return Err(Problem::new(ErrorCode::Unprocessable, "invalid limit")
+            .with_field("limit", format!("an integer from 1 to {MAX_LIMIT}")));
+    }
+    // Catalog reads the currency only with a price bound; checked here so it
+    // is refused the same way without one.
+    if let Some(c) = q.currency.as_deref().filter(|c| !c.is_empty())
+        && !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        return Err(
+            Problem::new(ErrorCode::Unprocessable, "invalid currency").with_field(
+                "currency",
+                "an ISO 4217 code of three upper-case letters, e.g. EUR",
+            ),
+        );
+    }
     let currency = q.currency.clone().unwrap_or_default();
     let price = (q.min_price.is_some() || q.max_price.is_some()).then(|| PriceRange {
         min: q.min_price.map(|a| Money {
@@ -223,9 +269,11 @@ pub async fn list_products(
 }
 
 /// One product with its SKUs, prices and stock.
-#[utoipa::path(get, path = "/products/{id}", tag = "catalog",
+#[utoipa::path(get, path = "/products/{id}", tag = "catalog", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "product id")),
-    responses((status = 200, body = ProductView), (status = 404, description = "no such product")))]
+    responses((status = 200, body = ProductView),
+        (status = 401, description = "an access token was sent and is invalid"),
+        (status = 404, description = "no such product"), (status = 503, description = "catalog is unavailable")))]
 pub async fn get_product(
     State(state): State<AppState>,
     user: MaybeUser,
@@ -250,8 +298,12 @@ pub async fn get_product(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CardParams {
-    /// Comma-separated product ids (at most 50).
+    /// Comma-separated product ids: 1 to 50 of them (blank entries are skipped).
+    #[param(
+        pattern = r"^([^\S\x1c-\x1f]*,)*[^\S\x1c-\x1f]*([^,\s]|[\x1c-\x1f])[^,]*(,[^,]*){0,49}$"
+    )]
     pub ids: String,
 }
 
@@ -259,8 +311,10 @@ pub struct CardParams {
 pub const MAX_CARD_IDS: usize = 50;
 
 /// Product cards for many ids at once, served from Redis when cached.
-#[utoipa::path(get, path = "/bff/product-cards", params(CardParams), tag = "bff",
-    responses((status = 200, body = CardsView), (status = 422, description = "too many or no ids")))]
+#[utoipa::path(get, path = "/bff/product-cards", params(CardParams), tag = "bff", security((), ("bearer" = [])),
+    responses((status = 200, body = CardsView), (status = 400, description = "no `ids` parameter, or repeated"),
+        (status = 401, description = "an access token was sent and is invalid"),
+        (status = 422, description = "no or more than 50 ids"), (status = 503, description = "catalog is unavailable")))]
 pub async fn product_cards(
     State(state): State<AppState>,
     user: MaybeUser,

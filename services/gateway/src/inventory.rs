@@ -44,16 +44,24 @@ const RELEASE_REASON: &str = "user_requested";
 /// One line to hold.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReservationLine {
+    /// Not blank.
+    #[schema(pattern = r"[\S\x1c-\x1f]")]
     pub sku_id: String,
     /// Units to hold; at least 1.
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "crate::wire::u32_whole")]
     pub quantity: u32,
 }
 
 /// Body of `POST /reservations`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReservationCreate {
+    /// 1 to 100 lines; lines of one SKU are added up.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<ReservationLine>,
-    /// How long to hold, in seconds; absent = the server default.
+    /// How long to hold, in seconds, at most 3600; absent or 0 = the server default.
+    #[schema(maximum = 3600)]
+    #[serde(default, deserialize_with = "crate::wire::opt_u32_whole")]
     pub ttl_s: Option<u32>,
 }
 
@@ -85,6 +93,9 @@ pub struct StockView {
 /// Body of `PUT /admin/inventory/{sku_id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StockWrite {
+    /// At least the units currently reserved.
+    #[schema(minimum = 0)]
+    #[serde(deserialize_with = "crate::wire::i64_whole")]
     pub on_hand: i64,
 }
 
@@ -115,9 +126,12 @@ fn owner_key(tenant: &str, reservation_id: &str) -> String {
 }
 
 /// Hold stock for the caller (under a fresh hold key `hold-<uuid>`).
-#[utoipa::path(post, path = "/reservations", tag = "checkout", request_body = ReservationCreate,
-    responses((status = 201, body = ReservationView), (status = 401), (status = 409, description = "a line lacks stock"),
-        (status = 422, description = "invalid lines"), (status = 503)))]
+#[utoipa::path(post, path = "/reservations", tag = "checkout", request_body = ReservationCreate, security(("bearer" = [])),
+    responses((status = 201, body = ReservationView),
+        (status = 400, description = "the body is not JSON, or not sent as application/json"),
+        (status = 401, description = "no or invalid access token"), (status = 404, description = "an unknown SKU"),
+        (status = 409, description = "a line lacks stock"), (status = 413, description = "body too large"),
+        (status = 422, description = "invalid lines"), (status = 503, description = "inventory is unavailable")))]
 pub async fn reserve(
     State(state): State<AppState>,
     User(claims): User,
@@ -165,10 +179,12 @@ pub async fn reserve(
 }
 
 /// Release a hold (idempotent). Only its owner or an admin may.
-#[utoipa::path(delete, path = "/reservations/{id}", tag = "checkout",
-    params(("id" = String, Path, description = "reservation id")),
-    responses((status = 200, body = ReservationView), (status = 401), (status = 404, description = "unknown or not yours"),
-        (status = 409, description = "already committed"), (status = 503)))]
+#[utoipa::path(delete, path = "/reservations/{id}", tag = "checkout", security(("bearer" = [])),
+    params(("id" = String, Path, format = "uuid", description = "reservation id")),
+    responses((status = 200, body = ReservationView), (status = 401, description = "no or invalid access token"),
+        (status = 404, description = "unknown or not yours"), (status = 409, description = "already committed"),
+        (status = 422, description = "not a UUID (an admin's call; others get 404)"),
+        (status = 503, description = "inventory is unavailable")))]
 pub async fn release(
     State(state): State<AppState>,
     User(claims): User,
@@ -202,9 +218,10 @@ pub async fn release(
 }
 
 /// Stock of one SKU (public).
-#[utoipa::path(get, path = "/inventory/{sku_id}", tag = "checkout",
+#[utoipa::path(get, path = "/inventory/{sku_id}", tag = "checkout", security((), ("bearer" = [])),
     params(("sku_id" = String, Path, description = "sku id")),
-    responses((status = 200, body = StockView), (status = 404, description = "unknown SKU"), (status = 503)))]
+    responses((status = 200, body = StockView), (status = 401, description = "an access token was sent and is invalid"),
+        (status = 404, description = "unknown SKU"), (status = 503, description = "inventory is unavailable")))]
 pub async fn get_stock(
     State(state): State<AppState>,
     user: MaybeUser,
@@ -229,10 +246,15 @@ pub async fn get_stock(
 }
 
 /// Set a SKU's units on hand (admin).
-#[utoipa::path(put, path = "/admin/inventory/{sku_id}", tag = "admin", request_body = StockWrite,
+#[utoipa::path(put, path = "/admin/inventory/{sku_id}", tag = "admin", request_body = StockWrite, security(("bearer" = [])),
     params(("sku_id" = String, Path, description = "sku id")),
-    responses((status = 200, body = StockView), (status = 401), (status = 403), (status = 404),
-        (status = 409, description = "below the reserved quantity"), (status = 422, description = "negative"), (status = 503)))]
+    responses((status = 200, body = StockView),
+        (status = 400, description = "the body is not JSON, or not sent as application/json"),
+        (status = 401, description = "no or invalid access token"), (status = 403, description = "not an admin"),
+        (status = 404, description = "unknown SKU"), (status = 409, description = "below the reserved quantity"),
+        (status = 413, description = "body too large"),
+        (status = 422, description = "negative, or a field missing or of the wrong type"),
+        (status = 503, description = "inventory is unavailable")))]
 pub async fn set_stock(
     State(state): State<AppState>,
     Admin(claims): Admin,

@@ -16,6 +16,7 @@ pub mod payments;
 pub mod proxy;
 pub mod search;
 pub mod upstream;
+pub mod wire;
 
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ use shopstream_proto::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use config::Config;
@@ -81,20 +82,275 @@ pub struct AppState {
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct Credentials {
+    /// `name@domain.tld`, at most 254 characters; case and surrounding
+    /// spaces do not matter.
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f.][^@\s\x00-\x1f\x7f]*\.[^@\s\x00-\x1f\x7f]*[^@\s\x00-\x1f\x7f.]\s*$"
+    )]
     email: String,
+    /// 12 to 128 characters, not one character repeated, not containing the
+    /// part of the email before `@` (signup checks these; login only compares).
+    #[schema(min_length = 12, max_length = 128)]
     password: String,
 }
 
-/// Create or edit a product (documentation only: forwarded to catalog).
+/// Body of refresh and logout; the `ss_refresh` cookie may stand in for it.
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
-pub struct ProductWrite {
-    slug: Option<String>,
-    title: Option<String>,
+pub struct RefreshTokenBody {
+    refresh_token: Option<String>,
+}
+
+// Patterns below: KEBAB = lowercase letters, digits and inner `-` (slug,
+// category, region); SKU code = ASCII letters, digits, `-`, `_` and `.`;
+// text = some character other than white space and no control character
+// (catalog trims what it is given).
+
+/// A price (documentation only: forwarded to catalog).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct PriceWrite {
+    /// Minor units (cents).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    amount_minor: i64,
+    /// ISO 4217, upper case; every SKU of a product uses the same one.
+    #[schema(pattern = r"^[A-Z]{3}$")]
+    currency: String,
+}
+
+/// A SKU of a new product (documentation only: forwarded to catalog).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct SkuCreate {
+    /// Unique in the product and the tenant.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]+$")]
+    sku_id: String,
+    /// Defaults to the attribute values, else the SKU code.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
+    name: Option<String>,
+    /// At most 16 entries, keys and values of 1 to 128 characters.
+    #[serde(default)]
+    #[schema(schema_with = attributes_schema)]
+    attributes: std::collections::BTreeMap<String, String>,
+    price: PriceWrite,
+    /// Units in stock; default 0.
+    #[schema(minimum = 0, maximum = 1_000_000_000_i64)]
+    stock: Option<i64>,
+}
+
+/// A SKU's attributes (`{"colour": "red"}`): the limits on keys need
+/// `propertyNames`, which the derive cannot write.
+fn attributes_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Type, schema::AdditionalProperties};
+    let text = || {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(128))
+    };
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(text()))
+        .additional_properties(Some(AdditionalProperties::RefOr(text().build().into())))
+        .max_properties(Some(16))
+        .build()
+}
+
+/// Create a product (documentation only: forwarded to catalog).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ProductCreate {
+    /// Unique per tenant.
+    #[schema(max_length = 120, pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
+    slug: String,
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
+    title: String,
+    #[schema(max_length = 5000)]
     description: Option<String>,
+    #[schema(max_length = 64, pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
+    category: String,
+    /// Distinct region names of at most 32 characters each.
+    #[schema(min_items = 1, max_items = 16, inline)]
+    regions: Vec<RegionName>,
+    /// At most 32 tags of 1 to 64 characters.
+    #[schema(max_items = 32, inline)]
+    tags: Option<Vec<TagText>>,
+    #[schema(min_length = 1, max_length = 512)]
+    image_key: Option<String>,
+    /// Distinct SKU codes, all priced in one currency.
+    #[schema(min_items = 1, max_items = 100)]
+    skus: Vec<SkuCreate>,
+}
+
+/// A region name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+#[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")]
+pub struct RegionName(String);
+
+/// A tag: 1 to 64 characters, no white space around.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+#[schema(pattern = r"^\S(.{0,62}\S)?$")]
+pub struct TagText(String);
+
+/// A SKU change in an edit (documentation only: forwarded to catalog).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct SkuEdit {
+    /// An existing SKU of the product, or a new one (then `price` is needed).
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]+$")]
+    sku_id: String,
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
+    name: Option<String>,
+    price: Option<PriceWrite>,
+}
+
+/// Edit a product: only the fields sent change (documentation only:
+/// forwarded to catalog).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ProductEdit {
+    /// The version the edit starts from (or send `If-Match: "<version>"`);
+    /// a stale one is 409.
+    #[schema(minimum = 1)]
+    version: i64,
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
+    title: Option<String>,
+    #[schema(max_length = 5000)]
+    description: Option<String>,
+    #[schema(max_length = 64, pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
     category: Option<String>,
-    regions: Option<Vec<String>>,
+    #[schema(min_items = 1, max_items = 16, inline)]
+    regions: Option<Vec<RegionName>>,
+    #[schema(max_items = 32, inline)]
+    tags: Option<Vec<TagText>>,
+    /// `null` removes the image.
+    #[schema(min_length = 1, max_length = 512)]
+    image_key: Option<String>,
+    #[schema(max_items = 100)]
+    skus: Option<Vec<SkuEdit>>,
+}
+
+/// Set a SKU's stock in the catalog (documentation only: forwarded to catalog).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct SkuStockWrite {
+    /// The new absolute stock.
+    #[schema(minimum = 0, maximum = 1_000_000_000_i64)]
+    stock: i64,
+    /// The product version the change starts from (or `If-Match`); stale is 409.
     version: Option<i64>,
+    /// Why, for the log; at most 200 characters.
+    #[schema(max_length = 200)]
+    reason: Option<String>,
+}
+
+/// An error: an RFC 9457 problem document. Every 4xx and 5xx answer of the
+/// gateway is one (`application/problem+json`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = Problem)]
+#[allow(dead_code)]
+pub struct ProblemDoc {
+    #[serde(rename = "type")]
+    type_uri: String,
+    title: String,
+    status: u16,
+    /// Machine-readable, e.g. `unprocessable`, `not_found`.
+    code: String,
+    detail: Option<String>,
+    request_id: Option<String>,
+    /// One entry per invalid field (422).
+    errors: Option<Vec<FieldErrorDoc>>,
+    /// Seconds to wait before retrying (429, with `Retry-After`).
+    retry_after_s: Option<u64>,
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = FieldError)]
+#[allow(dead_code)]
+pub struct FieldErrorDoc {
+    field: String,
+    message: String,
+}
+
+/// Routes whose body may be left out (the refresh cookie stands in for it).
+const OPTIONAL_BODY_PATHS: [&str; 2] = ["/auth/refresh", "/auth/logout"];
+
+/// What every operation shares, added once: the bearer scheme, the problem
+/// document as the body of every error answer, and optional bodies.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            ContentBuilder, Ref, RefOr,
+            security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+        };
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some(
+                            "An access token from /auth/login (or the ss_access cookie)",
+                        ))
+                        .build(),
+                ),
+            );
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if OPTIONAL_BODY_PATHS.contains(&path.as_str())
+                && let Some(body) = item.post.as_mut().and_then(|op| op.request_body.as_mut())
+            {
+                body.required = Some(utoipa::openapi::Required::False);
+            }
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                for (status, response) in op.responses.responses.iter_mut() {
+                    let is_error = status.starts_with('4') || status.starts_with('5');
+                    if let (true, RefOr::T(r)) = (is_error, response)
+                        && r.content.is_empty()
+                    {
+                        r.content.insert(
+                            shopstream_platform::error::PROBLEM_CONTENT_TYPE.to_string(),
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("Problem")))
+                                .build(),
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 async fn to_identity(State(s): State<AppState>, req: Request) -> Response {
@@ -116,7 +372,10 @@ async fn to_catalog_admin(
 
 /// Create an account (forwarded to identity). 201, 409 duplicate email, 422 invalid fields.
 #[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = Credentials,
-    responses((status = 201), (status = 409), (status = 422)))]
+    responses((status = 201, description = "the new account"),
+        (status = 400, description = "the body is not JSON, or not sent as application/json"),
+        (status = 409, description = "the email is taken"), (status = 413, description = "body too large"),
+        (status = 422, description = "invalid or missing fields"), (status = 503, description = "identity is unavailable")))]
 async fn signup(s: State<AppState>, req: Request) -> Response {
     to_identity(s, req).await
 }
@@ -124,48 +383,81 @@ async fn signup(s: State<AppState>, req: Request) -> Response {
 /// Log in: access token (≤ 15 min) + rotating refresh token, also as HttpOnly cookies.
 /// 401 wrong credentials, 429 rate limited (Retry-After).
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = Credentials,
-    responses((status = 200), (status = 401), (status = 429)))]
+    responses((status = 200, description = "tokens, and the same as cookies"),
+        (status = 400, description = "the body is not JSON, or not sent as application/json"),
+        (status = 401, description = "wrong email or password"), (status = 413, description = "body too large"),
+        (status = 422, description = "a field is missing or of the wrong type"),
+        (status = 429, description = "too many attempts; see Retry-After"), (status = 503, description = "identity is unavailable")))]
 async fn login(s: State<AppState>, req: Request) -> Response {
     to_identity(s, req).await
 }
 
 /// Exchange a refresh token (body or cookie) for a new pair; reusing an old one revokes the session.
-#[utoipa::path(post, path = "/auth/refresh", tag = "auth", responses((status = 200), (status = 401)))]
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth",
+    request_body(content = RefreshTokenBody, description = "optional when the ss_refresh cookie is sent"),
+    responses((status = 200, description = "a new token pair"),
+        (status = 400, description = "the body is not JSON"), (status = 401, description = "no, unknown, expired or reused refresh token"),
+        (status = 413, description = "body too large"),
+        (status = 415, description = "a body sent with another content type than application/json"),
+        (status = 422, description = "a field of the wrong type"), (status = 503, description = "identity is unavailable")))]
 async fn refresh(s: State<AppState>, req: Request) -> Response {
     to_identity(s, req).await
 }
 
 /// End the session of a refresh token.
-#[utoipa::path(post, path = "/auth/logout", tag = "auth", responses((status = 204), (status = 401)))]
+#[utoipa::path(post, path = "/auth/logout", tag = "auth",
+    request_body(content = RefreshTokenBody, description = "optional when the ss_refresh cookie is sent"),
+    responses((status = 204, description = "signed out; the cookies are cleared"),
+        (status = 400, description = "the body is not JSON"), (status = 401, description = "no, unknown or expired refresh token"),
+        (status = 413, description = "body too large"),
+        (status = 415, description = "a body sent with another content type than application/json"),
+        (status = 422, description = "a field of the wrong type"), (status = 503, description = "identity is unavailable")))]
 async fn logout(s: State<AppState>, req: Request) -> Response {
     to_identity(s, req).await
 }
 
 /// The caller's account.
-#[utoipa::path(get, path = "/me", tag = "auth", responses((status = 200), (status = 401)))]
+#[utoipa::path(get, path = "/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "the account"), (status = 401, description = "no or invalid access token"),
+        (status = 404, description = "the account no longer exists"), (status = 503, description = "identity is unavailable")))]
 async fn me(s: State<AppState>, req: Request) -> Response {
     to_identity(s, req).await
 }
 
 /// Create a product (admin). 201, 401, 403 without the admin role, 422 with field errors.
-#[utoipa::path(post, path = "/admin/products", tag = "admin", request_body = ProductWrite,
-    responses((status = 201), (status = 401), (status = 403), (status = 422)))]
+#[utoipa::path(post, path = "/admin/products", tag = "admin", request_body = ProductCreate, security(("bearer" = [])),
+    responses((status = 201, description = "created; Location and ETag set"),
+        (status = 400, description = "the body is not JSON, or not sent as application/json"),
+        (status = 401, description = "no or invalid access token"), (status = 403, description = "not an admin"),
+        (status = 409, description = "the slug or a SKU code is taken"), (status = 413, description = "body too large"),
+        (status = 422, description = "invalid fields, all listed"), (status = 503, description = "catalog is unavailable")))]
 async fn admin_create(s: State<AppState>, a: auth::Admin, req: Request) -> Response {
     to_catalog_admin(s, a, req).await
 }
 
-/// Edit a product (admin) with `If-Match: "<version>"`; a stale version is 409.
-#[utoipa::path(patch, path = "/admin/products/{id}", tag = "admin", request_body = ProductWrite,
+/// Edit a product (admin) from the version it was read at (`version` or
+/// `If-Match: "<version>"`); a stale version is 409.
+#[utoipa::path(patch, path = "/admin/products/{id}", tag = "admin", request_body = ProductEdit, security(("bearer" = [])),
     params(("id" = String, Path, description = "product id")),
-    responses((status = 200), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
+    responses((status = 200, description = "the edited product; new ETag"),
+        (status = 400, description = "the body is not JSON, or not sent as application/json, or a malformed If-Match"),
+        (status = 401, description = "no or invalid access token"), (status = 403, description = "not an admin"),
+        (status = 404, description = "no such product"), (status = 409, description = "stale version, or a SKU code taken"),
+        (status = 413, description = "body too large"), (status = 422, description = "invalid fields, all listed"),
+        (status = 503, description = "catalog is unavailable")))]
 async fn admin_edit(s: State<AppState>, a: auth::Admin, req: Request) -> Response {
     to_catalog_admin(s, a, req).await
 }
 
-/// Set a SKU's stock (admin).
-#[utoipa::path(put, path = "/admin/skus/{sku}/stock", tag = "admin",
+/// Set a SKU's stock in the catalog (admin).
+#[utoipa::path(put, path = "/admin/skus/{sku}/stock", tag = "admin", request_body = SkuStockWrite, security(("bearer" = [])),
     params(("sku" = String, Path, description = "sku code")),
-    responses((status = 200), (status = 401), (status = 403), (status = 404), (status = 409)))]
+    responses((status = 200, description = "the SKU and the product's new version; ETag set"),
+        (status = 400, description = "the body is not JSON, or not sent as application/json, or a malformed If-Match"),
+        (status = 401, description = "no or invalid access token"), (status = 403, description = "not an admin"),
+        (status = 404, description = "no such SKU"), (status = 409, description = "stale version"),
+        (status = 413, description = "body too large"), (status = 422, description = "invalid fields, all listed"),
+        (status = 503, description = "catalog is unavailable")))]
 async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Response {
     to_catalog_admin(s, a, req).await
 }
@@ -183,8 +475,9 @@ async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Respon
         search::search, search::typeahead,
     ),
     components(schemas(
-        Credentials, ProductWrite, catalog::MoneyView, catalog::SkuView, catalog::ProductView,
-        catalog::ProductPage, catalog::ProductCard, catalog::CardsView,
+        Credentials, RefreshTokenBody, ProductCreate, ProductEdit, SkuCreate, SkuEdit, PriceWrite,
+        RegionName, TagText, SkuStockWrite, ProblemDoc, FieldErrorDoc, catalog::MoneyView, catalog::SkuView, catalog::ProductView,
+        catalog::ProductPage, catalog::ProductCard, catalog::CardsView, catalog::ListSort,
         inventory::ReservationLine, inventory::ReservationCreate, inventory::ReservationView,
         inventory::StockView, inventory::StockWrite,
         orders::OrderLineCreate, orders::OrderCreate, orders::OrderLineView, orders::OrderView,
@@ -194,6 +487,7 @@ async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Respon
     )),
     tags((name = "auth"), (name = "catalog"), (name = "bff"), (name = "checkout"),
         (name = "payments"), (name = "search"), (name = "admin")),
+    modifiers(&Conventions),
 )]
 pub struct ApiDoc;
 
@@ -311,4 +605,48 @@ pub async fn run(
     let app = http::router(routes(state), ops).merge(passthrough);
     http::serve(listener, app, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> serde_json::Value {
+        serde_json::to_value(ApiDoc::openapi()).unwrap()
+    }
+
+    #[test]
+    fn parameters_sit_where_the_route_reads_them() {
+        // A struct of query parameters once came out as required path
+        // parameters of routes without such a path segment.
+        for (path, item) in doc()["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    let name = p["name"].as_str().unwrap();
+                    let placeholder = path.contains(&format!("{{{name}}}"));
+                    assert_eq!(p["in"] == "path", placeholder, "{method} {path}: {p}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_error_answer_is_a_problem_document() {
+        for (path, item) in doc()["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                assert!(
+                    responses.keys().any(|s| s.starts_with('2')),
+                    "{method} {path}"
+                );
+                for (status, r) in responses.iter().filter(|(s, _)| !s.starts_with('2')) {
+                    assert_eq!(
+                        r["content"]["application/problem+json"]["schema"]["$ref"],
+                        "#/components/schemas/Problem",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
 }

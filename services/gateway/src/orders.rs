@@ -38,17 +38,26 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// One line of a new order. Prices come from the catalog, never the client.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OrderLineCreate {
+    /// Not blank.
+    #[schema(pattern = r"[\S\x1c-\x1f]")]
     pub product_id: String,
+    /// Not blank, and on one line only.
+    #[schema(pattern = r"[\S\x1c-\x1f]")]
     pub sku_id: String,
-    /// At least 1.
+    /// 1 to 1000.
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(deserialize_with = "crate::wire::u32_whole")]
     pub quantity: u32,
 }
 
 /// Body of `POST /orders`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OrderCreate {
+    /// 1 to 50 lines, one per SKU.
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<OrderLineCreate>,
     /// Tokenized payment method from the provider's SDK, e.g. `pm_card_visa`.
+    #[schema(pattern = r"[\S\x1c-\x1f]")]
     pub payment_method: String,
 }
 
@@ -242,14 +251,18 @@ async fn visible_order(state: &AppState, claims: &Claims, id: String) -> Result<
 /// Place an order and start the checkout saga (asynchronous: poll the order
 /// or its events). Idempotent on `Idempotency-Key`: a replay of the same key
 /// and body answers 200 with `Idempotent-Replayed: true` and the stored order.
-#[utoipa::path(post, path = "/orders", tag = "checkout", request_body = OrderCreate,
-    params(("Idempotency-Key" = String, Header, description = "unique per intended order, at most 200 characters")),
+#[utoipa::path(post, path = "/orders", tag = "checkout", request_body = OrderCreate, security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "unique per intended order: visible ASCII, not blank, at most 200 characters", min_length = 1, max_length = 200, pattern = r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$")),
     responses(
         (status = 201, body = OrderView, description = "a new order"),
         (status = 200, body = OrderView, description = "a replay: the stored order",
             headers(("Idempotent-Replayed" = String, description = "true"))),
-        (status = 400, description = "no or bad Idempotency-Key, malformed body"), (status = 401),
-        (status = 422, description = "invalid fields, or the key was used with another body"), (status = 503)))]
+        (status = 400, description = "no or bad Idempotency-Key; a body that is not JSON or not sent as application/json"),
+        (status = 401, description = "no or invalid access token"), (status = 404, description = "an unknown product or SKU"),
+        (status = 409, description = "a line lacks stock, or the same key is still being answered"),
+        (status = 413, description = "body too large"),
+        (status = 422, description = "invalid fields, or the key was used with another body"),
+        (status = 503, description = "orders is unavailable")))]
 pub async fn create_order(
     State(state): State<AppState>,
     User(claims): User,
@@ -302,9 +315,10 @@ pub async fn create_order(
 }
 
 /// One order: the caller's own (admins see every order).
-#[utoipa::path(get, path = "/orders/{id}", tag = "checkout",
+#[utoipa::path(get, path = "/orders/{id}", tag = "checkout", security(("bearer" = [])),
     params(("id" = String, Path, description = "order id")),
-    responses((status = 200, body = OrderView), (status = 401), (status = 404, description = "absent or not yours"), (status = 503)))]
+    responses((status = 200, body = OrderView), (status = 401, description = "no or invalid access token"),
+        (status = 404, description = "absent or not yours"), (status = 503, description = "orders is unavailable")))]
 pub async fn get_order(
     State(state): State<AppState>,
     User(claims): User,
@@ -315,25 +329,41 @@ pub async fn get_order(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OrderListParams {
-    /// 1..=100, default 20.
+    /// Page size, 1 to 100 (more is a 422, not a silent cut); default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Only orders in these states (comma-separated), e.g. `cancelled`.
+    #[param(
+        pattern = r"^[^\S\x1c-\x1f]*(pending|reserved|authorized|captured|completed|cancelled)?[^\S\x1c-\x1f]*(,[^\S\x1c-\x1f]*(pending|reserved|authorized|captured|completed|cancelled)?[^\S\x1c-\x1f]*)*$"
+    )]
     pub state: Option<String>,
-    /// Admins only: every order of the tenant, not just the caller's.
+    /// `true` (admins only): every order of the tenant, not just the caller's.
     pub all: Option<bool>,
 }
 
+/// Most orders one page may ask for (orders' own bound).
+pub const MAX_LIMIT: u32 = 100;
+
 /// The caller's orders, newest first (an admin may ask for `all=true`).
-#[utoipa::path(get, path = "/orders", params(OrderListParams), tag = "checkout",
-    responses((status = 200, body = OrderPage), (status = 401), (status = 403, description = "all=true without the admin role"),
-        (status = 422, description = "invalid state"), (status = 503)))]
+#[utoipa::path(get, path = "/orders", params(OrderListParams), tag = "checkout", security(("bearer" = [])),
+    responses((status = 200, body = OrderPage),
+        (status = 400, description = "a parameter of the wrong type (`all` not true or false, `limit` not a number), or repeated"),
+        (status = 401, description = "no or invalid access token"),
+        (status = 403, description = "all=true without the admin role"),
+        (status = 422, description = "invalid state, limit or cursor"), (status = 503, description = "orders is unavailable")))]
 pub async fn list_orders(
     State(state): State<AppState>,
     User(claims): User,
     Query(q): Query<OrderListParams>,
 ) -> Result<Json<OrderPage>, Problem> {
+    if q.limit.is_some_and(|n| !(1..=MAX_LIMIT).contains(&n)) {
+        return Err(Problem::new(ErrorCode::Unprocessable, "invalid limit")
+            .with_field("limit", format!("an integer from 1 to {MAX_LIMIT}")));
+    }
     let all = q.all.unwrap_or(false);
     if all && !claims.admin {
         return Err(Problem::new(
@@ -390,9 +420,10 @@ pub async fn list_orders(
 }
 
 /// What the checkout saga did for one order so far, oldest first.
-#[utoipa::path(get, path = "/orders/{id}/events", tag = "checkout",
+#[utoipa::path(get, path = "/orders/{id}/events", tag = "checkout", security(("bearer" = [])),
     params(("id" = String, Path, description = "order id")),
-    responses((status = 200, body = OrderEventsView), (status = 401), (status = 404, description = "absent or not yours"), (status = 503)))]
+    responses((status = 200, body = OrderEventsView), (status = 401, description = "no or invalid access token"),
+        (status = 404, description = "absent or not yours"), (status = 503, description = "orders is unavailable")))]
 pub async fn order_events(
     State(state): State<AppState>,
     User(claims): User,

@@ -57,8 +57,10 @@ pub struct PaymentView {
 /// Body of `POST /payments/{payment_id}/refund`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct RefundCreate {
-    /// Minor units in the payment's currency; absent = everything captured
-    /// and not yet refunded.
+    /// Minor units in the payment's currency, at least 1; absent = everything
+    /// captured and not yet refunded.
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::wire::opt_i64_whole")]
     pub amount_minor: Option<i64>,
     /// Why, for the audit trail, e.g. `customer_request`.
     pub reason: Option<String>,
@@ -131,12 +133,16 @@ async fn fetch_payment(state: &AppState, tenant: &str, id: String) -> Result<Pay
 }
 
 /// Refund a captured payment, fully or partially (admin).
-#[utoipa::path(post, path = "/payments/{payment_id}/refund", tag = "admin", request_body = RefundCreate,
-    params(("payment_id" = String, Path, description = "payment id"),
-        ("Idempotency-Key" = String, Header, description = "unique per intended refund, at most 200 characters")),
-    responses((status = 200, body = RefundView), (status = 400, description = "no Idempotency-Key"), (status = 401), (status = 403),
-        (status = 404), (status = 409, description = "nothing left to refund"), (status = 422, description = "invalid amount or nothing left to refund"),
-        (status = 503)))]
+#[utoipa::path(post, path = "/payments/{payment_id}/refund", tag = "admin", request_body = RefundCreate, security(("bearer" = [])),
+    params(("payment_id" = String, Path, format = "uuid", description = "payment id"),
+        ("Idempotency-Key" = String, Header, description = "unique per intended refund: visible ASCII, not blank, at most 200 characters", min_length = 1, max_length = 200, pattern = r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$")),
+    responses((status = 200, body = RefundView),
+        (status = 400, description = "no or bad Idempotency-Key; a body that is not JSON or not sent as application/json"),
+        (status = 401, description = "no or invalid access token"), (status = 403, description = "not an admin"),
+        (status = 404, description = "no such payment"), (status = 409, description = "nothing left to refund"),
+        (status = 413, description = "body too large"),
+        (status = 422, description = "invalid amount or payment id, or more than is left to refund"),
+        (status = 503, description = "payments is unavailable")))]
 pub async fn refund(
     State(state): State<AppState>,
     Admin(claims): Admin,
@@ -183,9 +189,11 @@ pub async fn refund(
 }
 
 /// One payment (admin).
-#[utoipa::path(get, path = "/payments/{payment_id}", tag = "admin",
-    params(("payment_id" = String, Path, description = "payment id")),
-    responses((status = 200, body = PaymentView), (status = 401), (status = 403), (status = 404), (status = 503)))]
+#[utoipa::path(get, path = "/payments/{payment_id}", tag = "admin", security(("bearer" = [])),
+    params(("payment_id" = String, Path, format = "uuid", description = "payment id")),
+    responses((status = 200, body = PaymentView), (status = 401, description = "no or invalid access token"),
+        (status = 403, description = "not an admin"), (status = 404, description = "no such payment"),
+        (status = 422, description = "not a UUID"), (status = 503, description = "payments is unavailable")))]
 pub async fn get_payment(
     State(state): State<AppState>,
     Admin(claims): Admin,
@@ -201,7 +209,8 @@ pub async fn get_payment(
 #[utoipa::path(post, path = "/webhooks/stripe", tag = "payments",
     request_body(content = String, content_type = "application/json", description = "the Stripe event, signed"),
     params(("Stripe-Signature" = String, Header, description = "Stripe's signature of the raw body")),
-    responses((status = 200, description = "accepted"), (status = 400, description = "bad signature"), (status = 503)))]
+    responses((status = 200, description = "accepted"), (status = 400, description = "a missing or bad signature, or not an event"),
+        (status = 503, description = "payments is unavailable")))]
 pub async fn stripe_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -30,45 +30,59 @@ pub const MAX_LIMIT: u32 = 100;
 pub const MAX_TYPEAHEAD_LIMIT: u32 = 20;
 /// Typeahead default when `limit` is absent.
 const DEFAULT_TYPEAHEAD_LIMIT: u32 = 8;
-/// Longest query text accepted (bytes).
-pub const MAX_QUERY_BYTES: usize = 256;
+/// Longest query text accepted (characters, after trimming).
+pub const MAX_QUERY_CHARS: usize = 256;
 
 /// Query parameters of `GET /search`. Every one is optional.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// Full text over title and description; absent browses by filters.
+    /// Full text over title and description, at most 256 characters; absent
+    /// or blank browses by filters.
+    #[param(max_length = 256)]
     pub q: Option<String>,
     pub category: Option<String>,
     pub region: Option<String>,
-    /// Lowest price from, in minor units.
-    #[param(value_type = Option<i64>)]
+    /// Lowest price from: a non-negative integer in minor units, at most
+    /// `max_price_minor`; empty = none.
+    #[param(pattern = r"^(\+?[0-9]{1,18})?$")]
     pub min_price_minor: Option<String>,
-    /// Highest price from, in minor units.
-    #[param(value_type = Option<i64>)]
+    /// Highest price from: a non-negative integer in minor units, at least
+    /// `min_price_minor`; empty = none.
+    #[param(pattern = r"^(\+?[0-9]{1,18})?$")]
     pub max_price_minor: Option<String>,
     /// Currency of the price bounds (ISO 4217); absent = any.
     pub currency: Option<String>,
-    /// `true`: only products with a SKU in stock.
-    #[param(value_type = Option<bool>)]
+    /// `true`: only products with a SKU in stock; `false` or empty: all.
+    #[param(pattern = r"^(true|false)?$")]
     pub in_stock: Option<String>,
-    /// relevance | price_asc | price_desc | newest (default: relevance with `q`, newest without).
+    /// relevance, price_asc, price_desc or newest; empty: relevance with `q`,
+    /// newest without.
+    #[param(pattern = r"^(relevance|price_asc|price_desc|newest)?$")]
     pub sort: Option<String>,
-    /// 1..=100, default 20.
-    #[param(value_type = Option<u32>)]
+    /// Page size, an integer from 1 to 100 (more is a 422, not a silent cut);
+    /// empty: 20.
+    #[param(pattern = r"^(\+?0*([1-9][0-9]?|100))?$")]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page (same filters and sort).
     pub cursor: Option<String>,
     /// Comma-separated facets to count: category, region, in_stock.
+    #[param(
+        pattern = r"^[^\S\x1c-\x1f]*(category|region|in_stock)?[^\S\x1c-\x1f]*(,[^\S\x1c-\x1f]*(category|region|in_stock)?[^\S\x1c-\x1f]*)*$"
+    )]
     pub facets: Option<String>,
 }
 
 /// Query parameters of `GET /search/typeahead`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TypeaheadParams {
-    /// What the user typed so far; the last word matches as a prefix.
+    /// What the user typed so far (not blank, at most 256 characters); the
+    /// last word matches as a prefix.
+    #[param(required = true, value_type = String, max_length = 256, pattern = r"[\S\x1c-\x1f]")]
     pub q: Option<String>,
-    /// 1..=20, default 8.
-    #[param(value_type = Option<u32>)]
+    /// An integer from 1 to 20; empty: 8.
+    #[param(pattern = r"^(\+?0*([1-9]|1[0-9]|20))?$")]
     pub limit: Option<String>,
 }
 
@@ -128,16 +142,27 @@ fn nonempty(s: Option<String>) -> Option<String> {
     s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
+/// A value that must be given exactly (numbers, flags, names): empty is
+/// absent, nothing is trimmed, so the document's patterns are the rule.
+fn exact(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
+}
+
 fn text(q: Option<String>) -> Result<String, Problem> {
-    let q = nonempty(q).unwrap_or_default();
-    if q.len() > MAX_QUERY_BYTES {
-        return Err(invalid("q", format!("at most {MAX_QUERY_BYTES} bytes")));
+    // Counted as sent, before trimming, as the document's maxLength counts.
+    if q.as_ref()
+        .is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS)
+    {
+        return Err(invalid(
+            "q",
+            format!("at most {MAX_QUERY_CHARS} characters"),
+        ));
     }
-    Ok(q)
+    Ok(nonempty(q).unwrap_or_default())
 }
 
 fn limit(raw: Option<String>, max: u32) -> Result<u32, Problem> {
-    match nonempty(raw) {
+    match exact(raw) {
         None => Ok(0),
         Some(s) => match s.parse::<u32>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
@@ -147,7 +172,7 @@ fn limit(raw: Option<String>, max: u32) -> Result<u32, Problem> {
 }
 
 fn price(field: &str, raw: Option<String>) -> Result<Option<i64>, Problem> {
-    match nonempty(raw) {
+    match exact(raw) {
         None => Ok(None),
         Some(s) => match s.parse::<i64>() {
             Ok(n) if n >= 0 => Ok(Some(n)),
@@ -157,7 +182,7 @@ fn price(field: &str, raw: Option<String>) -> Result<Option<i64>, Problem> {
 }
 
 fn sort(raw: Option<String>) -> Result<SearchSort, Problem> {
-    Ok(match nonempty(raw).as_deref() {
+    Ok(match exact(raw).as_deref() {
         None => SearchSort::Unspecified,
         Some("relevance") => SearchSort::Relevance,
         Some("price_asc") => SearchSort::PriceAsc,
@@ -196,7 +221,7 @@ fn facets(raw: Option<String>) -> Result<Vec<i32>, Problem> {
 
 /// Validate `GET /search` parameters into search's request.
 pub fn search_request(p: SearchParams) -> Result<QueryRequest, Problem> {
-    let in_stock_only = match nonempty(p.in_stock).as_deref() {
+    let in_stock_only = match exact(p.in_stock).as_deref() {
         None | Some("false") => false,
         Some("true") => true,
         Some(_) => return Err(invalid("in_stock", "true or false")),
@@ -328,9 +353,11 @@ async fn query(
 }
 
 /// Search products: full text (BM25), filters, facets, sorts and cursor pagination (public).
-#[utoipa::path(get, path = "/search", params(SearchParams), tag = "search",
+#[utoipa::path(get, path = "/search", params(SearchParams), tag = "search", security((), ("bearer" = [])),
     responses((status = 200, body = SearchResults),
-        (status = 422, description = "invalid parameter (problem+json with errors[])"),
+        (status = 400, description = "a parameter given twice"),
+        (status = 401, description = "an access token was sent and is invalid"),
+        (status = 422, description = "invalid parameter or cursor (problem+json with errors[])"),
         (status = 503, description = "search is unavailable")))]
 pub async fn search(
     State(state): State<AppState>,
@@ -343,9 +370,11 @@ pub async fn search(
 }
 
 /// Typeahead: titles whose words start with what was typed (public; no facets).
-#[utoipa::path(get, path = "/search/typeahead", params(TypeaheadParams), tag = "search",
+#[utoipa::path(get, path = "/search/typeahead", params(TypeaheadParams), tag = "search", security((), ("bearer" = [])),
     responses((status = 200, body = SearchResults),
-        (status = 422, description = "empty or invalid parameter"),
+        (status = 400, description = "a parameter given twice"),
+        (status = 401, description = "an access token was sent and is invalid"),
+        (status = 422, description = "no or blank `q`, or an invalid parameter"),
         (status = 503, description = "search is unavailable")))]
 pub async fn typeahead(
     State(state): State<AppState>,
@@ -454,7 +483,7 @@ mod tests {
             ),
             (
                 SearchParams {
-                    q: Some("x".repeat(MAX_QUERY_BYTES + 1)),
+                    q: Some("x".repeat(MAX_QUERY_CHARS + 1)),
                     ..Default::default()
                 },
                 "q",
