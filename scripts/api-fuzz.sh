@@ -86,14 +86,15 @@ for who in customer admin; do
   tok_var="${who}_token"
   echo "== api-fuzz: every operation with a $who token"
   # examples, coverage and fuzzing phases: the stateful phase needs links the
-  # document does not declare.
+  # document does not declare. One worker: with two, Python 3.11 now and then
+  # fails inside schemathesis ("AST constructor recursion depth mismatch").
   set +e
   "$st" --config-file scripts/api-fuzz.toml run "$gateway/openapi.json" \
     --checks all \
     --phases examples,coverage,fuzzing \
     --max-examples "$examples" \
     --seed "$seed" \
-    --workers 2 \
+    --workers 1 \
     --request-timeout 10 \
     --generation-database none \
     --header "Authorization: Bearer ${!tok_var}" \
