@@ -11,12 +11,9 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use shopstream_platform::{
-    config::ServiceConfig,
-    events::{
-        EventBus,
-        kafka::{KafkaBus, KafkaSettings},
-    },
+use shopstream_platform::events::{
+    EventBus,
+    kafka::{KafkaBus, KafkaSettings},
 };
 use shopstream_runtime::Kind;
 use tokio::time::Instant;
@@ -477,26 +474,20 @@ fn report_latency(lab: &Lab, name: &str, samples: &[f64]) -> Option<f64> {
     percentile(&s, 95.0)
 }
 
-/// Log in as a fresh lab admin, created with identity's own `ensure_admin`
-/// against the stack's identity database, as `shopstream seed` does.
-async fn admin_token(op: &Operator, gateway: &mut Gateway) -> Result<String, LabError> {
-    let stack = op.stack();
-    let mut cfg = shopstream_identity::Config::from_env()
-        .map_err(|e| LabError::Failed(format!("identity config: {e}")))?;
-    cfg.service = ServiceConfig {
-        endpoints: stack.endpoints(),
-        ..cfg.service
-    };
-    cfg.key_dir = stack.root().join("keys");
-    let (identity, _) = shopstream_identity::build(&cfg)
-        .await
-        .map_err(|e| LabError::NotReady(format!("identity's database is not reachable: {e}")))?;
+/// Log in as a fresh lab admin, created through identity's operator gRPC call
+/// `EnsureAdmin` (in identity's default tenant, the one the gateway's logins use).
+async fn admin_token(identity_grpc_url: &str, gateway: &mut Gateway) -> Result<String, LabError> {
+    use shopstream_runtime::admin::{AdminError, ensure_admin};
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let email = format!("cdc-lab-{}@labs.shopstream.dev", &suffix[..12]);
-    let password = identity
-        .ensure_admin(&cfg.service.default_tenant, &email)
+    let password = ensure_admin(identity_grpc_url, None, &email)
         .await
-        .map_err(|e| LabError::Failed(format!("creating the lab admin: {e}")))?
+        .map_err(|e| match e {
+            AdminError::Unreachable { .. } => {
+                LabError::NotReady(format!("{e}; is the system up? (`shopstream up`)"))
+            }
+            AdminError::Refused { .. } => LabError::Failed(format!("creating the lab admin: {e}")),
+        })?
         .ok_or_else(|| LabError::Failed(format!("{email} already existed")))?;
     gateway.login(&email, &password).await?;
     Ok(email)
@@ -541,11 +532,12 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
 
     lab.narrate(
         "Edits go through PATCH /admin/products/{id}, which needs an admin. The lab creates \
-         an admin of its own with identity's ensure_admin use case (as `shopstream seed` \
-         does for the first admin) and logs in through the gateway.",
+         an admin of its own through identity's internal gRPC call EnsureAdmin (operator \
+         access, like the stock calls of the checkout-failure lab) and logs in through the \
+         gateway.",
     );
     lab.action("create a lab admin and log in", async {
-        let email = admin_token(&op, &mut gateway).await?;
+        let email = admin_token(&target.identity_grpc_url, &mut gateway).await?;
         Ok(((), email))
     })
     .await?;

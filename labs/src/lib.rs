@@ -115,6 +115,7 @@ mod tests {
             gateway_url: "http://127.0.0.1:9".into(),
             stripe_sim_url: "http://127.0.0.1:9".into(),
             inventory_grpc_url: "http://127.0.0.1:9".into(),
+            identity_grpc_url: "http://127.0.0.1:9".into(),
             kafka_brokers: "127.0.0.1:9".into(),
             search_http_url: "http://127.0.0.1:9".into(),
             operator: None,

@@ -1,8 +1,9 @@
 //! Where the running system is, and thin clients of its public surfaces: the
-//! gateway's REST API, inventory's gRPC stock calls (operator access, as
-//! `shopstream seed` has) and the HTTP plumbing they share. Errors are sorted
-//! the way the lab kit needs them: unreachable or 5xx-unavailable is
-//! [`LabError::NotReady`] (exit 4), anything else is [`LabError::Failed`].
+//! gateway's REST API, inventory's gRPC stock calls and identity's
+//! `EnsureAdmin` (operator access, as `shopstream seed` has), and the HTTP
+//! plumbing they share. Errors are sorted the way the lab kit needs them:
+//! unreachable or 5xx-unavailable is [`LabError::NotReady`] (exit 4),
+//! anything else is [`LabError::Failed`].
 //!
 //! [`Operator`] is access to the local stack itself, for labs that kill and
 //! restart a component.
@@ -33,6 +34,8 @@ pub struct Target {
     pub stripe_sim_url: String,
     /// e.g. `http://127.0.0.1:18093`
     pub inventory_grpc_url: String,
+    /// Identity's gRPC (operator calls such as `EnsureAdmin`), e.g. `http://127.0.0.1:18091`
+    pub identity_grpc_url: String,
     /// Kafka bootstrap servers, e.g. `127.0.0.1:19092`
     pub kafka_brokers: String,
     /// Search's HTTP base (its `/debug/indexed`), e.g. `http://127.0.0.1:18088`
@@ -66,13 +69,16 @@ impl Target {
                 .map(|(h, _)| format!("http://{h}"))
                 .unwrap_or_default()
         };
-        let inventory_grpc = service_addrs("inventory", ports.services)
-            .map(|(_, g)| format!("http://{g}"))
-            .unwrap_or_default();
+        let grpc = |name: &str| {
+            service_addrs(name, ports.services)
+                .map(|(_, g)| format!("http://{g}"))
+                .unwrap_or_default()
+        };
         Target {
             gateway_url: http("gateway"),
             stripe_sim_url: http("stripe-sim"),
-            inventory_grpc_url: inventory_grpc,
+            inventory_grpc_url: grpc("inventory"),
+            identity_grpc_url: grpc("identity"),
             kafka_brokers: Endpoints::native(*ports).kafka_brokers,
             search_http_url: http("search"),
             operator: None,
@@ -317,6 +323,7 @@ mod tests {
         assert_eq!(t.gateway_url, "http://127.0.0.1:18080");
         assert_eq!(t.stripe_sim_url, "http://127.0.0.1:18084");
         assert_eq!(t.inventory_grpc_url, "http://127.0.0.1:18093");
+        assert_eq!(t.identity_grpc_url, "http://127.0.0.1:18091");
         assert_eq!(t.kafka_brokers, "127.0.0.1:19092");
         assert_eq!(t.search_http_url, "http://127.0.0.1:18088");
     }

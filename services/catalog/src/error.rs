@@ -80,20 +80,8 @@ impl Error {
     pub fn to_problem(&self) -> Problem {
         let code = self.code();
         match self {
-            Error::Invalid { detail, fields } => {
-                // A violation of the whole body (no field) becomes the detail.
-                let detail = fields
-                    .iter()
-                    .find(|f| f.field.is_empty())
-                    .map(|f| f.message.clone())
-                    .unwrap_or_else(|| detail.clone());
-                fields
-                    .iter()
-                    .filter(|f| !f.field.is_empty())
-                    .fold(Problem::new(code, detail), |p, f| {
-                        p.with_field(f.field.clone(), f.message.clone())
-                    })
-            }
+            // A violation of the whole body (no field) becomes the detail.
+            Error::Invalid { detail, fields } => Problem::invalid(detail, fields.clone()),
             Error::Unavailable(_) => {
                 tracing::warn!(error = %self, "store unavailable");
                 Problem::new(code, "the catalog store is unavailable; retry shortly")

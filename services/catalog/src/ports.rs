@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     EventContext, FieldErrors, ListQuery, OutboxEvent, Page, Product, ProductId, SkuId, Slug,
-    StockChange, TenantId,
+    StockChange, TenantId, product::StockUpdateRefused,
 };
 
 /// Which unique key a write collided with.
@@ -49,6 +49,17 @@ pub enum RepoError {
     Unavailable(String),
     #[error("store error: {0}")]
     Internal(String),
+}
+
+impl From<StockUpdateRefused> for RepoError {
+    fn from(e: StockUpdateRefused) -> RepoError {
+        match e {
+            StockUpdateRefused::Conflict { product, current } => {
+                RepoError::Conflict { product, current }
+            }
+            StockUpdateRefused::Invalid(fields) => RepoError::Invalid(fields),
+        }
+    }
 }
 
 /// A change to the stock view of one SKU, with what its event needs.

@@ -1,15 +1,13 @@
 //! Access-token checks at the edge: tokens are verified locally with the
 //! identity service's public key (fetched once from its JWKS), never by a
-//! call per request.
+//! call per request, at the time the state's `Clock` reads.
 
 use std::time::{Duration, Instant};
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use axum_extra::extract::CookieJar;
-use shopstream_identity::{adapters::keys::Verifier, api::http::ACCESS_COOKIE, domain::Claims};
 use shopstream_platform::{
     ErrorCode, Problem,
-    clock::{Clock, SystemClock},
+    auth::{Claims, Verifier, access_token},
 };
 
 use crate::AppState;
@@ -40,20 +38,6 @@ pub async fn load_verifier(identity_http: &str, deadline: Duration) -> anyhow::R
     }
 }
 
-fn token_of(parts: &Parts) -> Option<String> {
-    let bearer = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    bearer.or_else(|| {
-        CookieJar::from_headers(&parts.headers)
-            .get(ACCESS_COOKIE)
-            .map(|c| c.value().to_string())
-    })
-}
-
 /// The caller, if a valid access token came with the request. A token that is
 /// present but invalid is an error (401), not an anonymous caller.
 #[derive(Debug, Clone)]
@@ -63,11 +47,11 @@ impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        match token_of(parts) {
+        match access_token(&parts.headers) {
             None => Ok(MaybeUser(None)),
             Some(t) => state
                 .verifier
-                .verify(&t, SystemClock.now_ms())
+                .verify(&t, state.clock.now_ms())
                 .map(|c| MaybeUser(Some(c)))
                 .map_err(|e| Problem::new(ErrorCode::Unauthenticated, e.to_string())),
         }

@@ -12,7 +12,6 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use shopstream_platform::{
     ErrorCode, Problem,
-    clock::{Clock, SystemClock},
     http::ApiJson,
     ids::{IdGen, SystemIdGen},
 };
@@ -159,7 +158,7 @@ pub async fn reserve(
         .await
         .map_err(|s| problem_of(SERVICE, s))?
         .into_inner();
-    let ttl_s = u64::try_from((resp.expires_at_ms - SystemClock.now_ms()).max(0) / 1000)
+    let ttl_s = u64::try_from((resp.expires_at_ms - state.clock.now_ms()).max(0) / 1000)
         .unwrap_or(0)
         + HOLD_OWNER_GRACE_S;
     let mut redis = state.redis.clone();

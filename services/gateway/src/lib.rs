@@ -18,7 +18,7 @@ pub mod search;
 pub mod upstream;
 pub mod wire;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -28,8 +28,14 @@ use axum::{
 };
 use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
-use shopstream_identity::adapters::keys::Verifier;
-use shopstream_platform::{cache, grpc, health::Readiness, http};
+use shopstream_platform::{
+    auth::Verifier,
+    cache,
+    clock::{Clock, SystemClock},
+    grpc,
+    health::Readiness,
+    http,
+};
 use shopstream_proto::{
     catalog::v1::catalog_service_client::CatalogServiceClient,
     inventory::v1::inventory_service_client::InventoryServiceClient,
@@ -65,6 +71,8 @@ pub struct AppState {
     pub payments: PaymentsClient,
     pub search: SearchClient,
     pub verifier: Verifier,
+    /// Every read of the time (token expiry, reservation TTLs).
+    pub clock: Arc<dyn Clock>,
     pub redis: cache::ConnectionManager,
     pub http: reqwest::Client,
     pub identity_http: String,
@@ -562,6 +570,7 @@ pub async fn build(cfg: &Config, ops: &http::Ops) -> anyhow::Result<AppState> {
         payments: PaymentsServiceClient::new(traced_channel(&cfg.payments_grpc, cfg)?),
         search: SearchServiceClient::new(traced_channel(&cfg.search_grpc, cfg)?),
         verifier,
+        clock: Arc::new(SystemClock),
         redis,
         http: reqwest::Client::builder()
             .timeout(cfg.upstream_timeout)

@@ -10,8 +10,12 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
-use shopstream_identity::domain::Claims;
-use shopstream_platform::{ErrorCode, Problem, http::ApiJson};
+use shopstream_platform::{
+    ErrorCode, Problem,
+    auth::Claims,
+    http::ApiJson,
+    idempotency::{IdempotencyKey, IdempotencyKeyError},
+};
 use shopstream_proto::{
     common::v1::{Money, PageRequest, ProductRef},
     orders::v1::{
@@ -28,9 +32,6 @@ use crate::{
 };
 
 const SERVICE: &str = "orders";
-
-/// Longest `Idempotency-Key` accepted.
-pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
 
 /// Response header set when a create was answered from an earlier call.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -206,27 +207,29 @@ impl From<OrderStep> for OrderStepView {
     }
 }
 
-/// The `Idempotency-Key` header: required, 1..=200 characters (400 otherwise).
+/// The `Idempotency-Key` header: required, ASCII, at most
+/// [`IdempotencyKey::MAX_CHARS`] characters once trimmed (400 otherwise).
 pub fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
-    let key = headers
+    let raw = headers
         .get("idempotency-key")
         .map(|v| v.to_str().map(str::trim))
         .transpose()
         .map_err(|_| Problem::new(ErrorCode::BadRequest, "Idempotency-Key must be ASCII"))?
         .unwrap_or_default();
-    if key.is_empty() {
-        return Err(Problem::new(
+    match IdempotencyKey::parse(raw) {
+        Ok(key) => Ok(key.into_string()),
+        Err(IdempotencyKeyError::Missing) => Err(Problem::new(
             ErrorCode::BadRequest,
             "this route needs an Idempotency-Key header",
-        ));
-    }
-    if key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS {
-        return Err(Problem::new(
+        )),
+        Err(IdempotencyKeyError::TooLong) => Err(Problem::new(
             ErrorCode::BadRequest,
-            format!("Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
-        ));
+            format!(
+                "Idempotency-Key is longer than {} characters",
+                IdempotencyKey::MAX_CHARS
+            ),
+        )),
     }
-    Ok(key.to_string())
 }
 
 /// The order, if the caller may see it (own order, or admin); else 404.
@@ -252,7 +255,7 @@ async fn visible_order(state: &AppState, claims: &Claims, id: String) -> Result<
 /// or its events). Idempotent on `Idempotency-Key`: a replay of the same key
 /// and body answers 200 with `Idempotent-Replayed: true` and the stored order.
 #[utoipa::path(post, path = "/orders", tag = "checkout", request_body = OrderCreate, security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "unique per intended order: visible ASCII, not blank, at most 200 characters", min_length = 1, max_length = 200, pattern = r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$")),
+    params(("Idempotency-Key" = String, Header, description = "unique per intended order: visible ASCII, not blank, at most 255 characters", min_length = 1, max_length = 255, pattern = r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$")),
     responses(
         (status = 201, body = OrderView, description = "a new order"),
         (status = 200, body = OrderView, description = "a replay: the stored order",
@@ -480,9 +483,12 @@ mod tests {
         assert_eq!(idempotency_key(&h).unwrap_err().status, 400);
         h.insert(
             "idempotency-key",
-            HeaderValue::from_str(&"k".repeat(201)).unwrap(),
+            HeaderValue::from_str(&"k".repeat(IdempotencyKey::MAX_CHARS + 1)).unwrap(),
         );
         assert_eq!(idempotency_key(&h).unwrap_err().status, 400);
+        let longest = "k".repeat(IdempotencyKey::MAX_CHARS);
+        h.insert("idempotency-key", HeaderValue::from_str(&longest).unwrap());
+        assert_eq!(idempotency_key(&h).unwrap(), longest);
         h.insert("idempotency-key", HeaderValue::from_static("order-1"));
         assert_eq!(idempotency_key(&h).unwrap(), "order-1");
     }

@@ -135,7 +135,7 @@ async fn fetch_payment(state: &AppState, tenant: &str, id: String) -> Result<Pay
 /// Refund a captured payment, fully or partially (admin).
 #[utoipa::path(post, path = "/payments/{payment_id}/refund", tag = "admin", request_body = RefundCreate, security(("bearer" = [])),
     params(("payment_id" = String, Path, format = "uuid", description = "payment id"),
-        ("Idempotency-Key" = String, Header, description = "unique per intended refund: visible ASCII, not blank, at most 200 characters", min_length = 1, max_length = 200, pattern = r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$")),
+        ("Idempotency-Key" = String, Header, description = "unique per intended refund: visible ASCII, not blank, at most 255 characters", min_length = 1, max_length = 255, pattern = r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$")),
     responses((status = 200, body = RefundView),
         (status = 400, description = "no or bad Idempotency-Key; a body that is not JSON or not sent as application/json"),
         (status = 401, description = "no or invalid access token"), (status = 403, description = "not an admin"),

@@ -13,8 +13,10 @@ pub struct Config {
     pub key_dir: PathBuf,
     /// `Secure` on cookies; off by default because the native runtime is plain HTTP.
     pub cookie_secure: bool,
-    /// Login attempts per email + client IP per window.
+    /// Login attempts per email + client IP per window (0 refuses every
+    /// login; see `ports::RateLimiter`).
     pub login_limit: u32,
+    /// Length of a rate-limit window, from a key's first attempt.
     pub login_window_s: u64,
 }
 

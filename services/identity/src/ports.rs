@@ -65,9 +65,23 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
     async fn family_of(&self, tenant: &str, token_hash: &[u8]) -> Result<Option<Uuid>, RepoError>;
 }
 
-/// Per-key attempt limiting (login: email + client IP).
+/// Per-key attempt limiting (login: email + client IP) in fixed windows.
+/// Adapters: `adapters::ratelimit` (Redis) and `adapters::memory`; both pass
+/// `adapters::contract::rate_limiter`.
+///
+/// Contract, for a limiter of `limit` attempts per `window_s` seconds:
+/// - Every `hit` counts one attempt of `key`, allowed or not.
+/// - A key's window starts at its first attempt (when no window of it is
+///   open) and lasts `window_s`; refused attempts MUST NOT extend it.
+/// - The first `limit` attempts of a window MUST be allowed (`Ok(Ok(()))`);
+///   every further attempt in it MUST be refused with `Ok(Err(retry_after_s))`,
+///   the seconds left in the window, `1 <= retry_after_s <= window_s`.
+/// - `limit` 0 allows nothing: every attempt is refused. There is no
+///   "unlimited"; a limit is always a number of attempts.
+/// - Once the window has passed, the key MUST have its whole budget again.
+/// - Keys MUST NOT share budgets.
 #[async_trait]
 pub trait RateLimiter: Send + Sync + 'static {
-    /// Count an attempt. `Err(retry_after_s)` when over the limit.
+    /// Count an attempt of `key`: `Ok(Err(retry_after_s))` when over the limit.
     async fn hit(&self, key: &str) -> Result<Result<(), u64>, RepoError>;
 }

@@ -6,16 +6,14 @@ use std::sync::Arc;
 
 use base64::Engine;
 use sha2::Digest;
-use shopstream_platform::{clock::Clock, ids::IdGen};
+use shopstream_platform::{auth::TokenError, clock::Clock, ids::IdGen};
 use uuid::Uuid;
 
 use crate::{
-    adapters::{
-        keys::{Signer, TokenError},
-        passwords,
-    },
+    adapters::{keys::Signer, passwords},
     domain::{
-        self, Claims, Email, FieldError, REFRESH_TTL_S, RefreshUse, Role, User, password_violations,
+        self, Claims, Email, FieldError, REFRESH_TTL_S, RefreshUse, Role, User, claims_for,
+        password_violations,
     },
     ports::{NewRefreshToken, RateLimiter, RefreshTokenStore, RepoError, UserRepository},
 };
@@ -154,7 +152,7 @@ impl Identity {
 
     async fn open_session(&self, user: User, family_id: Uuid) -> Result<Session, IdentityError> {
         let now = self.clock.now_ms();
-        let claims = Claims::for_user(&user, now, self.ids.new_id());
+        let claims = claims_for(&user, now, self.ids.new_id());
         let access_token = self
             .signer
             .sign(&claims)
@@ -266,12 +264,15 @@ pub use domain::ACCESS_TTL_S;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::memory::MemoryIdentity;
+    use crate::adapters::memory::{MemoryIdentity, MemoryRateLimiter};
     use shopstream_platform::{clock::ManualClock, ids::SystemIdGen};
 
+    /// A login limit no test reaches.
+    const NO_LIMIT: u32 = u32::MAX;
+
+    /// Identity on memory stores, with `limit` logins per key per minute.
     fn identity(limit: u32) -> (Identity, ManualClock) {
-        let mut m = MemoryIdentity::default();
-        m.rate_limit = limit;
+        let m = MemoryIdentity::default();
         let clock = ManualClock::new(1_700_000_000_000);
         let doc = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(
             &aws_lc_rs::rand::SystemRandom::new(),
@@ -280,7 +281,7 @@ mod tests {
         let id = Identity {
             users: Arc::new(m.clone()),
             tokens: Arc::new(m.clone()),
-            login_limiter: Arc::new(m),
+            login_limiter: Arc::new(MemoryRateLimiter::new(limit, 60, Arc::new(clock.clone()))),
             signer: Arc::new(Signer::from_pkcs8(doc.as_ref()).unwrap()),
             clock: Arc::new(clock.clone()),
             ids: Arc::new(SystemIdGen),
@@ -290,7 +291,7 @@ mod tests {
 
     #[tokio::test]
     async fn refresh_rotates_and_reuse_revokes_the_family() {
-        let (id, _) = identity(0);
+        let (id, _) = identity(NO_LIMIT);
         id.signup("t", "ada@example.com", "correct horse battery")
             .await
             .unwrap();
@@ -312,10 +313,10 @@ mod tests {
 
     #[tokio::test]
     async fn signup_reports_every_invalid_field_and_duplicates() {
-        let (id, _) = identity(0);
+        let (id, _) = identity(NO_LIMIT);
         match id.signup("t", "nope", "short").await {
             Err(IdentityError::Validation(v)) => {
-                let fields: Vec<_> = v.iter().map(|f| f.field).collect();
+                let fields: Vec<_> = v.iter().map(|f| f.field.as_str()).collect();
                 assert_eq!(fields, vec!["email", "password"]);
             }
             other => panic!("{other:?}"),
@@ -360,8 +361,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_rate_limited_login_passes_again_after_the_window() {
+        let (id, clock) = identity(1);
+        id.signup("t", "a@b.io", "correct horse battery")
+            .await
+            .unwrap();
+        id.login("t", "a@b.io", "correct horse battery", "ip")
+            .await
+            .unwrap();
+        match id.login("t", "a@b.io", "correct horse battery", "ip").await {
+            Err(IdentityError::RateLimited(retry_after_s)) => assert_eq!(retry_after_s, 60),
+            other => panic!("{other:?}"),
+        }
+        clock.advance_ms(60_000);
+        id.login("t", "a@b.io", "correct horse battery", "ip")
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn expired_refresh_tokens_are_refused() {
-        let (id, clock) = identity(0);
+        let (id, clock) = identity(NO_LIMIT);
         id.signup("t", "a@b.io", "correct horse battery")
             .await
             .unwrap();
@@ -378,7 +398,7 @@ mod tests {
 
     #[tokio::test]
     async fn access_tokens_expire_on_the_injected_clock() {
-        let (id, clock) = identity(0);
+        let (id, clock) = identity(NO_LIMIT);
         id.signup("t", "a@b.io", "correct horse battery")
             .await
             .unwrap();
@@ -396,7 +416,7 @@ mod tests {
 
     #[tokio::test]
     async fn ensure_admin_creates_once_and_prints_a_password_once() {
-        let (id, _) = identity(0);
+        let (id, _) = identity(NO_LIMIT);
         let pw = id
             .ensure_admin("t", "admin@shopstream.local")
             .await

@@ -32,13 +32,7 @@ fn state(s: State) -> i32 {
 impl From<InventoryError> for Problem {
     fn from(e: InventoryError) -> Problem {
         match e {
-            InventoryError::Invalid(fields) => {
-                let mut p = Problem::new(ErrorCode::Unprocessable, "invalid reservation");
-                for f in fields {
-                    p = p.with_field(f.field, f.message);
-                }
-                p
-            }
+            InventoryError::Invalid(fields) => Problem::invalid("invalid reservation", fields),
             InventoryError::Store(s) => match s {
                 StoreError::InsufficientStock { .. }
                 | StoreError::Conflict(_)

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::{
     domain::{
         checkout::RequestedLine,
+        listing,
         order::{CancelReason, OrderState},
     },
     ports::{Cursor, Order},
@@ -32,19 +33,17 @@ pub struct GrpcApi {
 impl From<OrdersError> for Problem {
     fn from(e: OrdersError) -> Problem {
         match e {
-            OrdersError::Invalid(fields) => {
-                let mut p = Problem::new(ErrorCode::Unprocessable, "invalid order");
-                for f in fields {
-                    p = p.with_field(f.field, f.message);
-                }
-                p
-            }
+            OrdersError::Invalid(fields) => Problem::invalid("invalid order", fields),
             OrdersError::KeyReuse => Problem::new(ErrorCode::Unprocessable, e.to_string())
                 .with_field("idempotency_key", "was used for a different request"),
             OrdersError::NotFound => Problem::new(ErrorCode::NotFound, "order not found"),
+            // The detail names another service or a driver: logged, never answered.
             OrdersError::Unavailable(why) => {
                 tracing::warn!(%why, "orders dependency unavailable");
-                Problem::new(ErrorCode::Unavailable, why)
+                Problem::new(
+                    ErrorCode::Unavailable,
+                    "a service orders depends on is unavailable; retry shortly",
+                )
             }
             OrdersError::Store(s) => {
                 tracing::error!(error = %s, "orders storage error");
@@ -63,6 +62,21 @@ pub fn pb_state(s: OrderState) -> PbState {
         OrderState::Completed => PbState::Completed,
         OrderState::Cancelled(_) => PbState::Cancelled,
     }
+}
+
+/// The domain's names of the wire states in a listing filter (unknown and
+/// unspecified values filter nothing).
+fn state_names(states: &[i32]) -> Vec<String> {
+    states
+        .iter()
+        .filter_map(|s| PbState::try_from(*s).ok())
+        .flat_map(|wanted| {
+            OrderState::EACH_NAME
+                .into_iter()
+                .filter(move |s| pb_state(*s) == wanted)
+        })
+        .map(|s| s.as_str().to_string())
+        .collect()
 }
 
 pub fn pb_reason(r: Option<CancelReason>) -> PbReason {
@@ -198,26 +212,8 @@ impl OrdersService for GrpcApi {
         let r = req.into_inner();
         let page = r.page.unwrap_or_default();
         let after = decode_cursor(&page.cursor)?;
-        let limit = if page.page_size == 0 {
-            20
-        } else {
-            page.page_size.min(100)
-        };
-        let states: Vec<String> = r
-            .states
-            .iter()
-            .filter_map(|s| PbState::try_from(*s).ok())
-            .filter_map(|s| match s {
-                PbState::Unspecified => None,
-                PbState::Pending => Some("pending"),
-                PbState::Reserved => Some("reserved"),
-                PbState::Authorized => Some("authorized"),
-                PbState::Captured => Some("captured"),
-                PbState::Completed => Some("completed"),
-                PbState::Cancelled => Some("cancelled"),
-            })
-            .map(String::from)
-            .collect();
+        let limit = listing::page_size(page.page_size);
+        let states = state_names(&r.states);
         let user = (!r.user_id.is_empty()).then_some(r.user_id.as_str());
         let orders = self
             .orders

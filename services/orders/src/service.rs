@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::{
     domain::{
         checkout::{self, FieldError, RequestedLine},
+        listing,
         order::{CancelReason, OrderState},
     },
     ports::{Cursor, Order, OrderStore, PriceBook, PriceError, SagaOrder, StepRecord, StoreError},
@@ -274,6 +275,9 @@ impl Orders {
             .ok_or(OrdersError::NotFound)
     }
 
+    /// At most `limit` orders, newest first. `limit` is capped at one more
+    /// than [`listing::MAX_PAGE_SIZE`], so a caller can read one order past a
+    /// full page to learn whether another page follows.
     pub async fn list(
         &self,
         tenant: &str,
@@ -284,7 +288,13 @@ impl Orders {
     ) -> Result<Vec<Order>, OrdersError> {
         Ok(self
             .store
-            .list(tenant, user, states, after, limit.clamp(1, 100))
+            .list(
+                tenant,
+                user,
+                states,
+                after,
+                limit.clamp(1, listing::MAX_PAGE_SIZE + 1),
+            )
             .await?)
     }
 

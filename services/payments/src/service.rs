@@ -2,14 +2,14 @@
 //! webhooks and the reconciler, all merging what the provider says through
 //! `domain::merge` and recording one event per real change.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use serde::Deserialize;
 use shopstream_platform::{clock::Clock, ids::IdGen};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
+    adapters::stripe::{self, PaymentRef, WebhookObservation},
     domain::{
         self, FieldError, IntentState, Observation, Payment, Status,
         signature::{self, SignatureError},
@@ -541,16 +541,21 @@ impl Payments {
             signature::DEFAULT_TOLERANCE_S,
             now_s,
         )?;
-        let event: StripeEvent =
-            serde_json::from_slice(payload).map_err(|e| WebhookError::Payload(e.to_string()))?;
+        let event = stripe::parse_webhook(payload, default_tenant)
+            .map_err(|e| WebhookError::Payload(e.to_string()))?;
         tracing::Span::current().record("event_id", event.id.as_str());
-        let Some((tenant, target, obs)) = observation(&event, default_tenant) else {
+        let Some(WebhookObservation {
+            tenant,
+            payment,
+            observation: obs,
+        }) = event.about
+        else {
             tracing::debug!(event_id = %event.id, kind = %event.kind, "webhook ignored");
             return Ok(WebhookOutcome::Ignored);
         };
-        let found = match target {
-            Target::Id(id) => self.store.get(&tenant, id).await,
-            Target::Ref(r) => self.store.by_provider_ref(&tenant, &r).await,
+        let found = match payment {
+            PaymentRef::Id(id) => self.store.get(&tenant, id).await,
+            PaymentRef::Provider(r) => self.store.by_provider_ref(&tenant, &r).await,
         };
         let p = match found {
             Ok(p) => p,
@@ -611,94 +616,4 @@ impl Payments {
             }
         }
     }
-}
-
-/// The parts of a Stripe event payments reads. Parsed loosely on purpose:
-/// only the fields used here must be present.
-#[derive(Debug, Deserialize)]
-struct StripeEvent {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    data: EventData,
-}
-
-#[derive(Debug, Deserialize)]
-struct EventData {
-    object: EventObject,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct EventObject {
-    id: Option<String>,
-    status: Option<String>,
-    amount_received: i64,
-    amount_refunded: i64,
-    payment_intent: Option<String>,
-    metadata: BTreeMap<String, String>,
-    last_payment_error: Option<LastPaymentError>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct LastPaymentError {
-    code: Option<String>,
-    decline_code: Option<String>,
-    message: Option<String>,
-}
-
-enum Target {
-    Id(Uuid),
-    Ref(String),
-}
-
-/// What an event says, about which payment of which tenant.
-fn observation(e: &StripeEvent, default_tenant: &str) -> Option<(String, Target, Observation)> {
-    use crate::adapters::stripe::{METADATA_PAYMENT_ID, METADATA_TENANT_ID};
-    let o = &e.data.object;
-    let tenant = o
-        .metadata
-        .get(METADATA_TENANT_ID)
-        .cloned()
-        .unwrap_or_else(|| default_tenant.to_string());
-    let intent_ref = if e.kind.starts_with("payment_intent.") {
-        o.id.clone()?
-    } else {
-        o.payment_intent.clone()?
-    };
-    // The payment id in metadata finds the row even before the create
-    // response stored the provider ref (the webhook can win that race).
-    let target = match o
-        .metadata
-        .get(METADATA_PAYMENT_ID)
-        .and_then(|s| s.parse().ok())
-    {
-        Some(id) => Target::Id(id),
-        None => Target::Ref(intent_ref.clone()),
-    };
-    let obs = match e.kind.as_str() {
-        "payment_intent.amount_capturable_updated"
-        | "payment_intent.succeeded"
-        | "payment_intent.canceled" => Observation::Intent {
-            provider_ref: intent_ref,
-            state: IntentState::from_stripe(o.status.as_deref().unwrap_or_default()),
-            captured_minor: o.amount_received,
-        },
-        "payment_intent.payment_failed" => {
-            let err = o.last_payment_error.as_ref();
-            Observation::Declined {
-                provider_ref: intent_ref,
-                code: err
-                    .and_then(|x| x.code.clone().or_else(|| x.decline_code.clone()))
-                    .unwrap_or_else(|| "payment_failed".into()),
-                message: err.and_then(|x| x.message.clone()).unwrap_or_default(),
-            }
-        }
-        "charge.refunded" => Observation::RefundedTotal {
-            refunded_minor: o.amount_refunded,
-        },
-        _ => return None,
-    };
-    Some((tenant, target, obs))
 }

@@ -96,11 +96,29 @@ impl ErrorCode {
     }
 }
 
-/// One invalid field in a validation error.
+/// One invalid input field: a dotted path with indices
+/// (`items[1].quantity`) and a human-readable reason. Every service's
+/// validation reports these; [`Problem::invalid`] is the one way they reach a
+/// client. An empty `field` is a violation of the whole input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldViolation {
+pub struct FieldError {
     pub field: String,
     pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
 }
 
 /// An `application/problem+json` document.
@@ -116,7 +134,7 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldViolation>,
+    pub errors: Vec<FieldError>,
     /// Seconds to wait before retrying (sent as `Retry-After` as well).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_s: Option<u64>,
@@ -146,11 +164,33 @@ impl Problem {
     }
 
     pub fn with_field(mut self, field: impl Into<String>, message: impl Into<String>) -> Problem {
-        self.errors.push(FieldViolation {
-            field: field.into(),
-            message: message.into(),
-        });
+        self.errors.push(FieldError::new(field, message));
         self
+    }
+
+    /// The answer to invalid input: 422 with one `errors[]` entry per field.
+    /// The first violation of the whole input (empty `field`) replaces
+    /// `detail` instead of becoming an entry.
+    pub fn invalid(
+        detail: impl Into<String>,
+        fields: impl IntoIterator<Item = FieldError>,
+    ) -> Problem {
+        let mut whole = None;
+        let mut errors = Vec::new();
+        for f in fields {
+            if f.field.is_empty() {
+                whole.get_or_insert(f.message);
+            } else {
+                errors.push(f);
+            }
+        }
+        Problem {
+            errors,
+            ..Problem::new(
+                ErrorCode::Unprocessable,
+                whole.unwrap_or_else(|| detail.into()),
+            )
+        }
     }
 
     pub fn with_request_id(mut self, request_id: Option<String>) -> Problem {
@@ -246,6 +286,38 @@ mod tests {
         assert_eq!(v["request_id"], "req-1");
         let resp = p.into_response();
         assert_eq!(resp.headers()[header::CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
+    }
+
+    #[test]
+    fn invalid_input_lists_the_fields_and_a_whole_input_violation_is_the_detail() {
+        let p = Problem::invalid(
+            "invalid order",
+            [
+                FieldError::new("items[0].quantity", "must be 1..=1000"),
+                FieldError::new("payment_method", "is required"),
+            ],
+        );
+        assert_eq!(p.status, 422);
+        assert_eq!(p.detail.as_deref(), Some("invalid order"));
+        assert_eq!(p.errors.len(), 2);
+        assert_eq!(p.errors[1].field, "payment_method");
+        let p = Problem::invalid(
+            "invalid product",
+            [
+                FieldError::new("", "changes nothing"),
+                FieldError::new("title", "must not be empty"),
+            ],
+        );
+        assert_eq!(p.detail.as_deref(), Some("changes nothing"));
+        assert_eq!(
+            p.errors,
+            vec![FieldError::new("title", "must not be empty")]
+        );
+        // The gRPC form carries the same fields (the gateway splits them back).
+        assert_eq!(
+            p.to_status().message(),
+            "changes nothing; title: must not be empty"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Each module is small and usable on its own. Services wire them together in
 //! their `run(config)` entry point; nothing here holds business rules.
 
+pub mod auth;
 pub mod cache;
 pub mod clock;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod events;
 pub mod grpc;
 pub mod health;
 pub mod http;
+pub mod idempotency;
 pub mod ids;
 pub mod metrics;
 pub mod object_store;
@@ -23,4 +25,4 @@ pub mod stripe_signature;
 pub mod telemetry;
 pub mod temporal;
 
-pub use error::{ErrorCode, Problem};
+pub use error::{ErrorCode, FieldError, Problem};

@@ -3,8 +3,10 @@
 //! broker, the Temporal dev server and the embedded S3 server as detached
 //! processes under one state directory, waits until each is ready, reports
 //! their status and stops them again. The CLI's `up`/`down`/`status` and the
-//! test kit are both thin layers over it.
+//! test kit are both thin layers over it. [`admin`] gets an admin account
+//! through identity's operator gRPC call.
 
+pub mod admin;
 pub mod components;
 pub mod prereq;
 pub mod process;

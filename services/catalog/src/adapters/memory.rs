@@ -10,7 +10,7 @@ use std::{
 use async_trait::async_trait;
 
 use crate::{
-    domain::{ListQuery, OutboxEvent, Page, Product, ProductId, Slug, TenantId, query},
+    domain::{ListQuery, OutboxEvent, Page, Product, ProductId, Slug, TenantId, product, query},
     ports::{Duplicate, ProductRepository, RepoError, StockUpdate},
 };
 
@@ -161,7 +161,14 @@ impl ProductRepository for MemoryProductRepository {
             .filter(|p| u.product_id.is_none_or(|id| id == p.id))
             .cloned()
             .ok_or(RepoError::SkuNotFound)?;
-        let (next, event) = super::plan_stock_update(&current, u)?;
+        let (next, event) = product::plan_stock_update(
+            &current,
+            &u.sku_id,
+            u.change,
+            u.expected_version,
+            u.event_id,
+            &u.context,
+        )?;
         s.products.insert((tenant.clone(), next.id), next.clone());
         s.append(tenant, &[event]);
         Ok(next)

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::{
     domain::{
         Category, Cursor, ListQuery, Money, OutboxEvent, Page, Product, ProductId, Region, Sku,
-        SkuId, Slug, Sort, TenantId, money::Currency, query::SortKey,
+        SkuId, Slug, Sort, TenantId, money::Currency, product, query::SortKey,
     },
     ports::{Duplicate, ProductRepository, RepoError, StockUpdate},
 };
@@ -640,7 +640,14 @@ impl ProductRepository for PostgresProductRepository {
             .await?
             .filter(|p| p.sku(&u.sku_id).is_some())
             .ok_or(RepoError::SkuNotFound)?;
-        let (next, event) = super::plan_stock_update(&current, u)?;
+        let (next, event) = product::plan_stock_update(
+            &current,
+            &u.sku_id,
+            u.change,
+            u.expected_version,
+            u.event_id,
+            &u.context,
+        )?;
         let quantity = next.sku(&u.sku_id).map(|s| s.stock).unwrap_or_default();
         async {
             sqlx::query(

@@ -18,14 +18,11 @@ use tonic::{Request, Response, Status};
 use crate::{
     domain::{
         FieldErrors, ListParams, ListQuery, Product, ProductId, Sku, SkuId, Sort, StockChange,
-        TenantId,
+        TenantId, product::stock_reason,
     },
     error::Error,
     service::{Catalog, StockRequest},
 };
-
-/// Longest `reason` accepted on a stock change.
-pub const REASON_MAX_CHARS: usize = 200;
 
 /// The gRPC service over the catalog's use cases.
 #[derive(Debug, Clone)]
@@ -207,12 +204,7 @@ impl CatalogService for CatalogGrpc {
         if req.expected_version < 0 {
             e.push("expected_version", "must be >= 0 (0 means any version)");
         }
-        if req.reason.chars().count() > REASON_MAX_CHARS {
-            e.push(
-                "reason",
-                format!("must be at most {REASON_MAX_CHARS} characters"),
-            );
-        }
+        e.check("reason", stock_reason(&req.reason));
         let Some(change) = change.filter(|_| e.is_empty()) else {
             return Err(Error::invalid(e).into());
         };

@@ -39,6 +39,7 @@ use crate::{
     domain::{
         FieldErrors, ListParams, ListQuery, Money, MoneyDraft, PatchDraft, Product, ProductDraft,
         ProductId, Sku, SkuDraft, SkuId, SkuPatchDraft, StockChange, TenantId,
+        product::stock_reason,
     },
     error::Error,
     service::{Catalog, StockRequest},
@@ -48,8 +49,6 @@ use crate::{
 pub const TENANT_HEADER: &str = "x-tenant-id";
 /// Header the gateway sets on requests of callers with the admin role.
 pub const ADMIN_HEADER: &str = "x-shopstream-admin";
-/// Longest `reason` accepted on a stock change.
-pub const REASON_MAX_CHARS: usize = 200;
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -416,10 +415,8 @@ async fn put_stock(
     let result = async {
         let mut e = FieldErrors::new();
         let stock = e.required("stock", b.stock);
-        if let Some(r) = &b.reason
-            && r.chars().count() > REASON_MAX_CHARS
-        {
-            e.push("reason", format!("must be at most {REASON_MAX_CHARS} characters"));
+        if let Some(r) = &b.reason {
+            e.check("reason", stock_reason(r));
         }
         let version = match expected_version(&headers, b.version, false) {
             Ok(v) => v,

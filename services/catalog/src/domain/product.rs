@@ -10,8 +10,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
+use uuid::Uuid;
 
 use super::{
+    events::{self, ChangeKind, EventContext, OutboxEvent},
     ids::{Category, ProductId, Region, SkuId, Slug},
     money::{Currency, Money},
     validation::{FieldErrors, length},
@@ -39,6 +41,8 @@ pub const MAX_ATTRIBUTES: usize = 16;
 pub const ATTRIBUTE_MAX_CHARS: usize = 128;
 /// Largest stock count accepted.
 pub const MAX_STOCK: i64 = 1_000_000_000;
+/// Longest `reason` accepted on a stock change (it goes to the logs).
+pub const STOCK_REASON_MAX_CHARS: usize = 200;
 
 /// A sellable variant with its price and the catalog's view of its stock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -653,6 +657,51 @@ impl StockChange {
     }
 }
 
+/// Check the free-text `reason` of a stock change (a message for the field
+/// `reason` when it is refused).
+pub fn stock_reason(reason: &str) -> Result<(), String> {
+    length(reason, 0, STOCK_REASON_MAX_CHARS)
+}
+
+/// Why the rules refuse a stock update of a stored product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StockUpdateRefused {
+    /// The caller expected another version than the stored one.
+    Conflict { product: ProductId, current: i64 },
+    /// The SKU is not on the product, or the stock would be out of range.
+    Invalid(FieldErrors),
+}
+
+/// What a stock update does to the stored (and locked) `current` product,
+/// for every backend alike: the version check, the product after the change
+/// (see [`apply_stock`]) and its `ProductChanged` outbox event with id
+/// `event_id`.
+pub fn plan_stock_update(
+    current: &Product,
+    sku: &SkuId,
+    change: StockChange,
+    expected_version: Option<i64>,
+    event_id: Uuid,
+    cx: &EventContext,
+) -> Result<(Product, OutboxEvent), StockUpdateRefused> {
+    if expected_version.is_some_and(|v| v != current.version) {
+        return Err(StockUpdateRefused::Conflict {
+            product: current.id,
+            current: current.version,
+        });
+    }
+    let next = apply_stock(current, sku, change, cx.now_ms).map_err(StockUpdateRefused::Invalid)?;
+    // `apply_stock` found the SKU on `next`, so there is an event to build.
+    let event =
+        events::sku_changed(&next, sku, ChangeKind::Updated, event_id, cx).ok_or_else(|| {
+            StockUpdateRefused::Invalid(FieldErrors::single(
+                "sku_id",
+                format!("product has no sku {sku}"),
+            ))
+        })?;
+    Ok((next, event))
+}
+
 /// The product after setting the stock of `sku`: version bumped, time set.
 /// `Err` carries field errors (`sku_id` unknown, `stock` refused).
 pub fn apply_stock(
@@ -937,5 +986,46 @@ pub(crate) mod tests {
         let e =
             apply_stock(&p, &SkuId::parse("NOPE").unwrap(), StockChange::SetTo(1), 0).unwrap_err();
         assert_eq!(e.fields(), ["sku_id"]);
+    }
+
+    #[test]
+    fn a_stock_update_checks_the_version_and_carries_its_event() {
+        let p = validate_new(&draft("scarf"), id(), 0).unwrap();
+        let sku = SkuId::parse("SCARF-NVY").unwrap();
+        let cx = EventContext {
+            now_ms: 42,
+            trace: BTreeMap::new(),
+        };
+        let event_id = Uuid::from_u64_pair(7, 7);
+        let (next, event) = plan_stock_update(
+            &p,
+            &sku,
+            StockChange::SetTo(9),
+            Some(p.version),
+            event_id,
+            &cx,
+        )
+        .unwrap();
+        assert_eq!(next.sku(&sku).unwrap().stock, 9);
+        assert_eq!((event.id, event.aggregate_id), (event_id, p.id));
+        assert_eq!(event.payload["stock"], 9);
+        assert_eq!(event.payload["version"], next.version);
+        let stale = plan_stock_update(&next, &sku, StockChange::SetTo(1), Some(1), event_id, &cx);
+        assert_eq!(
+            stale.unwrap_err(),
+            StockUpdateRefused::Conflict {
+                product: p.id,
+                current: 2
+            }
+        );
+        let below = plan_stock_update(&p, &sku, StockChange::Delta(-6), None, event_id, &cx);
+        assert!(matches!(below, Err(StockUpdateRefused::Invalid(e)) if e.fields() == ["stock"]));
+    }
+
+    #[test]
+    fn a_stock_reason_is_bounded_in_characters() {
+        assert!(stock_reason("").is_ok());
+        assert!(stock_reason(&"é".repeat(STOCK_REASON_MAX_CHARS)).is_ok());
+        assert!(stock_reason(&"x".repeat(STOCK_REASON_MAX_CHARS + 1)).is_err());
     }
 }

@@ -4,12 +4,9 @@
 use std::fmt;
 
 /// One invalid field: a dotted path with indices (`skus[1].price.currency`)
-/// and a human-readable reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
+/// and a human-readable reason (the platform's, so every service answers
+/// invalid input alike).
+pub use shopstream_platform::FieldError;
 
 /// Every invalid field of one input, in the order they were found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

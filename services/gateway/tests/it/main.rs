@@ -80,18 +80,21 @@ async fn start_with(configure: impl FnOnce(&mut shopstream_gateway::Config)) -> 
         login_limit: 50,
         login_window_s: 60,
     };
-    let (identity, _) = shopstream_identity::build(&identity_cfg).await.unwrap();
-    let admin_password = identity
-        .ensure_admin("default", ADMIN_EMAIL)
-        .await
-        .unwrap()
-        .unwrap();
     tokio::spawn(shopstream_identity::run(
         identity_cfg,
         ih,
         ig,
         shutdown.clone(),
     ));
+    wait_ready(&format!("http://{iha}/readyz")).await;
+    let admin_password = shopstream_runtime::admin::ensure_admin(
+        &format!("http://{iga}"),
+        Some("default"),
+        ADMIN_EMAIL,
+    )
+    .await
+    .unwrap()
+    .expect("a new admin account");
 
     let (ch, cha) = listener().await;
     let (cg, cga) = listener().await;

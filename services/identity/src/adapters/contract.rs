@@ -1,11 +1,13 @@
 //! The contract every identity store adapter must pass (memory in unit tests,
-//! Postgres in integration tests). Panics on a violation.
+//! Postgres and Redis in integration tests). Panics on a violation.
+
+use std::{future::Future, time::Duration};
 
 use uuid::Uuid;
 
 use crate::{
     domain::{Email, RefreshUse, Role, User},
-    ports::{NewRefreshToken, RefreshTokenStore, RepoError, UserRepository},
+    ports::{NewRefreshToken, RateLimiter, RefreshTokenStore, RepoError, UserRepository},
 };
 
 fn user(tenant: &str, email: &str) -> User {
@@ -107,4 +109,58 @@ pub async fn refresh_tokens(store: &dyn RefreshTokenStore) {
         store.consume("other", b"fresh", 10).await.unwrap(),
         RefreshUse::Unknown
     );
+}
+
+async fn hit(l: &impl RateLimiter, key: &str) -> Result<(), u64> {
+    l.hit(key).await.expect("the limiter's backend answers")
+}
+
+/// The [`RateLimiter`] contract. `new(limit, window_s)` builds a limiter with
+/// a fresh key space; `pass(d)` lets `d` of the limiter's time go by (a
+/// manual clock moves, a real one is waited for). The windows used are 1 s,
+/// so a limiter on real time finishes in about 2 s.
+pub async fn rate_limiter<L, Fut>(new: impl Fn(u32, u64) -> L, pass: impl Fn(Duration) -> Fut)
+where
+    L: RateLimiter,
+    Fut: Future<Output = ()>,
+{
+    // The first `limit` attempts pass, the next ones are refused with the
+    // time left in the window; other keys keep their own budget.
+    let l = new(3, 60);
+    for i in 0..3 {
+        assert_eq!(hit(&l, "a").await, Ok(()), "attempt {i} of 3");
+    }
+    let retry = hit(&l, "a")
+        .await
+        .expect_err("the 4th attempt is over the limit");
+    assert!(
+        (59..=60).contains(&retry),
+        "retry after {retry} s of a fresh 60 s window"
+    );
+    assert!(hit(&l, "a").await.is_err(), "still refused");
+    assert_eq!(hit(&l, "b").await, Ok(()), "keys share no budget");
+
+    // Limit 0 allows nothing.
+    let l = new(0, 60);
+    let retry = hit(&l, "a")
+        .await
+        .expect_err("limit 0 refuses the first attempt");
+    assert!((1..=60).contains(&retry), "{retry}");
+
+    // The window starts at the first attempt; refused attempts do not extend
+    // it; once it has passed the whole budget is back.
+    let l = new(2, 1);
+    assert_eq!(hit(&l, "a").await, Ok(()));
+    assert_eq!(hit(&l, "a").await, Ok(()));
+    assert_eq!(hit(&l, "a").await, Err(1));
+    pass(Duration::from_millis(600)).await;
+    assert_eq!(hit(&l, "a").await, Err(1), "still in the first window");
+    pass(Duration::from_millis(600)).await;
+    assert_eq!(
+        hit(&l, "a").await,
+        Ok(()),
+        "a new window, not extended by refusals"
+    );
+    assert_eq!(hit(&l, "a").await, Ok(()), "with the whole budget");
+    assert_eq!(hit(&l, "a").await, Err(1));
 }

@@ -1,7 +1,7 @@
 //! The access-token signing key: an Ed25519 pair generated into the key
-//! directory on first start (`identity-ed25519.pk8`, owner-only), and the JWT
-//! encode/verify around it. Verification pins EdDSA and the issuer, so
-//! `alg: none`, HS/RS confusion, foreign issuers and expired tokens fail.
+//! directory on first start (`identity-ed25519.pk8`, owner-only), and JWT
+//! signing with it. Verification is `platform::auth::Verifier`, which every
+//! service holds with the public key only.
 
 use std::path::Path;
 
@@ -10,9 +10,8 @@ use aws_lc_rs::{
     signature::{Ed25519KeyPair, KeyPair},
 };
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-
-use crate::domain::{Claims, ISSUER};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use shopstream_platform::auth::{Claims, Verifier};
 
 /// File names inside the key directory.
 pub const PRIVATE_KEY_FILE: &str = "identity-ed25519.pk8";
@@ -25,11 +24,6 @@ pub enum KeyError {
     #[error("invalid key: {0}")]
     Invalid(String),
 }
-
-/// Why a token was refused (all map to 401).
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("invalid token: {0}")]
-pub struct TokenError(pub String);
 
 /// Signs access tokens.
 pub struct Signer {
@@ -46,70 +40,10 @@ impl std::fmt::Debug for Signer {
     }
 }
 
-/// Verifies access tokens with the public key only (the gateway holds one).
-#[derive(Clone)]
-pub struct Verifier {
-    decoding: DecodingKey,
-    validation: Validation,
-}
-
-impl std::fmt::Debug for Verifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Verifier")
-    }
-}
-
 fn kid_of(public: &[u8]) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(public);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d[..8])
-}
-
-impl Verifier {
-    /// From a raw 32-byte Ed25519 public key.
-    pub fn from_public_key(public: &[u8]) -> Verifier {
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.algorithms = vec![Algorithm::EdDSA];
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
-        // Expiry is checked against the caller's clock (the Clock port), not
-        // the library's wall clock, so simulations control it.
-        validation.validate_exp = false;
-        Verifier {
-            decoding: DecodingKey::from_ed_der(public),
-            validation,
-        }
-    }
-
-    /// From a JWKS document as served at `/.well-known/jwks.json`.
-    pub fn from_jwks(jwks: &serde_json::Value) -> Result<Verifier, KeyError> {
-        let x = jwks["keys"][0]["x"]
-            .as_str()
-            .ok_or_else(|| KeyError::Invalid("jwks has no keys[0].x".into()))?;
-        let public = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(x)
-            .map_err(|e| KeyError::Invalid(e.to_string()))?;
-        if public.len() != 32 {
-            return Err(KeyError::Invalid(
-                "Ed25519 public key must be 32 bytes".into(),
-            ));
-        }
-        Ok(Verifier::from_public_key(&public))
-    }
-
-    /// Allowed clock difference between issuer and verifier.
-    pub const LEEWAY_S: i64 = 5;
-
-    /// Check signature, algorithm, issuer and expiry (at `now_ms`).
-    pub fn verify(&self, token: &str, now_ms: i64) -> Result<Claims, TokenError> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|d| d.claims)
-            .map_err(|e| TokenError(e.to_string()))?;
-        if now_ms / 1000 > claims.exp + Self::LEEWAY_S {
-            return Err(TokenError("ExpiredSignature".into()));
-        }
-        Ok(claims)
-    }
 }
 
 impl Signer {
@@ -186,7 +120,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Email, Role, User};
+    use crate::domain::{Email, Role, User, claims_for};
 
     const NOW_S: i64 = 1_800_000_000;
     const NOW_MS: i64 = NOW_S * 1000;
@@ -201,7 +135,7 @@ mod tests {
             roles: vec![Role::Customer],
             created_at_ms: 0,
         };
-        let mut c = Claims::for_user(&user, now * 1000, uuid::Uuid::now_v7());
+        let mut c = claims_for(&user, now * 1000, uuid::Uuid::now_v7());
         c.exp = now + exp_offset_s;
         c
     }

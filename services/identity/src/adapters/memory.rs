@@ -1,5 +1,6 @@
 //! In-memory identity stores for unit tests and the simulator; they pass the
-//! same `contract` as the Postgres adapter.
+//! same `contract` as the Postgres adapter. [`MemoryRateLimiter`] passes the
+//! rate-limiter contract the Redis limiter passes, on an injected clock.
 
 use std::{
     collections::BTreeMap,
@@ -7,6 +8,7 @@ use std::{
 };
 
 use async_trait::async_trait;
+use shopstream_platform::clock::Clock;
 use uuid::Uuid;
 
 use crate::{
@@ -27,15 +29,12 @@ struct State {
     users: BTreeMap<(String, Uuid), User>,
     tokens: BTreeMap<(String, Vec<u8>), Token>,
     revoked_families: BTreeMap<(String, Uuid), ()>,
-    hits: BTreeMap<String, u32>,
 }
 
 /// All identity stores in one in-memory value. Clones share state.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryIdentity {
     state: Arc<Mutex<State>>,
-    /// Attempts allowed per key by the in-memory rate limiter (0 = unlimited).
-    pub rate_limit: u32,
 }
 
 impl MemoryIdentity {
@@ -143,14 +142,53 @@ impl RefreshTokenStore for MemoryIdentity {
     }
 }
 
+/// Fixed-window attempt counting in memory, on the injected clock (as
+/// `RedisRateLimiter` does in Redis, on Redis' clock). Clones share state.
+#[derive(Clone)]
+pub struct MemoryRateLimiter {
+    limit: u32,
+    window_ms: i64,
+    clock: Arc<dyn Clock>,
+    /// Per key: when its window started and the attempts counted in it.
+    windows: Arc<Mutex<BTreeMap<String, (i64, u64)>>>,
+}
+
+impl std::fmt::Debug for MemoryRateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryRateLimiter")
+            .field("limit", &self.limit)
+            .field("window_ms", &self.window_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryRateLimiter {
+    /// `limit` attempts per key per `window_s` seconds (at least 1 s).
+    pub fn new(limit: u32, window_s: u64, clock: Arc<dyn Clock>) -> MemoryRateLimiter {
+        MemoryRateLimiter {
+            limit,
+            window_ms: i64::try_from(window_s.max(1).saturating_mul(1000)).unwrap_or(i64::MAX),
+            clock,
+            windows: Arc::default(),
+        }
+    }
+}
+
 #[async_trait]
-impl RateLimiter for MemoryIdentity {
+impl RateLimiter for MemoryRateLimiter {
     async fn hit(&self, key: &str) -> Result<Result<(), u64>, RepoError> {
-        let mut st = self.lock();
-        let n = st.hits.entry(key.to_string()).or_insert(0);
-        *n += 1;
-        Ok(if self.rate_limit > 0 && *n > self.rate_limit {
-            Err(60)
+        let now = self.clock.now_ms();
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        // Windows that have ended are forgotten, so the map stays bounded by
+        // the keys seen within one window.
+        windows.retain(|_, (start, _)| now < start.saturating_add(self.window_ms));
+        let (start, count) = windows.entry(key.to_string()).or_insert((now, 0));
+        *count += 1;
+        Ok(if *count > u64::from(self.limit) {
+            // > 0: windows that ended were dropped above.
+            let left_ms = u64::try_from(start.saturating_add(self.window_ms) - now).unwrap_or(1);
+            // Whole seconds, rounded up: never "retry in 0 s" while refused.
+            Err(left_ms.div_ceil(1000).max(1))
         } else {
             Ok(())
         })
@@ -159,10 +197,28 @@ impl RateLimiter for MemoryIdentity {
 
 #[cfg(test)]
 mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use shopstream_platform::clock::ManualClock;
+
     #[tokio::test]
     async fn memory_adapter_passes_the_contract() {
         let m = super::MemoryIdentity::default();
         super::super::contract::users(&m).await;
         super::super::contract::refresh_tokens(&m).await;
+    }
+
+    #[tokio::test]
+    async fn memory_rate_limiter_passes_the_contract() {
+        let clock = ManualClock::new(1_700_000_000_000);
+        let c = clock.clone();
+        super::super::contract::rate_limiter(
+            |limit, window_s| super::MemoryRateLimiter::new(limit, window_s, Arc::new(c.clone())),
+            |d: Duration| {
+                clock.advance_ms(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                std::future::ready(())
+            },
+        )
+        .await;
     }
 }

@@ -1,5 +1,7 @@
-//! Fixed-window attempt counting in Redis: `INCR` + `EXPIRE` on first hit;
-//! over the limit, the key's remaining TTL is the `Retry-After`.
+//! Fixed-window attempt counting in Redis: `INCR` + `EXPIRE NX` (the window
+//! starts at the first hit and refusals do not extend it); over the limit,
+//! the key's remaining TTL is the `Retry-After`. Passes
+//! `adapters::contract::rate_limiter`.
 
 use async_trait::async_trait;
 use shopstream_platform::cache::ConnectionManager;
@@ -24,12 +26,14 @@ impl std::fmt::Debug for RedisRateLimiter {
 }
 
 impl RedisRateLimiter {
+    /// `limit` attempts per key per `window_s` seconds (at least 1 s: Redis
+    /// deletes a key whose expiry is 0).
     pub fn new(conn: ConnectionManager, prefix: &str, limit: u32, window_s: u64) -> Self {
         RedisRateLimiter {
             conn,
             prefix: prefix.to_string(),
             limit,
-            window_s,
+            window_s: window_s.max(1),
         }
     }
 }

@@ -1,11 +1,12 @@
-//! gRPC: `GetUser` and `ValidateToken` for other services.
+//! gRPC: `GetUser` and `ValidateToken` for other services, and the operator
+//! call `EnsureAdmin` (internal only: the gateway never routes to it).
 
 use shopstream_platform::{ErrorCode, Problem, grpc::tenant};
 use shopstream_proto::{
     common::v1::User as UserMsg,
     identity::v1::{
-        GetUserRequest, GetUserResponse, ValidateTokenRequest, ValidateTokenResponse,
-        identity_service_server::IdentityService,
+        EnsureAdminRequest, EnsureAdminResponse, GetUserRequest, GetUserResponse,
+        ValidateTokenRequest, ValidateTokenResponse, identity_service_server::IdentityService,
     },
 };
 use tonic::{Request, Response, Status};
@@ -67,6 +68,23 @@ impl IdentityService for GrpcApi {
             roles: c.roles,
             token_id: c.jti,
             expires_at_ms: c.exp * 1000,
+        }))
+    }
+
+    async fn ensure_admin(
+        &self,
+        req: Request<EnsureAdminRequest>,
+    ) -> Result<Response<EnsureAdminResponse>, Status> {
+        let tenant = tenant(&req, &self.default_tenant);
+        let password = self
+            .identity
+            .ensure_admin(&tenant, &req.get_ref().email)
+            .await
+            .map_err(Problem::from)?;
+        tracing::info!(created = password.is_some(), "admin account ensured");
+        Ok(Response::new(EnsureAdminResponse {
+            created: password.is_some(),
+            password: password.unwrap_or_default(),
         }))
     }
 }

@@ -13,15 +13,17 @@ use axum::{
 };
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::{Deserialize, Serialize};
-use shopstream_platform::{ErrorCode, Problem, http::ApiJson};
+use shopstream_platform::{
+    ErrorCode, Problem,
+    auth::{ACCESS_COOKIE, REFRESH_COOKIE, access_token},
+    http::ApiJson,
+};
 
 use crate::{
     domain::{Claims, User},
     service::{Identity, IdentityError, Session},
 };
 
-pub const ACCESS_COOKIE: &str = "ss_access";
-pub const REFRESH_COOKIE: &str = "ss_refresh";
 pub const TENANT_HEADER: &str = "x-tenant-id";
 
 #[derive(Clone, Debug)]
@@ -46,11 +48,7 @@ impl From<IdentityError> for Problem {
     fn from(e: IdentityError) -> Problem {
         match e {
             IdentityError::Validation(fields) => {
-                let mut p = Problem::new(ErrorCode::Unprocessable, "some fields are invalid");
-                for f in fields {
-                    p = p.with_field(f.field, f.message);
-                }
-                p
+                Problem::invalid("some fields are invalid", fields)
             }
             IdentityError::EmailTaken => Problem::new(ErrorCode::Conflict, e.to_string()),
             IdentityError::RateLimited(s) => {
@@ -242,28 +240,14 @@ async fn logout(
 }
 
 /// Claims of the caller's access token (Bearer header or cookie).
-pub fn authenticate(
-    identity: &Identity,
-    headers: &HeaderMap,
-    jar: &CookieJar,
-) -> Result<Claims, Problem> {
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    let token = bearer
-        .or_else(|| jar.get(ACCESS_COOKIE).map(|c| c.value().to_string()))
+pub fn authenticate(identity: &Identity, headers: &HeaderMap) -> Result<Claims, Problem> {
+    let token = access_token(headers)
         .ok_or_else(|| Problem::new(ErrorCode::Unauthenticated, "no access token"))?;
     Ok(identity.validate(&token)?)
 }
 
-async fn me(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-) -> Result<Json<UserView>, Problem> {
-    let claims = authenticate(&state.identity, &headers, &jar)?;
+async fn me(State(state): State<HttpState>, headers: HeaderMap) -> Result<Json<UserView>, Problem> {
+    let claims = authenticate(&state.identity, &headers)?;
     let id = claims
         .sub
         .parse()

@@ -4,12 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// One invalid input field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: &'static str,
-    pub message: String,
-}
+pub use shopstream_platform::FieldError;
 
 /// An email address, trimmed and lowercased (so `A@X.io` and `a@x.io` are one user).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -20,10 +15,7 @@ impl Email {
 
     pub fn parse(raw: &str) -> Result<Email, FieldError> {
         let e = raw.trim().to_lowercase();
-        let err = |m: &str| FieldError {
-            field: "email",
-            message: m.to_string(),
-        };
+        let err = |m: &str| FieldError::new("email", m);
         if e.is_empty() {
             return Err(err("is required"));
         }
@@ -58,12 +50,7 @@ pub const PASSWORD_MAX_LEN: usize = 128;
 pub fn password_violations(password: &str, email: Option<&Email>) -> Vec<FieldError> {
     let mut out = Vec::new();
     let n = password.chars().count();
-    let mut push = |m: String| {
-        out.push(FieldError {
-            field: "password",
-            message: m,
-        })
-    };
+    let mut push = |m: String| out.push(FieldError::new("password", m));
     if n < PASSWORD_MIN_LEN {
         push(format!("must be at least {PASSWORD_MIN_LEN} characters"));
     }
@@ -127,42 +114,26 @@ impl User {
     }
 }
 
-/// Issuer of every access token.
-pub const ISSUER: &str = "shopstream-identity";
+pub use shopstream_platform::auth::{Claims, ISSUER};
+
 /// Access tokens live 15 minutes at most.
 pub const ACCESS_TTL_S: i64 = 15 * 60;
 /// Refresh tokens live 14 days; each use replaces the token.
 pub const REFRESH_TTL_S: i64 = 14 * 24 * 3600;
 
-/// Claims of an access token (a JWT signed with EdDSA).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    /// User id.
-    pub sub: String,
-    /// Tenant id.
-    pub tid: String,
-    pub roles: Vec<String>,
-    pub admin: bool,
-    pub iss: String,
-    pub iat: i64,
-    pub exp: i64,
-    /// Token id, for audit logs.
-    pub jti: String,
-}
-
-impl Claims {
-    pub fn for_user(user: &User, now_ms: i64, jti: Uuid) -> Claims {
-        let iat = now_ms / 1000;
-        Claims {
-            sub: user.id.to_string(),
-            tid: user.tenant_id.clone(),
-            roles: user.roles.iter().map(|r| r.as_str().to_string()).collect(),
-            admin: user.is_admin(),
-            iss: ISSUER.to_string(),
-            iat,
-            exp: iat + ACCESS_TTL_S,
-            jti: jti.to_string(),
-        }
+/// The claims of an access token for `user`, issued at `now_ms`, living
+/// [`ACCESS_TTL_S`].
+pub fn claims_for(user: &User, now_ms: i64, jti: Uuid) -> Claims {
+    let iat = now_ms / 1000;
+    Claims {
+        sub: user.id.to_string(),
+        tid: user.tenant_id.clone(),
+        roles: user.roles.iter().map(|r| r.as_str().to_string()).collect(),
+        admin: user.is_admin(),
+        iss: ISSUER.to_string(),
+        iat,
+        exp: iat + ACCESS_TTL_S,
+        jti: jti.to_string(),
     }
 }
 
@@ -244,7 +215,7 @@ mod tests {
             roles: vec![Role::Customer, Role::Admin],
             created_at_ms: 0,
         };
-        let c = Claims::for_user(&u, 1_000_000, Uuid::nil());
+        let c = claims_for(&u, 1_000_000, Uuid::nil());
         assert!(c.exp - c.iat <= 15 * 60);
         assert!(c.admin);
         assert_eq!(c.roles, vec!["customer", "admin"]);

@@ -299,3 +299,81 @@ async fn validation_duplicates_bad_credentials_and_rate_limit() {
         .unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ensure_admin_over_grpc_creates_once_then_promotes() {
+    use shopstream_runtime::admin::{AdminError, ensure_admin};
+    let s = start(20).await;
+    let c = Client::new();
+
+    // A new account: the password comes back once and signs in as an admin.
+    let password = ensure_admin(&s.grpc, None, "root@example.com")
+        .await
+        .unwrap()
+        .expect("created");
+    let r = login(&c, &s.http, "root@example.com", &password).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let access = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        me(&c, &s.http, &access)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["admin"],
+        true
+    );
+    assert!(
+        ensure_admin(&s.grpc, None, "root@example.com")
+            .await
+            .unwrap()
+            .is_none(),
+        "a second call creates nothing"
+    );
+
+    // An existing customer is promoted; their password is unchanged.
+    signup(&c, &s.http, "grace@example.com").await;
+    assert!(
+        ensure_admin(&s.grpc, Some("default"), "grace@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let r = login(&c, &s.http, "grace@example.com", PASSWORD).await;
+    let access = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        me(&c, &s.http, &access)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["admin"],
+        true
+    );
+
+    // Tenants are apart: the same email in another tenant is another account.
+    assert!(
+        ensure_admin(&s.grpc, Some("acme"), "grace@example.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let e = ensure_admin(&s.grpc, None, "not-an-email")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            AdminError::Refused {
+                code: tonic::Code::InvalidArgument,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}

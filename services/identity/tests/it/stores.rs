@@ -1,8 +1,10 @@
-//! The Postgres adapter passes the same store contract as the in-memory one.
+//! The Postgres adapter passes the same store contract as the in-memory one,
+//! and the Redis rate limiter the same limiter contract.
 
 use shopstream_identity::adapters::{
     contract,
     postgres::{MIGRATOR, PgIdentity},
+    ratelimit::RedisRateLimiter,
 };
 use shopstream_runtime::testkit;
 
@@ -13,6 +15,27 @@ async fn postgres_adapter_passes_the_store_contract() {
     let pg = PgIdentity::new(pool);
     contract::users(&pg).await;
     contract::refresh_tokens(&pg).await;
+}
+
+#[tokio::test]
+async fn redis_rate_limiter_passes_the_limiter_contract() {
+    let redis = shopstream_platform::cache::connect(&testkit::stack().await.endpoints.redis_url)
+        .await
+        .unwrap();
+    contract::rate_limiter(
+        // A fresh key space for every limiter the contract builds.
+        |limit, window_s| {
+            RedisRateLimiter::new(
+                redis.clone(),
+                &testkit::unique("it_ratelimit"),
+                limit,
+                window_s,
+            )
+        },
+        // Redis expires keys on its own clock: the time has to pass for real.
+        tokio::time::sleep,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -89,11 +89,7 @@ pub struct Line {
     pub quantity: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
+pub use shopstream_platform::FieldError;
 
 /// Validate and normalise lines: same SKU merged, sorted by SKU (the order
 /// rows are locked in, so concurrent reservations never deadlock).

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
+pub use shopstream_platform::FieldError;
+use shopstream_platform::idempotency::IdempotencyKey;
 
-/// Longest accepted idempotency key.
-pub const MAX_KEY_LEN: usize = 200;
 /// Most lines in one order.
 pub const MAX_LINES: usize = 50;
 /// Most units of one line.
@@ -21,29 +21,15 @@ pub struct RequestedLine {
     pub quantity: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
 fn err(field: impl Into<String>, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field: field.into(),
-        message: message.into(),
-    }
+    FieldError::new(field, message)
 }
 
 /// Every problem with a create request, or nothing.
 pub fn validate(key: &str, lines: &[RequestedLine], payment_method: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    if key.trim().is_empty() {
-        errors.push(err("idempotency_key", "is required"));
-    } else if key.len() > MAX_KEY_LEN {
-        errors.push(err(
-            "idempotency_key",
-            format!("must be at most {MAX_KEY_LEN} characters"),
-        ));
+    if let Err(e) = IdempotencyKey::parse_field(key) {
+        errors.push(e);
     }
     if payment_method.trim().is_empty() {
         errors.push(err("payment_method", "is required (e.g. pm_card_visa)"));

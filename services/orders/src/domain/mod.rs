@@ -1,5 +1,6 @@
 //! The orders domain: no I/O, no async, no clock reads.
 
 pub mod checkout;
+pub mod listing;
 pub mod order;
 pub mod saga;

@@ -202,6 +202,17 @@ impl CancelReason {
 }
 
 impl OrderState {
+    /// One state per name, in happy-path order; the cancellation stands for
+    /// every reason (they share the name `cancelled`). What a listing filters by.
+    pub const EACH_NAME: [OrderState; 6] = [
+        OrderState::Pending,
+        OrderState::Reserved,
+        OrderState::Authorized,
+        OrderState::Captured,
+        OrderState::Completed,
+        OrderState::Cancelled(CancelReason::InternalError),
+    ];
+
     /// The wire/storage name, e.g. `authorized`; every cancellation is `cancelled`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -246,15 +257,16 @@ mod name_tests {
             let s = OrderState::Cancelled(r);
             assert_eq!(OrderState::parse(s.as_str(), s.cancel_reason()), Some(s));
         }
-        for s in [
-            OrderState::Pending,
-            OrderState::Reserved,
-            OrderState::Authorized,
-            OrderState::Captured,
-            OrderState::Completed,
-        ] {
-            assert_eq!(OrderState::parse(s.as_str(), None), Some(s));
+        for s in OrderState::EACH_NAME {
+            assert_eq!(OrderState::parse(s.as_str(), s.cancel_reason()), Some(s));
         }
+        let names: std::collections::BTreeSet<_> =
+            OrderState::EACH_NAME.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names.len(),
+            OrderState::EACH_NAME.len(),
+            "one state per name"
+        );
         assert_eq!(OrderState::parse("shipped", None), None);
     }
 }

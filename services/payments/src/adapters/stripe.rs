@@ -1,11 +1,18 @@
 //! The [`Provider`] on Stripe's API through async-stripe (hyper + rustls),
 //! pointed at Stripe or at stripe-sim by the base URL. Every POST carries the
 //! caller's key as `Idempotency-Key` and runs once (no client-side retries:
-//! the caller retries with the same key); every call has a deadline.
+//! the caller retries with the same key); every call has a deadline. And
+//! [`parse_webhook`]: what a Stripe webhook delivery says, as an
+//! [`Observation`] of one payment.
 
-use std::{collections::HashMap, str::FromStr, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    str::FromStr,
+    time::Duration,
+};
 
 use async_trait::async_trait;
+use serde::Deserialize;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_core::{
     PaymentIntent, PaymentIntentCaptureMethod, PaymentIntentStatus,
@@ -15,8 +22,10 @@ use stripe_core::{
     refund::CreateRefund,
 };
 
+use uuid::Uuid;
+
 use crate::{
-    domain::IntentState,
+    domain::{IntentState, Observation},
     ports::{Intent, NewIntent, Provider, ProviderError, RefundMade},
 };
 
@@ -237,5 +246,232 @@ impl Provider for StripeProvider {
         self.bounded(call.send(&self.client))
             .await
             .map(|pi| intent(&pi))
+    }
+}
+
+// Webhooks: what a delivery (its signature already checked) says, read
+// loosely on purpose: only the fields used here must be present.
+
+/// Which payment a webhook event is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentRef {
+    /// Our payment id, from the intent's metadata.
+    Id(Uuid),
+    /// The provider's intent id (events about intents created without it).
+    Provider(String),
+}
+
+/// What one event says, about which payment of which tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookObservation {
+    pub tenant: String,
+    pub payment: PaymentRef,
+    pub observation: Observation,
+}
+
+/// One webhook delivery, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEvent {
+    /// Stripe's event id (deliveries are deduplicated on it).
+    pub id: String,
+    /// The event type, e.g. `payment_intent.succeeded`.
+    pub kind: String,
+    /// `None` for an event type or object payments does not track.
+    pub about: Option<WebhookObservation>,
+}
+
+/// Read a webhook payload. Events without a tenant in the intent's metadata
+/// belong to `default_tenant`. `Err` only when the payload is not an event.
+pub fn parse_webhook(
+    payload: &[u8],
+    default_tenant: &str,
+) -> Result<WebhookEvent, serde_json::Error> {
+    let event: StripeEvent = serde_json::from_slice(payload)?;
+    let about = observation(&event, default_tenant);
+    Ok(WebhookEvent {
+        id: event.id,
+        kind: event.kind,
+        about,
+    })
+}
+
+/// The parts of a Stripe event payments reads.
+#[derive(Debug, Deserialize)]
+struct StripeEvent {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    data: EventData,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventData {
+    object: EventObject,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EventObject {
+    id: Option<String>,
+    status: Option<String>,
+    amount_received: i64,
+    amount_refunded: i64,
+    payment_intent: Option<String>,
+    metadata: BTreeMap<String, String>,
+    last_payment_error: Option<LastPaymentError>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct LastPaymentError {
+    code: Option<String>,
+    decline_code: Option<String>,
+    message: Option<String>,
+}
+
+fn observation(e: &StripeEvent, default_tenant: &str) -> Option<WebhookObservation> {
+    let o = &e.data.object;
+    let tenant = o
+        .metadata
+        .get(METADATA_TENANT_ID)
+        .cloned()
+        .unwrap_or_else(|| default_tenant.to_string());
+    let intent_ref = if e.kind.starts_with("payment_intent.") {
+        o.id.clone()?
+    } else {
+        o.payment_intent.clone()?
+    };
+    // The payment id in metadata finds the row even before the create
+    // response stored the provider ref (the webhook can win that race).
+    let payment = match o
+        .metadata
+        .get(METADATA_PAYMENT_ID)
+        .and_then(|s| s.parse().ok())
+    {
+        Some(id) => PaymentRef::Id(id),
+        None => PaymentRef::Provider(intent_ref.clone()),
+    };
+    let obs = match e.kind.as_str() {
+        "payment_intent.amount_capturable_updated"
+        | "payment_intent.succeeded"
+        | "payment_intent.canceled" => Observation::Intent {
+            provider_ref: intent_ref,
+            state: IntentState::from_stripe(o.status.as_deref().unwrap_or_default()),
+            captured_minor: o.amount_received,
+        },
+        "payment_intent.payment_failed" => {
+            let err = o.last_payment_error.as_ref();
+            Observation::Declined {
+                provider_ref: intent_ref,
+                code: err
+                    .and_then(|x| x.code.clone().or_else(|| x.decline_code.clone()))
+                    .unwrap_or_else(|| "payment_failed".into()),
+                message: err.and_then(|x| x.message.clone()).unwrap_or_default(),
+            }
+        }
+        "charge.refunded" => Observation::RefundedTotal {
+            refunded_minor: o.amount_refunded,
+        },
+        _ => return None,
+    };
+    Some(WebhookObservation {
+        tenant,
+        payment,
+        observation: obs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, object: serde_json::Value) -> Vec<u8> {
+        serde_json::json!({"id": "evt_1", "type": kind, "data": {"object": object}})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn an_intent_event_names_our_payment_and_its_tenant_from_metadata() {
+        let id = Uuid::from_u64_pair(1, 2);
+        let e = parse_webhook(
+            &event(
+                "payment_intent.succeeded",
+                serde_json::json!({"id": "pi_1", "status": "succeeded", "amount_received": 1200,
+                    "metadata": {"payment_id": id.to_string(), "tenant_id": "acme"}}),
+            ),
+            "default",
+        )
+        .unwrap();
+        assert_eq!(
+            (e.id.as_str(), e.kind.as_str()),
+            ("evt_1", "payment_intent.succeeded")
+        );
+        let about = e.about.unwrap();
+        assert_eq!(about.tenant, "acme");
+        assert_eq!(about.payment, PaymentRef::Id(id));
+        assert_eq!(
+            about.observation,
+            Observation::Intent {
+                provider_ref: "pi_1".into(),
+                state: IntentState::Succeeded,
+                captured_minor: 1200,
+            }
+        );
+    }
+
+    #[test]
+    fn declines_and_refunds_without_metadata_go_by_intent_in_the_default_tenant() {
+        let e = parse_webhook(
+            &event(
+                "payment_intent.payment_failed",
+                serde_json::json!({"id": "pi_2", "last_payment_error":
+                    {"decline_code": "insufficient_funds", "message": "Your card has insufficient funds."}}),
+            ),
+            "default",
+        )
+        .unwrap();
+        let about = e.about.unwrap();
+        assert_eq!(about.tenant, "default");
+        assert_eq!(about.payment, PaymentRef::Provider("pi_2".into()));
+        assert!(matches!(
+            about.observation,
+            Observation::Declined { ref code, .. } if code == "insufficient_funds"
+        ));
+        let e = parse_webhook(
+            &event(
+                "charge.refunded",
+                serde_json::json!({"id": "ch_1", "payment_intent": "pi_3", "amount_refunded": 500}),
+            ),
+            "default",
+        )
+        .unwrap();
+        let about = e.about.unwrap();
+        assert_eq!(about.payment, PaymentRef::Provider("pi_3".into()));
+        assert_eq!(
+            about.observation,
+            Observation::RefundedTotal {
+                refunded_minor: 500
+            }
+        );
+    }
+
+    #[test]
+    fn untracked_events_are_read_but_about_nothing_and_garbage_is_an_error() {
+        let e = parse_webhook(
+            &event("customer.created", serde_json::json!({"id": "cus_1"})),
+            "default",
+        )
+        .unwrap();
+        assert_eq!(e.about, None);
+        // A charge event without its intent cannot be matched to a payment.
+        let e = parse_webhook(
+            &event("charge.refunded", serde_json::json!({"id": "ch_2"})),
+            "default",
+        )
+        .unwrap();
+        assert_eq!(e.about, None);
+        assert!(parse_webhook(b"not json", "default").is_err());
+        assert!(parse_webhook(br#"{"id": "evt_1"}"#, "default").is_err());
     }
 }

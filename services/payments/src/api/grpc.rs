@@ -62,13 +62,7 @@ pub fn payment(p: &Payment) -> WirePayment {
 impl From<PaymentsError> for Problem {
     fn from(e: PaymentsError) -> Problem {
         match e {
-            PaymentsError::Invalid(fields) => {
-                let mut p = Problem::new(ErrorCode::Unprocessable, "invalid payment request");
-                for f in fields {
-                    p = p.with_field(f.field, f.message);
-                }
-                p
-            }
+            PaymentsError::Invalid(fields) => Problem::invalid("invalid payment request", fields),
             PaymentsError::NotFound => Problem::new(ErrorCode::NotFound, "payment not found"),
             PaymentsError::Precondition(m) | PaymentsError::Conflict(m) => {
                 Problem::new(ErrorCode::Conflict, m)

@@ -10,10 +10,11 @@ pub mod signature;
 
 use std::collections::BTreeMap;
 
+pub use shopstream_platform::FieldError;
+use shopstream_platform::idempotency::IdempotencyKey;
+
 /// Largest amount accepted, as Stripe's limit (minor units).
 pub const MAX_AMOUNT_MINOR: i64 = 99_999_999;
-/// Longest idempotency key, as Stripe's limit.
-pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Status {
@@ -308,28 +309,14 @@ pub fn event_amount_minor(p: &Payment) -> i64 {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
 fn field(field: &str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field: field.into(),
-        message: message.into(),
-    }
+    FieldError::new(field, message)
 }
 
-/// Validate an idempotency key.
+/// Validate an idempotency key (the one rule every service shares).
 pub fn check_key(key: &str, errors: &mut Vec<FieldError>) {
-    if key.trim().is_empty() {
-        errors.push(field("idempotency_key", "is required"));
-    } else if key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS {
-        errors.push(field(
-            "idempotency_key",
-            format!("at most {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
-        ));
+    if let Err(e) = IdempotencyKey::parse_field(key) {
+        errors.push(e);
     }
 }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use opentelemetry::context::FutureExt as _;
 use shopstream_platform::{ErrorCode, Problem, grpc, telemetry};
 use shopstream_proto::identity::v1::{
-    GetUserRequest, GetUserResponse, ValidateTokenRequest, ValidateTokenResponse,
+    EnsureAdminRequest, EnsureAdminResponse, GetUserRequest, GetUserResponse, ValidateTokenRequest,
+    ValidateTokenResponse,
     identity_service_client::IdentityServiceClient,
     identity_service_server::{IdentityService, IdentityServiceServer},
 };
@@ -37,6 +38,13 @@ impl IdentityService for Identity {
     ) -> Result<Response<ValidateTokenResponse>, Status> {
         tokio::time::sleep(Duration::from_secs(30)).await;
         Err(Status::internal("unreachable: the deadline fires first"))
+    }
+
+    async fn ensure_admin(
+        &self,
+        _req: Request<EnsureAdminRequest>,
+    ) -> Result<Response<EnsureAdminResponse>, Status> {
+        Err(Status::unimplemented("not used by this test"))
     }
 }
 
