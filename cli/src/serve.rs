@@ -1,33 +1,54 @@
 //! `shopstream serve NAME`: run one server in the foreground until SIGINT/SIGTERM.
 
 use clap::Args;
-use shopstream_platform::{config, shutdown, telemetry};
+use futures::future::LocalBoxFuture;
+use shopstream_platform::shutdown::CancellationToken;
+use shopstream_platform::{
+    config,
+    service::{self, BoxError, Entry},
+    shutdown, telemetry,
+};
 use shopstream_runtime::s3_server::{self, S3Config};
 
 use crate::exit;
 
-/// Servers this binary can run. Services join this list as they are built.
-const SERVERS: &[&str] = &[
-    "s3",
-    "identity",
-    "catalog",
-    "inventory",
-    "gateway",
-    "stripe-sim",
-    "orders",
-    "payments",
-    "cdc",
-    "search",
+/// A service started through the platform kit.
+type Start = fn(CancellationToken) -> LocalBoxFuture<'static, Result<(), BoxError>>;
+
+fn start<E: Entry + 'static>(
+    stop: CancellationToken,
+) -> LocalBoxFuture<'static, Result<(), BoxError>> {
+    Box::pin(service::serve_from_env::<E>(stop))
+}
+
+/// Servers this binary can run: every service on the kit, plus the two
+/// emulators of outside systems (the S3 server and stripe-sim), which serve
+/// their own wire formats.
+const SERVICES: &[(&str, Start)] = &[
+    ("identity", start::<shopstream_identity::Server>),
+    ("catalog", start::<shopstream_catalog::Server>),
+    ("inventory", start::<shopstream_inventory::Server>),
+    ("gateway", start::<shopstream_gateway::Server>),
+    ("orders", start::<shopstream_orders::Server>),
+    ("payments", start::<shopstream_payments::Server>),
+    ("cdc", start::<shopstream_cdc::Server>),
+    ("search", start::<shopstream_search::Server>),
 ];
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Which server: s3, identity, catalog, inventory, gateway, stripe-sim, orders, payments, cdc, search.
+    /// Which server: s3, stripe-sim, identity, catalog, inventory, gateway, orders, payments, cdc, search.
     name: String,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     telemetry::init(&args.name, telemetry::LogFormat::from_env(), None)?;
+    if let Some((_, start)) = SERVICES.iter().find(|(n, _)| *n == args.name) {
+        start(shutdown::on_signal())
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        return Ok(exit::OK);
+    }
     match args.name.as_str() {
         "s3" => {
             let addr: std::net::SocketAddr = config::env_parse(
@@ -46,81 +67,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             s3_server::run(listener, cfg, shutdown::on_signal()).await?;
             Ok(exit::OK)
         }
-        "identity" => {
-            let cfg = shopstream_identity::Config::from_env()?;
-            let (http, grpc) = listeners(&cfg.service).await?;
-            shopstream_identity::run(cfg, http, grpc, shutdown::on_signal()).await?;
-            Ok(exit::OK)
-        }
-        "catalog" => {
-            let cfg = shopstream_catalog::Config::from_env()?;
-            let (http, grpc) = listeners(&cfg.service).await?;
-            shopstream_catalog::run(cfg, http, grpc, shutdown::on_signal()).await?;
-            Ok(exit::OK)
-        }
-        "inventory" => {
-            let cfg = shopstream_inventory::Config::from_env()?;
-            let (http, grpc) = listeners(&cfg.service).await?;
-            shopstream_inventory::run(cfg, http, grpc, shutdown::on_signal()).await?;
-            Ok(exit::OK)
-        }
-        "orders" => {
-            let cfg = shopstream_orders::Config::from_env()?;
-            let (http, grpc) = listeners(&cfg.service).await?;
-            shopstream_orders::run(cfg, http, grpc, shutdown::on_signal()).await?;
-            Ok(exit::OK)
-        }
-        "payments" => {
-            let cfg = shopstream_payments::Config::from_env()?;
-            let (http, grpc) = listeners(&cfg.service).await?;
-            shopstream_payments::run(cfg, http, grpc, shutdown::on_signal()).await?;
-            Ok(exit::OK)
-        }
-        "cdc" => {
-            let cfg = shopstream_cdc::Config::from_env()?;
-            let (http, grpc) = listeners(&cfg.service).await?;
-            shopstream_cdc::run(cfg, http, grpc, shutdown::on_signal()).await?;
-            Ok(exit::OK)
-        }
-        "search" => {
-            let cfg = shopstream_search::Config::from_env()?;
-            let (http, grpc) = listeners(&cfg.service).await?;
-            shopstream_search::run(cfg, http, grpc, shutdown::on_signal()).await?;
-            Ok(exit::OK)
-        }
         "stripe-sim" => {
             let cfg = shopstream_stripe_sim::Config::from_env()?;
             let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
             shopstream_stripe_sim::run(cfg, listener, shutdown::on_signal()).await?;
             Ok(exit::OK)
         }
-        "gateway" => {
-            let cfg = shopstream_gateway::Config::from_env()?;
-            let http = tokio::net::TcpListener::bind(cfg.service.http_addr).await?;
-            shopstream_gateway::run(cfg, http, shutdown::on_signal()).await?;
-            Ok(exit::OK)
-        }
         other => {
+            let names: Vec<&str> = ["s3", "stripe-sim"]
+                .into_iter()
+                .chain(SERVICES.iter().map(|(n, _)| *n))
+                .collect();
             eprintln!(
                 "error: unknown server {other:?}; available: {}",
-                SERVERS.join(", ")
+                names.join(", ")
             );
             Ok(2)
         }
     }
-}
-
-/// Bind a service's HTTP and gRPC listeners.
-async fn listeners(
-    service: &config::ServiceConfig,
-) -> anyhow::Result<(tokio::net::TcpListener, tokio::net::TcpListener)> {
-    let bind = |addr| async move {
-        tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
-    };
-    Ok((
-        bind(service.http_addr).await?,
-        bind(service.grpc_addr).await?,
-    ))
 }

@@ -20,14 +20,8 @@ impl Config {
     /// 127.0.0.1:18082 / :18092), `SHOPSTREAM_CATALOG_DATABASE` (default
     /// `catalog`), and the shared variables of [`ServiceConfig::from_env`].
     pub fn from_env() -> Result<Config, ConfigError> {
-        let (http, grpc) =
-            config::default_service_addrs(SERVICE_NAME).ok_or_else(|| ConfigError::Invalid {
-                name: "SHOPSTREAM_CATALOG_HTTP_ADDR".into(),
-                value: String::new(),
-                reason: "platform::config::SERVICE_PORTS has no catalog entry".into(),
-            })?;
         Ok(Config {
-            service: ServiceConfig::from_env(SERVICE_NAME, http, grpc)?,
+            service: ServiceConfig::from_env(SERVICE_NAME)?,
             database: config::env_or("SHOPSTREAM_CATALOG_DATABASE", SERVICE_NAME),
         })
     }

@@ -42,10 +42,8 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("http server: {0}")]
-    Http(#[source] std::io::Error),
-    #[error("grpc server: {0}")]
-    Grpc(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Serve(#[from] shopstream_platform::service::ServiceError),
     /// The seed file cannot be read or is invalid.
     #[error("seed {path}: {reason}")]
     Seed { path: String, reason: String },
@@ -70,8 +68,7 @@ impl Error {
             Error::Internal(_)
             | Error::Config(_)
             | Error::Db(_)
-            | Error::Http(_)
-            | Error::Grpc(_)
+            | Error::Serve(_)
             | Error::Seed { .. } => ErrorCode::Internal,
         }
     }
@@ -90,8 +87,7 @@ impl Error {
             Error::Internal(_)
             | Error::Config(_)
             | Error::Db(_)
-            | Error::Http(_)
-            | Error::Grpc(_)
+            | Error::Serve(_)
             | Error::Seed { .. } => {
                 tracing::error!(error = %self, "internal error");
                 Problem::new(code, "internal error")

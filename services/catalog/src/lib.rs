@@ -20,10 +20,12 @@ pub mod service;
 use std::sync::Arc;
 
 use shopstream_platform::{
-    clock::SystemClock, db, grpc, health::Readiness, http, ids::SystemIdGen,
+    clock::SystemClock,
+    db,
+    ids::SystemIdGen,
+    service::{BoxError, Entry, Listeners, Service},
 };
 use shopstream_proto::catalog::v1::catalog_service_server::CatalogServiceServer;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::{
@@ -39,14 +41,31 @@ use crate::{
     service::Catalog,
 };
 
+/// The catalog as `shopstream serve catalog` and the test kit start it.
+#[derive(Debug)]
+pub struct Server;
+
+impl Entry for Server {
+    type Config = Config;
+    const NAME: &'static str = config::SERVICE_NAME;
+    const GRPC: bool = true;
+
+    fn config_from_env() -> Result<Config, BoxError> {
+        Ok(Config::from_env()?)
+    }
+    fn service_config(cfg: &Config) -> &shopstream_platform::config::ServiceConfig {
+        &cfg.service
+    }
+    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
+        Ok(run(cfg, l, stop).await?)
+    }
+}
+
 /// Connect to (and create if needed) `cfg.database`, apply the migrations,
-/// then serve HTTP on `http` and gRPC on `grpc` until `shutdown` is
-/// cancelled, draining in-flight requests. If either server fails, the other
-/// is stopped and the error returned.
+/// then serve HTTP and gRPC until `shutdown` (see [`Service::run`]).
 pub async fn run(
     cfg: Config,
-    http: TcpListener,
-    grpc: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let default_tenant = TenantId::parse(&cfg.service.default_tenant).map_err(|reason| {
@@ -58,56 +77,22 @@ pub async fn run(
     })?;
     let pool = db::connect(&cfg.service.endpoints.postgres_url, &cfg.database).await?;
     db::migrate(&pool, &MIGRATOR).await?;
-
     let catalog = Catalog::new(
         Arc::new(PostgresProductRepository::new(pool.clone())),
         Arc::new(SystemClock),
         Arc::new(SystemIdGen),
     );
-    let readiness = Readiness::new().with_postgres("postgres", pool.clone());
-    let app = http::router(
-        api::http::routes(AppState {
+    Service::new(&cfg.service)
+        .check_postgres("postgres", pool)
+        .http(api::http::routes(AppState {
             catalog: catalog.clone(),
             default_tenant: default_tenant.clone(),
-        }),
-        http::Ops::from_config(&cfg.service, readiness),
-    );
-    let routes = tonic::service::Routes::new(CatalogServiceServer::new(CatalogGrpc::new(
-        catalog,
-        default_tenant,
-    )));
-
-    tracing::info!(
-        http_addr = ?http.local_addr().ok(),
-        grpc_addr = ?grpc.local_addr().ok(),
-        database = %cfg.database,
-        "catalog serving"
-    );
-    // One server failing stops the other; shutdown stops both.
-    let stop = shutdown.child_token();
-    let http_server = {
-        let stop = stop.clone();
-        async move {
-            let r = http::serve(http, app, stop.clone())
-                .await
-                .map_err(Error::Http);
-            stop.cancel();
-            r
-        }
-    };
-    let grpc_server = {
-        let stop = stop.clone();
-        let timeout = cfg.service.request_timeout;
-        async move {
-            let r = grpc::serve(grpc, routes, timeout, stop.clone())
-                .await
-                .map_err(Error::Grpc);
-            stop.cancel();
-            r
-        }
-    };
-    let (http_result, grpc_result) = tokio::join!(http_server, grpc_server);
-    pool.close().await;
-    tracing::info!("catalog stopped");
-    http_result.and(grpc_result)
+        }))
+        .grpc(CatalogServiceServer::new(CatalogGrpc::new(
+            catalog,
+            default_tenant,
+        )))
+        .run(listeners, shutdown)
+        .await?;
+    Ok(())
 }

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use shopstream_platform::config::{self, ConfigError, ServiceConfig, env_or, env_parse};
+use shopstream_platform::config::{ConfigError, ServiceConfig, env_or, env_parse};
 
 use crate::domain::change::TableKind;
 
@@ -138,12 +138,6 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
-        let (http, grpc) = config::default_service_addrs("cdc").unwrap_or_else(|| {
-            (
-                std::net::SocketAddr::from(([127, 0, 0, 1], 18087)),
-                std::net::SocketAddr::from(([127, 0, 0, 1], 18097)),
-            )
-        });
         let spec = env_or("SHOPSTREAM_CDC_SOURCES", DEFAULT_SOURCES);
         let sources = parse_sources(&spec).map_err(|reason| ConfigError::Invalid {
             name: "SHOPSTREAM_CDC_SOURCES".into(),
@@ -151,7 +145,7 @@ impl Config {
             reason,
         })?;
         Ok(Config {
-            service: ServiceConfig::from_env("cdc", http, grpc)?,
+            service: ServiceConfig::from_env("cdc")?,
             database: env_or("SHOPSTREAM_CDC_DATABASE", "cdc"),
             sources,
             topic_partitions: env_parse("SHOPSTREAM_CDC_TOPIC_PARTITIONS", 3)?,

@@ -20,35 +20,46 @@ use std::sync::{
 use shopstream_platform::{
     clock::SystemClock,
     db,
-    events::{
-        EventBus,
-        kafka::{KafkaBus, KafkaSettings},
-    },
-    grpc,
-    health::Readiness,
-    http,
+    events::kafka::KafkaBus,
+    service::{BoxError, Entry, Listeners, Service},
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, SourceConfig, TableRoute};
 pub use domain::change::{HEADER_COMMIT_TS_MS, HEADER_LSN};
 
+/// CDC as `shopstream serve cdc` and the test kit start it.
+#[derive(Debug)]
+pub struct Server;
+
+impl Entry for Server {
+    type Config = Config;
+    const NAME: &'static str = "cdc";
+    const GRPC: bool = false;
+
+    fn config_from_env() -> Result<Config, BoxError> {
+        Ok(Config::from_env()?)
+    }
+    fn service_config(cfg: &Config) -> &shopstream_platform::config::ServiceConfig {
+        &cfg.service
+    }
+    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
+        Ok(run(cfg, l, stop).await?)
+    }
+}
+
 /// Stream every configured source and serve `/healthz`, `/readyz` (ready
-/// while every source streams) and `/metrics` on HTTP until `shutdown`. The
-/// gRPC listener serves no service yet (CDC has no RPC surface); it is taken
-/// so every service starts the same way.
+/// while every source streams) and `/metrics` on HTTP until `shutdown` (see
+/// [`Service::run`]). CDC has no gRPC surface.
 pub async fn run(
     cfg: Config,
-    http_listener: TcpListener,
-    grpc_listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let e = &cfg.service.endpoints;
     let own = db::connect(&e.postgres_url, &cfg.database).await?;
     db::migrate(&own, &adapters::postgres::MIGRATOR).await?;
-    let bus: Arc<dyn EventBus> =
-        Arc::new(KafkaBus::new(KafkaSettings::from_env(&e.kafka_brokers)?)?);
+    let bus = KafkaBus::connect(e)?;
     let mut topics: Vec<&str> = cfg
         .sources
         .iter()
@@ -67,9 +78,9 @@ pub async fn run(
         .map(|_| Arc::new(AtomicBool::new(false)))
         .collect();
     let flags = streaming.clone();
-    let readiness = Readiness::new()
-        .with_postgres("postgres", own.clone())
-        .with_check("replication", move || {
+    let mut svc = Service::new(&cfg.service)
+        .check_postgres("postgres", own.clone())
+        .check("replication", move || {
             let all = flags.iter().all(|f| f.load(Ordering::Relaxed));
             async move {
                 if all {
@@ -79,10 +90,7 @@ pub async fn run(
                 }
             }
         });
-    let ops = http::Ops::from_config(&cfg.service, readiness);
-    let metrics = metrics::CdcMetrics::register(&ops.metrics);
-
-    let mut tasks = tokio::task::JoinSet::new();
+    let metrics = metrics::CdcMetrics::register(svc.metrics());
     for (source, flag) in cfg.sources.iter().zip(streaming) {
         let p = pipeline::Pipeline {
             source: source.clone(),
@@ -97,31 +105,13 @@ pub async fn run(
             status_interval: cfg.status_interval,
             streaming: flag,
         };
-        tasks.spawn(p.run(shutdown.clone()));
+        svc = svc.task("pipeline", move |stop| p.run(stop));
     }
-    tasks.spawn(pipeline::poll_lag(
-        server,
-        cfg.sources.clone(),
-        metrics,
-        cfg.lag_poll_interval,
-        shutdown.clone(),
-    ));
-
-    let (h, g) = tokio::join!(
-        http::serve(
-            http_listener,
-            http::router(axum::Router::new(), ops),
-            shutdown.clone()
-        ),
-        grpc::serve(
-            grpc_listener,
-            tonic::service::Routes::default(),
-            cfg.service.request_timeout,
-            shutdown.clone()
-        ),
-    );
-    tasks.join_all().await;
-    h?;
-    g?;
+    let (sources, every) = (cfg.sources.clone(), cfg.lag_poll_interval);
+    svc.task("lag-poll", move |stop| {
+        pipeline::poll_lag(server, sources, metrics, every, stop)
+    })
+    .run(listeners, shutdown)
+    .await?;
     Ok(())
 }

@@ -157,9 +157,8 @@ impl Pipeline {
                     );
                 }
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
+            if !shopstream_platform::shutdown::sleep_or_stop(&shutdown, backoff).await {
+                return;
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
@@ -507,9 +506,8 @@ pub async fn poll_lag(
                     .set(lag);
             }
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+        if !shopstream_platform::shutdown::sleep_or_stop(&shutdown, every).await {
+            return;
         }
     }
 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use shopstream_platform::config::{self, ConfigError, ServiceConfig, env_or, env_parse};
+use shopstream_platform::config::{
+    ConfigError, ServiceConfig, env_parse, grpc_url_of, http_url_of,
+};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -29,30 +31,18 @@ pub struct Config {
     pub card_ttl_s: u64,
 }
 
-fn url_of(name: &str, http: bool) -> String {
-    let (h, g) = config::default_service_addrs(name).unwrap_or_else(|| {
-        let a = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        (a, a)
-    });
-    format!("http://{}", if http { h } else { g })
-}
-
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
-        let (http, grpc) = config::default_service_addrs("gateway").unwrap_or_else(|| {
-            let a = std::net::SocketAddr::from(([127, 0, 0, 1], 18080));
-            (a, a)
-        });
         Ok(Config {
-            service: ServiceConfig::from_env("gateway", http, grpc)?,
-            identity_http: env_or("SHOPSTREAM_IDENTITY_URL", &url_of("identity", true)),
-            catalog_grpc: env_or("SHOPSTREAM_CATALOG_GRPC_URL", &url_of("catalog", false)),
-            catalog_http: env_or("SHOPSTREAM_CATALOG_URL", &url_of("catalog", true)),
-            inventory_grpc: env_or("SHOPSTREAM_INVENTORY_GRPC_URL", &url_of("inventory", false)),
-            orders_grpc: env_or("SHOPSTREAM_ORDERS_GRPC_URL", &url_of("orders", false)),
-            payments_grpc: env_or("SHOPSTREAM_PAYMENTS_GRPC_URL", &url_of("payments", false)),
-            search_grpc: env_or("SHOPSTREAM_SEARCH_GRPC_URL", &url_of("search", false)),
-            payments_http: env_or("SHOPSTREAM_PAYMENTS_URL", &url_of("payments", true)),
+            service: ServiceConfig::from_env("gateway")?,
+            identity_http: http_url_of("identity", "SHOPSTREAM_IDENTITY_URL")?,
+            catalog_grpc: grpc_url_of("catalog", "SHOPSTREAM_CATALOG_GRPC_URL")?,
+            catalog_http: http_url_of("catalog", "SHOPSTREAM_CATALOG_URL")?,
+            inventory_grpc: grpc_url_of("inventory", "SHOPSTREAM_INVENTORY_GRPC_URL")?,
+            orders_grpc: grpc_url_of("orders", "SHOPSTREAM_ORDERS_GRPC_URL")?,
+            payments_grpc: grpc_url_of("payments", "SHOPSTREAM_PAYMENTS_GRPC_URL")?,
+            search_grpc: grpc_url_of("search", "SHOPSTREAM_SEARCH_GRPC_URL")?,
+            payments_http: http_url_of("payments", "SHOPSTREAM_PAYMENTS_URL")?,
             upstream_timeout: Duration::from_millis(env_parse(
                 "SHOPSTREAM_UPSTREAM_TIMEOUT_MS",
                 3_000,

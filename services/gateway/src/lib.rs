@@ -33,8 +33,8 @@ use shopstream_platform::{
     cache,
     clock::{Clock, SystemClock},
     grpc,
-    health::Readiness,
-    http,
+    metrics::Metrics,
+    service::{BoxError, Entry, Listeners, Service},
 };
 use shopstream_proto::{
     catalog::v1::catalog_service_client::CatalogServiceClient,
@@ -43,7 +43,6 @@ use shopstream_proto::{
     payments::v1::payments_service_client::PaymentsServiceClient,
     search::v1::search_service_client::SearchServiceClient,
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -548,17 +547,17 @@ fn traced_channel(url: &str, cfg: &Config) -> anyhow::Result<TracedChannel> {
 }
 
 /// Build the state: Redis, the catalog channel, identity's public key.
-pub async fn build(cfg: &Config, ops: &http::Ops) -> anyhow::Result<AppState> {
+pub async fn build(cfg: &Config, metrics: &Metrics) -> anyhow::Result<AppState> {
     let redis = cache::connect(&cfg.service.endpoints.redis_url).await?;
     let verifier = auth::load_verifier(&cfg.identity_http, Duration::from_secs(30)).await?;
     let card_hits = Counter::default();
     let card_misses = Counter::default();
-    ops.metrics.register(
+    metrics.register(
         "product_card_cache_hits",
         "Product cards served from Redis",
         card_hits.clone(),
     );
-    ops.metrics.register(
+    metrics.register(
         "product_card_cache_misses",
         "Product cards read from catalog",
         card_misses.clone(),
@@ -587,32 +586,49 @@ pub async fn build(cfg: &Config, ops: &http::Ops) -> anyhow::Result<AppState> {
     })
 }
 
-/// Serve until `shutdown`.
+/// The gateway as `shopstream serve gateway` and the test kit start it.
+#[derive(Debug)]
+pub struct Server;
+
+impl Entry for Server {
+    type Config = Config;
+    const NAME: &'static str = "gateway";
+    const GRPC: bool = false;
+
+    fn config_from_env() -> Result<Config, BoxError> {
+        Ok(Config::from_env()?)
+    }
+    fn service_config(cfg: &Config) -> &shopstream_platform::config::ServiceConfig {
+        &cfg.service
+    }
+    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
+        Ok(run(cfg, l, stop).await?)
+    }
+}
+
+/// Serve until `shutdown` (see [`Service::run`]).
 pub async fn run(
     cfg: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let ops = http::Ops::from_config(&cfg.service, Readiness::new());
-    let state = build(&cfg, &ops).await?;
-    let passthrough = passthrough_routes(state.clone());
+    let svc = Service::new(&cfg.service);
+    let state = build(&cfg, svc.metrics()).await?;
     let redis = state.redis.clone();
-    let ops = http::Ops {
-        readiness: Readiness::new().with_check("redis", move || {
-            let mut r = redis.clone();
-            async move {
-                redis::cmd("PING")
-                    .query_async::<String>(&mut r)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        }),
-        ..ops
-    };
-    tracing::info!(http = %listener.local_addr()?, "gateway serving");
-    let app = http::router(routes(state), ops).merge(passthrough);
-    http::serve(listener, app, shutdown).await?;
+    svc.check("redis", move || {
+        let mut r = redis.clone();
+        async move {
+            redis::cmd("PING")
+                .query_async::<String>(&mut r)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .raw_http(passthrough_routes(state.clone()))
+    .http(routes(state))
+    .run(listeners, shutdown)
+    .await?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use shopstream_platform::config::{self, ConfigError, ServiceConfig, env_or, env_parse};
+use shopstream_platform::config::{ConfigError, ServiceConfig, env_or, env_parse};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -22,14 +22,8 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
-        let (http, grpc) = config::default_service_addrs("identity").unwrap_or_else(|| {
-            (
-                std::net::SocketAddr::from(([127, 0, 0, 1], 18081)),
-                std::net::SocketAddr::from(([127, 0, 0, 1], 18091)),
-            )
-        });
         Ok(Config {
-            service: ServiceConfig::from_env("identity", http, grpc)?,
+            service: ServiceConfig::from_env("identity")?,
             database: env_or("SHOPSTREAM_IDENTITY_DATABASE", "identity"),
             key_dir: env_or("SHOPSTREAM_IDENTITY_KEY_DIR", ".shopstream/keys").into(),
             cookie_secure: env_parse("SHOPSTREAM_COOKIE_SECURE", false)?,

@@ -13,9 +13,12 @@ pub mod service;
 use std::sync::Arc;
 
 use shopstream_platform::{
-    cache, clock::SystemClock, db, grpc, health::Readiness, http, ids::SystemIdGen,
+    cache,
+    clock::SystemClock,
+    db,
+    ids::SystemIdGen,
+    service::{BoxError, Entry, Listeners, Service},
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -46,40 +49,50 @@ pub async fn build(cfg: &Config) -> anyhow::Result<(Identity, sqlx::PgPool)> {
     Ok((identity, pool))
 }
 
-/// Serve REST on `http_listener` and gRPC on `grpc_listener` until `shutdown`.
+/// Identity as `shopstream serve identity` and the test kit start it.
+#[derive(Debug)]
+pub struct Server;
+
+impl Entry for Server {
+    type Config = Config;
+    const NAME: &'static str = "identity";
+    const GRPC: bool = true;
+
+    fn config_from_env() -> Result<Config, BoxError> {
+        Ok(Config::from_env()?)
+    }
+    fn service_config(cfg: &Config) -> &shopstream_platform::config::ServiceConfig {
+        &cfg.service
+    }
+    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
+        Ok(run(cfg, l, stop).await?)
+    }
+}
+
+/// Serve REST and gRPC until `shutdown` (see [`Service::run`]).
 pub async fn run(
     cfg: Config,
-    http_listener: TcpListener,
-    grpc_listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (identity, pool) = build(&cfg).await?;
-    let readiness = Readiness::new().with_postgres("postgres", pool);
-    let ops = http::Ops::from_config(&cfg.service, readiness);
-    let app = api::http::routes(api::http::HttpState {
-        identity: identity.clone(),
-        default_tenant: cfg.service.default_tenant.clone(),
-        cookie_secure: cfg.cookie_secure,
-    });
-    let grpc_api = api::grpc::GrpcApi {
-        identity,
-        default_tenant: cfg.service.default_tenant.clone(),
-    };
-    let routes = tonic::service::Routes::new(
-        shopstream_proto::identity::v1::identity_service_server::IdentityServiceServer::new(
-            grpc_api,
-        ),
-    );
-    tracing::info!(
-        http = %http_listener.local_addr()?,
-        grpc = %grpc_listener.local_addr()?,
-        "identity serving"
-    );
-    let (h, g) = tokio::join!(
-        http::serve(http_listener, http::router(app, ops), shutdown.clone()),
-        grpc::serve(grpc_listener, routes, cfg.service.request_timeout, shutdown),
-    );
-    h?;
-    g?;
+    let default_tenant = cfg.service.default_tenant.clone();
+    Service::new(&cfg.service)
+        .check_postgres("postgres", pool)
+        .http(api::http::routes(api::http::HttpState {
+            identity: identity.clone(),
+            default_tenant: default_tenant.clone(),
+            cookie_secure: cfg.cookie_secure,
+        }))
+        .grpc(
+            shopstream_proto::identity::v1::identity_service_server::IdentityServiceServer::new(
+                api::grpc::GrpcApi {
+                    identity,
+                    default_tenant,
+                },
+            ),
+        )
+        .run(listeners, shutdown)
+        .await?;
     Ok(())
 }

@@ -13,13 +13,11 @@ use std::{sync::Arc, time::Duration};
 
 use shopstream_platform::{
     clock::SystemClock,
-    config::{self, ConfigError, ServiceConfig, env_or, env_parse},
-    db, grpc,
-    health::Readiness,
-    http,
+    config::{ConfigError, ServiceConfig, env_or, env_parse},
+    db,
     ids::SystemIdGen,
+    service::{BoxError, Entry, Listeners, Service},
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use service::Inventory;
@@ -33,20 +31,34 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
-        let (http, grpc) = config::default_service_addrs("inventory").unwrap_or_else(|| {
-            (
-                std::net::SocketAddr::from(([127, 0, 0, 1], 18083)),
-                std::net::SocketAddr::from(([127, 0, 0, 1], 18093)),
-            )
-        });
         Ok(Config {
-            service: ServiceConfig::from_env("inventory", http, grpc)?,
+            service: ServiceConfig::from_env("inventory")?,
             database: env_or("SHOPSTREAM_INVENTORY_DATABASE", "inventory"),
             expiry_interval: Duration::from_millis(env_parse(
                 "SHOPSTREAM_INVENTORY_EXPIRY_INTERVAL_MS",
                 1_000,
             )?),
         })
+    }
+}
+
+/// Inventory as `shopstream serve inventory` and the test kit start it.
+#[derive(Debug)]
+pub struct Server;
+
+impl Entry for Server {
+    type Config = Config;
+    const NAME: &'static str = "inventory";
+    const GRPC: bool = true;
+
+    fn config_from_env() -> Result<Config, BoxError> {
+        Ok(Config::from_env()?)
+    }
+    fn service_config(cfg: &Config) -> &ServiceConfig {
+        &cfg.service
+    }
+    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
+        Ok(run(cfg, l, stop).await?)
     }
 }
 
@@ -64,41 +76,29 @@ pub async fn build(cfg: &Config) -> anyhow::Result<(Inventory, sqlx::PgPool)> {
     ))
 }
 
-/// Serve gRPC (and the operational HTTP endpoints) and run the expiry worker until `shutdown`.
+/// Serve gRPC (and the operational HTTP endpoints) and run the expiry worker
+/// until `shutdown` (see [`Service::run`]).
 pub async fn run(
     cfg: Config,
-    http_listener: TcpListener,
-    grpc_listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (inventory, pool) = build(&cfg).await?;
-    let ops = http::Ops::from_config(
-        &cfg.service,
-        Readiness::new().with_postgres("postgres", pool),
-    );
-    let routes = tonic::service::Routes::new(
-        shopstream_proto::inventory::v1::inventory_service_server::InventoryServiceServer::new(
-            api::GrpcApi {
-                inventory: inventory.clone(),
-                default_tenant: cfg.service.default_tenant.clone(),
-            },
-        ),
-    );
-    let (h, g, ()) = tokio::join!(
-        http::serve(
-            http_listener,
-            http::router(axum::Router::new(), ops),
-            shutdown.clone()
-        ),
-        grpc::serve(
-            grpc_listener,
-            routes,
-            cfg.service.request_timeout,
-            shutdown.clone()
-        ),
-        inventory.run_expiry(cfg.expiry_interval, shutdown),
-    );
-    h?;
-    g?;
+    let every = cfg.expiry_interval;
+    Service::new(&cfg.service)
+        .check_postgres("postgres", pool)
+        .grpc(
+            shopstream_proto::inventory::v1::inventory_service_server::InventoryServiceServer::new(
+                api::GrpcApi {
+                    inventory: inventory.clone(),
+                    default_tenant: cfg.service.default_tenant.clone(),
+                },
+            ),
+        )
+        .task("expiry", move |stop| async move {
+            inventory.run_expiry(every, stop).await
+        })
+        .run(listeners, shutdown)
+        .await?;
     Ok(())
 }

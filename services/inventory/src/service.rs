@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use shopstream_platform::{clock::Clock, ids::IdGen};
+use shopstream_platform::{clock::Clock, ids::IdGen, shutdown};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -143,11 +143,7 @@ impl Inventory {
 
     /// Sweep every `interval` until `shutdown`.
     pub async fn run_expiry(&self, interval: Duration, shutdown: CancellationToken) {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
-            }
+        while shutdown::sleep_or_stop(&shutdown, interval).await {
             match self.expire_due().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "expired reservations returned their stock"),

@@ -20,20 +20,15 @@ use std::{sync::Arc, time::Duration};
 
 use shopstream_platform::{
     clock::SystemClock,
-    config::{self, ConfigError, ServiceConfig, env_or, env_parse},
+    config::{ConfigError, ServiceConfig, env_or, env_parse, grpc_url_of},
     db,
-    events::{
-        EventBus,
-        kafka::{KafkaBus, KafkaSettings},
-    },
-    grpc,
-    health::Readiness,
-    http,
+    events::kafka::KafkaBus,
     ids::SystemIdGen,
     outbox::{self, Relay},
+    service::{BoxError, Entry, Listeners, Service},
+    shutdown,
     temporal::{self, PollerBehavior, Worker, WorkerOptions},
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use service::Orders;
@@ -51,31 +46,14 @@ pub struct Config {
     pub restart_interval: Duration,
 }
 
-fn grpc_url(name: &str, var: &str) -> String {
-    std::env::var(var)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| {
-            config::default_service_addrs(name)
-                .map(|(_, g)| format!("http://{g}"))
-                .unwrap_or_default()
-        })
-}
-
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
-        let (http, grpc) = config::default_service_addrs("orders").unwrap_or_else(|| {
-            (
-                std::net::SocketAddr::from(([127, 0, 0, 1], 18085)),
-                std::net::SocketAddr::from(([127, 0, 0, 1], 18095)),
-            )
-        });
         Ok(Config {
-            service: ServiceConfig::from_env("orders", http, grpc)?,
+            service: ServiceConfig::from_env("orders")?,
             database: env_or("SHOPSTREAM_ORDERS_DATABASE", "orders"),
-            catalog_url: grpc_url("catalog", "SHOPSTREAM_ORDERS_CATALOG_URL"),
-            inventory_url: grpc_url("inventory", "SHOPSTREAM_ORDERS_INVENTORY_URL"),
-            payments_url: grpc_url("payments", "SHOPSTREAM_ORDERS_PAYMENTS_URL"),
+            catalog_url: grpc_url_of("catalog", "SHOPSTREAM_ORDERS_CATALOG_URL")?,
+            inventory_url: grpc_url_of("inventory", "SHOPSTREAM_ORDERS_INVENTORY_URL")?,
+            payments_url: grpc_url_of("payments", "SHOPSTREAM_ORDERS_PAYMENTS_URL")?,
             task_queue: env_or("SHOPSTREAM_ORDERS_TASK_QUEUE", workflow::TASK_QUEUE),
             restart_interval: Duration::from_millis(env_parse(
                 "SHOPSTREAM_ORDERS_RESTART_INTERVAL_MS",
@@ -85,20 +63,38 @@ impl Config {
     }
 }
 
+/// Orders as `shopstream serve orders` and the test kit start it.
+#[derive(Debug)]
+pub struct Server;
+
+impl Entry for Server {
+    type Config = Config;
+    const NAME: &'static str = "orders";
+    const GRPC: bool = true;
+
+    fn config_from_env() -> Result<Config, BoxError> {
+        Ok(Config::from_env()?)
+    }
+    fn service_config(cfg: &Config) -> &ServiceConfig {
+        &cfg.service
+    }
+    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
+        Ok(run(cfg, l, stop).await?)
+    }
+}
+
 /// Serve gRPC and the ops endpoints, run the Temporal worker, the outbox
-/// relay and the unstarted-saga sweeper until `shutdown`.
+/// relay and the unstarted-saga sweeper until `shutdown` (see [`Service::run`]).
 pub async fn run(
     cfg: Config,
-    http_listener: TcpListener,
-    grpc_listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let e = &cfg.service.endpoints;
     let pool = db::connect(&e.postgres_url, &cfg.database).await?;
     db::migrate(&pool, &adapters::postgres::MIGRATOR).await?;
     outbox::ensure_table(&pool).await?;
-    let bus: Arc<dyn EventBus> =
-        Arc::new(KafkaBus::new(KafkaSettings::from_env(&e.kafka_brokers)?)?);
+    let bus = KafkaBus::connect(e)?;
     bus.ensure_topic(adapters::postgres::TOPIC, 3).await?;
     let relay = Relay::new(pool.clone(), bus);
     let client = temporal::connect(&e.temporal_url, &e.temporal_namespace, "orders").await?;
@@ -134,59 +130,36 @@ pub async fn run(
     let runtime = temporal::runtime()?;
     let mut worker = Worker::new(&runtime, client, options)?;
     let stop_worker = worker.shutdown_handle();
+    let sweeper = orders.clone();
+    let every = cfg.restart_interval;
 
-    let ops = http::Ops::from_config(
-        &cfg.service,
-        Readiness::new().with_postgres("postgres", pool),
-    );
-    let routes = tonic::service::Routes::new(
-        shopstream_proto::orders::v1::orders_service_server::OrdersServiceServer::new(
-            api::GrpcApi {
-                orders: orders.clone(),
-                default_tenant: cfg.service.default_tenant.clone(),
-            },
-        ),
-    );
-    let sweeper = {
-        let orders = orders.clone();
-        let shutdown = shutdown.clone();
-        let every = cfg.restart_interval;
-        async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
-                }
-                match orders.start_unstarted(every.as_millis() as i64).await {
+    Service::new(&cfg.service)
+        .check_postgres("postgres", pool)
+        .grpc(
+            shopstream_proto::orders::v1::orders_service_server::OrdersServiceServer::new(
+                api::GrpcApi {
+                    orders,
+                    default_tenant: cfg.service.default_tenant.clone(),
+                },
+            ),
+        )
+        // The Temporal worker is not Send: the kit joins workers on this task.
+        .worker("temporal", move |_| async move { worker.run().await })
+        .task("temporal-stopper", |stop| async move {
+            stop.cancelled().await;
+            stop_worker();
+        })
+        .task("outbox", |stop| relay.run(stop))
+        .task("saga-start-sweeper", move |stop| async move {
+            while shutdown::sleep_or_stop(&stop, every).await {
+                match sweeper.start_unstarted(every.as_millis() as i64).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(orders = n, "started sagas that had not started"),
                     Err(e) => tracing::warn!(error = %e, "saga start sweep failed"),
                 }
             }
-        }
-    };
-    let stopper = {
-        let shutdown = shutdown.clone();
-        async move {
-            shutdown.cancelled().await;
-            stop_worker();
-        }
-    };
-    // The worker is not Send: everything runs joined on this task.
-    let (h, g, w, (), (), ()) = tokio::join!(
-        http::serve(
-            http_listener,
-            http::router(axum::Router::new(), ops),
-            shutdown.clone()
-        ),
-        grpc::serve(grpc_listener, routes, timeout, shutdown.clone()),
-        worker.run(),
-        relay.run(shutdown.clone()),
-        sweeper,
-        stopper,
-    );
-    h?;
-    g?;
-    w?;
+        })
+        .run(listeners, shutdown)
+        .await?;
     Ok(())
 }

@@ -13,34 +13,23 @@ pub mod events;
 pub mod ports;
 pub mod service;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
 use shopstream_platform::{
     clock::SystemClock,
-    config::{self, ConfigError, ServiceConfig, env_or, env_parse},
+    config::{ConfigError, ServiceConfig, env_or, env_parse, http_url_of},
     db,
-    events::{
-        EventBus,
-        kafka::{KafkaBus, KafkaSettings},
-    },
-    grpc,
-    health::Readiness,
-    http,
+    events::kafka::KafkaBus,
     ids::SystemIdGen,
     outbox::{self, Relay},
+    service::{BoxError, Entry, Listeners, Service},
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use events::{PaymentStatusChanged, TOPIC};
 pub use service::Payments;
 
-/// Dev listeners when `payments` has no slot in the platform's port table.
-pub const DEFAULT_HTTP_ADDR: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 18086);
-pub const DEFAULT_GRPC_ADDR: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 18096);
 /// Partitions of `payment.events` when payments creates it.
 pub const TOPIC_PARTITIONS: i32 = 3;
 
@@ -61,15 +50,10 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
-        let (http, grpc) = config::default_service_addrs("payments")
-            .unwrap_or((DEFAULT_HTTP_ADDR, DEFAULT_GRPC_ADDR));
-        let sim_base = config::default_service_addrs("stripe-sim")
-            .map(|(h, _)| format!("http://{h}"))
-            .unwrap_or_else(|| "http://127.0.0.1:18084".into());
         Ok(Config {
-            service: ServiceConfig::from_env("payments", http, grpc)?,
+            service: ServiceConfig::from_env("payments")?,
             database: env_or("SHOPSTREAM_PAYMENTS_DATABASE", "payments"),
-            stripe_api_base: env_or("SHOPSTREAM_STRIPE_API_BASE", &sim_base),
+            stripe_api_base: http_url_of("stripe-sim", "SHOPSTREAM_STRIPE_API_BASE")?,
             stripe_secret_key: SecretString::from(env_or(
                 "SHOPSTREAM_STRIPE_SECRET_KEY",
                 "sk_test_shopstream",
@@ -118,56 +102,62 @@ pub async fn build(cfg: &Config) -> anyhow::Result<(Payments, sqlx::PgPool)> {
     ))
 }
 
+/// Payments as `shopstream serve payments` and the test kit start it.
+#[derive(Debug)]
+pub struct Server;
+
+impl Entry for Server {
+    type Config = Config;
+    const NAME: &'static str = "payments";
+    const GRPC: bool = true;
+
+    fn config_from_env() -> Result<Config, BoxError> {
+        Ok(Config::from_env()?)
+    }
+    fn service_config(cfg: &Config) -> &ServiceConfig {
+        &cfg.service
+    }
+    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
+        Ok(run(cfg, l, stop).await?)
+    }
+}
+
 /// Serve gRPC, the webhook and ops endpoints, and run the outbox relay and
-/// the reconciler until `shutdown`.
+/// the reconciler until `shutdown` (see [`Service::run`]).
 pub async fn run(
     cfg: Config,
-    http_listener: TcpListener,
-    grpc_listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (mut payments, pool) = build(&cfg).await?;
-    let bus: Arc<dyn EventBus> = Arc::new(KafkaBus::new(KafkaSettings::from_env(
-        &cfg.service.endpoints.kafka_brokers,
-    )?)?);
+    let bus = KafkaBus::connect(&cfg.service.endpoints)?;
     bus.ensure_topic(TOPIC, TOPIC_PARTITIONS).await?;
     let relay = Relay::new(pool.clone(), bus);
     let wake = relay.clone();
     payments.on_event = Some(Arc::new(move || wake.wake()));
-    let ops = http::Ops::from_config(
-        &cfg.service,
-        Readiness::new().with_postgres("postgres", pool),
-    );
     let default_tenant = cfg.service.default_tenant.clone();
+    let svc = Service::new(&cfg.service).check_postgres("postgres", pool);
     let webhook = api::http::routes(api::http::WebhookState {
         payments: payments.clone(),
         default_tenant: default_tenant.clone(),
-        deliveries: api::http::register(&ops.metrics),
+        deliveries: api::http::register(svc.metrics()),
     });
-    let routes = tonic::service::Routes::new(
-        shopstream_proto::payments::v1::payments_service_server::PaymentsServiceServer::new(
-            api::grpc::GrpcApi {
-                payments: payments.clone(),
-                default_tenant,
-            },
-        ),
-    );
-    let (h, g, (), ()) = tokio::join!(
-        http::serve(http_listener, http::router(webhook, ops), shutdown.clone()),
-        grpc::serve(
-            grpc_listener,
-            routes,
-            cfg.service.request_timeout,
-            shutdown.clone()
-        ),
-        relay.run(shutdown.clone()),
-        payments.run_reconciler(
-            cfg.reconcile_interval,
-            cfg.reconcile_min_age,
-            shutdown.clone()
-        ),
-    );
-    h?;
-    g?;
+    let (interval, min_age) = (cfg.reconcile_interval, cfg.reconcile_min_age);
+    let reconciler = payments.clone();
+    svc.http(webhook)
+        .grpc(
+            shopstream_proto::payments::v1::payments_service_server::PaymentsServiceServer::new(
+                api::grpc::GrpcApi {
+                    payments,
+                    default_tenant,
+                },
+            ),
+        )
+        .task("outbox", |stop| relay.run(stop))
+        .task("reconciler", move |stop| async move {
+            reconciler.run_reconciler(interval, min_age, stop).await
+        })
+        .run(listeners, shutdown)
+        .await?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use shopstream_platform::{clock::Clock, ids::IdGen};
+use shopstream_platform::{clock::Clock, ids::IdGen, shutdown};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -604,11 +604,7 @@ impl Payments {
         min_age: Duration,
         shutdown: CancellationToken,
     ) {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
-            }
+        while shutdown::sleep_or_stop(&shutdown, interval).await {
             match self.reconcile_once(min_age).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(healed = n, "reconciler healed payments"),

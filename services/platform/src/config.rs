@@ -133,11 +133,32 @@ pub fn service_addrs(name: &str, base: u16) -> Option<(SocketAddr, SocketAddr)> 
 
 /// Default addresses of service `name` (dev ports, `SHOPSTREAM_SERVICES_PORT_BASE`
 /// applied). `SHOPSTREAM_<NAME>_HTTP_ADDR` / `_GRPC_ADDR` still override each.
-pub fn default_service_addrs(name: &str) -> Option<(SocketAddr, SocketAddr)> {
-    let base = Ports::from_env(Ports::DEV)
-        .map(|p| p.services)
-        .unwrap_or(Ports::DEV.services);
-    service_addrs(name, base)
+pub fn default_service_addrs(name: &str) -> Result<(SocketAddr, SocketAddr), ConfigError> {
+    let base = Ports::from_env(Ports::DEV)?.services;
+    service_addrs(name, base).ok_or_else(|| ConfigError::Invalid {
+        name: "service name".into(),
+        value: name.into(),
+        reason: format!("not one of {}", SERVICE_NAMES.join(", ")),
+    })
+}
+
+/// The `SHOPSTREAM_<NAME>_...` prefix of a service: `stripe-sim` → `STRIPE_SIM`.
+fn env_name(service: &str) -> String {
+    service.to_ascii_uppercase().replace('-', "_")
+}
+
+/// Where to reach service `name` over gRPC: `$var` when set, else its default
+/// address on the dev ports, as `http://host:port`.
+pub fn grpc_url_of(name: &str, var: &str) -> Result<String, ConfigError> {
+    let (_, grpc) = default_service_addrs(name)?;
+    Ok(env_or(var, &format!("http://{grpc}")))
+}
+
+/// Where to reach service `name` over HTTP: `$var` when set, else its default
+/// address on the dev ports, as `http://host:port`.
+pub fn http_url_of(name: &str, var: &str) -> Result<String, ConfigError> {
+    let (http, _) = default_service_addrs(name)?;
+    Ok(env_or(var, &format!("http://{http}")))
 }
 
 /// Where the shared infrastructure is. Built from [`Ports`] for the native
@@ -210,6 +231,9 @@ impl Endpoints {
     }
 }
 
+/// The tenant of requests that carry none (the demo runs one tenant).
+pub const DEFAULT_TENANT: &str = "default";
+
 /// Settings every service shares: its name, listeners, limits and the infrastructure.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -230,15 +254,13 @@ impl ServiceConfig {
     /// Default body limit; larger requests get 413.
     pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
-    /// Read `SHOPSTREAM_<SERVICE>_HTTP_ADDR` and friends with the given default listeners.
-    pub fn from_env(
-        name: &str,
-        default_http: SocketAddr,
-        default_grpc: SocketAddr,
-    ) -> Result<ServiceConfig, ConfigError> {
-        let upper = name.to_ascii_uppercase().replace('-', "_");
+    /// Read `SHOPSTREAM_<SERVICE>_HTTP_ADDR`, `SHOPSTREAM_<SERVICE>_GRPC_ADDR`
+    /// (defaults: the service's slot in [`Ports::services`]) and the shared
+    /// variables. An unknown service name is an error, never a made-up port.
+    pub fn from_env(name: &str) -> Result<ServiceConfig, ConfigError> {
+        let (default_http, default_grpc) = default_service_addrs(name)?;
+        let upper = env_name(name);
         Ok(ServiceConfig {
-            name: name.to_string(),
             http_addr: env_parse(&format!("SHOPSTREAM_{upper}_HTTP_ADDR"), default_http)?,
             grpc_addr: env_parse(&format!("SHOPSTREAM_{upper}_GRPC_ADDR"), default_grpc)?,
             endpoints: Endpoints::from_env()?,
@@ -250,8 +272,24 @@ impl ServiceConfig {
                 "SHOPSTREAM_BODY_LIMIT_BYTES",
                 Self::DEFAULT_BODY_LIMIT_BYTES,
             )?,
-            default_tenant: env_or("SHOPSTREAM_DEFAULT_TENANT", "default"),
+            default_tenant: env_or("SHOPSTREAM_DEFAULT_TENANT", DEFAULT_TENANT),
+            ..ServiceConfig::new(name, Endpoints::native(Ports::DEV))
         })
+    }
+
+    /// Defaults for `name` on `endpoints`, listening on ephemeral loopback
+    /// ports (the caller binds the real listeners): what tests start from.
+    pub fn new(name: &str, endpoints: Endpoints) -> ServiceConfig {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        ServiceConfig {
+            name: name.to_string(),
+            http_addr: any,
+            grpc_addr: any,
+            endpoints,
+            request_timeout: Duration::from_millis(Self::DEFAULT_REQUEST_TIMEOUT_MS),
+            body_limit_bytes: Self::DEFAULT_BODY_LIMIT_BYTES,
+            default_tenant: DEFAULT_TENANT.into(),
+        }
     }
 }
 
@@ -285,6 +323,9 @@ mod tests {
         let (h, g) = service_addrs("identity", 18080).unwrap();
         assert_eq!((h.port(), g.port()), (18081, 18091));
         assert!(service_addrs("nope", 18080).is_none());
+        let err = default_service_addrs("nope").unwrap_err().to_string();
+        assert!(err.contains("gateway"), "{err}");
+        assert_eq!(env_name("stripe-sim"), "STRIPE_SIM");
     }
 
     #[test]

@@ -16,16 +16,37 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::telemetry;
 
-/// Serve `routes` on `listener` until `shutdown` is cancelled.
+/// Serve `routes` on `listener` until `shutdown` is cancelled; calls without
+/// a tenant are logged under [`crate::config::DEFAULT_TENANT`].
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     request_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with_tenant(
+        listener,
+        routes,
+        request_timeout,
+        crate::config::DEFAULT_TENANT.to_string(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`], logging calls without a tenant under `default_tenant`.
+pub async fn serve_with_tenant(
+    listener: TcpListener,
+    routes: Routes,
+    request_timeout: Duration,
+    default_tenant: String,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .timeout(request_timeout)
-        .layer(TraceLayer)
+        .layer(TraceLayer {
+            default_tenant: default_tenant.into(),
+        })
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -35,20 +56,27 @@ pub async fn serve(
 }
 
 /// Continue the caller's trace: extract `traceparent` from the request
-/// metadata and run the call inside a span parented to it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TraceLayer;
+/// metadata and run the call inside a span parented to it, carrying the
+/// method and the caller's tenant (every log line of the call has both).
+#[derive(Debug, Clone)]
+pub struct TraceLayer {
+    default_tenant: std::sync::Arc<str>,
+}
 
 impl<S> tower::Layer<S> for TraceLayer {
     type Service = TraceService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        TraceService { inner }
+        TraceService {
+            inner,
+            default_tenant: self.default_tenant.clone(),
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct TraceService<S> {
     inner: S,
+    default_tenant: std::sync::Arc<str>,
 }
 
 impl<S, B> tower::Service<http::Request<B>> for TraceService<S>
@@ -67,7 +95,13 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let parent = telemetry::extract(&telemetry::HeaderExtractor(req.headers()));
-        let span = tracing::info_span!("grpc", path = %req.uri().path());
+        let tenant_id = req
+            .headers()
+            .get(TENANT_METADATA_KEY)
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.default_tenant);
+        let span = tracing::info_span!("grpc", path = %req.uri().path(), tenant_id = %tenant_id);
         let _ = span.set_parent(parent.clone());
         let fut = self.inner.call(req);
         Box::pin(fut.instrument(span).with_context(parent))

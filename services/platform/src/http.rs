@@ -39,6 +39,8 @@ pub struct Ops {
     pub readiness: Readiness,
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
+    /// Tenant logged for requests that carry no `x-tenant-id`.
+    pub default_tenant: String,
 }
 
 impl Ops {
@@ -51,6 +53,7 @@ impl Ops {
                 crate::config::ServiceConfig::DEFAULT_REQUEST_TIMEOUT_MS,
             ),
             body_limit_bytes: crate::config::ServiceConfig::DEFAULT_BODY_LIMIT_BYTES,
+            default_tenant: crate::config::DEFAULT_TENANT.into(),
         }
     }
 
@@ -61,6 +64,7 @@ impl Ops {
             readiness,
             request_timeout: cfg.request_timeout,
             body_limit_bytes: cfg.body_limit_bytes,
+            default_tenant: cfg.default_tenant.clone(),
         }
     }
 }
@@ -95,6 +99,12 @@ pub async fn serve(
     )
     .with_graceful_shutdown(async move { shutdown.cancelled().await })
     .await
+}
+
+/// Record the authenticated caller's tenant on the current request's span,
+/// so every log line of the request carries it.
+pub fn record_tenant(tenant_id: &str) {
+    tracing::Span::current().record("tenant_id", tenant_id);
 }
 
 async fn healthz() -> &'static str {
@@ -157,6 +167,14 @@ async fn observe(State(ops): State<Ops>, req: Request, next: Next) -> Response {
         method = %method,
         route = %route,
         request_id = request_id(req.headers()).unwrap_or_default(),
+        // Internal callers send the tenant; at the edge the gateway's token
+        // check records the caller's own (see `record_tenant`).
+        tenant_id = req
+            .headers()
+            .get(crate::grpc::TENANT_METADATA_KEY)
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&ops.default_tenant),
         trace_id = tracing::field::Empty,
         status = tracing::field::Empty,
     );

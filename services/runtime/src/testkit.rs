@@ -155,6 +155,149 @@ impl TestStack {
     }
 }
 
+/// Bound on a service under test becoming ready (migrations included).
+pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A service started by [`spawn_service`]; stopped when dropped.
+#[derive(Debug)]
+pub struct RunningService {
+    /// `http://127.0.0.1:PORT` of its HTTP listener.
+    pub http: String,
+    pub http_addr: std::net::SocketAddr,
+    /// `http://127.0.0.1:PORT` of its gRPC listener, when it serves gRPC.
+    pub grpc: Option<String>,
+    pub grpc_addr: Option<std::net::SocketAddr>,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    result: Option<tokio::sync::oneshot::Receiver<Result<(), String>>>,
+    crash: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl RunningService {
+    /// The gRPC URL; panics for a service without gRPC.
+    pub fn grpc_url(&self) -> String {
+        self.grpc.clone().expect("this service serves no gRPC")
+    }
+
+    /// Stop it and return how `run` ended (panics if it takes over [`READY_TIMEOUT`]).
+    pub async fn stop(mut self) -> Result<(), String> {
+        self.shutdown.cancel();
+        let rx = self.result.take().expect("stopped once");
+        tokio::time::timeout(READY_TIMEOUT, rx)
+            .await
+            .expect("the service did not stop in time")
+            .unwrap_or(Err("the service thread panicked".into()))
+    }
+
+    /// Stop it as a crash would: its future and its runtime are dropped
+    /// where they stand, with no graceful shutdown.
+    pub async fn crash(mut self) {
+        if let Some(crash) = self.crash.take() {
+            let _ = crash.send(());
+        }
+        let rx = self.result.take().expect("crashed once");
+        let _ = tokio::time::timeout(READY_TIMEOUT, rx).await;
+    }
+
+    /// Wait until `run` returns by itself (e.g. after a failure).
+    pub async fn finished(mut self) -> Result<(), String> {
+        let rx = self.result.take().expect("finished once");
+        tokio::time::timeout(READY_TIMEOUT, rx)
+            .await
+            .expect("the service did not finish in time")
+            .unwrap_or(Err("the service thread panicked".into()))
+    }
+}
+
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Start service `E` the way `shopstream serve` does, on port-0 listeners
+/// against the shared test stack: `configure` turns the kit's
+/// [`ServiceConfig`](shopstream_platform::config::ServiceConfig) (test
+/// endpoints and the real listen addresses) into the service's config. The
+/// service runs on a thread of its own (its workers need not be `Send`);
+/// this returns once `/readyz` answers 2xx, and panics with the service's
+/// error if it exits first.
+pub async fn spawn_service<E: shopstream_platform::service::Entry>(
+    configure: impl FnOnce(shopstream_platform::config::ServiceConfig) -> E::Config,
+) -> RunningService {
+    let listeners = shopstream_platform::service::Listeners::ephemeral(E::GRPC)
+        .await
+        .expect("test listeners");
+    spawn_service_on::<E>(listeners, configure).await
+}
+
+/// [`spawn_service`] on listeners bound beforehand (when another party must
+/// know the service's address before it starts).
+pub async fn spawn_service_on<E: shopstream_platform::service::Entry>(
+    listeners: shopstream_platform::service::Listeners,
+    configure: impl FnOnce(shopstream_platform::config::ServiceConfig) -> E::Config,
+) -> RunningService {
+    use shopstream_platform::{config::ServiceConfig, service::Listeners};
+    let stack = stack().await;
+    let http_addr = listeners.http_addr().expect("http addr");
+    let grpc_addr = listeners.grpc_addr();
+    let mut service = ServiceConfig::new(E::NAME, stack.endpoints.clone());
+    service.http_addr = http_addr;
+    if let Some(g) = grpc_addr {
+        service.grpc_addr = g;
+    }
+    let cfg = configure(service);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let (crash_tx, crash_rx) = tokio::sync::oneshot::channel::<()>();
+    // Listeners move to the service's own runtime.
+    let std_http = listeners.http.into_std().expect("std listener");
+    let std_grpc = listeners.grpc.map(|l| l.into_std().expect("std listener"));
+    let stop = shutdown.clone();
+    std::thread::Builder::new()
+        .name(format!("svc-{}", E::NAME))
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("service runtime");
+            let result = rt.block_on(async move {
+                let listeners = Listeners {
+                    http: tokio::net::TcpListener::from_std(std_http).map_err(|e| e.to_string())?,
+                    grpc: match std_grpc {
+                        Some(g) => {
+                            Some(tokio::net::TcpListener::from_std(g).map_err(|e| e.to_string())?)
+                        }
+                        None => None,
+                    },
+                };
+                tokio::select! {
+                    r = E::run(cfg, listeners, stop) => r.map_err(|e| e.to_string()),
+                    Ok(()) = crash_rx => Err("crashed".to_string()),
+                }
+            });
+            // Dropping the runtime aborts whatever the service spawned.
+            drop(rt);
+            let _ = tx.send(result);
+        })
+        .expect("service thread");
+    let http = format!("http://{http_addr}");
+    let readyz = format!("{http}/readyz");
+    let ready = wait_http_ok(&readyz, READY_TIMEOUT);
+    tokio::select! {
+        _ = ready => {}
+        ended = &mut rx => panic!("{} exited before it was ready: {ended:?}", E::NAME),
+    }
+    RunningService {
+        http,
+        http_addr,
+        grpc: grpc_addr.map(|g| format!("http://{g}")),
+        grpc_addr,
+        shutdown,
+        result: Some(rx),
+        crash: Some(crash_tx),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,12 +48,6 @@ impl Config {
     /// `SHOPSTREAM_SEARCH_RECONCILE_ON_START` [true];
     /// plus the shared ones of [`ServiceConfig::from_env`].
     pub fn from_env() -> Result<Config, ConfigError> {
-        let (http, grpc) = config::default_service_addrs(SERVICE_NAME).unwrap_or_else(|| {
-            (
-                std::net::SocketAddr::from(([127, 0, 0, 1], 18088)),
-                std::net::SocketAddr::from(([127, 0, 0, 1], 18098)),
-            )
-        });
         let backend = match env_or("SHOPSTREAM_SEARCH_BACKEND", "tantivy").as_str() {
             "tantivy" => Backend::Tantivy {
                 index_dir: PathBuf::from(env_or(
@@ -73,16 +67,9 @@ impl Config {
                 });
             }
         };
-        let catalog_url = std::env::var("SHOPSTREAM_SEARCH_CATALOG_URL")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| {
-                config::default_service_addrs("catalog")
-                    .map(|(_, g)| format!("http://{g}"))
-                    .unwrap_or_default()
-            });
+        let catalog_url = config::grpc_url_of("catalog", "SHOPSTREAM_SEARCH_CATALOG_URL")?;
         Ok(Config {
-            service: ServiceConfig::from_env(SERVICE_NAME, http, grpc)?,
+            service: ServiceConfig::from_env(SERVICE_NAME)?,
             backend,
             catalog_url,
             topic: env_or("SHOPSTREAM_SEARCH_TOPIC", "product.events"),

@@ -20,16 +20,15 @@ use prometheus_client::metrics::{counter::Counter, family::Family, histogram::Hi
 use shopstream_platform::{
     clock::SystemClock,
     events::{
-        EventBus, dlq_topic,
-        kafka::{KafkaBus, KafkaSettings},
+        dlq_topic,
+        kafka::KafkaBus,
         runner::{self, RunnerConfig},
     },
     grpc,
-    health::Readiness,
-    http,
     metrics::Metrics,
+    service::{BoxError, Entry, Listeners, Service},
+    shutdown,
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Backend, Config};
@@ -132,21 +131,38 @@ pub async fn reconcile_with_config(cfg: &Config) -> anyhow::Result<ReconcileRepo
     Ok(reconcile(&*catalog, &*index, &cfg.service.default_tenant).await?)
 }
 
+/// Search as `shopstream serve search` and the test kit start it.
+#[derive(Debug)]
+pub struct Server;
+
+impl Entry for Server {
+    type Config = Config;
+    const NAME: &'static str = "search";
+    const GRPC: bool = true;
+
+    fn config_from_env() -> Result<Config, BoxError> {
+        Ok(Config::from_env()?)
+    }
+    fn service_config(cfg: &Config) -> &shopstream_platform::config::ServiceConfig {
+        &cfg.service
+    }
+    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
+        Ok(run(cfg, l, stop).await?)
+    }
+}
+
 /// Serve gRPC `Query` and the HTTP endpoints, and consume `product.events`,
-/// until `shutdown`.
+/// until `shutdown` (see [`Service::run`]).
 pub async fn run(
     cfg: Config,
-    http_listener: TcpListener,
-    grpc_listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let ops = http::Ops::from_config(&cfg.service, Readiness::new());
-    let metrics = SearchMetrics::register(&ops.metrics);
+    let svc = Service::new(&cfg.service);
+    let metrics = SearchMetrics::register(svc.metrics());
     let index = open_index(&cfg, Some(metrics.commit_to_searchable.clone())).await?;
     let catalog = catalog_client(&cfg)?;
-    let bus: Arc<dyn EventBus> = Arc::new(KafkaBus::new(KafkaSettings::from_env(
-        &cfg.service.endpoints.kafka_brokers,
-    )?)?);
+    let bus = KafkaBus::connect(&cfg.service.endpoints)?;
     bus.ensure_topic(&cfg.topic, TOPIC_PARTITIONS).await?;
     bus.ensure_topic(&dlq_topic(&cfg.topic), 1).await?;
     let indexer = Arc::new(Indexer {
@@ -155,40 +171,42 @@ pub async fn run(
         default_tenant: cfg.service.default_tenant.clone(),
         outcomes: metrics.index_writes.clone(),
     });
-
-    let routes = tonic::service::Routes::new(
-        shopstream_proto::search::v1::search_service_server::SearchServiceServer::new(
-            api::grpc::GrpcApi {
-                index: index.clone(),
-                default_tenant: cfg.service.default_tenant.clone(),
-            },
-        ),
-    );
-    let app = api::http::routes(
+    let tenant = cfg.service.default_tenant.clone();
+    let reconcile_on_start = cfg.reconcile_on_start;
+    let (start_catalog, start_index) = (catalog.clone(), index.clone());
+    let rcfg = RunnerConfig {
+        max_attempts: HANDLER_MAX_ATTEMPTS,
+        ..RunnerConfig::new(&cfg.consumer_group, &[cfg.topic.as_str()])
+    };
+    let final_index = index.clone();
+    svc.http(api::http::routes(
         index.clone(),
         catalog.clone(),
         cfg.service.default_tenant.clone(),
-    );
-    let reconcile_at_start = async {
-        if cfg.reconcile_on_start {
-            let tenant = &cfg.service.default_tenant;
-            if let Err(e) = reconcile(&*catalog, &*index, tenant).await {
-                tracing::warn!(error = %e, "reconcile at start failed");
-            }
+    ))
+    .grpc(
+        shopstream_proto::search::v1::search_service_server::SearchServiceServer::new(
+            api::grpc::GrpcApi {
+                index,
+                default_tenant: cfg.service.default_tenant.clone(),
+            },
+        ),
+    )
+    .task("reconcile-at-start", move |_| async move {
+        if reconcile_on_start
+            && let Err(e) = reconcile(&*start_catalog, &*start_index, &tenant).await
+        {
+            tracing::warn!(error = %e, "reconcile at start failed");
         }
-    };
-    let consume = async {
-        let rcfg = RunnerConfig {
-            max_attempts: HANDLER_MAX_ATTEMPTS,
-            ..RunnerConfig::new(&cfg.consumer_group, &[cfg.topic.as_str()])
-        };
-        while !shutdown.is_cancelled() {
+    })
+    .task("product-events", move |stop| async move {
+        while !stop.is_cancelled() {
             match runner::run(
                 bus.clone(),
                 Arc::new(VersionedNoDedupe),
                 indexer.clone(),
                 rcfg.clone(),
-                shutdown.clone(),
+                stop.clone(),
                 false,
             )
             .await
@@ -196,30 +214,18 @@ pub async fn run(
                 Ok(stats) => tracing::info!(?stats, "product.events consumer stopped"),
                 Err(e) => {
                     tracing::error!(error = %e, "product.events consumer failed, restarting");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => {}
-                        _ = tokio::time::sleep(CONSUMER_RESTART_DELAY) => {}
-                    }
+                    shutdown::sleep_or_stop(&stop, CONSUMER_RESTART_DELAY).await;
                 }
             }
         }
-    };
-    let (h, g, (), ()) = tokio::join!(
-        http::serve(http_listener, http::router(app, ops), shutdown.clone()),
-        grpc::serve(
-            grpc_listener,
-            routes,
-            cfg.service.request_timeout,
-            shutdown.clone()
-        ),
-        consume,
-        reconcile_at_start,
-    );
+    })
     // Make what was staged durable before leaving.
-    if let Err(e) = index.refresh().await {
-        tracing::warn!(error = %e, "final index commit failed");
-    }
-    h?;
-    g?;
+    .on_stop(async move {
+        if let Err(e) = final_index.refresh().await {
+            tracing::warn!(error = %e, "final index commit failed");
+        }
+    })
+    .run(listeners, shutdown)
+    .await?;
     Ok(())
 }

@@ -2,23 +2,14 @@
 //! a fresh database on the test stack, and helpers read the seed file as an
 //! independent oracle.
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, path::PathBuf};
 
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::Value;
-use shopstream_catalog::{Config, Error, run};
-use shopstream_platform::{config::ServiceConfig, db};
+use shopstream_catalog::Config;
+use shopstream_platform::db;
 use shopstream_runtime::testkit;
 use sqlx::PgPool;
-use tokio::{net::TcpListener, task::JoinHandle};
-use tokio_util::sync::{CancellationToken, DropGuard};
-
-/// Bound on the service becoming ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub const ADMIN: (&str, &str) = ("x-shopstream-admin", "true");
 
@@ -29,63 +20,30 @@ pub struct TestApp {
     /// A pool on the service's database, for assertions.
     pub pool: PgPool,
     pub client: reqwest::Client,
-    shutdown: CancellationToken,
-    server: Option<JoinHandle<Result<(), Error>>>,
-    _stop_on_drop: DropGuard,
+    service: testkit::RunningService,
 }
 
 pub async fn spawn_app() -> TestApp {
     let stack = testkit::stack().await;
     let database = testkit::unique("catalog");
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (http_addr, grpc_addr) = (http.local_addr().unwrap(), grpc.local_addr().unwrap());
-    let cfg = Config {
-        service: ServiceConfig {
-            name: "catalog".into(),
-            http_addr,
-            grpc_addr,
-            endpoints: stack.endpoints.clone(),
-            request_timeout: Duration::from_secs(10),
-            body_limit_bytes: ServiceConfig::DEFAULT_BODY_LIMIT_BYTES,
-            default_tenant: "default".into(),
-        },
+    let service = testkit::spawn_service::<shopstream_catalog::Server>(|service| Config {
+        service,
         database: database.clone(),
-    };
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(run(cfg, http, grpc, shutdown.clone()));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let base = format!("http://{http_addr}");
-
+    })
+    .await;
     // The HTTP server starts only after migrations, so ready means migrated.
-    let started = Instant::now();
-    loop {
-        if server.is_finished() {
-            let result = server.await.unwrap();
-            panic!("catalog exited before it was ready: {result:?}");
-        }
-        match client.get(format!("{base}/readyz")).send().await {
-            Ok(r) if r.status() == StatusCode::OK => break,
-            _ if started.elapsed() > READY_TIMEOUT => {
-                panic!("catalog not ready after {READY_TIMEOUT:?}")
-            }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
     let pool = db::connect(&stack.endpoints.postgres_url, &database)
         .await
         .unwrap();
     TestApp {
-        http: base,
-        grpc: grpc_addr,
+        http: service.http.clone(),
+        grpc: service.grpc_addr.expect("catalog serves gRPC"),
         pool,
-        client,
-        _stop_on_drop: shutdown.clone().drop_guard(),
-        shutdown,
-        server: Some(server),
+        client: reqwest::Client::builder()
+            .timeout(testkit::READY_TIMEOUT)
+            .build()
+            .unwrap(),
+        service,
     }
 }
 
@@ -169,14 +127,8 @@ impl TestApp {
     }
 
     /// Stop the service and check it shut down cleanly.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        let server = self.server.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(15), server)
-            .await
-            .expect("catalog did not stop within 15 s")
-            .unwrap()
-            .unwrap();
+    pub async fn stop(self) {
+        self.service.stop().await.unwrap();
     }
 }
 

@@ -18,7 +18,7 @@ use shopstream_platform::{
 };
 use shopstream_runtime::testkit;
 use sqlx::PgPool;
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -162,44 +162,30 @@ pub async fn write(pool: &PgPool, rows: &[Row]) {
 /// The service running on port-0 listeners.
 pub struct Running {
     pub http: String,
-    pub shutdown: CancellationToken,
-    pub task: JoinHandle<anyhow::Result<()>>,
+    service: testkit::RunningService,
 }
 
 pub async fn start(cfg: &Config) -> Running {
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", http.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(shopstream_cdc::run(
-        cfg.clone(),
-        http,
-        grpc,
-        shutdown.clone(),
-    ));
     // Ready = the slot exists and a session streams from it.
-    testkit::wait_http_ok(&format!("{base}/readyz"), Duration::from_secs(60)).await;
+    let service = testkit::spawn_service::<shopstream_cdc::Server>(|service| Config {
+        service,
+        ..cfg.clone()
+    })
+    .await;
     Running {
-        http: base,
-        shutdown,
-        task,
+        http: service.http.clone(),
+        service,
     }
 }
 
 impl Running {
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(20), self.task)
-            .await
-            .expect("cdc stops within 20 s")
-            .unwrap()
-            .unwrap();
+        self.service.stop().await.unwrap();
     }
 
-    /// Stop as a crash would: the task is dropped where it stands.
+    /// Stop as a crash would: the service is dropped where it stands.
     pub async fn crash(self) {
-        self.task.abort();
-        let _ = self.task.await;
+        self.service.crash().await;
     }
 
     pub async fn metrics(&self) -> String {

@@ -12,8 +12,6 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use shopstream_platform::config::ServiceConfig;
 use shopstream_runtime::testkit;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 const ADMIN_EMAIL: &str = "admin@shopstream.test";
 const PASSWORD: &str = "correct horse battery staple";
@@ -21,40 +19,21 @@ const PASSWORD: &str = "correct horse battery staple";
 struct System {
     base: String,
     admin_password: String,
-    shutdown: CancellationToken,
+    // Stopped when the system is dropped.
+    _services: Vec<testkit::RunningService>,
 }
 
-impl Drop for System {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn listener() -> (TcpListener, std::net::SocketAddr) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// A loopback listener on a free port (for the in-process fakes).
+async fn listener() -> (tokio::net::TcpListener, std::net::SocketAddr) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
     (l, a)
 }
 
-fn service(
-    name: &str,
-    http: std::net::SocketAddr,
-    grpc: std::net::SocketAddr,
-    e: &shopstream_platform::config::Endpoints,
-) -> ServiceConfig {
-    ServiceConfig {
-        name: name.into(),
-        http_addr: http,
-        grpc_addr: grpc,
-        endpoints: e.clone(),
-        request_timeout: Duration::from_secs(10),
-        body_limit_bytes: 64 * 1024,
-        default_tenant: "default".into(),
-    }
-}
-
-async fn wait_ready(url: &str) {
-    testkit::wait_http_ok(url, Duration::from_secs(15)).await;
+/// The kit's config with the small body limit these tests probe.
+fn limited(mut service: ServiceConfig) -> ServiceConfig {
+    service.body_limit_bytes = 64 * 1024;
+    service
 }
 
 async fn start() -> System {
@@ -64,75 +43,61 @@ async fn start() -> System {
 /// Identity, catalog and the gateway; `configure` adjusts the gateway's config
 /// (e.g. to point it at fake backends) before it starts.
 async fn start_with(configure: impl FnOnce(&mut shopstream_gateway::Config)) -> System {
-    let stack = testkit::stack().await;
-    let e = &stack.endpoints;
-    let shutdown = CancellationToken::new();
+    let identity = testkit::spawn_service::<shopstream_identity::Server>(|service| {
+        shopstream_identity::Config {
+            service: limited(service),
+            database: testkit::unique("it_gw_identity"),
+            key_dir: testkit::stack_dir()
+                .join("keys")
+                .join(testkit::unique("gw")),
+            cookie_secure: false,
+            login_limit: 50,
+            login_window_s: 60,
+        }
+    })
+    .await;
+    let admin_password =
+        shopstream_runtime::admin::ensure_admin(&identity.grpc_url(), Some("default"), ADMIN_EMAIL)
+            .await
+            .unwrap()
+            .expect("a new admin account");
 
-    let (ih, iha) = listener().await;
-    let (ig, iga) = listener().await;
-    let identity_cfg = shopstream_identity::Config {
-        service: service("identity", iha, iga, e),
-        database: testkit::unique("it_gw_identity"),
-        key_dir: testkit::stack_dir()
-            .join("keys")
-            .join(testkit::unique("gw")),
-        cookie_secure: false,
-        login_limit: 50,
-        login_window_s: 60,
-    };
-    tokio::spawn(shopstream_identity::run(
-        identity_cfg,
-        ih,
-        ig,
-        shutdown.clone(),
-    ));
-    wait_ready(&format!("http://{iha}/readyz")).await;
-    let admin_password = shopstream_runtime::admin::ensure_admin(
-        &format!("http://{iga}"),
-        Some("default"),
-        ADMIN_EMAIL,
-    )
-    .await
-    .unwrap()
-    .expect("a new admin account");
+    let catalog = testkit::spawn_service::<shopstream_catalog::Server>(|service| {
+        shopstream_catalog::Config {
+            service: limited(service),
+            database: testkit::unique("it_gw_catalog"),
+        }
+    })
+    .await;
 
-    let (ch, cha) = listener().await;
-    let (cg, cga) = listener().await;
-    let catalog_cfg = shopstream_catalog::Config {
-        service: service("catalog", cha, cga, e),
-        database: testkit::unique("it_gw_catalog"),
-    };
-    tokio::spawn(shopstream_catalog::run(
-        catalog_cfg,
-        ch,
-        cg,
-        shutdown.clone(),
-    ));
-    wait_ready(&format!("http://{cha}/readyz")).await;
-
-    let (gh, gha) = listener().await;
-    let mut gateway_cfg = shopstream_gateway::Config {
-        service: service("gateway", gha, gha, e),
-        identity_http: format!("http://{iha}"),
-        catalog_grpc: format!("http://{cga}"),
-        catalog_http: format!("http://{cha}"),
-        // Nothing listens there unless `configure` says otherwise.
-        inventory_grpc: "http://127.0.0.1:9".into(),
-        orders_grpc: "http://127.0.0.1:9".into(),
-        payments_grpc: "http://127.0.0.1:9".into(),
-        payments_http: "http://127.0.0.1:9".into(),
-        search_grpc: "http://127.0.0.1:9".into(),
-        upstream_timeout: Duration::from_secs(5),
-        card_ttl_s: 30,
-    };
-    configure(&mut gateway_cfg);
-    tokio::spawn(shopstream_gateway::run(gateway_cfg, gh, shutdown.clone()));
-    let base = format!("http://{gha}");
-    wait_ready(&format!("{base}/readyz")).await;
+    let (identity_http, catalog_grpc, catalog_http) = (
+        identity.http.clone(),
+        catalog.grpc_url(),
+        catalog.http.clone(),
+    );
+    let gateway = testkit::spawn_service::<shopstream_gateway::Server>(move |service| {
+        let mut cfg = shopstream_gateway::Config {
+            service: limited(service),
+            identity_http,
+            catalog_grpc,
+            catalog_http,
+            // Nothing listens there unless `configure` says otherwise.
+            inventory_grpc: "http://127.0.0.1:9".into(),
+            orders_grpc: "http://127.0.0.1:9".into(),
+            payments_grpc: "http://127.0.0.1:9".into(),
+            payments_http: "http://127.0.0.1:9".into(),
+            search_grpc: "http://127.0.0.1:9".into(),
+            upstream_timeout: Duration::from_secs(5),
+            card_ttl_s: 30,
+        };
+        configure(&mut cfg);
+        cfg
+    })
+    .await;
     System {
-        base,
+        base: gateway.http.clone(),
         admin_password,
-        shutdown,
+        _services: vec![gateway, catalog, identity],
     }
 }
 

@@ -121,33 +121,24 @@ async fn the_expiry_sweep_returns_stock_after_the_ttl() {
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_reserve_commit_release_are_idempotent() {
     let stack = testkit::stack().await;
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc_addr = grpc.local_addr().unwrap();
-    let cfg = Config {
-        service: ServiceConfig {
-            name: "inventory".into(),
-            http_addr: http.local_addr().unwrap(),
-            grpc_addr,
-            endpoints: stack.endpoints.clone(),
-            request_timeout: Duration::from_secs(5),
-            body_limit_bytes: 64 * 1024,
-            default_tenant: "default".into(),
-        },
-        database: testkit::unique("it_inventory_grpc"),
+    let database = testkit::unique("it_inventory_grpc");
+    let mut service = ServiceConfig::new("inventory", stack.endpoints.clone());
+    service.request_timeout = Duration::from_secs(5);
+    let cfg = |service| Config {
+        service,
+        database: database.clone(),
         expiry_interval: Duration::from_millis(100),
     };
-    let (inv, _) = shopstream_inventory::build(&cfg).await.unwrap();
+    let (inv, _) = shopstream_inventory::build(&cfg(service)).await.unwrap();
     inv.store.set_stock("default", "SKU-9", 3).await.unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(shopstream_inventory::run(cfg, http, grpc, shutdown.clone()));
-
-    let url = format!("http://{grpc_addr}");
-    let mut c = testkit::eventually("inventory serves gRPC", Duration::from_secs(10), || {
-        let url = url.clone();
-        async move { InventoryServiceClient::connect(url).await.ok() }
+    let running = testkit::spawn_service::<shopstream_inventory::Server>(|mut service| {
+        service.request_timeout = Duration::from_secs(5);
+        cfg(service)
     })
     .await;
+    let mut c = InventoryServiceClient::connect(running.grpc_url())
+        .await
+        .unwrap();
     let req = || ReserveRequest {
         order_id: "order-77".into(),
         items: vec![ReservationItem {
@@ -234,5 +225,5 @@ async fn grpc_reserve_commit_release_are_idempotent() {
     );
     let err = c.release(by_order("")).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "neither id given");
-    shutdown.cancel();
+    running.stop().await.unwrap();
 }

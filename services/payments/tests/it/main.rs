@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shopstream_payments::{Config, Payments};
-use shopstream_platform::config::ServiceConfig;
+use shopstream_platform::{config::ServiceConfig, service::Listeners};
 use shopstream_proto::{
     common::v1::Money,
     payments::v1::{CreateIntentRequest, Payment, payments_service_client::PaymentsServiceClient},
@@ -33,6 +33,7 @@ pub struct App {
     pub payments: Payments,
     pub pool: sqlx::PgPool,
     shutdown: CancellationToken,
+    _service: testkit::RunningService,
 }
 
 impl Drop for App {
@@ -44,9 +45,8 @@ impl Drop for App {
 pub async fn spawn_app() -> App {
     let stack = testkit::stack().await;
     let shutdown = CancellationToken::new();
-    let http_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (http_addr, grpc_addr) = (http_l.local_addr().unwrap(), grpc_l.local_addr().unwrap());
+    let listeners = Listeners::ephemeral(true).await.unwrap();
+    let http_addr = listeners.http_addr().unwrap();
 
     let sim_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim_addr = sim_l.local_addr().unwrap();
@@ -57,42 +57,35 @@ pub async fn spawn_app() -> App {
     };
     tokio::spawn(shopstream_stripe_sim::run(sim_cfg, sim_l, shutdown.clone()));
 
-    let cfg = Config {
-        service: ServiceConfig {
-            name: "payments".into(),
-            http_addr,
-            grpc_addr,
-            endpoints: stack.endpoints.clone(),
-            request_timeout: Duration::from_secs(10),
-            body_limit_bytes: 256 * 1024,
-            default_tenant: "default".into(),
-        },
-        database: testkit::unique("it_payments"),
-        stripe_api_base: format!("http://{sim_addr}"),
-        stripe_secret_key: "sk_test_shopstream".into(),
-        stripe_webhook_secret: WEBHOOK_SECRET.into(),
-        stripe_timeout: Duration::from_secs(5),
-        // Tests drive the reconciler themselves.
-        reconcile_interval: Duration::from_secs(3600),
-        reconcile_min_age: Duration::ZERO,
+    let database = testkit::unique("it_payments");
+    let cfg = |mut service: ServiceConfig| {
+        service.body_limit_bytes = 256 * 1024;
+        Config {
+            service,
+            database: database.clone(),
+            stripe_api_base: format!("http://{sim_addr}"),
+            stripe_secret_key: "sk_test_shopstream".into(),
+            stripe_webhook_secret: WEBHOOK_SECRET.into(),
+            stripe_timeout: Duration::from_secs(5),
+            // Tests drive the reconciler themselves.
+            reconcile_interval: Duration::from_secs(3600),
+            reconcile_min_age: Duration::ZERO,
+        }
     };
-    let (payments, pool) = shopstream_payments::build(&cfg).await.unwrap();
-    tokio::spawn(shopstream_payments::run(
-        cfg,
-        http_l,
-        grpc_l,
-        shutdown.clone(),
-    ));
+    let (payments, pool) = shopstream_payments::build(&cfg(ServiceConfig::new(
+        "payments",
+        stack.endpoints.clone(),
+    )))
+    .await
+    .unwrap();
+    let service = testkit::spawn_service_on::<shopstream_payments::Server>(listeners, cfg).await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let url = format!("http://{grpc_addr}");
-    let grpc = testkit::eventually("payments serves gRPC", Duration::from_secs(20), || {
-        let url = url.clone();
-        async move { PaymentsServiceClient::connect(url).await.ok() }
-    })
-    .await;
+    let grpc = PaymentsServiceClient::connect(service.grpc_url())
+        .await
+        .unwrap();
     testkit::wait_http_ok(
         &format!("http://{sim_addr}/healthz"),
         Duration::from_secs(10),
@@ -106,6 +99,7 @@ pub async fn spawn_app() -> App {
         payments,
         pool,
         shutdown,
+        _service: service,
     }
 }
 

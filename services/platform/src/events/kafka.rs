@@ -107,6 +107,16 @@ impl std::fmt::Debug for KafkaBus {
 }
 
 impl KafkaBus {
+    /// The bus every service uses: the brokers of `endpoints`, with
+    /// [`KafkaSettings::from_env`] applied, behind the [`EventBus`] port.
+    pub fn connect(
+        endpoints: &crate::config::Endpoints,
+    ) -> Result<Arc<dyn crate::events::EventBus>, EventError> {
+        let settings = KafkaSettings::from_env(&endpoints.kafka_brokers)
+            .map_err(|e| EventError::Broker(e.to_string()))?;
+        Ok(Arc::new(KafkaBus::new(settings)?))
+    }
+
     pub fn new(settings: KafkaSettings) -> Result<KafkaBus, EventError> {
         let producer: FutureProducer = settings
             .base()

@@ -15,7 +15,7 @@ use shopstream_proto::identity::v1::{
 };
 use tonic::{Request, Response, Status};
 
-struct Identity;
+pub(crate) struct Identity;
 
 #[tonic::async_trait]
 impl IdentityService for Identity {

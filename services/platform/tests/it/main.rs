@@ -7,5 +7,6 @@ mod grpc_server;
 mod objects;
 mod postgres;
 mod redis_cache;
+mod service_kit;
 mod temporal_workflow;
 mod trace_propagation;

@@ -8,7 +8,6 @@ use std::{
     time::Duration,
 };
 
-use shopstream_platform::config::ServiceConfig;
 use shopstream_proto::{
     catalog::v1::{
         GetProductRequest, GetProductResponse, ListProductsRequest, ListProductsResponse, Product,
@@ -20,7 +19,6 @@ use shopstream_proto::{
 use shopstream_runtime::testkit;
 use shopstream_search::{Backend, Config};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, transport::server::TcpIncoming};
 
 /// Products by id; tests edit it directly.
@@ -135,8 +133,7 @@ pub struct App {
     pub http: SocketAddr,
     pub grpc: SocketAddr,
     pub topic: String,
-    pub shutdown: CancellationToken,
-    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub service: testkit::RunningService,
 }
 
 impl App {
@@ -145,8 +142,7 @@ impl App {
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await;
+        let _ = self.service.stop().await;
     }
 }
 
@@ -158,14 +154,8 @@ pub async fn spawn_app(catalog_url: &str) -> App {
 
 /// [`spawn_app`], optionally reconciling with the catalog at start.
 pub async fn spawn_app_with(catalog_url: &str, reconcile_on_start: bool) -> App {
-    let stack = testkit::stack().await;
-    let http_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (http, grpc) = (http_l.local_addr().unwrap(), grpc_l.local_addr().unwrap());
-    let mut service = ServiceConfig::from_env("search", http, grpc).unwrap();
-    service.endpoints = stack.endpoints.clone();
     let topic = testkit::unique("it_product_events");
-    let cfg = Config {
+    let service = testkit::spawn_service::<shopstream_search::Server>(|service| Config {
         service,
         backend: Backend::Tantivy {
             index_dir: index_dir("it_search_index"),
@@ -176,20 +166,12 @@ pub async fn spawn_app_with(catalog_url: &str, reconcile_on_start: bool) -> App 
         commit_interval: Duration::from_millis(100),
         commit_batch_docs: 1_000,
         reconcile_on_start,
-    };
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(shopstream_search::run(
-        cfg,
-        http_l,
-        grpc_l,
-        shutdown.clone(),
-    ));
-    testkit::wait_http_ok(&format!("http://{http}/readyz"), Duration::from_secs(30)).await;
+    })
+    .await;
     App {
-        http,
-        grpc,
+        http: service.http_addr,
+        grpc: service.grpc_addr.expect("search serves gRPC"),
         topic,
-        shutdown,
-        task,
+        service,
     }
 }
