@@ -23,7 +23,7 @@ use shopstream_platform::{
     clock::SystemClock,
     db,
     ids::SystemIdGen,
-    service::{BoxError, Entry, Listeners, Service},
+    service::{Listeners, Service},
 };
 use shopstream_proto::catalog::v1::catalog_service_server::CatalogServiceServer;
 use tokio_util::sync::CancellationToken;
@@ -41,24 +41,9 @@ use crate::{
     service::Catalog,
 };
 
-/// The catalog as `shopstream serve catalog` and the test kit start it.
-#[derive(Debug)]
-pub struct Server;
-
-impl Entry for Server {
-    type Config = Config;
-    const NAME: &'static str = config::SERVICE_NAME;
-    const GRPC: bool = true;
-
-    fn config_from_env() -> Result<Config, BoxError> {
-        Ok(Config::from_env()?)
-    }
-    fn service_config(cfg: &Config) -> &shopstream_platform::config::ServiceConfig {
-        &cfg.service
-    }
-    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
-        Ok(run(cfg, l, stop).await?)
-    }
+shopstream_platform::service_entry! {
+    /// The catalog as `shopstream serve catalog` and the test kit start it.
+    Server { name: config::SERVICE_NAME, grpc: true, config: Config, run: run }
 }
 
 /// Connect to (and create if needed) `cfg.database`, apply the migrations,

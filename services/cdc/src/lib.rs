@@ -21,31 +21,16 @@ use shopstream_platform::{
     clock::SystemClock,
     db,
     events::kafka::KafkaBus,
-    service::{BoxError, Entry, Listeners, Service},
+    service::{Listeners, Service},
 };
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, SourceConfig, TableRoute};
 pub use domain::change::{HEADER_COMMIT_TS_MS, HEADER_LSN};
 
-/// CDC as `shopstream serve cdc` and the test kit start it.
-#[derive(Debug)]
-pub struct Server;
-
-impl Entry for Server {
-    type Config = Config;
-    const NAME: &'static str = "cdc";
-    const GRPC: bool = false;
-
-    fn config_from_env() -> Result<Config, BoxError> {
-        Ok(Config::from_env()?)
-    }
-    fn service_config(cfg: &Config) -> &shopstream_platform::config::ServiceConfig {
-        &cfg.service
-    }
-    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
-        Ok(run(cfg, l, stop).await?)
-    }
+shopstream_platform::service_entry! {
+    /// CDC as `shopstream serve cdc` and the test kit start it.
+    Server { name: "cdc", grpc: false, config: Config, run: run }
 }
 
 /// Stream every configured source and serve `/healthz`, `/readyz` (ready

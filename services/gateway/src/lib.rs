@@ -34,7 +34,7 @@ use shopstream_platform::{
     clock::{Clock, SystemClock},
     grpc,
     metrics::Metrics,
-    service::{BoxError, Entry, Listeners, Service},
+    service::{Listeners, Service},
 };
 use shopstream_proto::{
     catalog::v1::catalog_service_client::CatalogServiceClient,
@@ -586,24 +586,9 @@ pub async fn build(cfg: &Config, metrics: &Metrics) -> anyhow::Result<AppState> 
     })
 }
 
-/// The gateway as `shopstream serve gateway` and the test kit start it.
-#[derive(Debug)]
-pub struct Server;
-
-impl Entry for Server {
-    type Config = Config;
-    const NAME: &'static str = "gateway";
-    const GRPC: bool = false;
-
-    fn config_from_env() -> Result<Config, BoxError> {
-        Ok(Config::from_env()?)
-    }
-    fn service_config(cfg: &Config) -> &shopstream_platform::config::ServiceConfig {
-        &cfg.service
-    }
-    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
-        Ok(run(cfg, l, stop).await?)
-    }
+shopstream_platform::service_entry! {
+    /// The gateway as `shopstream serve gateway` and the test kit start it.
+    Server { name: "gateway", grpc: false, config: Config, run: run }
 }
 
 /// Serve until `shutdown` (see [`Service::run`]).

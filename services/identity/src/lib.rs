@@ -17,7 +17,7 @@ use shopstream_platform::{
     clock::SystemClock,
     db,
     ids::SystemIdGen,
-    service::{BoxError, Entry, Listeners, Service},
+    service::{Listeners, Service},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -49,24 +49,9 @@ pub async fn build(cfg: &Config) -> anyhow::Result<(Identity, sqlx::PgPool)> {
     Ok((identity, pool))
 }
 
-/// Identity as `shopstream serve identity` and the test kit start it.
-#[derive(Debug)]
-pub struct Server;
-
-impl Entry for Server {
-    type Config = Config;
-    const NAME: &'static str = "identity";
-    const GRPC: bool = true;
-
-    fn config_from_env() -> Result<Config, BoxError> {
-        Ok(Config::from_env()?)
-    }
-    fn service_config(cfg: &Config) -> &shopstream_platform::config::ServiceConfig {
-        &cfg.service
-    }
-    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
-        Ok(run(cfg, l, stop).await?)
-    }
+shopstream_platform::service_entry! {
+    /// Identity as `shopstream serve identity` and the test kit start it.
+    Server { name: "identity", grpc: true, config: Config, run: run }
 }
 
 /// Serve REST and gRPC until `shutdown` (see [`Service::run`]).

@@ -16,7 +16,7 @@ use shopstream_platform::{
     config::{ConfigError, ServiceConfig, env_or, env_parse},
     db,
     ids::SystemIdGen,
-    service::{BoxError, Entry, Listeners, Service},
+    service::{Listeners, Service},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -42,24 +42,9 @@ impl Config {
     }
 }
 
-/// Inventory as `shopstream serve inventory` and the test kit start it.
-#[derive(Debug)]
-pub struct Server;
-
-impl Entry for Server {
-    type Config = Config;
-    const NAME: &'static str = "inventory";
-    const GRPC: bool = true;
-
-    fn config_from_env() -> Result<Config, BoxError> {
-        Ok(Config::from_env()?)
-    }
-    fn service_config(cfg: &Config) -> &ServiceConfig {
-        &cfg.service
-    }
-    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
-        Ok(run(cfg, l, stop).await?)
-    }
+shopstream_platform::service_entry! {
+    /// Inventory as `shopstream serve inventory` and the test kit start it.
+    Server { name: "inventory", grpc: true, config: Config, run: run }
 }
 
 /// Connect and migrate; the use cases on Postgres.

@@ -25,7 +25,7 @@ use shopstream_platform::{
     events::kafka::KafkaBus,
     ids::SystemIdGen,
     outbox::{self, Relay},
-    service::{BoxError, Entry, Listeners, Service},
+    service::{Listeners, Service},
     shutdown,
     temporal::{self, PollerBehavior, Worker, WorkerOptions},
 };
@@ -63,24 +63,9 @@ impl Config {
     }
 }
 
-/// Orders as `shopstream serve orders` and the test kit start it.
-#[derive(Debug)]
-pub struct Server;
-
-impl Entry for Server {
-    type Config = Config;
-    const NAME: &'static str = "orders";
-    const GRPC: bool = true;
-
-    fn config_from_env() -> Result<Config, BoxError> {
-        Ok(Config::from_env()?)
-    }
-    fn service_config(cfg: &Config) -> &ServiceConfig {
-        &cfg.service
-    }
-    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
-        Ok(run(cfg, l, stop).await?)
-    }
+shopstream_platform::service_entry! {
+    /// Orders as `shopstream serve orders` and the test kit start it.
+    Server { name: "orders", grpc: true, config: Config, run: run }
 }
 
 /// Serve gRPC and the ops endpoints, run the Temporal worker, the outbox

@@ -23,7 +23,7 @@ use shopstream_platform::{
     events::kafka::KafkaBus,
     ids::SystemIdGen,
     outbox::{self, Relay},
-    service::{BoxError, Entry, Listeners, Service},
+    service::{Listeners, Service},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -102,24 +102,9 @@ pub async fn build(cfg: &Config) -> anyhow::Result<(Payments, sqlx::PgPool)> {
     ))
 }
 
-/// Payments as `shopstream serve payments` and the test kit start it.
-#[derive(Debug)]
-pub struct Server;
-
-impl Entry for Server {
-    type Config = Config;
-    const NAME: &'static str = "payments";
-    const GRPC: bool = true;
-
-    fn config_from_env() -> Result<Config, BoxError> {
-        Ok(Config::from_env()?)
-    }
-    fn service_config(cfg: &Config) -> &ServiceConfig {
-        &cfg.service
-    }
-    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
-        Ok(run(cfg, l, stop).await?)
-    }
+shopstream_platform::service_entry! {
+    /// Payments as `shopstream serve payments` and the test kit start it.
+    Server { name: "payments", grpc: true, config: Config, run: run }
 }
 
 /// Serve gRPC, the webhook and ops endpoints, and run the outbox relay and

@@ -429,6 +429,49 @@ pub async fn serve_from_env<E: Entry>(shutdown: CancellationToken) -> Result<(),
     E::run(cfg, listeners, shutdown).await
 }
 
+/// Declare a service crate's [`Entry`]: a unit struct whose config type has
+/// `from_env()` and a `service: ServiceConfig` field, started by an async
+/// `run(cfg, listeners, shutdown)`.
+///
+/// ```text
+/// shopstream_platform::service_entry! {
+///     /// Catalog as `shopstream serve catalog` and the test kit start it.
+///     Server { name: "catalog", grpc: true, config: Config, run: run }
+/// }
+/// ```
+#[macro_export]
+macro_rules! service_entry {
+    ($(#[$meta:meta])* $server:ident {
+        name: $name:expr, grpc: $grpc:expr, config: $cfg:ty, run: $run:path $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        pub struct $server;
+
+        impl $crate::service::Entry for $server {
+            type Config = $cfg;
+            const NAME: &'static str = $name;
+            const GRPC: bool = $grpc;
+
+            fn config_from_env() -> Result<$cfg, $crate::service::BoxError> {
+                Ok(<$cfg>::from_env()?)
+            }
+
+            fn service_config(cfg: &$cfg) -> &$crate::config::ServiceConfig {
+                &cfg.service
+            }
+
+            async fn run(
+                cfg: $cfg,
+                listeners: $crate::service::Listeners,
+                shutdown: $crate::shutdown::CancellationToken,
+            ) -> Result<(), $crate::service::BoxError> {
+                Ok($run(cfg, listeners, shutdown).await?)
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,7 @@ use shopstream_platform::{
     },
     grpc,
     metrics::Metrics,
-    service::{BoxError, Entry, Listeners, Service},
+    service::{Listeners, Service},
     shutdown,
 };
 use tokio_util::sync::CancellationToken;
@@ -131,24 +131,9 @@ pub async fn reconcile_with_config(cfg: &Config) -> anyhow::Result<ReconcileRepo
     Ok(reconcile(&*catalog, &*index, &cfg.service.default_tenant).await?)
 }
 
-/// Search as `shopstream serve search` and the test kit start it.
-#[derive(Debug)]
-pub struct Server;
-
-impl Entry for Server {
-    type Config = Config;
-    const NAME: &'static str = "search";
-    const GRPC: bool = true;
-
-    fn config_from_env() -> Result<Config, BoxError> {
-        Ok(Config::from_env()?)
-    }
-    fn service_config(cfg: &Config) -> &shopstream_platform::config::ServiceConfig {
-        &cfg.service
-    }
-    async fn run(cfg: Config, l: Listeners, stop: CancellationToken) -> Result<(), BoxError> {
-        Ok(run(cfg, l, stop).await?)
-    }
+shopstream_platform::service_entry! {
+    /// Search as `shopstream serve search` and the test kit start it.
+    Server { name: "search", grpc: true, config: Config, run: run }
 }
 
 /// Serve gRPC `Query` and the HTTP endpoints, and consume `product.events`,
