@@ -52,7 +52,11 @@ impl FromRequestParts<AppState> for MaybeUser {
             Some(t) => state
                 .verifier
                 .verify(&t, state.clock.now_ms())
-                .map(|c| MaybeUser(Some(c)))
+                .map(|c| {
+                    // Every log line of this request now names the caller's tenant.
+                    shopstream_platform::http::record_tenant(&c.tid);
+                    MaybeUser(Some(c))
+                })
                 .map_err(|e| Problem::new(ErrorCode::Unauthenticated, e.to_string())),
         }
     }
