@@ -4,14 +4,16 @@
 use std::net::SocketAddr;
 
 use secrecy::SecretString;
-use shopstream_platform::config::{ConfigError, env_or, env_parse};
+use shopstream_platform::config::{ConfigError, default_service_addrs, env_or, env_parse};
 
 /// Secret key clients must send as `Authorization: Bearer ...` by default.
 pub const DEFAULT_SECRET_KEY: &str = "sk_test_shopstream";
 /// Secret that signs webhooks by default.
 pub const DEFAULT_WEBHOOK_SECRET: &str = "whsec_shopstream";
-pub const DEFAULT_ADDR: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 18084);
+/// Where [`Config::default`] listens: any free loopback port (tests bind
+/// their own listener); `from_env` uses stripe-sim's slot in `config::Ports`.
+pub const ANY_LOOPBACK: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 /// Largest request body accepted.
 pub const DEFAULT_BODY_LIMIT_BYTES: usize = 256 * 1024;
 
@@ -30,7 +32,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            addr: DEFAULT_ADDR,
+            addr: ANY_LOOPBACK,
             secret_key: SecretString::from(DEFAULT_SECRET_KEY),
             webhook_secret: SecretString::from(DEFAULT_WEBHOOK_SECRET),
             webhook_url: None,
@@ -42,7 +44,10 @@ impl Default for Config {
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
         Ok(Config {
-            addr: env_parse("SHOPSTREAM_STRIPE_SIM_ADDR", DEFAULT_ADDR)?,
+            addr: env_parse(
+                "SHOPSTREAM_STRIPE_SIM_ADDR",
+                default_service_addrs("stripe-sim")?.0,
+            )?,
             secret_key: SecretString::from(env_or(
                 "SHOPSTREAM_STRIPE_SIM_SECRET_KEY",
                 DEFAULT_SECRET_KEY,
