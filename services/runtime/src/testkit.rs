@@ -298,6 +298,65 @@ pub async fn spawn_service_on<E: shopstream_platform::service::Entry>(
     }
 }
 
+/// A service run as `shopstream serve NAME` in a child process (killed on
+/// drop), for tests of a crate that must not link the service it talks to.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    /// `http://127.0.0.1:PORT` of its HTTP listener.
+    pub http: String,
+    /// `http://127.0.0.1:PORT` of its gRPC listener.
+    pub grpc: String,
+    _child: tokio::process::Child,
+}
+
+/// Start `shopstream serve NAME` from [`shopstream_bin`] on free loopback
+/// ports against the shared test stack, with `env` added (e.g. its database
+/// name), and wait until `/readyz` answers 2xx.
+pub async fn spawn_process(name: &str, env: &[(&str, String)]) -> ServiceProcess {
+    let stack = stack().await;
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+    };
+    let (http, grpc) = (free(), free());
+    let upper = name.to_ascii_uppercase().replace('-', "_");
+    let e = &stack.endpoints;
+    let log = stack_dir().join(format!("{}.log", unique(name)));
+    let out = std::fs::File::create(&log).expect("service log");
+    let mut cmd = tokio::process::Command::new(shopstream_bin());
+    cmd.args(["serve", name])
+        .env(format!("SHOPSTREAM_{upper}_HTTP_ADDR"), http.to_string())
+        .env(format!("SHOPSTREAM_{upper}_GRPC_ADDR"), grpc.to_string())
+        .env("SHOPSTREAM_POSTGRES_URL", &e.postgres_url)
+        .env("SHOPSTREAM_REDIS_URL", &e.redis_url)
+        .env("SHOPSTREAM_KAFKA_BROKERS", &e.kafka_brokers)
+        .env("SHOPSTREAM_TEMPORAL_URL", &e.temporal_url)
+        .env("SHOPSTREAM_S3_ENDPOINT", &e.s3_endpoint)
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().expect("service log"))
+        .stderr(out)
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("shopstream serve");
+    let http_url = format!("http://{http}");
+    let readyz = format!("{http_url}/readyz");
+    tokio::select! {
+        _ = wait_http_ok(&readyz, READY_TIMEOUT) => {}
+        status = child.wait() => panic!(
+            "`shopstream serve {name}` exited before it was ready ({status:?}); its log: {}",
+            log.display()
+        ),
+    }
+    ServiceProcess {
+        http: http_url,
+        grpc: format!("http://{grpc}"),
+        _child: child,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

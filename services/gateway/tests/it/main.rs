@@ -20,7 +20,8 @@ struct System {
     base: String,
     admin_password: String,
     // Stopped when the system is dropped.
-    _services: Vec<testkit::RunningService>,
+    _gateway: testkit::RunningService,
+    _backends: [testkit::ServiceProcess; 2],
 }
 
 /// A loopback listener on a free port (for the in-process fakes).
@@ -43,36 +44,48 @@ async fn start() -> System {
 /// Identity, catalog and the gateway; `configure` adjusts the gateway's config
 /// (e.g. to point it at fake backends) before it starts.
 async fn start_with(configure: impl FnOnce(&mut shopstream_gateway::Config)) -> System {
-    let identity = testkit::spawn_service::<shopstream_identity::Server>(|service| {
-        shopstream_identity::Config {
-            service: limited(service),
-            database: testkit::unique("it_gw_identity"),
-            key_dir: testkit::stack_dir()
-                .join("keys")
-                .join(testkit::unique("gw")),
-            cookie_secure: false,
-            login_limit: 50,
-            login_window_s: 60,
-        }
-    })
+    // Identity and catalog run as `shopstream serve NAME`: the gateway links
+    // no service crate, not even in its tests.
+    let identity = testkit::spawn_process(
+        "identity",
+        &[
+            (
+                "SHOPSTREAM_IDENTITY_DATABASE",
+                testkit::unique("it_gw_identity"),
+            ),
+            (
+                "SHOPSTREAM_IDENTITY_KEY_DIR",
+                testkit::stack_dir()
+                    .join("keys")
+                    .join(testkit::unique("gw"))
+                    .display()
+                    .to_string(),
+            ),
+            ("SHOPSTREAM_LOGIN_LIMIT", "50".into()),
+            ("SHOPSTREAM_BODY_LIMIT_BYTES", (64 * 1024).to_string()),
+        ],
+    )
     .await;
     let admin_password =
-        shopstream_runtime::admin::ensure_admin(&identity.grpc_url(), Some("default"), ADMIN_EMAIL)
+        shopstream_runtime::admin::ensure_admin(&identity.grpc, Some("default"), ADMIN_EMAIL)
             .await
             .unwrap()
             .expect("a new admin account");
-
-    let catalog = testkit::spawn_service::<shopstream_catalog::Server>(|service| {
-        shopstream_catalog::Config {
-            service: limited(service),
-            database: testkit::unique("it_gw_catalog"),
-        }
-    })
+    let catalog = testkit::spawn_process(
+        "catalog",
+        &[
+            (
+                "SHOPSTREAM_CATALOG_DATABASE",
+                testkit::unique("it_gw_catalog"),
+            ),
+            ("SHOPSTREAM_BODY_LIMIT_BYTES", (64 * 1024).to_string()),
+        ],
+    )
     .await;
 
     let (identity_http, catalog_grpc, catalog_http) = (
         identity.http.clone(),
-        catalog.grpc_url(),
+        catalog.grpc.clone(),
         catalog.http.clone(),
     );
     let gateway = testkit::spawn_service::<shopstream_gateway::Server>(move |service| {
@@ -97,7 +110,8 @@ async fn start_with(configure: impl FnOnce(&mut shopstream_gateway::Config)) -> 
     System {
         base: gateway.http.clone(),
         admin_password,
-        _services: vec![gateway, catalog, identity],
+        _gateway: gateway,
+        _backends: [catalog, identity],
     }
 }
 
