@@ -299,13 +299,28 @@ async fn a_dropped_replication_connection_resumes_without_loss() {
     let app = format!("shopstream-cdc-{}", fx.slot());
     for n in [50, 120] {
         consumer.until_distinct(n, Duration::from_secs(60)).await;
-        let killed: Vec<bool> = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = $1",
+        // Under load the consumer can lag the stream: the records it has
+        // seen may predate the previous kill, and cdc may still be
+        // reconnecting. Wait for the walsender to be back, then end it.
+        let killed = shopstream_runtime::testkit::eventually(
+            "cdc's walsender streams again, to be ended",
+            Duration::from_secs(30),
+            || {
+                let (pool, app) = (fx.catalog.clone(), app.clone());
+                async move {
+                    let killed: Vec<bool> = sqlx::query_scalar(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_replication \
+                         WHERE application_name = $1",
+                    )
+                    .bind(&app)
+                    .fetch_all(&pool)
+                    .await
+                    .ok()?;
+                    (!killed.is_empty()).then_some(killed)
+                }
+            },
         )
-        .bind(&app)
-        .fetch_all(&fx.catalog)
-        .await
-        .unwrap();
+        .await;
         assert_eq!(killed, [true], "one walsender ended");
     }
     writer.await.unwrap();
