@@ -311,20 +311,7 @@ async fn ensure_admin_over_grpc_creates_once_then_promotes() {
         .await
         .unwrap()
         .expect("created");
-    let r = login(&c, &s.http, "root@example.com", &password).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let access = r.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        me(&c, &s.http, &access)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap()["admin"],
-        true
-    );
+    assert!(is_admin(&c, &s.http, "root@example.com", &password).await);
     assert!(
         ensure_admin(&s.grpc, None, "root@example.com")
             .await
@@ -341,19 +328,7 @@ async fn ensure_admin_over_grpc_creates_once_then_promotes() {
             .unwrap()
             .is_none()
     );
-    let r = login(&c, &s.http, "grace@example.com", PASSWORD).await;
-    let access = r.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        me(&c, &s.http, &access)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap()["admin"],
-        true
-    );
+    assert!(is_admin(&c, &s.http, "grace@example.com", PASSWORD).await);
 
     // Tenants are apart: the same email in another tenant is another account.
     assert!(
@@ -376,4 +351,15 @@ async fn ensure_admin_over_grpc_creates_once_then_promotes() {
         ),
         "{e}"
     );
+}
+
+/// Log in and read the `admin` flag of `/me`.
+async fn is_admin(c: &Client, http: &str, email: &str, password: &str) -> bool {
+    let r = login(c, http, email, password).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let access = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    me(c, http, &access).await.json::<Value>().await.unwrap()["admin"] == true
 }
