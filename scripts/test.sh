@@ -8,7 +8,11 @@ started=$(date +%s)
 
 scripts/bootstrap.sh
 echo "== build"
-cargo build -p shopstream
+# One build for everything below: the tests, and the binary they start, with
+# the test-only features (the test kit, the adapters' contract suites) that
+# the dev-dependencies switch on. `cargo build -p shopstream` would build the
+# shipped feature set, and `cargo test` would then build most of it again.
+cargo test --workspace --no-run
 bin=target/debug/shopstream
 echo "== prerequisites (installs tansu and temporal into the cache if missing)"
 "$bin" doctor --fix

@@ -12,6 +12,7 @@ pub mod prereq;
 pub mod process;
 pub mod s3_server;
 pub mod stack;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
 pub use components::Kind;

@@ -343,11 +343,20 @@ pub async fn spawn_process(name: &str, env: &[(&str, String)]) -> ServiceProcess
     let mut child = cmd.spawn().expect("shopstream serve");
     let http_url = format!("http://{http}");
     let readyz = format!("{http_url}/readyz");
+    // A failure shows the end of the service's log: CI prints only the panic.
+    let ready = std::panic::AssertUnwindSafe(wait_http_ok(&readyz, READY_TIMEOUT));
     tokio::select! {
-        _ = wait_http_ok(&readyz, READY_TIMEOUT) => {}
+        r = futures::FutureExt::catch_unwind(ready) => if r.is_err() {
+            panic!(
+                "`shopstream serve {name}` was not ready within {READY_TIMEOUT:?}; the end of {}:\n{}",
+                log.display(),
+                log_tail(&log)
+            );
+        },
         status = child.wait() => panic!(
-            "`shopstream serve {name}` exited before it was ready ({status:?}); its log: {}",
-            log.display()
+            "`shopstream serve {name}` exited before it was ready ({status:?}); the end of {}:\n{}",
+            log.display(),
+            log_tail(&log)
         ),
     }
     ServiceProcess {
@@ -355,6 +364,14 @@ pub async fn spawn_process(name: &str, env: &[(&str, String)]) -> ServiceProcess
         grpc: format!("http://{grpc}"),
         _child: child,
     }
+}
+
+/// The last lines of a log file (for panic messages).
+fn log_tail(path: &std::path::Path) -> String {
+    const LINES: usize = 40;
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(LINES)..].join("\n")
 }
 
 #[cfg(test)]

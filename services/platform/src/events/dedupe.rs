@@ -87,6 +87,7 @@ impl Deduper for MemoryDeduper {
 
 /// The contract every [`Deduper`] must pass (memory in unit tests, Postgres in
 /// integration tests). Panics on a violation.
+#[cfg(any(test, feature = "contract-tests"))]
 pub async fn contract(d: &dyn Deduper) {
     let g1 = format!("g1-{}", Uuid::now_v7());
     let g2 = format!("g2-{}", Uuid::now_v7());

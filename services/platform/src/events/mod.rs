@@ -6,6 +6,7 @@
 //! Delivery is at-least-once: a consumer acknowledges an event only after it
 //! is processed, and every consumer is idempotent by event id.
 
+#[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 pub mod dedupe;
 pub mod kafka;

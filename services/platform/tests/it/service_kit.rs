@@ -64,3 +64,66 @@ async fn a_failed_http_listener_stops_grpc_and_run_returns_the_error() {
     let refused = tokio::net::TcpStream::connect(grpc_addr).await;
     assert!(refused.is_err(), "gRPC still accepts after HTTP died");
 }
+
+/// `examples/minimal_service.rs` runs as a reader would run it: it serves its
+/// route and the ops endpoints, its worker's metric grows, and SIGTERM stops
+/// every part and ends the process with success.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_minimal_example_serves_counts_and_stops_on_sigterm() {
+    use shopstream_runtime::testkit::{READY_TIMEOUT, eventually, wait_http_ok};
+    // `cargo test` builds the examples next to the test binaries' `deps/`.
+    let exe = std::env::current_exe().unwrap();
+    let exe = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("minimal_service");
+    assert!(exe.exists(), "no example binary at {}", exe.display());
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = tokio::process::Command::new(&exe)
+        .env("SHOPSTREAM_HELLO_HTTP_ADDR", addr.to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://{addr}");
+    wait_http_ok(&format!("{base}/readyz"), READY_TIMEOUT).await;
+    let hello = reqwest::get(format!("{base}/hello")).await.unwrap();
+    assert_eq!(hello.text().await.unwrap(), "hello\n");
+
+    let beats = || async {
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("shopstream_hello_heartbeats_total"))?;
+        line.rsplit(' ').next()?.parse::<u64>().ok()
+    };
+    let first = eventually("a heartbeat on /metrics", READY_TIMEOUT, || async {
+        beats().await.filter(|n| *n >= 1)
+    })
+    .await;
+    eventually("the heartbeat count grows", READY_TIMEOUT, || async {
+        beats().await.filter(|n| *n > first)
+    })
+    .await;
+
+    let pid = child.id().unwrap().to_string();
+    let term = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(term.await.unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the example did not stop within 20 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "the example ended with {status}");
+}

@@ -2,6 +2,7 @@
 //! `contract`, and the catalog over gRPC.
 
 pub mod catalog_grpc;
+#[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 pub mod opensearch;
 pub mod tantivy;
