@@ -106,19 +106,24 @@ done
 
 # Which operations answered something other than 401/403/404 in either pass.
 echo "== api-fuzz: operations reached"
-if ! "$py" - "$gateway/openapi.json" "$report_dir"/customer.har "$report_dir"/admin.har <<'EOF'; then
-import json, re, sys, urllib.parse, urllib.request
+if ! "$py" - "$gateway/openapi.json" scripts/api-fuzz.toml "$report_dir"/customer.har "$report_dir"/admin.har <<'EOF'; then
+import json, re, sys, tomllib, urllib.parse, urllib.request
 
 doc = json.load(urllib.request.urlopen(sys.argv[1], timeout=10))
+# Operations the settings switch off (streams the fuzzer cannot read).
+with open(sys.argv[2], "rb") as f:
+    disabled = {o["include-name"] for o in tomllib.load(f).get("operations", [])
+                if o.get("enabled") is False}
 ops = []  # (method, path template, regex); literal paths win over templated ones
 for path, item in doc["paths"].items():
     rx = re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$")
     for method in item:
         if method in ("get", "put", "post", "delete", "patch", "head", "options"):
-            ops.append((method.upper(), path, rx))
+            if f"{method.upper()} {path}" not in disabled:
+                ops.append((method.upper(), path, rx))
 ops.sort(key=lambda o: o[1].count("{"))
 reached = {f"{m} {p}": set() for m, p, _ in ops}
-for har in sys.argv[2:]:
+for har in sys.argv[3:]:
     for e in json.load(open(har))["log"]["entries"]:
         method = e["request"]["method"]
         path = urllib.parse.unquote(urllib.parse.urlsplit(e["request"]["url"]).path)

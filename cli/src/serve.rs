@@ -33,6 +33,7 @@ const SERVICES: &[(&str, Start)] = &[
     ("payments", start::<shopstream_payments::Server>),
     ("cdc", start::<shopstream_cdc::Server>),
     ("search", start::<shopstream_search::Server>),
+    ("notifications", start::<shopstream_notifications::Server>),
 ];
 
 #[derive(Debug, Args)]

@@ -32,9 +32,9 @@ pub struct Target {
     pub gateway_url: String,
     /// e.g. `http://127.0.0.1:18084`
     pub stripe_sim_url: String,
-    /// e.g. `http://127.0.0.1:18093`
+    /// e.g. `http://127.0.0.1:18133`
     pub inventory_grpc_url: String,
-    /// Identity's gRPC (operator calls such as `EnsureAdmin`), e.g. `http://127.0.0.1:18091`
+    /// Identity's gRPC (operator calls such as `EnsureAdmin`), e.g. `http://127.0.0.1:18131`
     pub identity_grpc_url: String,
     /// Kafka bootstrap servers, e.g. `127.0.0.1:19092`
     pub kafka_brokers: String,
@@ -322,8 +322,8 @@ mod tests {
         let t = Target::from_ports(&Ports::DEV);
         assert_eq!(t.gateway_url, "http://127.0.0.1:18080");
         assert_eq!(t.stripe_sim_url, "http://127.0.0.1:18084");
-        assert_eq!(t.inventory_grpc_url, "http://127.0.0.1:18093");
-        assert_eq!(t.identity_grpc_url, "http://127.0.0.1:18091");
+        assert_eq!(t.inventory_grpc_url, "http://127.0.0.1:18133");
+        assert_eq!(t.identity_grpc_url, "http://127.0.0.1:18131");
         assert_eq!(t.kafka_brokers, "127.0.0.1:19092");
         assert_eq!(t.search_http_url, "http://127.0.0.1:18088");
     }

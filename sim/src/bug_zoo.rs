@@ -99,9 +99,9 @@ impl OrderStore for KeylessOrders {
         tenant: &str,
         order_id: Uuid,
         step: &StepRecord,
-        event: Option<&Envelope>,
+        events: &[Envelope],
     ) -> Result<bool, StoreError> {
-        self.inner.record_step(tenant, order_id, step, event).await
+        self.inner.record_step(tenant, order_id, step, events).await
     }
     async fn steps(&self, tenant: &str, order_id: Uuid) -> Result<Vec<StepRecord>, StoreError> {
         self.inner.steps(tenant, order_id).await

@@ -3,7 +3,8 @@
 //! one Idempotency-Key → one order and one charge; the orders process killed
 //! (SIGKILL) while a capture is in flight → the saga finishes after a restart
 //! with exactly one capture; a webhook with a bad signature → 400 and nothing
-//! changes.
+//! changes; live updates of one order reach an SSE client of the stack's
+//! gateway and a WebSocket client of a second gateway process ([`super::live`]).
 
 use std::{path::Path, time::Duration};
 
@@ -320,4 +321,62 @@ async fn checkout_is_idempotent_survives_a_killed_worker_and_rejects_forged_webh
         )
         .await;
     assert_eq!(after, payment);
+
+    // 4. Live updates through two gateway processes. The capture is slowed
+    //    down so that most steps happen while both clients are listening.
+    let second = second_gateway(&state).await;
+    let stranger = api
+        .token("stranger@example.com", "correct horse battery", true)
+        .await;
+    api.faults(json!({"latency_ms": 1500})).await;
+    let (s, v, _) = place("e2e-live-key").await;
+    assert_eq!(s, 201, "{v}");
+    let live_id = v["order_id"].as_str().unwrap().to_string();
+    let steps_url = url(Kind::Gateway, &format!("/orders/{live_id}/events"));
+    let expected = async {
+        api.settle(&live_id, &buyer, Duration::from_secs(60)).await;
+        api.get(&steps_url, Some(&buyer)).await["steps"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    super::live::two_gateways_see_every_step(
+        &url(Kind::Gateway, ""),
+        &second.base,
+        &buyer,
+        &stranger,
+        &live_id,
+        expected,
+    )
+    .await;
+    api.faults(json!({"latency_ms": 0})).await;
+}
+
+/// A second gateway process on this stack, on a port of its own.
+struct SecondGateway {
+    base: String,
+    _child: tokio::process::Child,
+}
+
+async fn second_gateway(state: &Path) -> SecondGateway {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let log = std::fs::File::create(state.join("second-gateway.log")).unwrap();
+    let child = tokio::process::Command::new(BIN)
+        .args(["serve", "gateway"])
+        .envs(PORTS)
+        .env("SHOPSTREAM_GATEWAY_HTTP_ADDR", addr.to_string())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://{addr}");
+    testkit::wait_http_ok(&format!("{base}/readyz"), testkit::READY_TIMEOUT).await;
+    SecondGateway {
+        base,
+        _child: child,
+    }
 }

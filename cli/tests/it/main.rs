@@ -4,6 +4,7 @@
 
 mod checkout;
 mod lab;
+mod live;
 
 use shopstream_runtime::Kind;
 use std::{

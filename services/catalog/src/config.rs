@@ -17,7 +17,7 @@ pub struct Config {
 
 impl Config {
     /// `SHOPSTREAM_CATALOG_HTTP_ADDR`, `SHOPSTREAM_CATALOG_GRPC_ADDR` (defaults
-    /// 127.0.0.1:18082 / :18092), `SHOPSTREAM_CATALOG_DATABASE` (default
+    /// 127.0.0.1:18082 / :18132), `SHOPSTREAM_CATALOG_DATABASE` (default
     /// `catalog`), and the shared variables of [`ServiceConfig::from_env`].
     pub fn from_env() -> Result<Config, ConfigError> {
         Ok(Config {
@@ -41,6 +41,6 @@ mod tests {
         assert_eq!(cfg.database, "catalog");
         assert_eq!(cfg.service.name, "catalog");
         assert_eq!(cfg.service.http_addr.port(), 18082);
-        assert_eq!(cfg.service.grpc_addr.port(), 18092);
+        assert_eq!(cfg.service.grpc_addr.port(), 18132);
     }
 }

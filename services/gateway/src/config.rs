@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::live::Limits;
 use shopstream_platform::config::{
     ConfigError, ServiceConfig, env_parse, grpc_url_of, http_url_of,
 };
@@ -29,6 +30,8 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// How long a product card stays in Redis.
     pub card_ttl_s: u64,
+    /// Limits on live connections (WebSocket, SSE, long-poll).
+    pub live: Limits,
 }
 
 impl Config {
@@ -48,6 +51,17 @@ impl Config {
                 3_000,
             )?),
             card_ttl_s: env_parse("SHOPSTREAM_CARD_TTL_S", 30)?,
+            live: Limits {
+                per_user: env_parse("SHOPSTREAM_LIVE_PER_USER", Limits::PER_USER)?,
+                per_gateway: env_parse("SHOPSTREAM_LIVE_PER_GATEWAY", Limits::PER_GATEWAY)?,
+                subscriptions: env_parse("SHOPSTREAM_LIVE_SUBSCRIPTIONS", Limits::SUBSCRIPTIONS)?,
+                max_frame: env_parse("SHOPSTREAM_LIVE_MAX_FRAME_BYTES", Limits::MAX_FRAME)?,
+                queue: env_parse("SHOPSTREAM_LIVE_QUEUE", Limits::QUEUE)?,
+                idle: Duration::from_secs(env_parse(
+                    "SHOPSTREAM_LIVE_IDLE_S",
+                    Limits::IDLE.as_secs(),
+                )?),
+            },
         })
     }
 }

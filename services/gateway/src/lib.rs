@@ -11,9 +11,11 @@ pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod inventory;
+pub mod live;
 pub mod orders;
 pub mod payments;
 pub mod proxy;
+pub mod realtime;
 pub mod search;
 pub mod upstream;
 pub mod wire;
@@ -83,6 +85,10 @@ pub struct AppState {
     pub body_limit_bytes: usize,
     pub card_hits: Counter,
     pub card_misses: Counter,
+    /// The realtime fan-out's local end.
+    pub live: live::Hub,
+    /// Fires when the gateway stops: live connections close (1001).
+    pub shutdown: CancellationToken,
 }
 
 /// Body of signup and login (documentation only: the gateway forwards it).
@@ -478,6 +484,7 @@ async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Respon
         admin_create, admin_edit, admin_stock,
         inventory::reserve, inventory::release, inventory::get_stock, inventory::set_stock,
         orders::create_order, orders::get_order, orders::list_orders, orders::order_events,
+        realtime::order_stream, realtime::ws,
         payments::refund, payments::get_payment, payments::stripe_webhook,
         search::search, search::typeahead,
     ),
@@ -493,7 +500,7 @@ async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Respon
         search::SearchHit, search::FacetBucketView, search::FacetView, search::SearchResults,
     )),
     tags((name = "auth"), (name = "catalog"), (name = "bff"), (name = "checkout"),
-        (name = "payments"), (name = "search"), (name = "admin")),
+        (name = "payments"), (name = "search"), (name = "admin"), (name = "realtime")),
     modifiers(&Conventions),
 )]
 pub struct ApiDoc;
@@ -524,6 +531,8 @@ pub fn routes(state: AppState) -> Router {
         )
         .route("/orders/{id}", get(orders::get_order))
         .route("/orders/{id}/events", get(orders::order_events))
+        .route("/orders/{id}/stream", get(realtime::order_stream))
+        .route("/ws", get(realtime::ws))
         .route("/payments/{payment_id}/refund", post(payments::refund))
         .route("/payments/{payment_id}", get(payments::get_payment))
         .with_state(state);
@@ -546,8 +555,13 @@ fn traced_channel(url: &str, cfg: &Config) -> anyhow::Result<TracedChannel> {
     Ok(InterceptedService::new(channel, grpc::TraceInterceptor))
 }
 
-/// Build the state: Redis, the catalog channel, identity's public key.
-pub async fn build(cfg: &Config, metrics: &Metrics) -> anyhow::Result<AppState> {
+/// Build the state: Redis, the gRPC channels, identity's public key, and the
+/// realtime hub (whose Redis subscriber the caller runs).
+pub async fn build(
+    cfg: &Config,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(AppState, live::Subscriber)> {
     let redis = cache::connect(&cfg.service.endpoints.redis_url).await?;
     let verifier = auth::load_verifier(&cfg.identity_http, Duration::from_secs(30)).await?;
     let card_hits = Counter::default();
@@ -562,7 +576,13 @@ pub async fn build(cfg: &Config, metrics: &Metrics) -> anyhow::Result<AppState> 
         "Product cards read from catalog",
         card_misses.clone(),
     );
-    Ok(AppState {
+    let (live, subscriber) = live::Hub::new(
+        &cfg.service.endpoints.redis_url,
+        &cfg.service.default_tenant,
+        cfg.live.clone(),
+        metrics,
+    );
+    let state = AppState {
         catalog: CatalogServiceClient::new(traced_channel(&cfg.catalog_grpc, cfg)?),
         inventory: InventoryServiceClient::new(traced_channel(&cfg.inventory_grpc, cfg)?),
         orders: OrdersServiceClient::new(traced_channel(&cfg.orders_grpc, cfg)?),
@@ -583,7 +603,10 @@ pub async fn build(cfg: &Config, metrics: &Metrics) -> anyhow::Result<AppState> 
         body_limit_bytes: cfg.service.body_limit_bytes,
         card_hits,
         card_misses,
-    })
+        live,
+        shutdown,
+    };
+    Ok((state, subscriber))
 }
 
 shopstream_platform::service_entry! {
@@ -598,8 +621,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let svc = Service::new(&cfg.service);
-    let state = build(&cfg, svc.metrics()).await?;
+    // Live connections hear about the stop through the state; the kit's
+    // own token stops the servers.
+    let (state, subscriber) = build(&cfg, svc.metrics(), shutdown.child_token()).await?;
     let redis = state.redis.clone();
+    let hub = state.live.clone();
     svc.check("redis", move || {
         let mut r = redis.clone();
         async move {
@@ -610,6 +636,18 @@ pub async fn run(
                 .map_err(|e| e.to_string())
         }
     })
+    .check("realtime fan-out", move || {
+        let up = hub.ready();
+        async move {
+            up.then_some(())
+                .ok_or_else(|| "the Redis pub/sub subscription is down".to_string())
+        }
+    })
+    .task("realtime fan-out", |stop| subscriber.run(stop))
+    .long_poll(
+        "/orders/{id}/events",
+        Duration::from_millis(live::MAX_WAIT_MS),
+    )
     .raw_http(passthrough_routes(state.clone()))
     .http(routes(state))
     .run(listeners, shutdown)
@@ -645,11 +683,15 @@ mod tests {
         for (path, item) in doc()["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
                 let responses = op["responses"].as_object().unwrap();
+                // Success is a 2xx, or 101 for the WebSocket upgrade.
                 assert!(
-                    responses.keys().any(|s| s.starts_with('2')),
+                    responses.keys().any(|s| s.starts_with('2') || s == "101"),
                     "{method} {path}"
                 );
-                for (status, r) in responses.iter().filter(|(s, _)| !s.starts_with('2')) {
+                let errors = responses
+                    .iter()
+                    .filter(|(s, _)| s.starts_with('4') || s.starts_with('5'));
+                for (status, r) in errors {
                     assert_eq!(
                         r["content"]["application/problem+json"]["schema"]["$ref"],
                         "#/components/schemas/Problem",

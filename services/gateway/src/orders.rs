@@ -19,8 +19,8 @@ use shopstream_platform::{
 use shopstream_proto::{
     common::v1::{Money, PageRequest, ProductRef},
     orders::v1::{
-        CancelReason, CreateOrderItem, CreateOrderRequest, GetOrderRequest, ListOrderStepsRequest,
-        ListOrdersRequest, Order, OrderItem, OrderState, OrderStep,
+        CancelReason, CreateOrderItem, CreateOrderRequest, GetOrderRequest, ListOrdersRequest,
+        Order, OrderItem, OrderState, OrderStep,
     },
 };
 use utoipa::{IntoParams, ToSchema};
@@ -233,7 +233,11 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
 }
 
 /// The order, if the caller may see it (own order, or admin); else 404.
-async fn visible_order(state: &AppState, claims: &Claims, id: String) -> Result<Order, Problem> {
+pub(crate) async fn visible_order(
+    state: &AppState,
+    claims: &Claims,
+    id: String,
+) -> Result<Order, Problem> {
     let order = state
         .orders
         .clone()
@@ -422,35 +426,71 @@ pub async fn list_orders(
     }))
 }
 
-/// What the checkout saga did for one order so far, oldest first.
+/// `?after=&wait_ms=` of `GET /orders/{id}/events`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsParams {
+    /// Only the steps after this sequence number (the last one seen).
+    #[param(minimum = 0)]
+    pub after: Option<u64>,
+    /// Long-poll: when no step after `after` exists yet, wait up to this many
+    /// milliseconds (at most 30,000) for one; an empty list at the deadline.
+    #[param(minimum = 0, maximum = 30000)]
+    pub wait_ms: Option<u64>,
+}
+
+/// What the checkout saga did for one order, oldest first: every step, or
+/// those after `after`. With `wait_ms`, a long-poll that answers as soon as a
+/// newer step exists.
 #[utoipa::path(get, path = "/orders/{id}/events", tag = "checkout", security(("bearer" = [])),
-    params(("id" = String, Path, description = "order id")),
-    responses((status = 200, body = OrderEventsView), (status = 401, description = "no or invalid access token"),
-        (status = 404, description = "absent or not yours"), (status = 503, description = "orders is unavailable")))]
+    params(("id" = String, Path, description = "order id"), EventsParams),
+    responses((status = 200, body = OrderEventsView),
+        (status = 400, description = "`after` or `wait_ms` not a number, or `wait_ms` over 30000"),
+        (status = 401, description = "no or invalid access token"),
+        (status = 404, description = "absent or not yours"),
+        (status = 429, description = "too many live connections for this user or gateway (long-polls count)"),
+        (status = 503, description = "orders or the realtime fan-out is unavailable")))]
 pub async fn order_events(
     State(state): State<AppState>,
     User(claims): User,
     Path(id): Path<String>,
+    Query(q): Query<EventsParams>,
 ) -> Result<Json<OrderEventsView>, Problem> {
-    let steps_req = request(
-        ListOrderStepsRequest {
-            order_id: id.clone(),
-        },
-        &claims.tid,
-        state.upstream_timeout,
-    );
-    let mut client = state.orders.clone();
-    // Both at once; the steps are only returned once the order proved visible.
-    let (order, steps) = futures::join!(
-        visible_order(&state, &claims, id),
-        client.list_order_steps(steps_req)
-    );
-    let order = order?;
-    let steps = steps.map_err(|s| problem_of(SERVICE, s))?.into_inner();
+    let wait = q.wait_ms.unwrap_or(0);
+    if wait > crate::live::MAX_WAIT_MS {
+        return Err(Problem::new(
+            ErrorCode::BadRequest,
+            format!("wait_ms is at most {}", crate::live::MAX_WAIT_MS),
+        ));
+    }
+    let after = q.after.unwrap_or(0);
+    let order = visible_order(&state, &claims, id.clone()).await?;
+    let mut steps = crate::realtime::steps_after(&state, &claims.tid, &id, after).await?;
+    if steps.is_empty() && wait > 0 {
+        // Follow the order first, then read again: a step committed in
+        // between is either in the read or on its way to `conn`.
+        use crate::realtime::{live_problem, order_topic};
+        let topic = order_topic(&id)?;
+        let mut conn = state.live.connect(&claims.sub).map_err(live_problem)?;
+        conn.subscribe(&claims.tid, &topic)
+            .await
+            .map_err(live_problem)?;
+        steps = crate::realtime::steps_after(&state, &claims.tid, &id, after).await?;
+        if steps.is_empty() {
+            let deadline = std::time::Duration::from_millis(wait);
+            if tokio::time::timeout(deadline, conn.recv()).await.is_ok() {
+                steps = crate::realtime::steps_after(&state, &claims.tid, &id, after).await?;
+            }
+        }
+    }
+    let state_now = steps
+        .last()
+        .map(|s| s.state.clone())
+        .unwrap_or_else(|| order_state(order.state()).to_string());
     Ok(Json(OrderEventsView {
-        state: order_state(order.state()).to_string(),
+        state: state_now,
         order_id: order.order_id,
-        steps: steps.steps.into_iter().map(OrderStepView::from).collect(),
+        steps,
     }))
 }
 

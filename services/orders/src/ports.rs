@@ -74,7 +74,8 @@ pub type Cursor = (i64, Uuid);
 ///   returns that order and `false`, creating nothing;
 /// - `record_step` is idempotent per (order, seq): a repeat changes nothing
 ///   and publishes nothing; otherwise the step, the order's new state and the
-///   event (if any) are written atomically;
+///   events (the step's own, and the state change it caused) are written
+///   atomically;
 /// - no call reads or writes another tenant's rows.
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
@@ -100,7 +101,7 @@ pub trait OrderStore: Send + Sync + 'static {
         tenant: &str,
         order_id: Uuid,
         step: &StepRecord,
-        event: Option<&Envelope>,
+        events: &[Envelope],
     ) -> Result<bool, StoreError>;
     async fn steps(&self, tenant: &str, order_id: Uuid) -> Result<Vec<StepRecord>, StoreError>;
     async fn mark_started(&self, tenant: &str, order_id: Uuid) -> Result<(), StoreError>;

@@ -38,6 +38,50 @@ pub struct OrderStateChanged {
     pub ts_ms: i64,
 }
 
+/// `event_type` of each recorded saga step on `order.lifecycle`: what the
+/// realtime fan-out shows an order's owner, step by step.
+pub const STEP_EVENT_TYPE: &str = "order.step_recorded";
+
+/// Payload of `order.step_recorded` (schema version 1), keyed by order_id.
+/// Its event id is derived from (order, seq), so a step has one id however
+/// often it is recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderStepRecorded {
+    pub order_id: String,
+    pub user_id: String,
+    /// 1, 2, 3, ... in the order the steps happened.
+    pub seq: u32,
+    pub step: String,
+    pub outcome: String,
+    /// The order's state after the step.
+    pub state: String,
+    pub cancel_reason: Option<String>,
+    pub detail: String,
+    pub attempts: u32,
+    /// When the step ended (the saga's clock).
+    pub at_ms: i64,
+}
+
+/// The id of step `seq`'s event: the order id's first twelve bytes, `seq`
+/// in the last four, marked as a version-8 (custom) UUID so it never equals
+/// a generated id.
+pub fn step_event_id(order_id: Uuid, seq: u32) -> Uuid {
+    let mut b = *order_id.as_bytes();
+    b[12..16].copy_from_slice(&seq.to_be_bytes());
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Uuid::from_bytes(b)
+}
+
+/// The one id a [`step_event_id`] envelope takes.
+struct FixedId(Uuid);
+
+impl IdGen for FixedId {
+    fn new_id(&self) -> Uuid {
+        self.0
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OrdersError {
     #[error("invalid order")]
@@ -118,6 +162,30 @@ impl Orders {
             &payload,
             self.clock.as_ref(),
             self.ids.as_ref(),
+        )
+    }
+
+    fn step_event(&self, o: &Order, s: &StepRecord) -> Result<Envelope, EventError> {
+        let payload = OrderStepRecorded {
+            order_id: o.order_id.to_string(),
+            user_id: o.user_id.clone(),
+            seq: s.seq,
+            step: s.step.clone(),
+            outcome: s.outcome.clone(),
+            state: s.state.clone(),
+            cancel_reason: s.cancel_reason.clone(),
+            detail: s.detail.clone(),
+            attempts: s.attempts,
+            at_ms: s.at_ms,
+        };
+        Envelope::new(
+            STEP_EVENT_TYPE,
+            1,
+            &o.tenant_id,
+            &o.order_id.to_string(),
+            &payload,
+            self.clock.as_ref(),
+            &FixedId(step_event_id(o.order_id, s.seq)),
         )
     }
 
@@ -307,8 +375,8 @@ impl Orders {
         Ok(self.store.steps(tenant, order_id).await?)
     }
 
-    /// Record one saga step (idempotent per seq) and publish the state
-    /// change it caused, if any.
+    /// Record one saga step (idempotent per seq) and publish it, and the
+    /// state change it caused, if any.
     pub async fn record(
         &self,
         tenant: &str,
@@ -319,25 +387,41 @@ impl Orders {
         let reason = step.cancel_reason.as_deref().and_then(CancelReason::parse);
         let state = OrderState::parse(&step.state, reason)
             .ok_or_else(|| OrdersError::Unavailable(format!("unknown state {:?}", step.state)))?;
-        let event = if state != order.state {
+        let unavailable = |e: EventError| OrdersError::Unavailable(e.to_string());
+        let mut events = vec![self.step_event(&order, step).map_err(unavailable)?];
+        if state != order.state {
             let reservation = step
                 .reservation_id
                 .clone()
                 .unwrap_or_else(|| order.reservation_id.clone());
-            Some(
+            events.push(
                 self.event(&order, state, &reservation)
-                    .map_err(|e| OrdersError::Unavailable(e.to_string()))?,
-            )
-        } else {
-            None
-        };
+                    .map_err(unavailable)?,
+            );
+        }
         let new = self
             .store
-            .record_step(tenant, order_id, step, event.as_ref())
+            .record_step(tenant, order_id, step, &events)
             .await?;
-        if new && event.is_some() {
+        if new {
             self.wake();
         }
         Ok(new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_event_id_is_the_same_for_the_same_step_and_never_a_generated_one() {
+        let order = Uuid::now_v7();
+        let one = step_event_id(order, 1);
+        assert_eq!(one, step_event_id(order, 1));
+        assert_ne!(one, step_event_id(order, 2));
+        assert_ne!(one, step_event_id(Uuid::now_v7(), 1));
+        assert_eq!(one.get_version_num(), 8);
+        assert_ne!(one, order);
     }
 }

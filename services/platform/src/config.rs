@@ -65,7 +65,8 @@ pub struct Ports {
     pub temporal_metrics: u16,
     pub s3: u16,
     /// First port of the services: service i (in [`SERVICE_NAMES`] order)
-    /// listens for HTTP on `services + i` and for gRPC on `services + 10 + i`.
+    /// listens for HTTP on `services + i` and for gRPC on
+    /// `services + GRPC_PORT_OFFSET + i`.
     pub services: u16,
 }
 
@@ -120,14 +121,18 @@ pub const SERVICE_NAMES: &[&str] = &[
     "payments",
     "cdc",
     "search",
+    "notifications",
 ];
+
+/// A service's gRPC port is its HTTP port plus this (room for 50 services).
+pub const GRPC_PORT_OFFSET: u16 = 50;
 
 /// HTTP and gRPC loopback addresses of service `name` for a port base.
 pub fn service_addrs(name: &str, base: u16) -> Option<(SocketAddr, SocketAddr)> {
     let i = SERVICE_NAMES.iter().position(|n| *n == name)? as u16;
     Some((
         SocketAddr::from(([127, 0, 0, 1], base + i)),
-        SocketAddr::from(([127, 0, 0, 1], base + 10 + i)),
+        SocketAddr::from(([127, 0, 0, 1], base + GRPC_PORT_OFFSET + i)),
     ))
 }
 
@@ -321,7 +326,7 @@ mod tests {
     #[test]
     fn service_ports_follow_the_base() {
         let (h, g) = service_addrs("identity", 18080).unwrap();
-        assert_eq!((h.port(), g.port()), (18081, 18091));
+        assert_eq!((h.port(), g.port()), (18081, 18131));
         assert!(service_addrs("nope", 18080).is_none());
         let err = default_service_addrs("nope").unwrap_err().to_string();
         assert!(err.contains("gateway"), "{err}");

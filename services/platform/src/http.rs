@@ -41,6 +41,9 @@ pub struct Ops {
     pub body_limit_bytes: usize,
     /// Tenant logged for requests that carry no `x-tenant-id`.
     pub default_tenant: String,
+    /// Routes (as matched, e.g. `/orders/{id}/events`) that may wait longer
+    /// than `request_timeout` by design (long-polls), with the extra time.
+    pub long_polls: std::sync::Arc<Vec<(String, Duration)>>,
 }
 
 impl Ops {
@@ -54,6 +57,7 @@ impl Ops {
             ),
             body_limit_bytes: crate::config::ServiceConfig::DEFAULT_BODY_LIMIT_BYTES,
             default_tenant: crate::config::DEFAULT_TENANT.into(),
+            long_polls: Default::default(),
         }
     }
 
@@ -65,7 +69,19 @@ impl Ops {
             request_timeout: cfg.request_timeout,
             body_limit_bytes: cfg.body_limit_bytes,
             default_tenant: cfg.default_tenant.clone(),
+            long_polls: Default::default(),
         }
+    }
+
+    /// The deadline of a request to `route`.
+    fn deadline_of(&self, route: Option<&str>) -> Duration {
+        let extra = route.and_then(|r| {
+            self.long_polls
+                .iter()
+                .find(|(p, _)| p == r)
+                .map(|(_, extra)| *extra)
+        });
+        self.request_timeout + extra.unwrap_or_default()
     }
 }
 
@@ -207,11 +223,16 @@ async fn observe(State(ops): State<Ops>, req: Request, next: Next) -> Response {
 }
 
 async fn deadline(State(ops): State<Ops>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(ops.request_timeout, next.run(req)).await {
+    let limit = ops.deadline_of(
+        req.extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map(|m| m.as_str()),
+    );
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => Problem::new(
             ErrorCode::Timeout,
-            format!("request exceeded {} ms", ops.request_timeout.as_millis()),
+            format!("request exceeded {} ms", limit.as_millis()),
         )
         .into_response(),
     }

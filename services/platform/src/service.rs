@@ -198,6 +198,15 @@ impl<'a> Service<'a> {
         self
     }
 
+    /// Let requests to `route` (as routed, e.g. `/orders/{id}/events`) run
+    /// `extra` longer than the request deadline: a long-poll's wait.
+    pub fn long_poll(mut self, route: &str, extra: std::time::Duration) -> Service<'a> {
+        let mut routes = self.ops.long_polls.as_ref().clone();
+        routes.push((route.to_string(), extra));
+        self.ops.long_polls = Arc::new(routes);
+        self
+    }
+
     /// A readiness check behind `/readyz` (bounded by [`crate::health::CHECK_TIMEOUT`]).
     pub fn check<F, Fut>(mut self, name: &str, check: F) -> Service<'a>
     where

@@ -36,6 +36,8 @@ pub enum Kind {
     Cdc,
     /// The search index fed from `product.events`.
     Search,
+    /// Live updates (and, later, e-mail) from `order.lifecycle`.
+    Notifications,
 }
 
 impl Kind {
@@ -48,7 +50,7 @@ impl Kind {
         Kind::S3,
     ];
     /// Services, started once the infrastructure is ready.
-    pub const SERVICES: [Kind; 9] = [
+    pub const SERVICES: [Kind; 10] = [
         Kind::Identity,
         Kind::Catalog,
         Kind::Inventory,
@@ -58,9 +60,10 @@ impl Kind {
         Kind::Orders,
         Kind::Cdc,
         Kind::Search,
+        Kind::Notifications,
     ];
     /// Everything, in start order; `down` stops in reverse.
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Postgres,
         Kind::Redis,
         Kind::Kafka,
@@ -75,6 +78,7 @@ impl Kind {
         Kind::Orders,
         Kind::Cdc,
         Kind::Search,
+        Kind::Notifications,
     ];
 
     pub fn is_service(self) -> bool {
@@ -108,6 +112,7 @@ impl Kind {
             Kind::Orders => "orders",
             Kind::Cdc => "cdc",
             Kind::Search => "search",
+            Kind::Notifications => "notifications",
         }
     }
 
@@ -130,7 +135,8 @@ impl Kind {
             | Kind::Payments
             | Kind::Orders
             | Kind::Cdc
-            | Kind::Search => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
+            | Kind::Search
+            | Kind::Notifications => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
         }
     }
 
@@ -150,7 +156,8 @@ impl Kind {
             | Kind::Payments
             | Kind::Orders
             | Kind::Cdc
-            | Kind::Search => self
+            | Kind::Search
+            | Kind::Notifications => self
                 .service_addrs(ports)
                 .map(|(h, _)| format!("http://{h}"))
                 .unwrap_or_default(),
@@ -337,7 +344,8 @@ impl Layout {
             | Kind::Payments
             | Kind::Orders
             | Kind::Cdc
-            | Kind::Search => vec![],
+            | Kind::Search
+            | Kind::Notifications => vec![],
         };
         match need.iter().find(|(_, p)| p.is_none()) {
             Some((name, _)) => Err(missing(name)),
@@ -414,7 +422,8 @@ impl Layout {
             | Kind::Payments
             | Kind::Orders
             | Kind::Cdc
-            | Kind::Search => {
+            | Kind::Search
+            | Kind::Notifications => {
                 let mut s = spec(kind, self.exe.clone(), strings(&["serve", kind.name()]), dir);
                 s.env = self.service_env(kind);
                 if let Some((http, _)) = kind.service_addrs(&self.ports) {

@@ -448,7 +448,8 @@ impl Stack {
                 | Kind::Payments
                 | Kind::Orders
                 | Kind::Cdc
-                | Kind::Search => {
+                | Kind::Search
+                | Kind::Notifications => {
                     let (addr, _) = kind
                         .service_addrs(&self.layout.ports)
                         .ok_or_else(|| "no address".to_string())?;

@@ -127,7 +127,7 @@ pub async fn run(store: &dyn OrderStore) {
                 &t,
                 a.order_id,
                 &step(1, "reserve", "succeeded", "reserved"),
-                None
+                &[]
             )
             .await
             .unwrap()
@@ -138,7 +138,7 @@ pub async fn run(store: &dyn OrderStore) {
                 &t,
                 a.order_id,
                 &step(1, "reserve", "succeeded", "reserved"),
-                None
+                &[]
             )
             .await
             .unwrap()
@@ -148,7 +148,7 @@ pub async fn run(store: &dyn OrderStore) {
             &t,
             a.order_id,
             &step(2, "authorize", "succeeded", "authorized"),
-            None,
+            &[],
         )
         .await
         .unwrap();
@@ -157,7 +157,7 @@ pub async fn run(store: &dyn OrderStore) {
             &t,
             a.order_id,
             &step(3, "capture", "failed", "authorized"),
-            None,
+            &[],
         )
         .await
         .unwrap();
@@ -166,7 +166,7 @@ pub async fn run(store: &dyn OrderStore) {
             &t,
             a.order_id,
             &step(4, "release", "compensated", "cancelled"),
-            None,
+            &[],
         )
         .await
         .unwrap();
@@ -193,7 +193,7 @@ pub async fn run(store: &dyn OrderStore) {
                 &t,
                 Uuid::now_v7(),
                 &step(1, "reserve", "succeeded", "reserved"),
-                None
+                &[]
             )
             .await
             .unwrap_err(),

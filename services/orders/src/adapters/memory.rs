@@ -108,7 +108,7 @@ impl OrderStore for MemoryOrders {
         tenant: &str,
         order_id: Uuid,
         s: &StepRecord,
-        event: Option<&Envelope>,
+        events: &[Envelope],
     ) -> Result<bool, StoreError> {
         let mut g = self.lock();
         let k = (tenant.to_string(), order_id);
@@ -138,9 +138,7 @@ impl OrderStore for MemoryOrders {
             o.payment_id = p.clone();
         }
         o.updated_at_ms = o.updated_at_ms.max(s.at_ms);
-        if let Some(e) = event {
-            g.outbox.push(e.clone());
-        }
+        g.outbox.extend(events.iter().cloned());
         Ok(true)
     }
 

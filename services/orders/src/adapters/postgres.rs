@@ -238,7 +238,7 @@ impl OrderStore for PgOrders {
         tenant: &str,
         order_id: Uuid,
         s: &StepRecord,
-        event: Option<&Envelope>,
+        events: &[Envelope],
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(storage)?;
         let new = sqlx::query(
@@ -296,7 +296,7 @@ impl OrderStore for PgOrders {
         .execute(&mut *tx)
         .await
         .map_err(storage)?;
-        if let Some(event) = event {
+        for event in events {
             outbox::enqueue(&mut tx, TOPIC, event)
                 .await
                 .map_err(storage)?;
