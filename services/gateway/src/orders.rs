@@ -464,7 +464,7 @@ pub async fn order_events(
         ));
     }
     let after = q.after.unwrap_or(0);
-    let order = visible_order(&state, &claims, id.clone()).await?;
+    let mut order = visible_order(&state, &claims, id.clone()).await?;
     let mut steps = crate::realtime::steps_after(&state, &claims.tid, &id, after).await?;
     if steps.is_empty() && wait > 0 {
         // Follow the order first, then read again: a step committed in
@@ -480,15 +480,13 @@ pub async fn order_events(
             let deadline = std::time::Duration::from_millis(wait);
             if tokio::time::timeout(deadline, conn.recv()).await.is_ok() {
                 steps = crate::realtime::steps_after(&state, &claims.tid, &id, after).await?;
+                // The order moved on while this request waited.
+                order = visible_order(&state, &claims, id.clone()).await?;
             }
         }
     }
-    let state_now = steps
-        .last()
-        .map(|s| s.state.clone())
-        .unwrap_or_else(|| order_state(order.state()).to_string());
     Ok(Json(OrderEventsView {
-        state: state_now,
+        state: order_state(order.state()).to_string(),
         order_id: order.order_id,
         steps,
     }))
