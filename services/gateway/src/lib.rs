@@ -627,14 +627,8 @@ pub async fn run(
     let redis = state.redis.clone();
     let hub = state.live.clone();
     svc.check("redis", move || {
-        let mut r = redis.clone();
-        async move {
-            redis::cmd("PING")
-                .query_async::<String>(&mut r)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
+        let r = redis.clone();
+        async move { cache::ping(&r).await }
     })
     .check("realtime fan-out", move || {
         let up = hub.ready();

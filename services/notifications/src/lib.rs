@@ -25,7 +25,6 @@ use shopstream_platform::{
     metrics::Metrics,
     realtime,
     service::{Listeners, Service},
-    shutdown,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -148,34 +147,11 @@ pub async fn run(
     };
     svc.check_postgres("postgres", pool)
         .check("redis", move || {
-            let mut r = redis.clone();
-            async move {
-                redis::cmd("PING")
-                    .query_async::<String>(&mut r)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
+            let r = redis.clone();
+            async move { cache::ping(&r).await }
         })
-        .task("order-lifecycle", move |stop| async move {
-            while !stop.is_cancelled() {
-                match runner::run(
-                    bus.clone(),
-                    dedupe.clone(),
-                    deliver.clone(),
-                    rcfg.clone(),
-                    stop.clone(),
-                    false,
-                )
-                .await
-                {
-                    Ok(stats) => tracing::info!(?stats, "order.lifecycle consumer stopped"),
-                    Err(e) => {
-                        tracing::error!(error = %e, "order.lifecycle consumer failed, restarting");
-                        shutdown::sleep_or_stop(&stop, CONSUMER_RESTART_DELAY).await;
-                    }
-                }
-            }
+        .task("order-lifecycle", move |stop| {
+            runner::run_until_stopped(bus, dedupe, deliver, rcfg, stop, CONSUMER_RESTART_DELAY)
         })
         .run(listeners, shutdown)
         .await?;

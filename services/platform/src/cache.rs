@@ -33,3 +33,13 @@ pub async fn connect(url: &str) -> Result<ConnectionManager, CacheError> {
         .await
         .map_err(err)
 }
+
+/// `PING`, as a readiness check: Ok, or why not.
+pub async fn ping(redis: &ConnectionManager) -> Result<(), String> {
+    let mut r = redis.clone();
+    redis::cmd("PING")
+        .query_async::<String>(&mut r)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

@@ -27,7 +27,6 @@ use shopstream_platform::{
     grpc,
     metrics::Metrics,
     service::{Listeners, Service},
-    shutdown,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -184,25 +183,15 @@ pub async fn run(
             tracing::warn!(error = %e, "reconcile at start failed");
         }
     })
-    .task("product-events", move |stop| async move {
-        while !stop.is_cancelled() {
-            match runner::run(
-                bus.clone(),
-                Arc::new(VersionedNoDedupe),
-                indexer.clone(),
-                rcfg.clone(),
-                stop.clone(),
-                false,
-            )
-            .await
-            {
-                Ok(stats) => tracing::info!(?stats, "product.events consumer stopped"),
-                Err(e) => {
-                    tracing::error!(error = %e, "product.events consumer failed, restarting");
-                    shutdown::sleep_or_stop(&stop, CONSUMER_RESTART_DELAY).await;
-                }
-            }
-        }
+    .task("product-events", move |stop| {
+        runner::run_until_stopped(
+            bus,
+            Arc::new(VersionedNoDedupe),
+            indexer,
+            rcfg,
+            stop,
+            CONSUMER_RESTART_DELAY,
+        )
     })
     // Make what was staged durable before leaving.
     .on_stop(async move {

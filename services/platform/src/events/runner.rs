@@ -111,6 +111,37 @@ pub async fn run(
     Ok(stats)
 }
 
+/// A service's consumer task: [`run`] until `stop`, starting again
+/// `restart_delay` after each failure (a broker outage, a lost group
+/// membership), so one bad spell never ends the service's consumption.
+pub async fn run_until_stopped(
+    bus: Arc<dyn EventBus>,
+    dedupe: Arc<dyn Deduper>,
+    handler: Arc<dyn Handler>,
+    cfg: RunnerConfig,
+    stop: CancellationToken,
+    restart_delay: Duration,
+) {
+    let topics = cfg.topics.join(",");
+    while !stop.is_cancelled() {
+        let run = run(
+            bus.clone(),
+            dedupe.clone(),
+            handler.clone(),
+            cfg.clone(),
+            stop.clone(),
+            false,
+        );
+        match run.await {
+            Ok(stats) => tracing::info!(?stats, %topics, "consumer stopped"),
+            Err(e) => {
+                tracing::error!(error = %e, %topics, "consumer failed, restarting");
+                crate::shutdown::sleep_or_stop(&stop, restart_delay).await;
+            }
+        }
+    }
+}
+
 async fn process(
     bus: &dyn EventBus,
     dedupe: &dyn Deduper,
