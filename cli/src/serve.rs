@@ -21,9 +21,9 @@ fn start<E: Entry + 'static>(
     Box::pin(service::serve_from_env::<E>(stop))
 }
 
-/// Servers this binary can run: every service on the kit, plus the two
-/// emulators of outside systems (the S3 server and stripe-sim), which serve
-/// their own wire formats.
+/// Servers this binary can run: every service on the kit (stripe-sim, the
+/// Stripe emulator, included), plus the S3 server, which is infrastructure
+/// speaking S3's own protocol.
 const SERVICES: &[(&str, Start)] = &[
     ("identity", start::<shopstream_identity::Server>),
     ("catalog", start::<shopstream_catalog::Server>),
@@ -34,11 +34,12 @@ const SERVICES: &[(&str, Start)] = &[
     ("cdc", start::<shopstream_cdc::Server>),
     ("search", start::<shopstream_search::Server>),
     ("notifications", start::<shopstream_notifications::Server>),
+    ("stripe-sim", start::<shopstream_stripe_sim::Server>),
 ];
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Which server: s3, stripe-sim, identity, catalog, inventory, gateway, orders, payments, cdc, search.
+    /// Which server: s3, stripe-sim, identity, catalog, inventory, gateway, orders, payments, cdc, search, notifications.
     name: String,
 }
 
@@ -68,14 +69,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             s3_server::run(listener, cfg, shutdown::on_signal()).await?;
             Ok(exit::OK)
         }
-        "stripe-sim" => {
-            let cfg = shopstream_stripe_sim::Config::from_env()?;
-            let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
-            shopstream_stripe_sim::run(cfg, listener, shutdown::on_signal()).await?;
-            Ok(exit::OK)
-        }
         other => {
-            let names: Vec<&str> = ["s3", "stripe-sim"]
+            let names: Vec<&str> = ["s3"]
                 .into_iter()
                 .chain(SERVICES.iter().map(|(n, _)| *n))
                 .collect();

@@ -426,9 +426,6 @@ impl Layout {
             | Kind::Notifications => {
                 let mut s = spec(kind, self.exe.clone(), strings(&["serve", kind.name()]), dir);
                 s.env = self.service_env(kind);
-                if let Some((http, _)) = kind.service_addrs(&self.ports) {
-                    s.env.push(("SHOPSTREAM_STRIPE_SIM_ADDR".into(), http.to_string()));
-                }
                 // stripe-sim delivers its webhooks to payments.
                 if let (Kind::StripeSim, Some((payments, _))) =
                     (kind, Kind::Payments.service_addrs(&self.ports))
@@ -463,7 +460,7 @@ impl Layout {
     /// What every service process needs to find this stack's infrastructure.
     fn service_env(&self, kind: Kind) -> Vec<(String, String)> {
         let p = self.ports;
-        let upper = kind.name().to_ascii_uppercase();
+        let upper = kind.name().to_ascii_uppercase().replace('-', "_");
         let (http, grpc) = kind
             .service_addrs(&p)
             .map(|(h, g)| (h.to_string(), g.to_string()))

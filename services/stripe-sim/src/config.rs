@@ -1,25 +1,24 @@
 //! stripe-sim's configuration (`SHOPSTREAM_STRIPE_SIM_*`, defaults for the
 //! native runtime).
 
-use std::net::SocketAddr;
-
 use secrecy::SecretString;
-use shopstream_platform::config::{ConfigError, default_service_addrs, env_or, env_parse};
+use shopstream_platform::config::{
+    ConfigError, Endpoints, Ports, ServiceConfig, env_or, env_parse,
+};
 
 /// Secret key clients must send as `Authorization: Bearer ...` by default.
 pub const DEFAULT_SECRET_KEY: &str = "sk_test_shopstream";
 /// Secret that signs webhooks by default.
 pub const DEFAULT_WEBHOOK_SECRET: &str = "whsec_shopstream";
-/// Where [`Config::default`] listens: any free loopback port (tests bind
-/// their own listener); `from_env` uses stripe-sim's slot in `config::Ports`.
-pub const ANY_LOOPBACK: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 /// Largest request body accepted.
 pub const DEFAULT_BODY_LIMIT_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub addr: SocketAddr,
+    /// Its name and listen address (`SHOPSTREAM_STRIPE_SIM_HTTP_ADDR`,
+    /// default stripe-sim's slot in `config::Ports`; [`Config::default`]
+    /// leaves the port to the listener the caller binds).
+    pub service: ServiceConfig,
     /// The only API key accepted.
     pub secret_key: SecretString,
     /// The endpoint secret (`whsec_...`) webhooks are signed with.
@@ -32,7 +31,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            addr: ANY_LOOPBACK,
+            service: ServiceConfig::new("stripe-sim", Endpoints::native(Ports::DEV)),
             secret_key: SecretString::from(DEFAULT_SECRET_KEY),
             webhook_secret: SecretString::from(DEFAULT_WEBHOOK_SECRET),
             webhook_url: None,
@@ -44,10 +43,7 @@ impl Default for Config {
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
         Ok(Config {
-            addr: env_parse(
-                "SHOPSTREAM_STRIPE_SIM_ADDR",
-                default_service_addrs("stripe-sim")?.0,
-            )?,
+            service: ServiceConfig::from_env("stripe-sim")?,
             secret_key: SecretString::from(env_or(
                 "SHOPSTREAM_STRIPE_SIM_SECRET_KEY",
                 DEFAULT_SECRET_KEY,

@@ -3,9 +3,10 @@
 //! refunds, events and signed webhooks, with Stripe's idempotency keys — plus
 //! fault injection under `/_sim/` for labs and chaos tests.
 //!
-//! `/v1` routes answer Stripe-shaped JSON and errors, so they sit outside the
-//! platform's problem+json layer; `/healthz`, `/readyz`, `/metrics` and
-//! unmatched paths come from [`shopstream_platform::http::router`].
+//! It runs on the service kit like every service, but its `/v1` and `/_sim`
+//! routes answer Stripe-shaped JSON and errors, so they are the kit's raw
+//! routes, outside the platform's problem+json layer; `/healthz`, `/readyz`,
+//! `/metrics` and unmatched paths come from the kit.
 
 pub mod api;
 pub mod config;
@@ -23,18 +24,17 @@ use axum::{Router, extract::DefaultBodyLimit};
 use secrecy::ExposeSecret;
 use shopstream_platform::{
     clock::{Clock, SystemClock},
-    http,
     ids::{IdGen, SystemIdGen},
+    service::{Listeners, Service},
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use webhooks::{SignatureError, sign, verify_signature};
 
-/// The full router: Stripe routes, admin routes and the platform's ops
-/// endpoints. Webhook deliveries stop when `shutdown` is cancelled.
-pub fn app(
+/// The Stripe routes (`/v1`) and the admin routes (`/_sim`). Webhook
+/// deliveries stop when `shutdown` is cancelled.
+pub fn routes(
     cfg: &Config,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGen>,
@@ -53,23 +53,23 @@ pub fn app(
         sim: Arc::new(Mutex::new(state::StripeState::new(clock, ids, webhooks))),
         secret_key: cfg.secret_key.clone(),
     };
-    let mut ops = http::Ops::new("stripe-sim");
-    ops.body_limit_bytes = cfg.body_limit_bytes;
-    let platform = http::router(Router::new(), ops);
-    Ok(api::http::routes(state)
-        .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
-        .fallback_service(platform))
+    Ok(api::http::routes(state).layer(DefaultBodyLimit::max(cfg.body_limit_bytes)))
 }
 
-/// Serve on `listener` until `shutdown`, with the system clock and ids.
+shopstream_platform::service_entry! {
+    /// stripe-sim as `shopstream serve stripe-sim` and the test kit start it.
+    Server { name: "stripe-sim", grpc: false, config: Config, run: run }
+}
+
+/// Serve until `shutdown`, with the system clock and ids.
 pub async fn run(
     cfg: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     run_with(
         cfg,
-        listener,
+        listeners,
         shutdown,
         Arc::new(SystemClock),
         Arc::new(SystemIdGen),
@@ -80,17 +80,19 @@ pub async fn run(
 /// [`run`] with the clock and id generator given (tests, simulations).
 pub async fn run_with(
     cfg: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGen>,
 ) -> anyhow::Result<()> {
-    let router = app(&cfg, clock, ids, shutdown.clone())?;
+    let stripe = routes(&cfg, clock, ids, shutdown.clone())?;
     tracing::info!(
-        addr = %listener.local_addr()?,
         webhook_url = cfg.webhook_url.as_deref().unwrap_or("none"),
-        "stripe-sim serving"
+        "stripe-sim delivers webhooks"
     );
-    http::serve(listener, router, shutdown).await?;
+    Service::new(&cfg.service)
+        .raw_http(stripe)
+        .run(listeners, shutdown)
+        .await?;
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Payments end to end on the real test stack (Postgres, Kafka) against an
-//! in-process stripe-sim whose webhooks point at the in-process payments
+//! Payments end to end on the real test stack (Postgres, Kafka) against a
+//! stripe-sim from the test kit whose webhooks point at the in-process payments
 //! HTTP listener: idempotent creation, declines, the capture/refund/cancel
 //! flows, webhooks (signature, dedupe), the reconciler after a lost response
 //! and a dropped webhook, and the event on `payment.events`.
@@ -18,7 +18,6 @@ use shopstream_proto::{
     payments::v1::{CreateIntentRequest, Payment, payments_service_client::PaymentsServiceClient},
 };
 use shopstream_runtime::testkit;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 pub const WEBHOOK_SECRET: &str = "whsec_shopstream";
@@ -32,30 +31,24 @@ pub struct App {
     /// The use cases on the same database (for `reconcile_once`, reads).
     pub payments: Payments,
     pub pool: sqlx::PgPool,
-    shutdown: CancellationToken,
     _service: testkit::RunningService,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    _sim: testkit::RunningService,
 }
 
 pub async fn spawn_app() -> App {
     let stack = testkit::stack().await;
-    let shutdown = CancellationToken::new();
     let listeners = Listeners::ephemeral(true).await.unwrap();
     let http_addr = listeners.http_addr().unwrap();
 
-    let sim_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim_addr = sim_l.local_addr().unwrap();
-    let sim_cfg = shopstream_stripe_sim::Config {
-        addr: sim_addr,
-        webhook_url: Some(format!("http://{http_addr}/webhooks/stripe")),
-        ..Default::default()
-    };
-    tokio::spawn(shopstream_stripe_sim::run(sim_cfg, sim_l, shutdown.clone()));
+    let sim = testkit::spawn_service::<shopstream_stripe_sim::Server>(|service| {
+        shopstream_stripe_sim::Config {
+            service,
+            webhook_url: Some(format!("http://{http_addr}/webhooks/stripe")),
+            ..Default::default()
+        }
+    })
+    .await;
+    let sim_addr = sim.http_addr;
 
     let database = testkit::unique("it_payments");
     let cfg = |mut service: ServiceConfig| {
@@ -86,11 +79,6 @@ pub async fn spawn_app() -> App {
     let grpc = PaymentsServiceClient::connect(service.grpc_url())
         .await
         .unwrap();
-    testkit::wait_http_ok(
-        &format!("http://{sim_addr}/healthz"),
-        Duration::from_secs(10),
-    )
-    .await;
     App {
         grpc,
         payments_http: format!("http://{http_addr}"),
@@ -98,8 +86,8 @@ pub async fn spawn_app() -> App {
         http,
         payments,
         pool,
-        shutdown,
         _service: service,
+        _sim: sim,
     }
 }
 

@@ -1,5 +1,6 @@
-//! stripe-sim end to end: `run()` on a port-0 listener, a webhook receiver on
-//! another, and requests over HTTP as the payments service will send them.
+//! stripe-sim end to end: started by the test kit (`spawn_service`) on a
+//! port-0 listener, a webhook receiver on another, and requests over HTTP as
+//! the payments service will send them.
 
 mod faults;
 mod idempotency;
@@ -13,7 +14,8 @@ use std::{
 use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
 use reqwest::StatusCode;
 use serde_json::Value;
-use shopstream_stripe_sim::{Config, verify_signature};
+use shopstream_runtime::testkit;
+use shopstream_stripe_sim::{Config, Server, verify_signature};
 use tokio_util::sync::CancellationToken;
 
 pub const KEY: &str = "sk_test_shopstream";
@@ -32,7 +34,9 @@ pub struct Sim {
     pub base: String,
     pub client: reqwest::Client,
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// Stops the webhook receiver.
     shutdown: CancellationToken,
+    _service: testkit::RunningService,
 }
 
 impl Drop for Sim {
@@ -82,32 +86,22 @@ pub async fn start() -> Sim {
             .unwrap();
     });
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let cfg = Config {
-        addr,
+    let service = testkit::spawn_service::<Server>(|service| Config {
+        service,
         webhook_url: Some(format!("http://{hook_addr}/hook")),
         ..Config::default()
-    };
-    tokio::spawn(shopstream_stripe_sim::run(cfg, listener, shutdown.clone()));
-    let sim = Sim {
-        base: format!("http://{addr}"),
+    })
+    .await;
+    Sim {
+        base: service.http.clone(),
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap(),
         received,
         shutdown,
-    };
-    wait_until("simulator serves /healthz", || async {
-        sim.client
-            .get(format!("{}/healthz", sim.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
-    sim
+        _service: service,
+    }
 }
 
 /// Poll `check` until it holds, failing after a deadline (the shared test-kit loop).
