@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use shopstream_runtime::testkit;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
 /// How long any live step may take to arrive.
@@ -111,21 +112,6 @@ pub async fn ws_events(ws: &mut Ws, done: impl Fn(&[Value]) -> bool) -> Vec<Valu
     events
 }
 
-/// `shopstream_live_events_delivered_total` of a gateway.
-async fn live_delivered(gateway: &str) -> u64 {
-    let text = reqwest::get(format!("{gateway}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with("shopstream_live_events_delivered_total"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 fn ended(state: &Value) -> bool {
     matches!(state.as_str(), Some("completed" | "cancelled"))
 }
@@ -185,8 +171,9 @@ pub async fn two_gateways_see_every_step(
 
     // Both gateways delivered steps from the fan-out, not only re-reads.
     for gateway in [gateway_a, gateway_b] {
-        let delivered = live_delivered(gateway).await;
-        assert!(delivered > 0, "{gateway} delivered no live event");
+        let delivered =
+            testkit::metric(gateway, "shopstream_live_events_delivered_total", &[]).await;
+        assert!(delivered > 0.0, "{gateway} delivered no live event");
     }
 
     // A reconnect with the last sequence number seen misses nothing.

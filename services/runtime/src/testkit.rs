@@ -366,6 +366,39 @@ pub async fn spawn_process(name: &str, env: &[(&str, String)]) -> ServiceProcess
     }
 }
 
+/// `GET url` as JSON; panics naming the URL when it cannot.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    resp.json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
+/// The sum of the Prometheus series `name` at `{base}/metrics` over the lines
+/// whose labels contain each of `labels` (e.g. `outcome="ok"`); 0 if none.
+pub async fn metric(base: &str, name: &str, labels: &[&str]) -> f64 {
+    let url = format!("{base}/metrics");
+    let text = reqwest::get(&url)
+        .await
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The last lines of a log file (for panic messages).
 fn log_tail(path: &std::path::Path) -> String {
     const LINES: usize = 40;

@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, service::Routes};
 
 use super::{PASSWORD, listener, start_with, token};
+use shopstream_runtime::testkit;
 
 /// An order that belongs to somebody else.
 const FOREIGN_ORDER: &str = "order-of-someone-else";
@@ -721,14 +722,7 @@ async fn the_stripe_webhook_passes_through_byte_for_byte() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_checkout_route_is_documented() {
     let t = checkout_system().await;
-    let doc: Value =
-        t.c.get(t.url("/openapi.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let doc = testkit::get_json(&t.c, &t.url("/openapi.json")).await;
     for path in [
         "/reservations",
         "/reservations/{id}",

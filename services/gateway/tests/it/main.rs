@@ -300,10 +300,10 @@ async fn auth_admin_catalog_cards_and_errors_through_the_gateway() {
 
     // Product cards: a miss fills the cache, the next call hits it.
     let url = format!("{base}/bff/product-cards?ids={},{},nope", ids[1], ids[2]);
-    let first: Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+    let first = testkit::get_json(&c, &url).await;
     assert_eq!(first["cards"].as_array().unwrap().len(), 2, "{first}");
     assert_eq!(first["missing"], json!(["nope"]));
-    let second: Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+    let second = testkit::get_json(&c, &url).await;
     assert_eq!(first["cards"], second["cards"]);
     let metrics = c
         .get(format!("{base}/metrics"))
@@ -347,14 +347,7 @@ async fn auth_admin_catalog_cards_and_errors_through_the_gateway() {
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     // The API documents itself.
-    let doc: Value = c
-        .get(format!("{base}/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = testkit::get_json(&c, &format!("{base}/openapi.json")).await;
     for path in [
         "/auth/login",
         "/products/{id}",

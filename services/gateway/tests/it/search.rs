@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, service::Routes};
 
 use super::{listener, start_with};
+use shopstream_runtime::testkit;
 
 fn hit(id: &str, title: &str, price: i64, in_stock: bool) -> Hit {
     Hit {
@@ -189,14 +190,7 @@ async fn search_and_typeahead_against_a_fake_search() {
     }
 
     // Documented.
-    let doc: Value = c
-        .get(format!("{base}/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = testkit::get_json(&c, &format!("{base}/openapi.json")).await;
     for path in ["/search", "/search/typeahead"] {
         assert!(
             doc["paths"].get(path).is_some(),

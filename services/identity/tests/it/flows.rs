@@ -8,6 +8,7 @@ use shopstream_proto::identity::v1::{
 };
 
 use super::start;
+use shopstream_runtime::testkit;
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -217,14 +218,7 @@ async fn forged_tokens_are_refused() {
     );
 
     // HS256 signed with the public key from the JWKS (key confusion).
-    let jwks: Value = c
-        .get(format!("{}/.well-known/jwks.json", s.http))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = testkit::get_json(&c, &format!("{}/.well-known/jwks.json", s.http)).await;
     let public = b64.decode(jwks["keys"][0]["x"].as_str().unwrap()).unwrap();
     let hs = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

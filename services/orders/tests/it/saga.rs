@@ -16,7 +16,7 @@ use shopstream_orders::{
     adapters::postgres::{MIGRATOR, PgOrders, TOPIC},
     domain::checkout::{Price, RequestedLine},
     ports::{PriceBook, PriceError, SagaOrder, SagaSteps, StepReply, Transient},
-    service::{OrderStateChanged, OrdersError},
+    service::{EVENT_TYPE, OrderStateChanged, OrderStepRecorded, OrdersError, STEP_EVENT_TYPE},
     workflow::{CheckoutActivities, CheckoutWorkflow, TemporalStarter},
 };
 use shopstream_platform::{
@@ -237,21 +237,41 @@ async fn settle(orders: &Orders, tenant: &str, id: uuid::Uuid) -> String {
     .await
 }
 
-/// The states published to `order.lifecycle` for `order_id`, in order.
+/// The states published to `order.lifecycle` for `order_id`, in order. The
+/// saga's steps come on the same topic (`order.step_recorded`): each once, in
+/// order, each one before the state change it caused.
 async fn lifecycle(bus: &Arc<dyn EventBus>, order_id: &str, expect: usize) -> Vec<String> {
     let mut sub = bus
         .subscribe(&testkit::unique("it-lifecycle"), &[TOPIC.to_string()])
         .await
         .unwrap();
     let mut states = Vec::new();
+    let mut last_step: Option<OrderStepRecorded> = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while states.len() < expect && tokio::time::Instant::now() < deadline {
-        if let Some(d) = sub.next(Duration::from_millis(500)).await.unwrap()
-            && d.envelope.key == order_id
-        {
-            let ev: OrderStateChanged = d.envelope.json().unwrap();
-            assert_eq!(d.envelope.event_type, "order.state_changed");
-            states.push(ev.state);
+        let Some(d) = sub.next(Duration::from_millis(500)).await.unwrap() else {
+            continue;
+        };
+        if d.envelope.key != order_id {
+            continue;
+        }
+        match d.envelope.event_type.as_str() {
+            STEP_EVENT_TYPE => {
+                let step: OrderStepRecorded = d.envelope.json().unwrap();
+                let next = last_step.as_ref().map_or(1, |s| s.seq + 1);
+                assert_eq!(step.seq, next, "steps once and in order: {step:?}");
+                last_step = Some(step);
+            }
+            EVENT_TYPE => {
+                let ev: OrderStateChanged = d.envelope.json().unwrap();
+                // After creation, a state changes only by a step, published first.
+                if ev.state != "pending" {
+                    let step = last_step.as_ref().expect("a step before the change");
+                    assert_eq!(step.state, ev.state, "{step:?}");
+                }
+                states.push(ev.state);
+            }
+            other => panic!("unexpected event type {other}"),
         }
     }
     sub.close().await.unwrap();

@@ -117,34 +117,18 @@ impl App {
     /// How many webhook deliveries payments answered with `outcome`
     /// (`shopstream_payments_webhooks_total` on /metrics).
     pub async fn webhook_answers(&self, outcome: &str) -> i64 {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.payments_http))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
         let label = format!("outcome=\"{outcome}\"");
-        text.lines()
-            .filter(|l| l.starts_with("shopstream_payments_webhooks_total") && l.contains(&label))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|v| v as i64)
-            .sum()
+        testkit::metric(
+            &self.payments_http,
+            "shopstream_payments_webhooks_total",
+            &[&label],
+        )
+        .await as i64
     }
 
     /// Every intent stripe-sim holds.
     pub async fn sim_intents(&self) -> Vec<Value> {
-        let v: Value = self
-            .http
-            .get(format!("{}/_sim/payment_intents", self.sim))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = testkit::get_json(&self.http, &format!("{}/_sim/payment_intents", self.sim)).await;
         v["data"].as_array().cloned().unwrap_or_default()
     }
 

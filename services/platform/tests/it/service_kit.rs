@@ -70,7 +70,7 @@ async fn a_failed_http_listener_stops_grpc_and_run_returns_the_error() {
 /// every part and ends the process with success.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_minimal_example_serves_counts_and_stops_on_sigterm() {
-    use shopstream_runtime::testkit::{READY_TIMEOUT, eventually, wait_http_ok};
+    use shopstream_runtime::testkit::{READY_TIMEOUT, eventually, metric, wait_http_ok};
     // `cargo test` builds the examples next to the test binaries' `deps/`.
     let exe = std::env::current_exe().unwrap();
     let exe = exe
@@ -95,24 +95,13 @@ async fn the_minimal_example_serves_counts_and_stops_on_sigterm() {
     let hello = reqwest::get(format!("{base}/hello")).await.unwrap();
     assert_eq!(hello.text().await.unwrap(), "hello\n");
 
-    let beats = || async {
-        let text = reqwest::get(format!("{base}/metrics"))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("shopstream_hello_heartbeats_total"))?;
-        line.rsplit(' ').next()?.parse::<u64>().ok()
-    };
+    let beats = || metric(&base, "shopstream_hello_heartbeats_total", &[]);
     let first = eventually("a heartbeat on /metrics", READY_TIMEOUT, || async {
-        beats().await.filter(|n| *n >= 1)
+        Some(beats().await).filter(|n| *n >= 1.0)
     })
     .await;
     eventually("the heartbeat count grows", READY_TIMEOUT, || async {
-        beats().await.filter(|n| *n > first)
+        Some(beats().await).filter(|n| *n > first)
     })
     .await;
 
