@@ -217,6 +217,48 @@ pub async fn two_gateways_see_every_step(
     };
     assert_eq!(closed, 1009);
 
+    // A chat room across the two gateways: said on one, heard on the other,
+    // numbered, and only the last 50 kept for a late joiner.
+    let room = format!("room:e2e-{}", &order_id[order_id.len() - 8..]);
+    let mut listener = ws_connect(gateway_a, Some(stranger)).await.unwrap();
+    ws_send(&mut listener, json!({"type": "subscribe", "channel": room})).await;
+    assert_eq!(ws_next(&mut listener).await["type"], "subscribed");
+    let mut speaker = ws_connect(gateway_b, Some(buyer)).await.unwrap();
+    for i in 1..=52 {
+        ws_send(
+            &mut speaker,
+            json!({"type": "say", "channel": room, "text": format!("hello {i}")}),
+        )
+        .await;
+        let said = ws_next(&mut speaker).await;
+        assert_eq!(
+            (said["type"].as_str(), said["seq"].as_u64()),
+            (Some("said"), Some(i)),
+            "{said}"
+        );
+    }
+    let heard = ws_events(&mut listener, |e| e.len() == 52).await;
+    let texts: Vec<&str> = heard
+        .iter()
+        .map(|m| m["data"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts.first(), Some(&"hello 1"));
+    assert_eq!(texts.last(), Some(&"hello 52"));
+    assert!(
+        heard.iter().zip(1..).all(|(m, i)| m["seq"] == i),
+        "in order, each once"
+    );
+    let mut late = ws_connect(gateway_a, Some(buyer)).await.unwrap();
+    ws_send(&mut late, json!({"type": "subscribe", "channel": room})).await;
+    let kept = ws_events(&mut late, |e| e.len() == 50).await;
+    assert_eq!(kept[0]["seq"], 3, "the room keeps the last 50");
+    ws_send(
+        &mut speaker,
+        json!({"type": "say", "channel": room, "text": "   "}),
+    )
+    .await;
+    assert_eq!(ws_next(&mut speaker).await["code"], "bad_message");
+
     // Long-poll: nothing after the last step → empty at the deadline; too long a wait → 400.
     let http = reqwest::Client::new();
     let poll = |q: String| {

@@ -16,6 +16,7 @@ pub mod orders;
 pub mod payments;
 pub mod proxy;
 pub mod realtime;
+pub mod rooms;
 pub mod search;
 pub mod upstream;
 pub mod wire;

@@ -5,15 +5,17 @@
 //!   the step's sequence number; `Last-Event-ID` resumes; a comment heartbeat
 //!   every [`SSE_HEARTBEAT`].
 //! - WebSocket `GET /ws`: JSON messages ([`ClientMessage`], [`ServerMessage`])
-//!   to subscribe to `order:<id>` and `product:<id>`, with `resume`.
+//!   to subscribe to `order:<id>`, `product:<id>` and `room:<name>` (a chat
+//!   room, [`crate::rooms`]), with `resume`, and to `say` something in a room.
 //! - Long-poll `GET /orders/{id}/events?after=SEQ&wait_ms=N` (in
 //!   [`crate::orders`]), answered as soon as a newer step exists.
 //!
-//! A live event is only a hint. Each order topic keeps the last sequence
-//! number it delivered; an event at or below it is skipped, the next one is
-//! sent, and a gap (an event lost on the way) makes the gateway re-read the
-//! steps after the last one from orders, as it does after the fan-out was
-//! re-established. So a client sees every step once, in order.
+//! A live event is only a hint. Each order or room a connection follows keeps
+//! the last sequence number it delivered; an event at or below it is skipped,
+//! the next one is sent, and a gap (an event lost on the way) makes the
+//! gateway re-read the record (orders' steps, the room's kept messages), as it
+//! does after the fan-out was re-established. So a client sees every step and
+//! message once, in order.
 
 use std::{collections::BTreeMap, convert::Infallible, time::Duration};
 
@@ -45,6 +47,7 @@ use crate::{
     auth::User,
     live::{Conn, LiveError, SSE_HEARTBEAT},
     orders::{OrderStepView, visible_order},
+    rooms,
     upstream::{problem_of, request},
 };
 
@@ -124,13 +127,14 @@ pub async fn steps_after(
         .collect())
 }
 
-/// One followed order: where its delivery stands.
-struct OrderCursor {
-    order_id: String,
+/// One followed topic with a record to re-read (an order's steps, a room's
+/// kept messages): where its delivery stands.
+struct Cursor {
+    topic: Topic,
     last: u64,
 }
 
-impl OrderCursor {
+impl Cursor {
     /// The events to send for live event `ev` (none, it, or a re-read).
     async fn on_event(
         &mut self,
@@ -149,14 +153,23 @@ impl OrderCursor {
     }
 
     async fn reread(&mut self, state: &AppState, tenant: &str) -> Result<Vec<LiveEvent>, Problem> {
-        let steps = steps_after(state, tenant, &self.order_id, self.last).await?;
-        if let Some(s) = steps.last() {
-            self.last = u64::from(s.seq);
+        let events = match &self.topic {
+            Topic::Order(id) => {
+                let id = id.to_string();
+                let steps = steps_after(state, tenant, &id, self.last).await?;
+                steps.iter().map(|s| step_event(&id, s)).collect()
+            }
+            Topic::Room(room) => rooms::after(&state.redis, tenant, room, self.last)
+                .await
+                .map_err(|e| Problem::new(ErrorCode::Unavailable, e.to_string()))?,
+            // State, not history: nothing to re-read.
+            Topic::Product(_) => vec![],
+        };
+        let events: Vec<LiveEvent> = events.into_iter().filter(|e| e.seq > self.last).collect();
+        if let Some(e) = events.last() {
+            self.last = e.seq;
         }
-        Ok(steps
-            .iter()
-            .map(|s| step_event(&self.order_id, s))
-            .collect())
+        Ok(events)
     }
 }
 
@@ -220,10 +233,7 @@ pub async fn order_stream(
     conn.subscribe(&claims.tid, &topic)
         .await
         .map_err(live_problem)?;
-    let mut cursor = OrderCursor {
-        order_id: id,
-        last: after,
-    };
+    let mut cursor = Cursor { topic, last: after };
     let backlog = cursor.reread(&state, &claims.tid).await?;
     let (tx, rx) = mpsc::channel::<Event>(state.live.limits().queue);
     let ttl = until_expiry(&state, &claims);
@@ -248,7 +258,7 @@ async fn pump_sse(
     state: AppState,
     tenant: String,
     mut conn: Conn,
-    mut cursor: OrderCursor,
+    mut cursor: Cursor,
     backlog: Vec<LiveEvent>,
     tx: mpsc::Sender<Event>,
     ttl: Duration,
@@ -306,8 +316,11 @@ fn ws_token(headers: &HeaderMap) -> Option<String> {
 /// (never a token in the URL). Then send JSON text frames:
 /// `{"type":"subscribe","channel":"order:<id>","after":N}` (after optional),
 /// `{"type":"resume","channel":...,"after":N}`, `{"type":"unsubscribe",...}`,
-/// `{"type":"ping"}`. The gateway answers `subscribed`, `event` (`channel`,
-/// `seq`, `kind`, `data`, `committed_ms`), `pong` and `error` frames. A bad
+/// `{"type":"say","channel":"room:<name>","text":"..."}`, `{"type":"ping"}`.
+/// Channels: `order:<id>` (yours), `product:<id>`, `room:<name>` (the last 50
+/// messages are kept). The gateway answers `subscribed`, `said` (`seq`),
+/// `event` (`channel`, `seq`, `kind`, `data`, `committed_ms`), `pong` and
+/// `error` frames. A bad
 /// message gets an error frame and the connection stays; a frame over 16 KiB
 /// closes it with 1009, a reader too slow for its queue with 1013, an expired
 /// token with 1008.
@@ -365,7 +378,8 @@ struct Session {
     state: AppState,
     claims: Claims,
     conn: Conn,
-    orders: BTreeMap<String, OrderCursor>,
+    /// Followed topics with a record (orders, rooms), by channel.
+    cursors: BTreeMap<String, Cursor>,
 }
 
 /// How a session ends: a close frame, or nothing (the client is gone).
@@ -377,7 +391,7 @@ impl Session {
             state,
             claims,
             conn,
-            orders: BTreeMap::new(),
+            cursors: BTreeMap::new(),
         }
     }
 
@@ -444,8 +458,8 @@ impl Session {
 
     async fn on_live(&mut self, ev: LiveEvent) -> Vec<ServerMessage> {
         let topic = ev.topic.clone();
-        let Some(cursor) = self.orders.get_mut(&topic) else {
-            // Topics without a step log (product likes) are sent as they come.
+        let Some(cursor) = self.cursors.get_mut(&topic) else {
+            // Topics without a record (product likes) are sent as they come.
             return vec![ServerMessage::Event(ev)];
         };
         match cursor.on_event(&self.state, &self.claims.tid, ev).await {
@@ -456,7 +470,7 @@ impl Session {
 
     async fn reread_all(&mut self) -> Vec<ServerMessage> {
         let mut out = vec![];
-        for (topic, cursor) in &mut self.orders {
+        for (topic, cursor) in &mut self.cursors {
             match cursor.reread(&self.state, &self.claims.tid).await {
                 Ok(evs) => out.extend(evs.into_iter().map(ServerMessage::Event)),
                 Err(p) => out.push(error("unavailable", &detail(&p), Some(topic.clone()))),
@@ -476,10 +490,11 @@ impl Session {
                 self.subscribe(channel, after.unwrap_or(0)).await
             }
             ClientMessage::Resume { channel, after } => self.subscribe(channel, after).await,
+            ClientMessage::Say { channel, text } => self.say(channel, &text).await,
             ClientMessage::Unsubscribe { channel } => match Topic::parse(&channel) {
                 Ok(topic) => {
                     self.conn.unsubscribe(&self.claims.tid, &topic);
-                    self.orders.remove(&topic.to_string());
+                    self.cursors.remove(&topic.to_string());
                     vec![ServerMessage::Unsubscribed { channel }]
                 }
                 Err(e) => vec![error("unknown_channel", &e.to_string(), Some(channel))],
@@ -504,14 +519,7 @@ impl Session {
                     return vec![error(code, &detail(&p), Some(channel))];
                 }
             }
-            Topic::Product(_) => {}
-            Topic::Room(_) => {
-                return vec![error(
-                    "unknown_channel",
-                    "rooms are not served yet: follow order:<id> or product:<id>",
-                    Some(channel),
-                )];
-            }
+            Topic::Product(_) | Topic::Room(_) => {}
         }
         if let Err(e) = self.conn.subscribe(&tenant, &topic).await {
             let code = match e {
@@ -523,11 +531,11 @@ impl Session {
         let mut out = vec![ServerMessage::Subscribed {
             channel: channel.clone(),
         }];
-        if let Topic::Order(id) = topic {
-            let cursor = self.orders.entry(channel.clone()).or_insert(OrderCursor {
-                order_id: id.to_string(),
-                last: after,
-            });
+        if !matches!(topic, Topic::Product(_)) {
+            let cursor = self
+                .cursors
+                .entry(channel.clone())
+                .or_insert(Cursor { topic, last: after });
             cursor.last = after;
             match cursor.reread(&self.state, &tenant).await {
                 Ok(evs) => out.extend(evs.into_iter().map(ServerMessage::Event)),
@@ -535,6 +543,37 @@ impl Session {
             }
         }
         out
+    }
+
+    async fn say(&mut self, channel: String, text: &str) -> Vec<ServerMessage> {
+        let room = match Topic::parse(&channel) {
+            Ok(Topic::Room(room)) => room,
+            Ok(_) => {
+                return vec![error(
+                    "bad_message",
+                    "only rooms take messages",
+                    Some(channel),
+                )];
+            }
+            Err(e) => return vec![error("unknown_channel", &e.to_string(), Some(channel))],
+        };
+        let now = self.state.clock.now_ms();
+        let said = rooms::say(
+            &self.state.redis,
+            &self.claims.tid,
+            &room,
+            &self.claims.sub,
+            text,
+            now,
+        )
+        .await;
+        match said {
+            Ok(seq) => vec![ServerMessage::Said { channel, seq }],
+            Err(e @ rooms::RoomError::BadText) => {
+                vec![error("bad_message", &e.to_string(), Some(channel))]
+            }
+            Err(e) => vec![error("unavailable", &e.to_string(), Some(channel))],
+        }
     }
 }
 

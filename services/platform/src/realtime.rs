@@ -128,6 +128,11 @@ pub enum ClientMessage {
     Unsubscribe {
         channel: String,
     },
+    /// Post `text` to a room (`room:<name>`); answered with `said` and its number.
+    Say {
+        channel: String,
+        text: String,
+    },
     /// Answered with `pong` (a struct variant, so stray fields are refused too).
     Ping {},
 }
@@ -141,6 +146,11 @@ pub enum ServerMessage {
     },
     Unsubscribed {
         channel: String,
+    },
+    /// A room message was stored as number `seq`.
+    Said {
+        channel: String,
+        seq: u64,
     },
     Event(LiveEvent),
     Pong,
