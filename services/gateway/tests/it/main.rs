@@ -366,3 +366,77 @@ async fn auth_admin_catalog_cards_and_errors_through_the_gateway() {
         "Swagger UI page"
     );
 }
+
+/// A WebSocket whose client says nothing for the idle limit is closed with a
+/// reason; one that keeps talking is not, and a room message reaches it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_websocket_is_closed_and_a_talking_one_is_kept() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+    let s = start_with(|cfg| cfg.live.idle = Duration::from_millis(1500)).await;
+    let c = Client::new();
+    let r = c
+        .post(format!("{}/auth/signup", s.base))
+        .json(&json!({"email": "idler@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let tok = token(&c, &s.base, "idler@example.com", PASSWORD).await;
+    let connect = || async {
+        let mut req = format!("{}/ws", s.base.replace("http://", "ws://"))
+            .into_client_request()
+            .unwrap();
+        let protocols = format!("shopstream.v1, bearer.{tok}");
+        req.headers_mut()
+            .insert("sec-websocket-protocol", protocols.parse().unwrap());
+        let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+        assert_eq!(resp.headers()["sec-websocket-protocol"], "shopstream.v1");
+        ws
+    };
+
+    let mut idle = connect().await;
+    let mut talker = connect().await;
+    let room = json!({"type": "subscribe", "channel": "room:idle-test"}).to_string();
+    talker.send(Message::Text(room.into())).await.unwrap();
+    // The talker pings more often than the limit; the idle socket says nothing.
+    let closed = tokio::time::timeout(testkit::READY_TIMEOUT, async {
+        loop {
+            tokio::select! {
+                m = idle.next() => match m {
+                    Some(Ok(Message::Close(Some(f)))) => break (u16::from(f.code), f.reason.to_string()),
+                    Some(Ok(_)) => continue,
+                    other => panic!("expected a close frame, got {other:?}"),
+                },
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                    let ping = json!({"type": "ping"}).to_string();
+                    talker.send(Message::Text(ping.into())).await.unwrap();
+                }
+            }
+        }
+    })
+    .await
+    .expect("the idle socket is closed");
+    assert_eq!(closed, (1000, "idle timeout".to_string()));
+
+    // The talker is still open: it hears its own room message.
+    let say = json!({"type": "say", "channel": "room:idle-test", "text": "still here"});
+    talker
+        .send(Message::Text(say.to_string().into()))
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(testkit::READY_TIMEOUT, async {
+        loop {
+            if let Some(Ok(Message::Text(t))) = talker.next().await {
+                let m: Value = serde_json::from_str(t.as_str()).unwrap();
+                if m["type"] == "event" {
+                    break m;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the room message arrives");
+    assert_eq!(heard["data"]["text"], "still here");
+}
