@@ -1053,24 +1053,35 @@ async fn check_search(
     products: &[Edited],
     catalog: &BTreeMap<String, i64>,
 ) {
-    let mut via_search = Vec::new();
-    for p in products {
-        let q: String = p
-            .title
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ");
-        let url = format!("/search?q={}&limit=100", url_escape(&q));
-        let found = gateway.get(&url).await.ok().and_then(|b| {
-            b["hits"]
-                .as_array()?
-                .iter()
-                .find(|h| h["product_id"] == p.id.as_str())
-                .and_then(|h| h["version"].as_i64())
-        });
-        via_search.push((p.title.clone(), found, catalog[&p.id]));
-    }
+    // The index reports a version searchable when its writer committed it;
+    // the reader behind `/search` reloads a moment later (more so under
+    // load), so the shopper's view gets until the convergence deadline.
+    let deadline = tokio::time::Instant::now() + CONVERGE_DEADLINE;
+    let via_search = loop {
+        let mut via_search = Vec::new();
+        for p in products {
+            let q: String = p
+                .title
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let url = format!("/search?q={}&limit=100", url_escape(&q));
+            let found = gateway.get(&url).await.ok().and_then(|b| {
+                b["hits"]
+                    .as_array()?
+                    .iter()
+                    .find(|h| h["product_id"] == p.id.as_str())
+                    .and_then(|h| h["version"].as_i64())
+            });
+            via_search.push((p.title.clone(), found, catalog[&p.id]));
+        }
+        let converged = via_search.iter().all(|(_, f, c)| *f == Some(*c));
+        if converged || tokio::time::Instant::now() >= deadline {
+            break via_search;
+        }
+        tokio::time::sleep(INDEX_POLL * 5).await;
+    };
     lab.check(
         "GET /search finds each product at the catalog's version",
         via_search.iter().all(|(_, f, c)| *f == Some(*c)),
