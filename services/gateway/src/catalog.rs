@@ -17,7 +17,12 @@ use shopstream_proto::{
 };
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{AppState, auth::MaybeUser, upstream::request};
+use crate::{
+    AppState,
+    analytics::{Action, Seen},
+    auth::MaybeUser,
+    upstream::request,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct MoneyView {
@@ -277,10 +282,12 @@ pub async fn list_products(
 pub async fn get_product(
     State(state): State<AppState>,
     user: MaybeUser,
+    seen: Seen,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<ProductView>, Problem> {
     let tenant = tenant(&user, &headers, &state);
+    let viewed = id.clone();
     let resp = state
         .catalog
         .clone()
@@ -292,9 +299,15 @@ pub async fn get_product(
         .await
         .map_err(problem_of)?
         .into_inner();
-    resp.product
-        .map(|p| Json(ProductView::from(p)))
-        .ok_or_else(|| Problem::new(ErrorCode::NotFound, "no such product"))
+    let product = resp
+        .product
+        .ok_or_else(|| Problem::new(ErrorCode::NotFound, "no such product"))?;
+    let who = user.0.as_ref().map(|c| c.sub.as_str());
+    let now = state.clock.now_ms();
+    state
+        .analytics
+        .record(&tenant, seen.event(Action::View, &viewed, who, now));
+    Ok(Json(ProductView::from(product)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -32,6 +32,8 @@ pub struct Config {
     pub card_ttl_s: u64,
     /// Limits on live connections (WebSocket, SSE, long-poll).
     pub live: Limits,
+    /// Analytics events buffered for `analytics.raw` before new ones are dropped.
+    pub analytics_buffer: usize,
 }
 
 impl Config {
@@ -62,6 +64,7 @@ impl Config {
                     Limits::IDLE.as_secs(),
                 )?),
             },
+            analytics_buffer: env_parse("SHOPSTREAM_ANALYTICS_BUFFER", crate::analytics::BUFFER)?,
         })
     }
 }

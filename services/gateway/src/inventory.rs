@@ -26,6 +26,7 @@ use utoipa::ToSchema;
 
 use crate::{
     AppState,
+    analytics::{Action, Seen},
     auth::{Admin, MaybeUser, User},
     catalog::tenant,
     upstream::{problem_of, request},
@@ -134,8 +135,14 @@ fn owner_key(tenant: &str, reservation_id: &str) -> String {
 pub async fn reserve(
     State(state): State<AppState>,
     User(claims): User,
+    seen: Seen,
     ApiJson(body): ApiJson<ReservationCreate>,
 ) -> Result<(StatusCode, Json<ReservationView>), Problem> {
+    let first_sku = body
+        .items
+        .first()
+        .map(|l| l.sku_id.clone())
+        .unwrap_or_default();
     let msg = ReserveRequest {
         order_id: format!("hold-{}", SystemIdGen.new_id()),
         items: body
@@ -158,6 +165,9 @@ pub async fn reserve(
         .await
         .map_err(|s| problem_of(SERVICE, s))?
         .into_inner();
+    let now = state.clock.now_ms();
+    let event = seen.event(Action::AddToCart, &first_sku, Some(&claims.sub), now);
+    state.analytics.record(&claims.tid, event);
     let ttl_s = u64::try_from((resp.expires_at_ms - state.clock.now_ms()).max(0) / 1000)
         .unwrap_or(0)
         + HOLD_OWNER_GRACE_S;

@@ -7,6 +7,7 @@
 //! Stripe's webhook to payments, and documents all of it as OpenAPI (Swagger
 //! UI at `/docs`). It holds no business rules.
 
+pub mod analytics;
 pub mod auth;
 pub mod catalog;
 pub mod config;
@@ -35,6 +36,7 @@ use shopstream_platform::{
     auth::Verifier,
     cache,
     clock::{Clock, SystemClock},
+    events::kafka::KafkaBus,
     grpc,
     metrics::Metrics,
     service::{Listeners, Service},
@@ -90,6 +92,15 @@ pub struct AppState {
     pub live: live::Hub,
     /// Fires when the gateway stops: live connections close (1001).
     pub shutdown: CancellationToken,
+    /// Shopper actions for `analytics.raw` (a bounded buffer; never waits).
+    pub analytics: analytics::Recorder,
+}
+
+/// The gateway's background work, run by [`run`]: the realtime fan-out's
+/// Redis subscriber and the analytics publisher.
+pub struct Workers {
+    pub live: live::Subscriber,
+    pub analytics: analytics::Publisher,
 }
 
 /// Body of signup and login (documentation only: the gateway forwards it).
@@ -536,6 +547,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/ws", get(realtime::ws))
         .route("/payments/{payment_id}/refund", post(payments::refund))
         .route("/payments/{payment_id}", get(payments::get_payment))
+        .layer(axum::middleware::from_fn(analytics::visitor))
         .with_state(state);
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
 }
@@ -562,7 +574,7 @@ pub async fn build(
     cfg: &Config,
     metrics: &Metrics,
     shutdown: CancellationToken,
-) -> anyhow::Result<(AppState, live::Subscriber)> {
+) -> anyhow::Result<(AppState, Workers)> {
     let redis = cache::connect(&cfg.service.endpoints.redis_url).await?;
     let verifier = auth::load_verifier(&cfg.identity_http, Duration::from_secs(30)).await?;
     let card_hits = Counter::default();
@@ -583,6 +595,13 @@ pub async fn build(
         cfg.live.clone(),
         metrics,
     );
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (analytics, publisher) = analytics::channel(
+        cfg.analytics_buffer,
+        KafkaBus::connect(&cfg.service.endpoints)?,
+        clock.clone(),
+        metrics,
+    );
     let state = AppState {
         catalog: CatalogServiceClient::new(traced_channel(&cfg.catalog_grpc, cfg)?),
         inventory: InventoryServiceClient::new(traced_channel(&cfg.inventory_grpc, cfg)?),
@@ -590,7 +609,7 @@ pub async fn build(
         payments: PaymentsServiceClient::new(traced_channel(&cfg.payments_grpc, cfg)?),
         search: SearchServiceClient::new(traced_channel(&cfg.search_grpc, cfg)?),
         verifier,
-        clock: Arc::new(SystemClock),
+        clock,
         redis,
         http: reqwest::Client::builder()
             .timeout(cfg.upstream_timeout)
@@ -606,8 +625,15 @@ pub async fn build(
         card_misses,
         live,
         shutdown,
+        analytics,
     };
-    Ok((state, subscriber))
+    Ok((
+        state,
+        Workers {
+            live: subscriber,
+            analytics: publisher,
+        },
+    ))
 }
 
 shopstream_platform::service_entry! {
@@ -624,7 +650,7 @@ pub async fn run(
     let svc = Service::new(&cfg.service);
     // Live connections hear about the stop through the state; the kit's
     // own token stops the servers.
-    let (state, subscriber) = build(&cfg, svc.metrics(), shutdown.child_token()).await?;
+    let (state, workers) = build(&cfg, svc.metrics(), shutdown.child_token()).await?;
     let redis = state.redis.clone();
     let hub = state.live.clone();
     svc.check("redis", move || {
@@ -638,7 +664,8 @@ pub async fn run(
                 .ok_or_else(|| "the Redis pub/sub subscription is down".to_string())
         }
     })
-    .task("realtime fan-out", |stop| subscriber.run(stop))
+    .task("realtime fan-out", |stop| workers.live.run(stop))
+    .task("analytics publisher", |stop| workers.analytics.run(stop))
     .long_poll(
         "/orders/{id}/events",
         Duration::from_millis(live::MAX_WAIT_MS),

@@ -27,6 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     AppState,
+    analytics::{Action, Seen},
     auth::User,
     upstream::{problem_of, request},
 };
@@ -273,6 +274,7 @@ pub(crate) async fn visible_order(
 pub async fn create_order(
     State(state): State<AppState>,
     User(claims): User,
+    seen: Seen,
     headers: HeaderMap,
     ApiJson(body): ApiJson<OrderCreate>,
 ) -> Result<Response, Problem> {
@@ -304,6 +306,16 @@ pub async fn create_order(
         .order
         .map(OrderView::from)
         .ok_or_else(|| Problem::new(ErrorCode::Internal, "orders answered without an order"))?;
+    if !resp.replayed {
+        let now = state.clock.now_ms();
+        let event = seen.event(
+            Action::CheckoutStarted,
+            &order.order_id,
+            Some(&claims.sub),
+            now,
+        );
+        state.analytics.record(&claims.tid, event);
+    }
     let location = HeaderValue::from_str(&format!("/orders/{}", order.order_id)).ok();
     let mut out = if resp.replayed {
         let mut r = (StatusCode::OK, Json(order)).into_response();

@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     AppState,
+    analytics::{Action, Seen},
     auth::MaybeUser,
     catalog::tenant,
     upstream::{problem_of, request},
@@ -362,11 +363,20 @@ async fn query(
 pub async fn search(
     State(state): State<AppState>,
     user: MaybeUser,
+    seen: Seen,
     headers: HeaderMap,
     Query(p): Query<SearchParams>,
 ) -> Result<Json<SearchResults>, Problem> {
+    let text = p.q.clone().unwrap_or_default();
     let msg = search_request(p)?;
-    query(&state, &tenant(&user, &headers, &state), msg).await
+    let tenant = tenant(&user, &headers, &state);
+    let results = query(&state, &tenant, msg).await?;
+    let who = user.0.as_ref().map(|c| c.sub.as_str());
+    let now = state.clock.now_ms();
+    state
+        .analytics
+        .record(&tenant, seen.event(Action::Search, text.trim(), who, now));
+    Ok(results)
 }
 
 /// Typeahead: titles whose words start with what was typed (public; no facets).

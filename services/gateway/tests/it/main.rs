@@ -103,6 +103,7 @@ async fn start_with(configure: impl FnOnce(&mut shopstream_gateway::Config)) -> 
             upstream_timeout: Duration::from_secs(5),
             card_ttl_s: 30,
             live: Default::default(),
+            analytics_buffer: shopstream_gateway::analytics::BUFFER,
         };
         configure(&mut cfg);
         cfg
@@ -439,4 +440,88 @@ async fn an_idle_websocket_is_closed_and_a_talking_one_is_kept() {
     .await
     .expect("the room message arrives");
     assert_eq!(heard["data"]["text"], "still here");
+}
+
+/// A product view through the gateway becomes an `analytics.action` on
+/// `analytics.raw` with the visitor's cookie id, the device class and the
+/// referrer; a visitor without the cookie is given one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_product_view_is_published_on_analytics_raw() {
+    use shopstream_gateway::analytics::{Action, ActionEvent};
+    use shopstream_platform::events::kafka::KafkaBus;
+
+    let s = start().await;
+    let c = Client::new();
+    let admin = token(&c, &s.base, ADMIN_EMAIL, &s.admin_password).await;
+    let r = c
+        .post(format!("{}/admin/products", s.base))
+        .bearer_auth(&admin)
+        .json(&product("analytics-lamp", 1500))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // No cookie yet: the answer sets one.
+    let r = c
+        .get(format!("{}/products/{id}", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set.starts_with("ss_vid=") && set.contains("HttpOnly"),
+        "{set}"
+    );
+
+    let visitor = uuid::Uuid::now_v7().to_string();
+    let r = c
+        .get(format!("{}/products/{id}", s.base))
+        .header("cookie", format!("ss_vid={visitor}"))
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148",
+        )
+        .header("referer", "https://example.com/deals")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers().get("set-cookie").is_none(),
+        "the cookie is kept"
+    );
+
+    // Read analytics.raw as the analytics service will.
+    let stack = testkit::stack().await;
+    let bus = KafkaBus::connect(&stack.endpoints).unwrap();
+    let mut sub = bus
+        .subscribe(&testkit::unique("it-analytics"), &["analytics.raw".into()])
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + testkit::READY_TIMEOUT;
+    let event = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no analytics event for visitor {visitor}"
+        );
+        if let Some(d) = sub.next(Duration::from_millis(500)).await.unwrap()
+            && d.envelope.key == visitor
+        {
+            assert_eq!(d.envelope.event_type, "analytics.action");
+            break d.envelope.json::<ActionEvent>().unwrap();
+        }
+    };
+    sub.close().await.unwrap();
+    assert_eq!(event.action, Action::View);
+    assert_eq!(event.object_id, id);
+    assert_eq!(event.visitor_id, visitor);
+    assert_eq!(event.device, "mobile");
+    assert_eq!(event.referrer, "https://example.com/deals");
+    assert_eq!(event.user_id, None);
 }
