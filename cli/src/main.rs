@@ -4,6 +4,7 @@ mod bench;
 mod fault;
 mod infra;
 mod lab;
+mod mail;
 mod search;
 mod seed;
 mod serve;
@@ -76,6 +77,8 @@ enum Command {
     Lab(lab::LabArgs),
     /// Inject, show or clear faults at run time: `fault stripe-sim --set JSON`.
     Fault(fault::FaultArgs),
+    /// What mail-sim received: `mail list`, `mail show ID`.
+    Mail(mail::MailArgs),
     /// Search operations: `search reconcile` repairs index drift.
     Search(search::SearchArgs),
     /// Deterministic simulations (turmoil): `sim --scenario checkout --seeds 500`.
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
             Command::Fault(a) => fault::fault(&cli.state_dir, a).await,
             Command::Sim(a) => sim::sim(a).await,
             Command::Search(a) => search::search(a).await,
+            Command::Mail(a) => mail::mail(a).await,
         }
     });
     match code {

@@ -35,11 +35,12 @@ const SERVICES: &[(&str, Start)] = &[
     ("search", start::<shopstream_search::Server>),
     ("notifications", start::<shopstream_notifications::Server>),
     ("stripe-sim", start::<shopstream_stripe_sim::Server>),
+    ("mail-sim", start::<shopstream_mail_sim::Server>),
 ];
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Which server: s3, stripe-sim, identity, catalog, inventory, gateway, orders, payments, cdc, search, notifications.
+    /// Which server: s3, stripe-sim, mail-sim, identity, catalog, inventory, gateway, orders, payments, cdc, search, notifications.
     name: String,
 }
 

@@ -122,6 +122,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "cdc",
     "search",
     "notifications",
+    "mail-sim",
 ];
 
 /// A service's gRPC port is its HTTP port plus this (room for 50 services).

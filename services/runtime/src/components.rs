@@ -38,6 +38,8 @@ pub enum Kind {
     Search,
     /// Live updates (and, later, e-mail) from `order.lifecycle`.
     Notifications,
+    /// The SMTP sink e-mail goes to in the native runtime.
+    MailSim,
 }
 
 impl Kind {
@@ -50,7 +52,7 @@ impl Kind {
         Kind::S3,
     ];
     /// Services, started once the infrastructure is ready.
-    pub const SERVICES: [Kind; 10] = [
+    pub const SERVICES: [Kind; 11] = [
         Kind::Identity,
         Kind::Catalog,
         Kind::Inventory,
@@ -61,9 +63,10 @@ impl Kind {
         Kind::Cdc,
         Kind::Search,
         Kind::Notifications,
+        Kind::MailSim,
     ];
     /// Everything, in start order; `down` stops in reverse.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Postgres,
         Kind::Redis,
         Kind::Kafka,
@@ -79,6 +82,7 @@ impl Kind {
         Kind::Cdc,
         Kind::Search,
         Kind::Notifications,
+        Kind::MailSim,
     ];
 
     pub fn is_service(self) -> bool {
@@ -113,6 +117,7 @@ impl Kind {
             Kind::Cdc => "cdc",
             Kind::Search => "search",
             Kind::Notifications => "notifications",
+            Kind::MailSim => "mail-sim",
         }
     }
 
@@ -136,7 +141,8 @@ impl Kind {
             | Kind::Orders
             | Kind::Cdc
             | Kind::Search
-            | Kind::Notifications => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
+            | Kind::Notifications
+            | Kind::MailSim => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
         }
     }
 
@@ -157,7 +163,8 @@ impl Kind {
             | Kind::Orders
             | Kind::Cdc
             | Kind::Search
-            | Kind::Notifications => self
+            | Kind::Notifications
+            | Kind::MailSim => self
                 .service_addrs(ports)
                 .map(|(h, _)| format!("http://{h}"))
                 .unwrap_or_default(),
@@ -345,7 +352,8 @@ impl Layout {
             | Kind::Orders
             | Kind::Cdc
             | Kind::Search
-            | Kind::Notifications => vec![],
+            | Kind::Notifications
+            | Kind::MailSim => vec![],
         };
         match need.iter().find(|(_, p)| p.is_none()) {
             Some((name, _)) => Err(missing(name)),
@@ -423,7 +431,8 @@ impl Layout {
             | Kind::Orders
             | Kind::Cdc
             | Kind::Search
-            | Kind::Notifications => {
+            | Kind::Notifications
+            | Kind::MailSim => {
                 let mut s = spec(kind, self.exe.clone(), strings(&["serve", kind.name()]), dir);
                 s.env = self.service_env(kind);
                 // stripe-sim delivers its webhooks to payments.
@@ -438,6 +447,11 @@ impl Layout {
                 s.env.push((
                     "SHOPSTREAM_IDENTITY_KEY_DIR".into(),
                     self.root.join("keys").display().to_string(),
+                ));
+                // mail-sim keeps its messages with the stack's state.
+                s.env.push((
+                    "SHOPSTREAM_MAIL_SIM_DIR".into(),
+                    self.dir(Kind::MailSim).join("messages").display().to_string(),
                 ));
                 // The search index lives with the stack's state.
                 s.env.push((

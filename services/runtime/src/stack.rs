@@ -449,7 +449,8 @@ impl Stack {
                 | Kind::Orders
                 | Kind::Cdc
                 | Kind::Search
-                | Kind::Notifications => {
+                | Kind::Notifications
+                | Kind::MailSim => {
                     let (addr, _) = kind
                         .service_addrs(&self.layout.ports)
                         .ok_or_else(|| "no address".to_string())?;

@@ -1,0 +1,152 @@
+//! The messages mail-sim received: each kept as `<id>.eml` (the message as
+//! sent) and `<id>.json` (the envelope and headers) under its directory, and
+//! listed from memory, rebuilt from the directory at start.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use serde::{Deserialize, Serialize};
+
+/// One received message, without its body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub id: String,
+    /// `MAIL FROM`.
+    pub from: String,
+    /// Every `RCPT TO`.
+    pub to: Vec<String>,
+    /// The `Subject:` header, or empty.
+    pub subject: String,
+    pub received_at_ms: i64,
+    pub size_bytes: usize,
+}
+
+/// A message with its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// The message as received (headers and body), dot-unstuffed.
+    pub raw: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("mail store at {dir}: {source}")]
+pub struct StoreError {
+    dir: String,
+    source: std::io::Error,
+}
+
+/// The message store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+    index: Arc<Mutex<Vec<Summary>>>,
+}
+
+impl Store {
+    /// Open (create) `dir` and list what it holds, oldest first.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let err = |source| StoreError {
+            dir: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let mut index = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(err)? {
+            let path = entry.map_err(err)?.path();
+            if path.extension().is_some_and(|e| e == "json")
+                && let Ok(text) = std::fs::read_to_string(&path)
+                && let Ok(s) = serde_json::from_str::<Summary>(&text)
+            {
+                index.push(s);
+            }
+        }
+        index.sort_by_key(|s| (s.received_at_ms, s.id.clone()));
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            index: Arc::new(Mutex::new(index)),
+        })
+    }
+
+    fn index(&self) -> MutexGuard<'_, Vec<Summary>> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keep a received message; returns its summary.
+    pub fn put(
+        &self,
+        from: &str,
+        to: &[String],
+        raw: &str,
+        received_at_ms: i64,
+    ) -> Result<Summary, StoreError> {
+        let summary = Summary {
+            id: uuid::Uuid::now_v7().to_string(),
+            from: from.to_string(),
+            to: to.to_vec(),
+            subject: subject(raw),
+            received_at_ms,
+            size_bytes: raw.len(),
+        };
+        let err = |source| StoreError {
+            dir: self.dir.display().to_string(),
+            source,
+        };
+        std::fs::write(self.dir.join(format!("{}.eml", summary.id)), raw).map_err(err)?;
+        let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+        std::fs::write(self.dir.join(format!("{}.json", summary.id)), json).map_err(err)?;
+        self.index().push(summary.clone());
+        Ok(summary)
+    }
+
+    /// Every message, newest first.
+    pub fn list(&self) -> Vec<Summary> {
+        self.index().iter().rev().cloned().collect()
+    }
+
+    /// One message with its text.
+    pub fn get(&self, id: &str) -> Option<Message> {
+        let summary = self.index().iter().find(|s| s.id == id).cloned()?;
+        let raw = std::fs::read_to_string(self.dir.join(format!("{id}.eml"))).ok()?;
+        Some(Message { summary, raw })
+    }
+}
+
+/// The `Subject:` header of a message (first line only), or empty.
+fn subject(raw: &str) -> String {
+    raw.lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("subject")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_kept_listed_newest_first_and_found_again_after_a_restart() {
+        let dir = std::env::temp_dir().join(format!("mail-sim-{}", uuid::Uuid::now_v7()));
+        let store = Store::open(&dir).unwrap();
+        let a = store
+            .put("a@x", &["b@y".into()], "Subject: one\r\n\r\nhi\r\n", 1)
+            .unwrap();
+        let b = store
+            .put("a@x", &["c@y".into()], "From: a@x\r\n\r\nno subject\r\n", 2)
+            .unwrap();
+        assert_eq!(a.subject, "one");
+        assert_eq!(b.subject, "");
+        let again = Store::open(&dir).unwrap();
+        assert_eq!(again.list(), vec![b.clone(), a.clone()]);
+        assert_eq!(again.get(&a.id).unwrap().raw, "Subject: one\r\n\r\nhi\r\n");
+        assert!(again.get("nope").is_none());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
