@@ -1,8 +1,9 @@
 //! Gateway configuration (`SHOPSTREAM_*`, defaults for the native runtime).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use crate::live::Limits;
+use shopstream_platform::clock::{Clock, SystemClock};
 use shopstream_platform::config::{
     ConfigError, ServiceConfig, env_parse, grpc_url_of, http_url_of,
 };
@@ -34,6 +35,24 @@ pub struct Config {
     pub live: Limits,
     /// Analytics events buffered for `analytics.raw` before new ones are dropped.
     pub analytics_buffer: usize,
+    /// Every read of the time (token expiry, live sockets' deadlines).
+    pub clock: TimeSource,
+}
+
+/// The gateway's [`Clock`]: the system clock, unless a test sets another.
+#[derive(Clone)]
+pub struct TimeSource(pub Arc<dyn Clock>);
+
+impl Default for TimeSource {
+    fn default() -> Self {
+        TimeSource(Arc::new(SystemClock))
+    }
+}
+
+impl std::fmt::Debug for TimeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TimeSource")
+    }
 }
 
 impl Config {
@@ -65,6 +84,7 @@ impl Config {
                 )?),
             },
             analytics_buffer: env_parse("SHOPSTREAM_ANALYTICS_BUFFER", crate::analytics::BUFFER)?,
+            clock: TimeSource::default(),
         })
     }
 }

@@ -35,7 +35,7 @@ use serde::Deserialize;
 use shopstream_platform::{
     auth::Verifier,
     cache,
-    clock::{Clock, SystemClock},
+    clock::Clock,
     events::kafka::KafkaBus,
     grpc,
     metrics::Metrics,
@@ -595,7 +595,7 @@ pub async fn build(
         cfg.live.clone(),
         metrics,
     );
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = cfg.clock.0.clone();
     let (analytics, publisher) = analytics::channel(
         cfg.analytics_buffer,
         KafkaBus::connect(&cfg.service.endpoints)?,

@@ -104,6 +104,7 @@ async fn start_with(configure: impl FnOnce(&mut shopstream_gateway::Config)) -> 
             card_ttl_s: 30,
             live: Default::default(),
             analytics_buffer: shopstream_gateway::analytics::BUFFER,
+            clock: Default::default(),
         };
         configure(&mut cfg);
         cfg
@@ -524,4 +525,83 @@ async fn a_product_view_is_published_on_analytics_raw() {
     assert_eq!(event.device, "mobile");
     assert_eq!(event.referrer, "https://example.com/deals");
     assert_eq!(event.user_id, None);
+}
+
+/// The gateway's clock, moved forward at will (through the Clock port).
+struct Ahead(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl shopstream_platform::clock::Clock for Ahead {
+    fn now_ms(&self) -> i64 {
+        use shopstream_platform::clock::SystemClock;
+        SystemClock.now_ms() + self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A live socket is closed with 1008 and a reason when its access token
+/// expires (the gateway's clock is moved to two seconds before the expiry).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_is_closed_when_its_token_expires() {
+    use futures::StreamExt;
+    use std::sync::{Arc, atomic::AtomicI64};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = Arc::new(Ahead(offset.clone()));
+    let s = start_with(|cfg| cfg.clock = shopstream_gateway::config::TimeSource(clock)).await;
+    let c = Client::new();
+    let r = c
+        .post(format!("{}/auth/signup", s.base))
+        .json(&json!({"email": "expiring@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let tok = token(&c, &s.base, "expiring@example.com", PASSWORD).await;
+    // The token's exp, from its payload (the middle part, base64url JSON).
+    let payload = tok.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&decode_b64url(payload)).unwrap();
+    let exp_ms = claims["exp"].as_i64().unwrap() * 1000;
+    let now = shopstream_platform::clock::Clock::now_ms(&shopstream_platform::clock::SystemClock);
+    offset.store(exp_ms - now - 2_000, std::sync::atomic::Ordering::Relaxed);
+
+    let mut req = format!("{}/ws", s.base.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    let protocols = format!("shopstream.v1, bearer.{tok}");
+    req.headers_mut()
+        .insert("sec-websocket-protocol", protocols.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let closed = tokio::time::timeout(testkit::READY_TIMEOUT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    break (u16::from(f.code), f.reason.to_string());
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the socket is closed at the token's expiry");
+    assert_eq!(closed.0, 1008);
+    assert!(closed.1.contains("expired"), "{closed:?}");
+}
+
+/// base64url without padding, as in a JWT.
+fn decode_b64url(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in s.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == b).expect("base64url") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
 }
