@@ -369,57 +369,83 @@ async fn auth_admin_catalog_cards_and_errors_through_the_gateway() {
     );
 }
 
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A new customer's access token.
+async fn new_customer(base: &str, email: &str) -> String {
+    let c = Client::new();
+    let r = c
+        .post(format!("{base}/auth/signup"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    token(&c, base, email, PASSWORD).await
+}
+
+/// `GET /ws` with the token as a `bearer.` subprotocol entry; the gateway
+/// must select `shopstream.v1` (browsers require it when they offered one).
+async fn ws_connect(base: &str, tok: &str) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("{}/ws", base.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    let protocols = format!("shopstream.v1, bearer.{tok}");
+    req.headers_mut()
+        .insert("sec-websocket-protocol", protocols.parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "shopstream.v1");
+    ws
+}
+
+/// The close frame `ws` gets (code, reason), other frames skipped; panics
+/// when none comes within the kit's timeout.
+async fn close_frame(ws: &mut Ws) -> (u16, String) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::time::timeout(testkit::READY_TIMEOUT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    break (u16::from(f.code), f.reason.to_string());
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a close frame")
+}
+
 /// A WebSocket whose client says nothing for the idle limit is closed with a
 /// reason; one that keeps talking is not, and a room message reaches it.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_websocket_is_closed_and_a_talking_one_is_kept() {
     use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    use tokio_tungstenite::tungstenite::Message;
 
     let s = start_with(|cfg| cfg.live.idle = Duration::from_millis(1500)).await;
-    let c = Client::new();
-    let r = c
-        .post(format!("{}/auth/signup", s.base))
-        .json(&json!({"email": "idler@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let tok = token(&c, &s.base, "idler@example.com", PASSWORD).await;
-    let connect = || async {
-        let mut req = format!("{}/ws", s.base.replace("http://", "ws://"))
-            .into_client_request()
-            .unwrap();
-        let protocols = format!("shopstream.v1, bearer.{tok}");
-        req.headers_mut()
-            .insert("sec-websocket-protocol", protocols.parse().unwrap());
-        let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
-        assert_eq!(resp.headers()["sec-websocket-protocol"], "shopstream.v1");
-        ws
-    };
-
-    let mut idle = connect().await;
-    let mut talker = connect().await;
+    let tok = new_customer(&s.base, "idler@example.com").await;
+    let mut idle = ws_connect(&s.base, &tok).await;
+    let mut talker = ws_connect(&s.base, &tok).await;
     let room = json!({"type": "subscribe", "channel": "room:idle-test"}).to_string();
     talker.send(Message::Text(room.into())).await.unwrap();
-    // The talker pings more often than the limit; the idle socket says nothing.
-    let closed = tokio::time::timeout(testkit::READY_TIMEOUT, async {
+    // The talker speaks three times per idle limit; the idle socket never does.
+    let talking = async {
+        let mut every = tokio::time::interval(Duration::from_millis(500));
         loop {
-            tokio::select! {
-                m = idle.next() => match m {
-                    Some(Ok(Message::Close(Some(f)))) => break (u16::from(f.code), f.reason.to_string()),
-                    Some(Ok(_)) => continue,
-                    other => panic!("expected a close frame, got {other:?}"),
-                },
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                    let ping = json!({"type": "ping"}).to_string();
-                    talker.send(Message::Text(ping.into())).await.unwrap();
-                }
-            }
+            every.tick().await;
+            let ping = json!({"type": "ping"}).to_string();
+            talker.send(Message::Text(ping.into())).await.unwrap();
         }
-    })
-    .await
-    .expect("the idle socket is closed");
+    };
+    let closed = tokio::select! {
+        c = close_frame(&mut idle) => c,
+        () = talking => unreachable!("talking never ends"),
+    };
     assert_eq!(closed, (1000, "idle timeout".to_string()));
 
     // The talker is still open: it hears its own room message.
@@ -441,6 +467,57 @@ async fn an_idle_websocket_is_closed_and_a_talking_one_is_kept() {
     .await
     .expect("the room message arrives");
     assert_eq!(heard["data"]["text"], "still here");
+}
+
+/// The gateway's clock, moved forward at will (through the Clock port).
+struct Ahead(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl shopstream_platform::clock::Clock for Ahead {
+    fn now_ms(&self) -> i64 {
+        use shopstream_platform::clock::SystemClock;
+        SystemClock.now_ms() + self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A live socket is closed with 1008 and a reason when its access token
+/// expires (the gateway's clock is moved to two seconds before the expiry).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_is_closed_when_its_token_expires() {
+    use std::sync::{Arc, atomic::AtomicI64};
+
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = Arc::new(Ahead(offset.clone()));
+    let s = start_with(|cfg| cfg.clock = shopstream_gateway::config::TimeSource(clock)).await;
+    let tok = new_customer(&s.base, "expiring@example.com").await;
+    // The token's exp, from its payload (the middle part, base64url JSON).
+    let payload = tok.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&decode_b64url(payload)).unwrap();
+    let exp_ms = claims["exp"].as_i64().unwrap() * 1000;
+    let now = shopstream_platform::clock::Clock::now_ms(&shopstream_platform::clock::SystemClock);
+    offset.store(exp_ms - now - 2_000, std::sync::atomic::Ordering::Relaxed);
+
+    let mut ws = ws_connect(&s.base, &tok).await;
+    let (code, reason) = close_frame(&mut ws).await;
+    assert_eq!(code, 1008);
+    assert!(reason.contains("expired"), "{reason}");
+}
+
+/// base64url without padding, as in a JWT.
+fn decode_b64url(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in s.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == b).expect("base64url") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
 }
 
 /// A product view through the gateway becomes an `analytics.action` on
@@ -525,83 +602,4 @@ async fn a_product_view_is_published_on_analytics_raw() {
     assert_eq!(event.device, "mobile");
     assert_eq!(event.referrer, "https://example.com/deals");
     assert_eq!(event.user_id, None);
-}
-
-/// The gateway's clock, moved forward at will (through the Clock port).
-struct Ahead(std::sync::Arc<std::sync::atomic::AtomicI64>);
-
-impl shopstream_platform::clock::Clock for Ahead {
-    fn now_ms(&self) -> i64 {
-        use shopstream_platform::clock::SystemClock;
-        SystemClock.now_ms() + self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-/// A live socket is closed with 1008 and a reason when its access token
-/// expires (the gateway's clock is moved to two seconds before the expiry).
-#[tokio::test(flavor = "multi_thread")]
-async fn a_websocket_is_closed_when_its_token_expires() {
-    use futures::StreamExt;
-    use std::sync::{Arc, atomic::AtomicI64};
-    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
-
-    let offset = Arc::new(AtomicI64::new(0));
-    let clock = Arc::new(Ahead(offset.clone()));
-    let s = start_with(|cfg| cfg.clock = shopstream_gateway::config::TimeSource(clock)).await;
-    let c = Client::new();
-    let r = c
-        .post(format!("{}/auth/signup", s.base))
-        .json(&json!({"email": "expiring@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let tok = token(&c, &s.base, "expiring@example.com", PASSWORD).await;
-    // The token's exp, from its payload (the middle part, base64url JSON).
-    let payload = tok.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(&decode_b64url(payload)).unwrap();
-    let exp_ms = claims["exp"].as_i64().unwrap() * 1000;
-    let now = shopstream_platform::clock::Clock::now_ms(&shopstream_platform::clock::SystemClock);
-    offset.store(exp_ms - now - 2_000, std::sync::atomic::Ordering::Relaxed);
-
-    let mut req = format!("{}/ws", s.base.replace("http://", "ws://"))
-        .into_client_request()
-        .unwrap();
-    let protocols = format!("shopstream.v1, bearer.{tok}");
-    req.headers_mut()
-        .insert("sec-websocket-protocol", protocols.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let closed = tokio::time::timeout(testkit::READY_TIMEOUT, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(Some(f)))) => {
-                    break (u16::from(f.code), f.reason.to_string());
-                }
-                Some(Ok(_)) => continue,
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("the socket is closed at the token's expiry");
-    assert_eq!(closed.0, 1008);
-    assert!(closed.1.contains("expired"), "{closed:?}");
-}
-
-/// base64url without padding, as in a JWT.
-fn decode_b64url(s: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for b in s.bytes() {
-        let v = ALPHABET.iter().position(|&a| a == b).expect("base64url") as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
 }
