@@ -19,6 +19,11 @@ pub struct Summary {
     pub to: Vec<String>,
     /// The `Subject:` header, or empty.
     pub subject: String,
+    /// The `Message-ID:` header, or empty (a sender that retries after a
+    /// crash sends the same id twice; this is how the copies are told apart
+    /// from two different messages).
+    #[serde(default)]
+    pub message_id: String,
     pub received_at_ms: i64,
     pub size_bytes: usize,
 }
@@ -87,7 +92,8 @@ impl Store {
             id: uuid::Uuid::now_v7().to_string(),
             from: from.to_string(),
             to: to.to_vec(),
-            subject: subject(raw),
+            subject: header(raw, "subject"),
+            message_id: header(raw, "message-id"),
             received_at_ms,
             size_bytes: raw.len(),
         };
@@ -115,13 +121,13 @@ impl Store {
     }
 }
 
-/// The `Subject:` header of a message (first line only), or empty.
-fn subject(raw: &str) -> String {
+/// Header `name` of a message (its first line only), or empty.
+fn header(raw: &str, name: &str) -> String {
     raw.lines()
         .take_while(|l| !l.is_empty())
         .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("subject")
+            let (n, value) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name)
                 .then(|| value.trim().to_string())
         })
         .unwrap_or_default()

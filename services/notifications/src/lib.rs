@@ -1,10 +1,17 @@
-//! Notifications: consumes `order.lifecycle` (each event once per consumer
-//! group: ids are deduplicated in its own Postgres database), decides who is
-//! told what ([`domain::notices`], pure) and delivers it. Live updates go onto
-//! the realtime fan-out (`platform::realtime`), which every gateway holds one
-//! subscription to and passes on to its WebSocket, SSE and long-poll clients.
+//! Notifications: consumes `order.lifecycle` and `payment.events` (each
+//! event once per consumer group: ids are deduplicated in its own Postgres
+//! database), decides who is told what (pure: [`domain::notices`] for live
+//! updates, [`email::intents`] for e-mail) and delivers it. Live updates go
+//! onto the realtime fan-out (`platform::realtime`), which every gateway holds
+//! one subscription to and passes on to its WebSocket, SSE and long-poll
+//! clients. E-mails are rendered from templates and queued on the Redis
+//! stream `email.outbound`, which the [`mailer`] sends over SMTP with retries
+//! and a DLQ.
 
+pub mod api;
 pub mod domain;
+pub mod email;
+pub mod mailer;
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,7 +20,7 @@ use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
 use shopstream_platform::{
     cache,
     clock::{Clock, SystemClock},
-    config::{ConfigError, ServiceConfig, env_or},
+    config::{ConfigError, ServiceConfig, default_service_addrs, env_or, env_parse, grpc_url_of},
     db,
     events::{
         Delivery,
@@ -22,55 +29,135 @@ use shopstream_platform::{
         kafka::KafkaBus,
         runner::{self, Handler, HandlerError, RunnerConfig},
     },
+    grpc::{TraceInterceptor, channel, with_tenant},
     metrics::Metrics,
     realtime,
     service::{Listeners, Service},
 };
+use shopstream_proto::{
+    identity::v1::{GetUserRequest, identity_service_client::IdentityServiceClient},
+    notifications::v1::notifications_service_server::NotificationsServiceServer,
+};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tonic::{codegen::InterceptedService, transport::Channel};
 
-use crate::domain::Notice;
+use crate::{
+    domain::Notice,
+    email::{Intent, Recipient},
+    mailer::{Mailer, MailerConfig, Outbound},
+};
 
-/// The topic whose steps become live updates.
+/// The topic whose steps become live updates and whose state changes become
+/// e-mails.
 pub const ORDER_TOPIC: &str = "order.lifecycle";
-/// Partitions `order.lifecycle` is created with when absent (as orders does).
+/// The topic whose refunds become e-mails.
+pub const PAYMENT_TOPIC: &str = "payment.events";
+/// Bound on one call to identity.
+const IDENTITY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Partitions the topics are created with when absent (as orders and payments do).
 const TOPIC_PARTITIONS: i32 = 3;
 /// Attempts per event before it is dead-lettered (Redis down for a few seconds
 /// is ridden out with the runner's backoff).
 const MAX_ATTEMPTS: u32 = 8;
+/// Longest wait between two attempts at one e-mail.
+const EMAIL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Pause before a failed consumer loop starts again.
 const CONSUMER_RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// Where order and payment events are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub orders: String,
+    pub payments: String,
+}
+
+impl Default for Topics {
+    fn default() -> Topics {
+        Topics {
+            orders: ORDER_TOPIC.into(),
+            payments: PAYMENT_TOPIC.into(),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub service: ServiceConfig,
     /// Its Postgres database (processed event ids).
     pub database: String,
-    /// Its consumer group on `order.lifecycle`.
+    /// Its consumer group on `order.lifecycle` and `payment.events`.
     pub consumer_group: String,
+    /// The topics it reads: [`ORDER_TOPIC`] and [`PAYMENT_TOPIC`] (tests read
+    /// topics of their own, apart from every other test's history).
+    pub topics: Topics,
+    /// Identity's gRPC address (recipients' addresses and names).
+    pub identity_grpc: String,
+    /// How e-mail is sent.
+    pub mailer: MailerConfig,
 }
 
 impl Config {
     /// `SHOPSTREAM_NOTIFICATIONS_DATABASE` (default `notifications`),
-    /// `SHOPSTREAM_NOTIFICATIONS_GROUP` (default `notifications`) and the
+    /// `SHOPSTREAM_NOTIFICATIONS_GROUP` (default `notifications`),
+    /// `SHOPSTREAM_NOTIFICATIONS_ORDER_TOPIC` and `_PAYMENT_TOPIC` (defaults
+    /// `order.lifecycle`, `payment.events`),
+    /// `SHOPSTREAM_IDENTITY_GRPC_URL`, and for e-mail
+    /// `SHOPSTREAM_NOTIFICATIONS_SMTP` (`host:port`, default mail-sim's SMTP
+    /// port), `SHOPSTREAM_NOTIFICATIONS_MAIL_FROM`,
+    /// `SHOPSTREAM_EMAIL_STREAM` (`email.outbound`), `SHOPSTREAM_EMAIL_MAX_ATTEMPTS` (5), `SHOPSTREAM_EMAIL_BACKOFF_MS`
+    /// (500, doubled per attempt up to 30 s), `SHOPSTREAM_NOTIFICATIONS_MAILER`
+    /// (the mailer's consumer name) and `SHOPSTREAM_FAILPOINT`; plus the
     /// shared variables of [`ServiceConfig::from_env`].
     pub fn from_env() -> Result<Config, ConfigError> {
+        let (_, mail_sim_smtp) = default_service_addrs("mail-sim")?;
         Ok(Config {
             service: ServiceConfig::from_env("notifications")?,
             database: env_or("SHOPSTREAM_NOTIFICATIONS_DATABASE", "notifications"),
             consumer_group: env_or("SHOPSTREAM_NOTIFICATIONS_GROUP", "notifications"),
+            topics: Topics {
+                orders: env_or("SHOPSTREAM_NOTIFICATIONS_ORDER_TOPIC", ORDER_TOPIC),
+                payments: env_or("SHOPSTREAM_NOTIFICATIONS_PAYMENT_TOPIC", PAYMENT_TOPIC),
+            },
+            identity_grpc: grpc_url_of("identity", "SHOPSTREAM_IDENTITY_GRPC_URL")?,
+            mailer: MailerConfig {
+                stream: env_or("SHOPSTREAM_EMAIL_STREAM", mailer::STREAM),
+                smtp: env_or("SHOPSTREAM_NOTIFICATIONS_SMTP", &mail_sim_smtp.to_string()),
+                from: env_or(
+                    "SHOPSTREAM_NOTIFICATIONS_MAIL_FROM",
+                    "orders@shopstream.local",
+                ),
+                max_attempts: env_parse("SHOPSTREAM_EMAIL_MAX_ATTEMPTS", 5u32)?.max(1),
+                backoff_base: Duration::from_millis(env_parse("SHOPSTREAM_EMAIL_BACKOFF_MS", 500)?),
+                backoff_max: EMAIL_BACKOFF_MAX,
+                consumer: env_or("SHOPSTREAM_NOTIFICATIONS_MAILER", "mailer-1"),
+                failpoint: std::env::var("SHOPSTREAM_FAILPOINT")
+                    .ok()
+                    .filter(|f| !f.is_empty()),
+            },
         })
     }
 }
 
 shopstream_platform::service_entry! {
     /// Notifications as `shopstream serve notifications` and the test kit start it.
-    Server { name: "notifications", grpc: false, config: Config, run: run }
+    Server { name: "notifications", grpc: true, config: Config, run: run }
 }
+
+type Identity = IdentityServiceClient<InterceptedService<Channel, TraceInterceptor>>;
 
 /// Puts each event's notices where they go.
 pub struct Deliver {
     pub redis: cache::ConnectionManager,
+    /// The e-mail stream (see [`mailer::STREAM`]).
+    pub stream: String,
+    pub pool: PgPool,
+    pub identity: Identity,
     pub clock: Arc<dyn Clock>,
+    /// `shopstream_notifications_emails_queued_total`.
+    pub queued: Counter,
+    /// `shopstream_notifications_emails_skipped_total` (the user is gone).
+    pub skipped: Counter,
     /// `shopstream_notifications_live_published_total`.
     pub published: Counter,
     /// `shopstream_notifications_commit_to_fanout_seconds`.
@@ -78,8 +165,25 @@ pub struct Deliver {
 }
 
 impl Deliver {
-    pub fn new(redis: cache::ConnectionManager, metrics: &Metrics) -> Deliver {
+    pub fn new(
+        redis: cache::ConnectionManager,
+        stream: String,
+        pool: PgPool,
+        identity: Identity,
+        metrics: &Metrics,
+    ) -> Deliver {
         let published = Counter::default();
+        let (queued, skipped) = (Counter::default(), Counter::default());
+        metrics.register(
+            "notifications_emails_queued",
+            "E-mails rendered and queued on email.outbound",
+            queued.clone(),
+        );
+        metrics.register(
+            "notifications_emails_skipped",
+            "E-mails not written because their user no longer exists",
+            skipped.clone(),
+        );
         // 1 ms .. ~16 s
         let commit_to_fanout = Histogram::new(
             prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15),
@@ -96,7 +200,12 @@ impl Deliver {
         );
         Deliver {
             redis,
+            stream,
+            pool,
+            identity,
             clock: Arc::new(SystemClock),
+            queued,
+            skipped,
             published,
             commit_to_fanout,
         }
@@ -122,12 +231,116 @@ impl Handler for Deliver {
                 }
             }
         }
+        let db = |err: sqlx::Error| HandlerError::Retryable(format!("postgres: {err}"));
+        if e.event_type == email::ORDER_STATE_EVENT
+            && let Ok(o) = serde_json::from_slice::<email::OrderStateChanged>(&e.payload)
+        {
+            sqlx::query(
+                "INSERT INTO order_owners (tenant_id, order_id, user_id) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&e.tenant_id)
+            .bind(&o.order_id)
+            .bind(&o.user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        }
+        let intents = email::intents(&e.event_type, &e.payload)
+            .map_err(|err| HandlerError::Permanent(err.to_string()))?;
+        for i in intents {
+            self.queue(d, i).await?;
+        }
         Ok(())
     }
 }
 
-/// Consume `order.lifecycle` and serve the operational endpoints until
-/// `shutdown` (see [`Service::run`]).
+impl Deliver {
+    /// Look up who `i` is for, render it and queue it on `email.outbound`.
+    async fn queue(&self, d: &Delivery, i: Intent) -> Result<(), HandlerError> {
+        let e = &d.envelope;
+        let db = |err: sqlx::Error| HandlerError::Retryable(format!("postgres: {err}"));
+        let user_id = match &i.to {
+            Recipient::User(u) => u.clone(),
+            Recipient::OrderOwner(order) => sqlx::query_scalar(
+                "SELECT user_id FROM order_owners WHERE tenant_id = $1 AND order_id = $2",
+            )
+            .bind(&e.tenant_id)
+            .bind(order)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| {
+                // order.lifecycle and payment.events are separate topics: the
+                // order's first event may not be here yet.
+                HandlerError::Retryable(format!("order {order} not seen on the order topic yet"))
+            })?,
+        };
+        let mut identity = self.identity.clone();
+        let user = match identity
+            .get_user(with_tenant(
+                GetUserRequest {
+                    user_id: user_id.clone(),
+                },
+                &e.tenant_id,
+            ))
+            .await
+        {
+            Ok(r) => r.into_inner().user.unwrap_or_default(),
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                tracing::info!(%user_id, template = i.template.as_str(), "no such user: no e-mail");
+                self.skipped.inc();
+                return Ok(());
+            }
+            Err(s) => return Err(HandlerError::Retryable(format!("identity: {s}"))),
+        };
+        let registered: Vec<String> = sqlx::query_scalar(
+            "SELECT address FROM channels
+             WHERE tenant_id = $1 AND user_id = $2 AND kind = 'email'
+               AND (topics = '{}' OR $3 = ANY(topics))
+             ORDER BY address",
+        )
+        .bind(&e.tenant_id)
+        .bind(&user_id)
+        .bind(&d.topic)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let to = if registered.is_empty() {
+            vec![user.email.clone()]
+        } else {
+            registered
+        };
+        let mut vars = i.vars;
+        let name = if user.display_name.is_empty() {
+            email::display_name(&user.email)
+        } else {
+            user.display_name
+        };
+        vars.insert("name".into(), name);
+        let rendered = email::render(i.template, &vars)
+            .map_err(|err| HandlerError::Permanent(err.to_string()))?;
+        let out = Outbound {
+            key: email::key(&e.id.to_string(), i.template),
+            tenant_id: e.tenant_id.clone(),
+            template: i.template,
+            to,
+            order_id: i.order_id,
+            subject: rendered.subject,
+            body: rendered.body,
+        };
+        let mut redis = self.redis.clone();
+        mailer::enqueue(&mut redis, &self.stream, &out)
+            .await
+            .map_err(|err| HandlerError::Retryable(format!("redis: {err}")))?;
+        self.queued.inc();
+        Ok(())
+    }
+}
+
+/// Consume `order.lifecycle` and `payment.events`, send e-mail and serve
+/// the gRPC API and the operational endpoints until `shutdown` (see
+/// [`Service::run`]).
 pub async fn run(
     cfg: Config,
     listeners: Listeners,
@@ -135,25 +348,60 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let svc = Service::new(&cfg.service);
     let pool = db::connect(&cfg.service.endpoints.postgres_url, &cfg.database).await?;
+    db::migrate(&pool, &MIGRATOR).await?;
     let dedupe = Arc::new(PgDeduper::new(pool.clone()).await?);
     let redis = cache::connect(&cfg.service.endpoints.redis_url).await?;
-    let deliver = Arc::new(Deliver::new(redis.clone(), svc.metrics()));
+    let identity = IdentityServiceClient::with_interceptor(
+        channel(&cfg.identity_grpc, Duration::from_secs(2), IDENTITY_TIMEOUT)?,
+        TraceInterceptor,
+    );
+    let deliver = Arc::new(Deliver::new(
+        redis.clone(),
+        cfg.mailer.stream.clone(),
+        pool.clone(),
+        identity,
+        svc.metrics(),
+    ));
+    // The mailer blocks on its reads: it gets a connection of its own.
+    let mailer = Mailer::new(
+        cache::connect(&cfg.service.endpoints.redis_url).await?,
+        pool.clone(),
+        cfg.mailer.clone(),
+        svc.metrics(),
+    )?;
     let bus = KafkaBus::connect(&cfg.service.endpoints)?;
-    bus.ensure_topic(ORDER_TOPIC, TOPIC_PARTITIONS).await?;
-    bus.ensure_topic(&dlq_topic(ORDER_TOPIC), 1).await?;
+    let topics = [cfg.topics.orders.as_str(), cfg.topics.payments.as_str()];
+    for topic in topics {
+        bus.ensure_topic(topic, TOPIC_PARTITIONS).await?;
+        bus.ensure_topic(&dlq_topic(topic), 1).await?;
+    }
     let rcfg = RunnerConfig {
         max_attempts: MAX_ATTEMPTS,
-        ..RunnerConfig::new(&cfg.consumer_group, &[ORDER_TOPIC])
+        ..RunnerConfig::new(&cfg.consumer_group, &topics)
     };
-    svc.check_postgres("postgres", pool)
+    let api = api::GrpcApi {
+        pool: pool.clone(),
+        redis: redis.clone(),
+        stream: cfg.mailer.stream.clone(),
+        clock: Arc::new(SystemClock),
+        default_tenant: cfg.service.default_tenant.clone(),
+    };
+    let dead_letters = api::http_routes(redis.clone(), cfg.mailer.stream.clone());
+    svc.http(dead_letters)
+        .check_postgres("postgres", pool)
         .check("redis", move || {
             let r = redis.clone();
             async move { cache::ping(&r).await }
         })
-        .task("order-lifecycle", move |stop| {
+        .grpc(NotificationsServiceServer::new(api))
+        .task("events", move |stop| {
             runner::run_until_stopped(bus, dedupe, deliver, rcfg, stop, CONSUMER_RESTART_DELAY)
         })
+        .task("mailer", move |stop| mailer.run(stop))
         .run(listeners, shutdown)
         .await?;
     Ok(())
 }
+
+/// Notifications' schema.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -122,6 +122,16 @@ pub fn tenant<T>(req: &tonic::Request<T>, default: &str) -> String {
         .to_string()
 }
 
+/// A request carrying `tenant` in metadata, the way every internal call
+/// names its tenant.
+pub fn with_tenant<T>(msg: T, tenant: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Ok(v) = tenant.parse() {
+        req.metadata_mut().insert(TENANT_METADATA_KEY, v);
+    }
+    req
+}
+
 /// Client interceptor that sends the current trace context as metadata.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceInterceptor;

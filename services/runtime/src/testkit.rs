@@ -306,7 +306,21 @@ pub struct ServiceProcess {
     pub http: String,
     /// `http://127.0.0.1:PORT` of its gRPC listener.
     pub grpc: String,
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
+}
+
+impl ServiceProcess {
+    /// Wait up to `timeout` for the process to exit by itself (a crash, a
+    /// failpoint); its exit status, or None if it still runs.
+    pub async fn exited(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
 }
 
 /// Start `shopstream serve NAME` from [`shopstream_bin`] on free loopback
@@ -362,7 +376,7 @@ pub async fn spawn_process(name: &str, env: &[(&str, String)]) -> ServiceProcess
     ServiceProcess {
         http: http_url,
         grpc: format!("http://{grpc}"),
-        _child: child,
+        child,
     }
 }
 

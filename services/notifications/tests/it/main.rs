@@ -2,8 +2,16 @@
 //! `order.lifecycle` comes out on the realtime fan-out as a live update for its
 //! order, once, even when the broker delivers the event twice.
 
+mod email;
+
+use std::time::Duration;
+
 use futures::StreamExt;
-use shopstream_notifications::{Config, ORDER_TOPIC, Server, domain::OrderStep};
+use shopstream_notifications::{
+    Config, Server, Topics,
+    domain::OrderStep,
+    mailer::{self, MailerConfig},
+};
 use shopstream_platform::{
     clock::SystemClock,
     events::{Envelope, kafka::KafkaBus},
@@ -31,10 +39,29 @@ fn step(order_id: Uuid, seq: u32) -> OrderStep {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_step_becomes_one_live_update_even_when_delivered_twice() {
     let stack = testkit::stack().await;
+    // Topics of its own: a new consumer group reads from the start, and the
+    // shared topics hold every other test's events.
+    let topics = Topics {
+        orders: testkit::unique("order.lifecycle"),
+        payments: testkit::unique("payment.events"),
+    };
     let _service = testkit::spawn_service::<Server>(|service| Config {
         service,
         database: testkit::unique("it_notifications"),
         consumer_group: testkit::unique("it-notifications"),
+        topics: topics.clone(),
+        // Steps write no e-mail: neither is called.
+        identity_grpc: "http://127.0.0.1:9".into(),
+        mailer: MailerConfig {
+            stream: testkit::unique(mailer::STREAM),
+            smtp: "127.0.0.1:9".into(),
+            from: "orders@shopstream.test".into(),
+            max_attempts: 1,
+            backoff_base: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(10),
+            consumer: "mailer-1".into(),
+            failpoint: None,
+        },
     })
     .await;
 
@@ -64,9 +91,9 @@ async fn a_step_becomes_one_live_update_even_when_delivered_twice() {
     };
     let first = envelope(1);
     // The same event twice (as after a producer retry), then the next step.
-    bus.publish(ORDER_TOPIC, &first).await.unwrap();
-    bus.publish(ORDER_TOPIC, &first).await.unwrap();
-    bus.publish(ORDER_TOPIC, &envelope(2)).await.unwrap();
+    bus.publish(&topics.orders, &first).await.unwrap();
+    bus.publish(&topics.orders, &first).await.unwrap();
+    bus.publish(&topics.orders, &envelope(2)).await.unwrap();
 
     let mut got: Vec<LiveEvent> = Vec::new();
     while got.last().is_none_or(|e| e.seq < 2) {

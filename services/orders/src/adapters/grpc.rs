@@ -7,9 +7,8 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use async_trait::async_trait;
-use shopstream_platform::grpc::{TraceInterceptor, channel};
+use shopstream_platform::grpc::{TraceInterceptor, channel, with_tenant as request};
 use shopstream_proto::{
-    TENANT_METADATA_KEY,
     catalog::v1::{GetProductRequest, catalog_service_client::CatalogServiceClient},
     common::v1::{Money, ProductRef},
     inventory::v1::{
@@ -29,14 +28,6 @@ use crate::{
 };
 
 type Svc = InterceptedService<Channel, TraceInterceptor>;
-
-fn request<T>(msg: T, tenant: &str) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    if let Ok(v) = tenant.parse() {
-        req.metadata_mut().insert(TENANT_METADATA_KEY, v);
-    }
-    req
-}
 
 fn chan(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
     Ok(channel(url, Duration::from_secs(2), timeout)?)

@@ -71,8 +71,13 @@ pub enum RunnerError {
 
 /// Exponential backoff for attempt `n` (1-based), capped.
 pub fn backoff(cfg: &RunnerConfig, attempt: u32) -> Duration {
+    exponential_backoff(cfg.backoff_base, cfg.backoff_max, attempt)
+}
+
+/// `base` doubled for each attempt after the first (1-based), at most `max`.
+pub fn exponential_backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-    cfg.backoff_base.saturating_mul(factor).min(cfg.backoff_max)
+    base.saturating_mul(factor).min(max)
 }
 
 /// Consume until `shutdown` is cancelled (or, with `stop_when_idle`, until a
