@@ -2,7 +2,8 @@
 //! latency percentiles measured from each request's *scheduled* start (so a
 //! slow server cannot hide its queueing: no coordinated omission). Targets:
 //! product reads, logins, checkout end to end (order placed → saga finished),
-//! and a flash sale (many concurrent reservations of one scarce SKU).
+//! a flash sale (many concurrent reservations of one scarce SKU), and live
+//! updates (many WebSocket and SSE subscribers while orders flow).
 
 use std::{
     future::Future,
@@ -20,6 +21,7 @@ use tokio::sync::Semaphore;
 use crate::exit;
 
 mod checkout;
+mod live;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Target {
@@ -34,6 +36,10 @@ pub enum Target {
     /// As many concurrent POST /reservations of one unit of one SKU as
     /// possible against a small stock: attempts/s and oversold units (must be 0).
     FlashSale,
+    /// Many live subscribers (WebSocket and SSE) while orders flow: latency
+    /// from each step's commit to its receipt, lost updates (must be 0) and
+    /// the gateway's memory per 1,000 connections.
+    Live,
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +62,16 @@ pub struct BenchArgs {
     /// Reservation attempts in the flash sale (all fired at once, 64 in flight).
     #[arg(long, default_value_t = 1000)]
     flash_attempts: u32,
+    /// Live subscribers for `live` (half WebSockets, half SSE streams).
+    #[arg(long, default_value_t = 1000)]
+    live_subscribers: usize,
+    /// Connections per buyer for `live`: the gateway's per-user limit
+    /// (`SHOPSTREAM_LIVE_PER_USER`, 16 by default).
+    #[arg(long, default_value_t = 16)]
+    live_per_user: usize,
+    /// Orders per second while `live` measures.
+    #[arg(long, default_value_t = 5)]
+    live_order_rate: u32,
     /// Seconds of load per target (after a 1 s warm-up).
     #[arg(long, default_value_t = 10)]
     duration_s: u64,
@@ -184,7 +200,7 @@ async fn run_load(
     }
 }
 
-pub async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
+pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Result<u8> {
     let ports = Ports::from_env(Ports::DEV)?;
     let base = args.url.clone().unwrap_or_else(|| {
         let (h, _) = service_addrs("gateway", ports.services).expect("gateway is a service");
@@ -215,6 +231,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
     let duration = Duration::from_secs(args.duration_s);
     let mut reports = Vec::new();
     let mut flash_reports = Vec::new();
+    let mut live_reports = Vec::new();
     for t in targets {
         let report = match t {
             Target::Product => {
@@ -345,18 +362,41 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
                 flash_reports.push(flash.summary.clone());
                 flash.report
             }
+            Target::Live => {
+                // This stack's gateway process, for its memory (none with --url).
+                let pid = match &args.url {
+                    Some(_) => None,
+                    None => {
+                        shopstream_runtime::Stack::new(state_dir, ports, std::env::current_exe()?)
+                            .running_pid(shopstream_runtime::Kind::Gateway)
+                    }
+                };
+                let live_args = live::LiveArgs {
+                    subscribers: args.live_subscribers,
+                    per_user: args.live_per_user,
+                    order_rate: args.live_order_rate,
+                    duration,
+                };
+                let (report, summary) =
+                    match live::run(&client, &base, &ports, pid, live_args).await? {
+                        Ok(r) => r,
+                        Err(code) => return Ok(code),
+                    };
+                live_reports.push(summary);
+                report
+            }
         };
         reports.push(report);
     }
     if args.json {
-        if flash_reports.is_empty() {
+        if flash_reports.is_empty() && live_reports.is_empty() {
             println!("{}", serde_json::to_string_pretty(&reports)?);
         } else {
             println!(
                 "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({"reports": reports, "flash_sale": flash_reports})
-                )?
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "reports": reports, "flash_sale": flash_reports, "live": live_reports
+                }))?
             );
         }
     } else {
@@ -400,6 +440,25 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
             f.stock_reserved_after,
             f.stock_available_after,
             f.oversold
+        );
+    }
+    for l in &live_reports {
+        let kib = |v: Option<u64>| v.map_or("unknown".to_string(), |k| format!("{k} KiB"));
+        println!(
+            "live: {} buyers, {} WebSockets + {} SSE streams ({} open when measured); {} orders ({} failed); {} updates expected, {} lost; {} live samples; gateway PSS {} → {} ({} per 1,000 connections)",
+            l.buyers,
+            l.websockets,
+            l.sse_streams,
+            l.connections_measured,
+            l.orders,
+            l.orders_failed,
+            l.updates_expected,
+            l.updates_lost,
+            l.live_samples,
+            kib(l.gateway_pss_kib_before),
+            kib(l.gateway_pss_kib_with),
+            l.gateway_pss_kib_per_1000
+                .map_or("unknown".to_string(), |k| format!("{k:.0} KiB")),
         );
     }
     let failed =

@@ -9,6 +9,7 @@ mod search;
 mod seed;
 mod serve;
 mod sim;
+mod stats;
 mod table;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -79,6 +80,8 @@ enum Command {
     Fault(fault::FaultArgs),
     /// What mail-sim received: `mail list`, `mail show ID`.
     Mail(mail::MailArgs),
+    /// What happened today and the days before: visitors, orders, revenue, with sparklines.
+    Stats(stats::StatsArgs),
     /// Search operations: `search reconcile` repairs index drift.
     Search(search::SearchArgs),
     /// Deterministic simulations (turmoil): `sim --scenario checkout --seeds 500`.
@@ -105,13 +108,14 @@ fn main() -> ExitCode {
             Command::Logs(a) => infra::logs(&cli.state_dir, a).await,
             Command::Doctor(a) => infra::doctor(a).await,
             Command::Seed(a) => seed::seed(&cli.state_dir, a).await,
-            Command::Bench(a) => bench::bench(a).await,
+            Command::Bench(a) => bench::bench(&cli.state_dir, a).await,
             Command::Serve(a) => serve::serve(a).await,
             Command::Lab(a) => lab::lab(&cli.state_dir, a).await,
             Command::Fault(a) => fault::fault(&cli.state_dir, a).await,
             Command::Sim(a) => sim::sim(a).await,
             Command::Search(a) => search::search(a).await,
             Command::Mail(a) => mail::mail(a).await,
+            Command::Stats(a) => stats::stats(a).await,
         }
     });
     match code {

@@ -36,11 +36,12 @@ const SERVICES: &[(&str, Start)] = &[
     ("notifications", start::<shopstream_notifications::Server>),
     ("stripe-sim", start::<shopstream_stripe_sim::Server>),
     ("mail-sim", start::<shopstream_mail_sim::Server>),
+    ("analytics", start::<shopstream_analytics::Server>),
 ];
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Which server: s3, stripe-sim, mail-sim, identity, catalog, inventory, gateway, orders, payments, cdc, search, notifications.
+    /// Which server: s3, stripe-sim, mail-sim, identity, catalog, inventory, gateway, orders, payments, cdc, search, notifications, analytics.
     name: String,
 }
 

@@ -474,25 +474,6 @@ fn report_latency(lab: &Lab, name: &str, samples: &[f64]) -> Option<f64> {
     percentile(&s, 95.0)
 }
 
-/// Log in as a fresh lab admin, created through identity's operator gRPC call
-/// `EnsureAdmin` (in identity's default tenant, the one the gateway's logins use).
-async fn admin_token(identity_grpc_url: &str, gateway: &mut Gateway) -> Result<String, LabError> {
-    use shopstream_runtime::admin::{AdminError, ensure_admin};
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let email = format!("cdc-lab-{}@labs.shopstream.dev", &suffix[..12]);
-    let password = ensure_admin(identity_grpc_url, None, &email)
-        .await
-        .map_err(|e| match e {
-            AdminError::Unreachable { .. } => {
-                LabError::NotReady(format!("{e}; is the system up? (`shopstream up`)"))
-            }
-            AdminError::Refused { .. } => LabError::Failed(format!("creating the lab admin: {e}")),
-        })?
-        .ok_or_else(|| LabError::Failed(format!("{email} already existed")))?;
-    gateway.login(&email, &password).await?;
-    Ok(email)
-}
-
 pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
     lab.narrate(INTRO);
     let op = target.operator.clone().ok_or_else(|| {
@@ -537,7 +518,9 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
          gateway.",
     );
     lab.action("create a lab admin and log in", async {
-        let email = admin_token(&target.identity_grpc_url, &mut gateway).await?;
+        let email = gateway
+            .login_as_new_admin(&target.identity_grpc_url, "cdc-lab")
+            .await?;
         Ok(((), email))
     })
     .await?;

@@ -9,6 +9,8 @@ pub mod cdc_latency;
 pub mod checkout_failure;
 pub mod kit;
 pub mod lifecycle;
+pub mod live;
+pub mod order_live;
 pub mod stripe_sim;
 pub mod target;
 
@@ -42,6 +44,12 @@ pub const LABS: &[LabInfo] = &[
         title: cdc_latency::TITLE,
         summary: cdc_latency::SUMMARY,
         chapter: "book/src/labs/cdc-latency.md",
+    },
+    LabInfo {
+        name: order_live::NAME,
+        title: order_live::TITLE,
+        summary: order_live::SUMMARY,
+        chapter: "book/src/labs/order-live.md",
     },
 ];
 
@@ -78,6 +86,12 @@ pub async fn run(
             )
             .await
         }
+        order_live::NAME => {
+            kit::run(info.name, info.title, out, interrupt, |lab| {
+                order_live::script(lab, target)
+            })
+            .await
+        }
         _ => return None,
     };
     Some(report)
@@ -105,6 +119,7 @@ mod tests {
         }
         assert!(find("checkout-failure").is_some());
         assert!(find("cdc-latency").is_some());
+        assert!(find("order-live").is_some());
         assert!(find("nope").is_none());
     }
 
@@ -118,6 +133,8 @@ mod tests {
             identity_grpc_url: "http://127.0.0.1:9".into(),
             kafka_brokers: "127.0.0.1:9".into(),
             search_http_url: "http://127.0.0.1:9".into(),
+            mail_sim_url: "http://127.0.0.1:9".into(),
+            notifications_http_url: "http://127.0.0.1:9".into(),
             operator: None,
         };
         let buf = kit::SharedBuf::default();

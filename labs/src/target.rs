@@ -40,6 +40,10 @@ pub struct Target {
     pub kafka_brokers: String,
     /// Search's HTTP base (its `/debug/indexed`), e.g. `http://127.0.0.1:18088`
     pub search_http_url: String,
+    /// mail-sim's HTTP base (`/messages`, `/_sim/faults`), e.g. `http://127.0.0.1:18090`
+    pub mail_sim_url: String,
+    /// Notifications' HTTP base (its `/email/dead-letters`), e.g. `http://127.0.0.1:18089`
+    pub notifications_http_url: String,
     /// Operator access to the stack (labs that kill and restart processes);
     /// `None` when only the public surfaces are known.
     pub operator: Option<Operator>,
@@ -81,6 +85,8 @@ impl Target {
             identity_grpc_url: grpc("identity"),
             kafka_brokers: Endpoints::native(*ports).kafka_brokers,
             search_http_url: http("search"),
+            mail_sim_url: http("mail-sim"),
+            notifications_http_url: http("notifications"),
             operator: None,
         }
     }
@@ -231,6 +237,37 @@ impl Gateway {
 
     /// Sign up `email` and log in; later requests carry the access token.
     /// Returns the user id.
+    /// The access token of the account logged in, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// Log in as a fresh admin, created through identity's operator gRPC
+    /// call `EnsureAdmin` (in identity's default tenant, the one the
+    /// gateway's logins use); its e-mail.
+    pub async fn login_as_new_admin(
+        &mut self,
+        identity_grpc_url: &str,
+        prefix: &str,
+    ) -> Result<String, LabError> {
+        use shopstream_runtime::admin::{AdminError, ensure_admin};
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let email = format!("{prefix}-{}@labs.shopstream.dev", &suffix[..12]);
+        let password = ensure_admin(identity_grpc_url, None, &email)
+            .await
+            .map_err(|e| match e {
+                AdminError::Unreachable { .. } => {
+                    LabError::NotReady(format!("{e}; is the system up? (`shopstream up`)"))
+                }
+                AdminError::Refused { .. } => {
+                    LabError::Failed(format!("creating the lab admin: {e}"))
+                }
+            })?
+            .ok_or_else(|| LabError::Failed(format!("{email} already existed")))?;
+        self.login(&email, &password).await?;
+        Ok(email)
+    }
+
     pub async fn signup_and_login(
         &mut self,
         email: &str,

@@ -23,7 +23,7 @@ pub struct Setup {
     token: String,
     /// (product_id, sku_id)
     pub lines: Vec<(String, String)>,
-    run_id: String,
+    pub run_id: String,
 }
 
 async fn inventory(
@@ -62,7 +62,11 @@ async fn set_available(
 }
 
 /// A fresh buyer's access token.
-async fn buyer(client: &reqwest::Client, base: &str, run_id: &str) -> anyhow::Result<String> {
+pub(super) async fn buyer(
+    client: &reqwest::Client,
+    base: &str,
+    run_id: &str,
+) -> anyhow::Result<String> {
     let creds = serde_json::json!({
         "email": format!("bench-buyer-{run_id}@example.com"),
         "password": "bench password for shopstream",

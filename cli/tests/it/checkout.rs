@@ -350,6 +350,108 @@ async fn checkout_is_idempotent_survives_a_killed_worker_and_rejects_forged_webh
     )
     .await;
     api.faults(json!({"latency_ms": 0})).await;
+
+    // 5. E-mail and today's numbers on the whole stack: the live order's
+    //    confirmation reached mail-sim, a refund sends its own e-mail, and
+    //    the admin's daily stats count the day's orders and money.
+    emails_and_stats(&api, &state, &admin, &buyer, &live_id).await;
+}
+
+/// mail-sim's messages (newest first) once one satisfies `ok`.
+async fn mail_with(api: &Api, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    testkit::eventually(what, Duration::from_secs(60), || async {
+        let list = api.get(&url(Kind::MailSim, "/messages"), None).await;
+        list["messages"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| ok(m)).cloned())
+    })
+    .await
+}
+
+async fn emails_and_stats(api: &Api, state: &Path, admin: &str, buyer: &str, order_id: &str) {
+    let short = &order_id[..8];
+    let confirmed = mail_with(api, "the confirmation e-mail", |m| {
+        m["subject"] == format!("Your Shopstream order {short} is confirmed")
+    })
+    .await;
+    assert_eq!(
+        confirmed["to"],
+        json!(["buyer@example.com"]),
+        "{confirmed:#}"
+    );
+
+    let order = api
+        .get(
+            &url(Kind::Gateway, &format!("/orders/{order_id}")),
+            Some(buyer),
+        )
+        .await;
+    let payment_id = order["payment_id"].as_str().unwrap();
+    let (s, v, _) = api
+        .call(
+            reqwest::Method::POST,
+            &url(Kind::Gateway, &format!("/payments/{payment_id}/refund")),
+            Some(admin),
+            &[("Idempotency-Key", "e2e-refund")],
+            Some(json!({"reason": "customer_request"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let refunded = mail_with(api, "the refund e-mail", |m| {
+        m["subject"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Refund of ") && s.ends_with(short))
+    })
+    .await;
+    assert_eq!(refunded["to"], json!(["buyer@example.com"]));
+
+    // Today's row: every order this test completed, and the refund.
+    let stats_url = url(Kind::Gateway, "/admin/stats/daily");
+    let today = testkit::eventually("today's stats", Duration::from_secs(60), || async {
+        let v = api.get(&stats_url, Some(admin)).await;
+        let today = v["days"].as_array()?.last()?.clone();
+        let refunds: i64 = today["refunds"]
+            .as_object()?
+            .values()
+            .filter_map(Value::as_i64)
+            .sum();
+        (today["orders_completed"].as_u64()? >= 3 && refunds > 0).then_some(today)
+    })
+    .await;
+    assert!(today["orders_placed"].as_u64().unwrap() >= 3, "{today:#}");
+    assert!(
+        today["revenue"].as_object().is_some_and(|r| !r.is_empty()),
+        "{today:#}"
+    );
+    assert!(today["checkout_p95_ms"].as_u64().is_some(), "{today:#}");
+    assert_eq!(today["closed"], false);
+    let (s, v, _) = api
+        .call(reqwest::Method::GET, &stats_url, Some(buyer), &[], None)
+        .await;
+    assert_eq!(s, 403, "a buyer is not an admin: {v}");
+    let (s, v, _) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("{stats_url}?from=2026-02-30"),
+            Some(admin),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+
+    // The same numbers from the CLI.
+    let out = cli(state, &["stats", "--days", "3", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "stats: {}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["days"].as_array().unwrap().len(), 3);
+    assert!(
+        v["days"][2]["orders_completed"].as_u64().unwrap() >= 3,
+        "{v:#}"
+    );
+    let out = cli(state, &["stats"]);
+    assert_eq!(out.status.code(), Some(0), "stats: {}", text(&out));
+    assert!(text(&out).contains("orders completed"), "{}", text(&out));
 }
 
 /// A second gateway process on this stack, on a port of its own.

@@ -93,7 +93,7 @@ fn lab_list_unknown_labs_and_an_unreachable_system_answer_fast() {
 }
 
 #[test]
-fn the_checkout_failure_lab_passes_against_a_fresh_stack() {
+fn the_checkout_failure_and_order_live_labs_pass_against_a_fresh_stack() {
     let state = temp_dir("lab-checkout-failure");
     let _cleanup = Cleanup(state.clone());
     let run = |args: &[&str]| {
@@ -150,6 +150,25 @@ fn the_checkout_failure_lab_passes_against_a_fresh_stack() {
     let out = run(&["lab", "run", "checkout-failure", "--json", "--no-boot"]);
     let again = json(&out.stdout, &text(&out));
     assert_eq!(again["passed"], true, "{again:#}\n{}", text(&out));
+
+    // order-live on the same stack: SSE and a dropped-and-resumed WebSocket
+    // see every step, the refund e-mail arrives, a 550 lands in the DLQ.
+    let out = run(&["lab", "run", "order-live", "--json", "--no-boot"]);
+    let live = json(&out.stdout, &text(&out));
+    assert_eq!(
+        live["passed"],
+        true,
+        "report:\n{live:#}\n\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let live_steps = live["steps"].as_array().unwrap();
+    assert!(live_steps.iter().all(|s| s["passed"] == true), "{live:#}");
+    assert!(
+        live_steps
+            .iter()
+            .any(|s| s["kind"] == "cleanup" && s["name"] == "clear mail-sim's faults"),
+        "{live:#}"
+    );
 
     let out = run(&["down", "--purge"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

@@ -19,6 +19,7 @@ pub mod proxy;
 pub mod realtime;
 pub mod rooms;
 pub mod search;
+pub mod stats;
 pub mod upstream;
 pub mod wire;
 
@@ -42,6 +43,7 @@ use shopstream_platform::{
     service::{Listeners, Service},
 };
 use shopstream_proto::{
+    analytics::v1::analytics_service_client::AnalyticsServiceClient,
     catalog::v1::catalog_service_client::CatalogServiceClient,
     inventory::v1::inventory_service_client::InventoryServiceClient,
     orders::v1::orders_service_client::OrdersServiceClient,
@@ -62,6 +64,7 @@ pub type InventoryClient = InventoryServiceClient<TracedChannel>;
 pub type OrdersClient = OrdersServiceClient<TracedChannel>;
 pub type PaymentsClient = PaymentsServiceClient<TracedChannel>;
 pub type SearchClient = SearchServiceClient<TracedChannel>;
+pub type AnalyticsClient = AnalyticsServiceClient<TracedChannel>;
 
 /// How long connecting to a gRPC backend may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -74,6 +77,7 @@ pub struct AppState {
     pub orders: OrdersClient,
     pub payments: PaymentsClient,
     pub search: SearchClient,
+    pub analytics_grpc: AnalyticsClient,
     pub verifier: Verifier,
     /// Every read of the time (token expiry, reservation TTLs).
     pub clock: Arc<dyn Clock>,
@@ -499,6 +503,7 @@ async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Respon
         realtime::order_stream, realtime::ws,
         payments::refund, payments::get_payment, payments::stripe_webhook,
         search::search, search::typeahead,
+        stats::daily,
     ),
     components(schemas(
         Credentials, RefreshTokenBody, ProductCreate, ProductEdit, SkuCreate, SkuEdit, PriceWrite,
@@ -510,6 +515,7 @@ async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Respon
         orders::OrderPage, orders::OrderStepView, orders::OrderEventsView,
         payments::PaymentView, payments::RefundCreate, payments::RefundView,
         search::SearchHit, search::FacetBucketView, search::FacetView, search::SearchResults,
+        stats::DayView, stats::DailyStatsView,
     )),
     tags((name = "auth"), (name = "catalog"), (name = "bff"), (name = "checkout"),
         (name = "payments"), (name = "search"), (name = "admin"), (name = "realtime")),
@@ -547,6 +553,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/ws", get(realtime::ws))
         .route("/payments/{payment_id}/refund", post(payments::refund))
         .route("/payments/{payment_id}", get(payments::get_payment))
+        .route("/admin/stats/daily", get(stats::daily))
         .layer(axum::middleware::from_fn(analytics::visitor))
         .with_state(state);
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
@@ -608,6 +615,7 @@ pub async fn build(
         orders: OrdersServiceClient::new(traced_channel(&cfg.orders_grpc, cfg)?),
         payments: PaymentsServiceClient::new(traced_channel(&cfg.payments_grpc, cfg)?),
         search: SearchServiceClient::new(traced_channel(&cfg.search_grpc, cfg)?),
+        analytics_grpc: AnalyticsServiceClient::new(traced_channel(&cfg.analytics_grpc, cfg)?),
         verifier,
         clock,
         redis,

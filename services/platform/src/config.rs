@@ -123,6 +123,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "search",
     "notifications",
     "mail-sim",
+    "analytics",
 ];
 
 /// A service's gRPC port is its HTTP port plus this (room for 50 services).

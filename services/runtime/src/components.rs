@@ -36,10 +36,12 @@ pub enum Kind {
     Cdc,
     /// The search index fed from `product.events`.
     Search,
-    /// Live updates (and, later, e-mail) from `order.lifecycle`.
+    /// Live updates and e-mail from `order.lifecycle` and `payment.events`.
     Notifications,
     /// The SMTP sink e-mail goes to in the native runtime.
     MailSim,
+    /// Daily rollups from `analytics.raw`, `order.lifecycle` and `payment.events`.
+    Analytics,
 }
 
 impl Kind {
@@ -52,7 +54,7 @@ impl Kind {
         Kind::S3,
     ];
     /// Services, started once the infrastructure is ready.
-    pub const SERVICES: [Kind; 11] = [
+    pub const SERVICES: [Kind; 12] = [
         Kind::Identity,
         Kind::Catalog,
         Kind::Inventory,
@@ -64,9 +66,10 @@ impl Kind {
         Kind::Search,
         Kind::Notifications,
         Kind::MailSim,
+        Kind::Analytics,
     ];
     /// Everything, in start order; `down` stops in reverse.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Postgres,
         Kind::Redis,
         Kind::Kafka,
@@ -83,6 +86,7 @@ impl Kind {
         Kind::Search,
         Kind::Notifications,
         Kind::MailSim,
+        Kind::Analytics,
     ];
 
     pub fn is_service(self) -> bool {
@@ -118,6 +122,7 @@ impl Kind {
             Kind::Search => "search",
             Kind::Notifications => "notifications",
             Kind::MailSim => "mail-sim",
+            Kind::Analytics => "analytics",
         }
     }
 
@@ -142,7 +147,8 @@ impl Kind {
             | Kind::Cdc
             | Kind::Search
             | Kind::Notifications
-            | Kind::MailSim => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
+            | Kind::MailSim
+            | Kind::Analytics => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
         }
     }
 
@@ -164,7 +170,8 @@ impl Kind {
             | Kind::Cdc
             | Kind::Search
             | Kind::Notifications
-            | Kind::MailSim => self
+            | Kind::MailSim
+            | Kind::Analytics => self
                 .service_addrs(ports)
                 .map(|(h, _)| format!("http://{h}"))
                 .unwrap_or_default(),
@@ -353,7 +360,8 @@ impl Layout {
             | Kind::Cdc
             | Kind::Search
             | Kind::Notifications
-            | Kind::MailSim => vec![],
+            | Kind::MailSim
+            | Kind::Analytics => vec![],
         };
         match need.iter().find(|(_, p)| p.is_none()) {
             Some((name, _)) => Err(missing(name)),
@@ -432,7 +440,8 @@ impl Layout {
             | Kind::Cdc
             | Kind::Search
             | Kind::Notifications
-            | Kind::MailSim => {
+            | Kind::MailSim
+            | Kind::Analytics => {
                 let mut s = spec(kind, self.exe.clone(), strings(&["serve", kind.name()]), dir);
                 s.env = self.service_env(kind);
                 // stripe-sim delivers its webhooks to payments.

@@ -450,7 +450,8 @@ impl Stack {
                 | Kind::Cdc
                 | Kind::Search
                 | Kind::Notifications
-                | Kind::MailSim => {
+                | Kind::MailSim
+                | Kind::Analytics => {
                     let (addr, _) = kind
                         .service_addrs(&self.layout.ports)
                         .ok_or_else(|| "no address".to_string())?;

@@ -1,0 +1,263 @@
+//! Rollups kept in Postgres: every fact in `facts` (keyed by its event id, so
+//! it counts once), open days rolled up in memory as facts arrive, closed
+//! days in `daily` with a version. A restart rebuilds the open days from
+//! `facts`; a late fact for a closed day is stored and the day recounted in
+//! one transaction, its version bumped.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
+
+use shopstream_platform::clock::Clock;
+use sqlx::{PgPool, types::Json};
+use tokio::sync::Mutex;
+
+use crate::domain::{self, Day, DayRollup, DayStats, Fact};
+
+/// What recording a fact did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Counted in an open day.
+    Counted,
+    /// Its id was counted before.
+    Duplicate,
+    /// It belongs to a closed day, which was recounted: now at `version`.
+    Corrected { version: i32 },
+}
+
+/// One day as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayRow {
+    pub stats: DayStats,
+    pub closed: bool,
+    /// 0 while open; 1 when closed, +1 per late correction.
+    pub version: i32,
+}
+
+type Key = (String, Day);
+
+/// The rollups of every tenant.
+pub struct Rollups {
+    pool: PgPool,
+    clock: Arc<dyn Clock>,
+    /// Open days. One lock over the map keeps a close and a late fact for the
+    /// same day from crossing.
+    open: Mutex<HashMap<Key, DayRollup>>,
+}
+
+/// Fold stored facts into a day's rollup.
+fn fold(day: Day, facts: &[Json<Fact>]) -> DayRollup {
+    let mut r = DayRollup::new(day);
+    for f in facts {
+        r.apply(&f.0);
+    }
+    r
+}
+
+impl Rollups {
+    /// Rebuild the open days (facts without a closed row) from `facts`.
+    pub async fn load(pool: PgPool, clock: Arc<dyn Clock>) -> sqlx::Result<Rollups> {
+        let open_days: Vec<(String, i32)> = sqlx::query_as(
+            "SELECT DISTINCT f.tenant_id, f.day FROM facts f
+             WHERE NOT EXISTS (SELECT 1 FROM daily d WHERE d.tenant_id = f.tenant_id AND d.day = f.day)",
+        )
+        .fetch_all(&pool)
+        .await?;
+        let mut open = HashMap::new();
+        for (tenant, day) in open_days {
+            let facts = Self::facts_of(&pool, &tenant, Day(day)).await?;
+            open.insert((tenant, Day(day)), fold(Day(day), &facts));
+        }
+        Ok(Rollups {
+            pool,
+            clock,
+            open: Mutex::new(open),
+        })
+    }
+
+    async fn facts_of<'e, E: sqlx::PgExecutor<'e>>(
+        ex: E,
+        tenant: &str,
+        day: Day,
+    ) -> sqlx::Result<Vec<Json<Fact>>> {
+        sqlx::query_scalar("SELECT fact FROM facts WHERE tenant_id = $1 AND day = $2")
+            .bind(tenant)
+            .bind(day.0)
+            .fetch_all(ex)
+            .await
+    }
+
+    /// Count `fact` for `tenant`, once.
+    pub async fn record(&self, tenant: &str, mut fact: Fact) -> sqlx::Result<Recorded> {
+        let mut open = self.open.lock().await;
+        match &mut fact {
+            Fact::OrderPlaced {
+                order_id, ts_ms, ..
+            } => {
+                sqlx::query(
+                    "INSERT INTO order_placed (tenant_id, order_id, placed_ms) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(tenant)
+                .bind(&*order_id)
+                .bind(*ts_ms)
+                .execute(&self.pool)
+                .await?;
+            }
+            Fact::OrderCompleted {
+                order_id,
+                ts_ms,
+                checkout_ms,
+                ..
+            } if checkout_ms.is_none() => {
+                let placed: Option<i64> = sqlx::query_scalar(
+                    "SELECT placed_ms FROM order_placed WHERE tenant_id = $1 AND order_id = $2",
+                )
+                .bind(tenant)
+                .bind(&*order_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                *checkout_ms = placed
+                    .map(|p| *ts_ms - p)
+                    .filter(|d| *d >= 0)
+                    .map(|d| d as u64);
+            }
+            _ => {}
+        }
+        let day = fact.day();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO facts (tenant_id, day, id, fact) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(day.0)
+        .bind(fact.id())
+        .bind(Json(&fact))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(Recorded::Duplicate);
+        }
+        let closed: Option<i32> = sqlx::query_scalar(
+            "SELECT version FROM daily WHERE tenant_id = $1 AND day = $2 FOR UPDATE",
+        )
+        .bind(tenant)
+        .bind(day.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(version) = closed {
+            // A late fact: recount the closed day with it.
+            let facts = Self::facts_of(&mut *tx, tenant, day).await?;
+            let stats = fold(day, &facts).stats();
+            sqlx::query(
+                "UPDATE daily SET stats = $3, version = $4, updated_at_ms = $5
+                 WHERE tenant_id = $1 AND day = $2",
+            )
+            .bind(tenant)
+            .bind(day.0)
+            .bind(Json(&stats))
+            .bind(version + 1)
+            .bind(self.clock.now_ms())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Recorded::Corrected {
+                version: version + 1,
+            });
+        }
+        tx.commit().await?;
+        let key = (tenant.to_string(), day);
+        match open.get_mut(&key) {
+            Some(r) => {
+                r.apply(&fact);
+            }
+            None => {
+                // First fact of the day (it is among the stored facts now).
+                let facts = Self::facts_of(&self.pool, tenant, day).await?;
+                open.insert(key, fold(day, &facts));
+            }
+        }
+        Ok(Recorded::Counted)
+    }
+
+    /// Close every open day whose time has come (00:05 UTC the next day on
+    /// the clock); returns the days closed.
+    pub async fn close_due(&self) -> sqlx::Result<Vec<(String, Day)>> {
+        let now = self.clock.now_ms();
+        let mut open = self.open.lock().await;
+        let due: Vec<Key> = open
+            .keys()
+            .filter(|(_, day)| domain::close_due(*day, now))
+            .cloned()
+            .collect();
+        for key in &due {
+            let Some(r) = open.get(key) else { continue };
+            sqlx::query(
+                "INSERT INTO daily (tenant_id, day, stats, version, closed_at_ms, updated_at_ms)
+                 VALUES ($1, $2, $3, 1, $4, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(&key.0)
+            .bind(key.1.0)
+            .bind(Json(r.stats()))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            open.remove(key);
+        }
+        Ok(due)
+    }
+
+    /// Days `from..=to` of `tenant`, oldest first; a day with nothing has
+    /// zero counts.
+    pub async fn days(&self, tenant: &str, from: Day, to: Day) -> sqlx::Result<Vec<DayRow>> {
+        let closed: Vec<(i32, Json<DayStats>, i32)> = sqlx::query_as(
+            "SELECT day, stats, version FROM daily
+             WHERE tenant_id = $1 AND day BETWEEN $2 AND $3",
+        )
+        .bind(tenant)
+        .bind(from.0)
+        .bind(to.0)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut rows: BTreeMap<Day, DayRow> = closed
+            .into_iter()
+            .map(|(day, stats, version)| {
+                (
+                    Day(day),
+                    DayRow {
+                        stats: stats.0,
+                        closed: true,
+                        version,
+                    },
+                )
+            })
+            .collect();
+        let now = self.clock.now_ms();
+        let open = self.open.lock().await;
+        let mut day = from;
+        while day <= to {
+            rows.entry(day)
+                .or_insert_with(|| match open.get(&(tenant.to_string(), day)) {
+                    Some(r) => DayRow {
+                        stats: r.stats(),
+                        closed: false,
+                        version: 0,
+                    },
+                    // Nothing happened: final once its closing time passed.
+                    None => DayRow {
+                        stats: DayStats::empty(day),
+                        closed: domain::close_due(day, now),
+                        version: 0,
+                    },
+                });
+            if day.next() == day {
+                break;
+            }
+            day = day.next();
+        }
+        Ok(rows.into_values().collect())
+    }
+}
