@@ -2,8 +2,9 @@
 //! latency percentiles measured from each request's *scheduled* start (so a
 //! slow server cannot hide its queueing: no coordinated omission). Targets:
 //! product reads, logins, checkout end to end (order placed → saga finished),
-//! a flash sale (many concurrent reservations of one scarce SKU), and live
-//! updates (many WebSocket and SSE subscribers while orders flow).
+//! a flash sale (many concurrent reservations of one scarce SKU), live
+//! updates (many WebSocket and SSE subscribers while orders flow), and the
+//! admin's daily stats over 90 days.
 
 use std::{
     future::Future,
@@ -22,6 +23,7 @@ use crate::exit;
 
 mod checkout;
 mod live;
+mod stats;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Target {
@@ -40,6 +42,8 @@ pub enum Target {
     /// from each step's commit to its receipt, lost updates (must be 0) and
     /// the gateway's memory per 1,000 connections.
     Live,
+    /// GET /admin/stats/daily over 90 closed days (set up in 2001-Q1), as an admin.
+    Stats,
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +73,9 @@ pub struct BenchArgs {
     /// (`SHOPSTREAM_LIVE_PER_USER`, 16 by default).
     #[arg(long, default_value_t = 16)]
     live_per_user: usize,
+    /// Requests per second for `stats`.
+    #[arg(long, default_value_t = 200)]
+    stats_rate: u32,
     /// Orders per second while `live` measures.
     #[arg(long, default_value_t = 5)]
     live_order_rate: u32,
@@ -361,6 +368,20 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                 };
                 flash_reports.push(flash.summary.clone());
                 flash.report
+            }
+            Target::Stats => {
+                let make = match stats::prepare(&client, &base, &ports).await? {
+                    Ok(m) => m,
+                    Err(code) => return Ok(code),
+                };
+                run_load(
+                    "GET /admin/stats/daily (90 days)",
+                    args.stats_rate,
+                    duration,
+                    args.max_in_flight,
+                    make,
+                )
+                .await
             }
             Target::Live => {
                 // This stack's gateway process, for its memory (none with --url).

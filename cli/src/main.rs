@@ -1,6 +1,7 @@
 //! `shopstream`: one binary that boots the system and runs any of its services.
 
 mod bench;
+mod consistency;
 mod fault;
 mod infra;
 mod lab;
@@ -80,6 +81,8 @@ enum Command {
     Fault(fault::FaultArgs),
     /// What mail-sim received: `mail list`, `mail show ID`.
     Mail(mail::MailArgs),
+    /// Do orders, payments, stripe-sim and analytics agree on every recent order's money?
+    Consistency(consistency::ConsistencyArgs),
     /// What happened today and the days before: visitors, orders, revenue, with sparklines.
     Stats(stats::StatsArgs),
     /// Search operations: `search reconcile` repairs index drift.
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
             Command::Search(a) => search::search(a).await,
             Command::Mail(a) => mail::mail(a).await,
             Command::Stats(a) => stats::stats(a).await,
+            Command::Consistency(a) => consistency::consistency(a).await,
         }
     });
     match code {

@@ -230,12 +230,21 @@ mod tests {
             ..Default::default()
         };
         let t = table("shop", &[day("2026-12-03", 1), day("2026-12-04", 3)]);
-        assert!(t.starts_with("tenant shop, 2026-12-03 .. 2026-12-04"), "{t}");
-        let line = t.lines().find(|l| l.starts_with("orders completed")).unwrap();
+        assert!(
+            t.starts_with("tenant shop, 2026-12-03 .. 2026-12-04"),
+            "{t}"
+        );
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("orders completed"))
+            .unwrap();
         assert!(line.contains("▃█"), "{line}");
         assert!(line.ends_with("3            4"), "{line}");
         assert!(t.contains("revenue 500 EUR; refunds none"), "{t}");
-        assert!(t.contains("2 of 2 days closed; 2 corrected by late events"), "{t}");
+        assert!(
+            t.contains("2 of 2 days closed; 2 corrected by late events"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod cdc_latency;
 pub mod checkout_failure;
+pub mod consistency;
 pub mod kit;
 pub mod lifecycle;
 pub mod live;
@@ -131,6 +132,9 @@ mod tests {
             stripe_sim_url: "http://127.0.0.1:9".into(),
             inventory_grpc_url: "http://127.0.0.1:9".into(),
             identity_grpc_url: "http://127.0.0.1:9".into(),
+            orders_grpc_url: "http://127.0.0.1:9".into(),
+            payments_grpc_url: "http://127.0.0.1:9".into(),
+            analytics_grpc_url: "http://127.0.0.1:9".into(),
             kafka_brokers: "127.0.0.1:9".into(),
             search_http_url: "http://127.0.0.1:9".into(),
             mail_sim_url: "http://127.0.0.1:9".into(),

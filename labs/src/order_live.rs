@@ -4,7 +4,8 @@
 //! and resumes it from the last sequence number seen (losing nothing),
 //! refunds the order and finds the refund e-mail in mail-sim, makes mail-sim
 //! refuse every message for good and finds the next e-mail in the DLQ with
-//! its reason, and ends with today's numbers from analytics.
+//! its reason, and ends with today's numbers from analytics and the
+//! consistency check.
 
 use std::{
     sync::{Arc, Mutex},
@@ -15,6 +16,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
 use crate::{
+    consistency,
     kit::{Lab, LabError, Probe},
     live::{SseParser, Ws, terminal, text, tungstenite, ws_connect},
     stripe_sim::{self, StripeSim},
@@ -36,6 +38,8 @@ pub const MAIL_DEADLINE: Duration = Duration::from_secs(45);
 /// The WebSocket is dropped once it has received this many steps.
 pub const DROP_AFTER: usize = 2;
 pub const POLL: Duration = Duration::from_millis(250);
+/// The consistency check judges records that have not changed for this long.
+pub const CONSISTENCY_GRACE: Duration = Duration::from_secs(5);
 const TEST_CARD: &str = "pm_card_visa";
 
 const INTRO: &str = "A buyer often watches an order on two screens at once. Shopstream \
@@ -636,5 +640,54 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
     if let Some(p95) = today["checkout_p95_ms"].as_f64() {
         lab.measure("today's checkout p95 (placed → completed)", p95, "ms");
     }
+
+    // --- the consistency check ----------------------------------------------------
+    lab.narrate(&format!(
+        "Finally the consistency check (`shopstream consistency`): for every order of a time \
+         window — here the orders placed since the lab started — it compares the order \
+         (orders), the payment (payments), the payment intent (stripe-sim) and what analytics \
+         counted, and reports the orders whose records disagree for longer than a grace \
+         period — {} s here, 60 s by default.",
+        CONSISTENCY_GRACE.as_secs()
+    ));
+    // Every order placed since the lab started (a second of slack).
+    let since_ms = now_ms() - lab.elapsed().as_millis() as i64 - 1_000;
+    lab.checkpoint(
+        "orders, payments, stripe-sim and analytics agree on every recent order",
+        MAIL_DEADLINE,
+        Duration::from_secs(1),
+        || {
+            let target = target.clone();
+            async move {
+                let now = now_ms();
+                let window = Duration::from_millis((now - since_ms).max(0) as u64);
+                let r = consistency::check(
+                    &target,
+                    shopstream_platform::config::DEFAULT_TENANT,
+                    window,
+                    CONSISTENCY_GRACE,
+                    now,
+                )
+                .await?;
+                let summary = format!(
+                    "{} orders checked, {} too recent to judge, {} disagree",
+                    r.orders_checked,
+                    r.orders_too_recent,
+                    r.disagreements.len()
+                );
+                Ok(if !r.disagreements.is_empty() && r.orders_too_recent == 0 {
+                    Probe::Failed(format!(
+                        "{summary}: {}",
+                        serde_json::to_string(&r.disagreements).unwrap_or_default()
+                    ))
+                } else if r.disagreements.is_empty() && r.orders_too_recent == 0 {
+                    Probe::Ready((), summary)
+                } else {
+                    Probe::Waiting(summary)
+                })
+            }
+        },
+    )
+    .await?;
     Ok(())
 }

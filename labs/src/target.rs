@@ -36,6 +36,10 @@ pub struct Target {
     pub inventory_grpc_url: String,
     /// Identity's gRPC (operator calls such as `EnsureAdmin`), e.g. `http://127.0.0.1:18131`
     pub identity_grpc_url: String,
+    /// Orders', payments' and analytics' gRPC (the consistency check), e.g. `http://127.0.0.1:18135`
+    pub orders_grpc_url: String,
+    pub payments_grpc_url: String,
+    pub analytics_grpc_url: String,
     /// Kafka bootstrap servers, e.g. `127.0.0.1:19092`
     pub kafka_brokers: String,
     /// Search's HTTP base (its `/debug/indexed`), e.g. `http://127.0.0.1:18088`
@@ -83,6 +87,9 @@ impl Target {
             stripe_sim_url: http("stripe-sim"),
             inventory_grpc_url: grpc("inventory"),
             identity_grpc_url: grpc("identity"),
+            orders_grpc_url: grpc("orders"),
+            payments_grpc_url: grpc("payments"),
+            analytics_grpc_url: grpc("analytics"),
             kafka_brokers: Endpoints::native(*ports).kafka_brokers,
             search_http_url: http("search"),
             mail_sim_url: http("mail-sim"),

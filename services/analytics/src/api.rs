@@ -5,20 +5,22 @@ use std::sync::Arc;
 use shopstream_platform::{ErrorCode, Problem, clock::Clock, grpc::tenant};
 use shopstream_proto::{
     analytics::v1::{
-        DailyStats, GetDailyStatsRequest, GetDailyStatsResponse,
-        analytics_service_server::AnalyticsService,
+        DailyStats, GetDailyStatsRequest, GetDailyStatsResponse, GetOrderFactsRequest,
+        GetOrderFactsResponse, OrderFacts, analytics_service_server::AnalyticsService,
     },
     common::v1::Money,
 };
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{BadDate, Day},
+    domain::{BadDate, Day, Fact},
     store::{DayRow, Rollups},
 };
 
 /// The longest range one request may ask for, in days.
 pub const MAX_RANGE_DAYS: i32 = 366;
+/// Most order ids one GetOrderFacts may name.
+pub const MAX_ORDER_IDS: usize = 1_000;
 /// Days shown when `from_date` and `days` are empty: the week ending at `to_date`.
 pub const DEFAULT_DAYS: i32 = 7;
 
@@ -30,7 +32,7 @@ pub struct GrpcApi {
 }
 
 fn invalid(field: &str, msg: impl Into<String>) -> Status {
-    Problem::new(ErrorCode::Unprocessable, "invalid range")
+    Problem::new(ErrorCode::Unprocessable, "invalid request")
         .with_field(field, msg)
         .to_status()
 }
@@ -112,5 +114,44 @@ impl AnalyticsService for GrpcApi {
         Ok(Response::new(GetDailyStatsResponse {
             days: rows.into_iter().map(daily).collect(),
         }))
+    }
+
+    async fn get_order_facts(
+        &self,
+        req: Request<GetOrderFactsRequest>,
+    ) -> Result<Response<GetOrderFactsResponse>, Status> {
+        let tenant = tenant(&req, &self.default_tenant);
+        let ids = req.into_inner().order_ids;
+        if ids.len() > MAX_ORDER_IDS {
+            return Err(invalid(
+                "order_ids",
+                format!("at most {MAX_ORDER_IDS} ids per call"),
+            ));
+        }
+        let by_order = self.rollups.order_facts(&tenant, &ids).await.map_err(|e| {
+            tracing::error!(error = %e, "order facts");
+            Problem::new(ErrorCode::Unavailable, "analytics could not read its store").to_status()
+        })?;
+        let orders = by_order
+            .into_iter()
+            .map(|(order_id, facts)| {
+                let mut o = OrderFacts {
+                    order_id,
+                    ..OrderFacts::default()
+                };
+                for f in facts {
+                    match f {
+                        Fact::OrderPlaced { .. } => o.placed = true,
+                        Fact::OrderCompleted { .. } => o.completed = true,
+                        Fact::OrderCancelled { .. } => o.cancelled = true,
+                        Fact::Captured { amount_minor, .. } => o.captured_minor += amount_minor,
+                        Fact::Refunded { amount_minor, .. } => o.refunded_minor += amount_minor,
+                        Fact::Action { .. } => {}
+                    }
+                }
+                o
+            })
+            .collect();
+        Ok(Response::new(GetOrderFactsResponse { orders }))
     }
 }

@@ -284,6 +284,9 @@ pub enum Fact {
         amount_minor: i64,
         /// Currency code, e.g. "EUR".
         currency: String,
+        /// The order paid for (empty in facts stored before it was kept).
+        #[serde(default)]
+        order_id: String,
     },
     /// Money was refunded.
     Refunded {
@@ -295,6 +298,9 @@ pub enum Fact {
         amount_minor: i64,
         /// Currency code, e.g. "EUR".
         currency: String,
+        /// The order paid for (empty in facts stored before it was kept).
+        #[serde(default)]
+        order_id: String,
     },
 }
 
@@ -716,6 +722,7 @@ mod tests {
             ts_ms,
             amount_minor,
             currency: currency.to_string(),
+            order_id: String::new(),
         }
     }
 
@@ -920,6 +927,7 @@ mod tests {
                 ts_ms: t + 3,
                 amount_minor: 100,
                 currency: "EUR".to_string(),
+                order_id: String::new(),
             },
         ];
         let stats = fold(d, &facts).stats();
@@ -1058,10 +1066,10 @@ mod tests {
                 move |(ts_ms, order_id, reason)| Fact::OrderCancelled { id: id(), ts_ms, order_id, reason }
             ),
             1 => (arb_ts(d), 0i64..100_000, pick(&CURRENCIES)).prop_map(
-                move |(ts_ms, amount_minor, currency)| Fact::Captured { id: id(), ts_ms, amount_minor, currency }
+                move |(ts_ms, amount_minor, currency)| Fact::Captured { id: id(), ts_ms, amount_minor, currency, order_id: String::new() }
             ),
             1 => (arb_ts(d), 0i64..100_000, pick(&CURRENCIES)).prop_map(
-                move |(ts_ms, amount_minor, currency)| Fact::Refunded { id: id(), ts_ms, amount_minor, currency }
+                move |(ts_ms, amount_minor, currency)| Fact::Refunded { id: id(), ts_ms, amount_minor, currency, order_id: String::new() }
             ),
         ]
     }

@@ -121,6 +121,7 @@ struct OrderStateChanged {
 
 #[derive(Deserialize)]
 struct PaymentStatusChanged {
+    order_id: String,
     status: String,
     amount_minor: i64,
     currency: String,
@@ -177,12 +178,14 @@ pub fn fact_of(event_type: &str, id: &str, payload: &[u8]) -> Result<Option<Fact
                     ts_ms: p.ts_ms,
                     amount_minor: p.amount_minor,
                     currency: p.currency,
+                    order_id: p.order_id,
                 }),
                 "refunded" | "partially_refunded" => Some(Fact::Refunded {
                     id,
                     ts_ms: p.ts_ms,
                     amount_minor: p.amount_minor,
                     currency: p.currency,
+                    order_id: p.order_id,
                 }),
                 _ => None,
             }

@@ -210,6 +210,27 @@ impl Rollups {
         Ok(due)
     }
 
+    /// The facts of each of `order_ids` (any day), by order.
+    pub async fn order_facts(
+        &self,
+        tenant: &str,
+        order_ids: &[String],
+    ) -> sqlx::Result<BTreeMap<String, Vec<Fact>>> {
+        let rows: Vec<(String, Json<Fact>)> = sqlx::query_as(
+            "SELECT fact->>'order_id', fact FROM facts
+             WHERE tenant_id = $1 AND fact->>'order_id' = ANY($2)",
+        )
+        .bind(tenant)
+        .bind(order_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: BTreeMap<String, Vec<Fact>> = BTreeMap::new();
+        for (order, fact) in rows {
+            out.entry(order).or_default().push(fact.0);
+        }
+        Ok(out)
+    }
+
     /// Days `from..=to` of `tenant`, oldest first; a day with nothing has
     /// zero counts.
     pub async fn days(&self, tenant: &str, from: Day, to: Day) -> sqlx::Result<Vec<DayRow>> {

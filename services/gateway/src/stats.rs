@@ -8,7 +8,7 @@ use axum::{
     extract::{Query, State},
 };
 use serde::{Deserialize, Serialize};
-use shopstream_platform::Problem;
+use shopstream_platform::{ErrorCode, Problem};
 use shopstream_proto::{
     analytics::v1::{DailyStats, GetDailyStatsRequest},
     common::v1::Money,
@@ -27,10 +27,15 @@ const SERVICE: &str = "analytics";
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {
-    /// First day, `YYYY-MM-DD` (UTC); default six days before `to`.
+    /// First day, `YYYY-MM-DD` (UTC); default `days` days ending at `to`.
+    #[param(format = Date)]
     pub from: Option<String>,
     /// Last day, `YYYY-MM-DD` (UTC); default today.
+    #[param(format = Date)]
     pub to: Option<String>,
+    /// Without `from`: how many days ending at `to` (1..=366, default 7).
+    #[param(minimum = 1, maximum = 366)]
+    pub days: Option<u32>,
 }
 
 /// One day of one shop.
@@ -109,13 +114,17 @@ impl From<DailyStats> for DayView {
     responses((status = 200, body = DailyStatsView),
         (status = 400, description = "a query parameter that is not text"),
         (status = 401, description = "no or invalid access token"), (status = 403, description = "not an admin"),
-        (status = 422, description = "a date that is not YYYY-MM-DD, `to` before `from`, or more than 366 days"),
+        (status = 422, description = "a date that is not YYYY-MM-DD, `to` before `from`, `days` of 0, or more than 366 days"),
         (status = 503, description = "analytics is unavailable")))]
 pub async fn daily(
     State(state): State<AppState>,
     Admin(claims): Admin,
     Query(q): Query<StatsParams>,
 ) -> Result<Json<DailyStatsView>, Problem> {
+    if q.days == Some(0) {
+        return Err(Problem::new(ErrorCode::Unprocessable, "invalid range")
+            .with_field("days", "must be between 1 and 366"));
+    }
     let resp = state
         .analytics_grpc
         .clone()
@@ -124,7 +133,7 @@ pub async fn daily(
             GetDailyStatsRequest {
                 from_date: q.from.unwrap_or_default(),
                 to_date: q.to.unwrap_or_default(),
-                days: 0,
+                days: q.days.unwrap_or(0),
             },
             &claims.tid,
             state.upstream_timeout,

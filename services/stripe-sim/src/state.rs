@@ -386,9 +386,17 @@ impl StripeState {
     pub fn list_intents(&self) -> Value {
         let mut all: Vec<&PaymentIntent> = self.intents.values().collect();
         all.sort_by(|a, b| (a.created_s, &a.id).cmp(&(b.created_s, &b.id)));
+        // Stripe keeps the refunded amount on the charge; this admin listing
+        // adds it to each intent as `sim_amount_refunded` (not a Stripe field).
         objects::list(
             "/_sim/payment_intents",
-            all.into_iter().map(objects::payment_intent).collect(),
+            all.into_iter()
+                .map(|pi| {
+                    let mut o = objects::payment_intent(pi);
+                    o["sim_amount_refunded"] = pi.amount_refunded.into();
+                    o
+                })
+                .collect(),
             false,
         )
     }
