@@ -202,22 +202,13 @@ async fn after_watcher_started(
          HTTP 500, before doing anything (so nothing is captured and a retry would run for \
          real). Whatever happens next, the lab clears the faults when it ends."
     ));
-    let cleanup_sim = sim.clone();
-    lab.fault(
+    stripe_sim::inject(
+        lab,
+        sim,
         &format!("stripe-sim fails the next {CAPTURE_ATTEMPTS} captures with HTTP 500"),
-        async {
-            let now = sim
-                .set_faults(&json!({"fail_next": {
-                    "operation": "capture", "status": 500, "count": CAPTURE_ATTEMPTS
-                }}))
-                .await?;
-            Ok(format!("stripe-sim faults: {}", stripe_sim::describe(&now)))
-        },
-        "clear stripe-sim's faults",
-        move || async move {
-            let now = cleanup_sim.clear_faults().await?;
-            Ok(format!("stripe-sim faults: {}", stripe_sim::describe(&now)))
-        },
+        &json!({"fail_next": {
+            "operation": "capture", "status": 500, "count": CAPTURE_ATTEMPTS
+        }}),
     )
     .await?;
 

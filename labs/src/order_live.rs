@@ -288,20 +288,11 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
          two of them), stripe-sim holds each call for {STRIPE_LATENCY_MS} ms. The lab clears \
          it when it ends."
     ));
-    let cleanup_sim = sim.clone();
-    lab.fault(
+    stripe_sim::inject(
+        &lab,
+        &sim,
         &format!("stripe-sim answers every call after {STRIPE_LATENCY_MS} ms"),
-        async {
-            let now = sim
-                .set_faults(&json!({"latency_ms": STRIPE_LATENCY_MS}))
-                .await?;
-            Ok(format!("stripe-sim faults: {}", stripe_sim::describe(&now)))
-        },
-        "clear stripe-sim's faults",
-        move || async move {
-            let now = cleanup_sim.clear_faults().await?;
-            Ok(format!("stripe-sim faults: {}", stripe_sim::describe(&now)))
-        },
+        &json!({"latency_ms": STRIPE_LATENCY_MS}),
     )
     .await?;
 

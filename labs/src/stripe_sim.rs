@@ -152,6 +152,30 @@ pub fn intents_of<'a>(intents: &'a [Value], order_id: &str, payment_id: &str) ->
         .collect()
 }
 
+/// Set `faults` in stripe-sim as the lab's fault `name`, with the cleanup
+/// that clears them when the lab ends (also when it fails or is stopped).
+pub async fn inject(
+    lab: &crate::kit::Lab,
+    sim: &StripeSim,
+    name: &str,
+    faults: &Value,
+) -> Result<(), LabError> {
+    let cleanup_sim = sim.clone();
+    lab.fault(
+        name,
+        async {
+            let now = sim.set_faults(faults).await?;
+            Ok(format!("stripe-sim faults: {}", describe(&now)))
+        },
+        "clear stripe-sim's faults",
+        move || async move {
+            let now = cleanup_sim.clear_faults().await?;
+            Ok(format!("stripe-sim faults: {}", describe(&now)))
+        },
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -32,26 +32,12 @@ pub async fn sse(
     let mut resp = req.send().await.unwrap();
     assert_eq!(resp.status(), 200, "{url}");
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let mut buf = String::new();
+    let mut sse = shopstream_labs::live::SseParser::default();
     let mut events = Vec::new();
     tokio::time::timeout(WITHIN, async {
         while !done(&events) {
             let chunk = resp.chunk().await.unwrap().expect("the stream stays open");
-            buf.push_str(std::str::from_utf8(&chunk).unwrap());
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                let (mut id, mut data) = (None, None);
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        id = v.trim().parse::<u64>().ok();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data = serde_json::from_str::<Value>(v.trim()).ok();
-                    }
-                }
-                if let (Some(id), Some(data)) = (id, data) {
-                    events.push((id, data));
-                }
-            }
+            events.extend(sse.push(&chunk));
         }
     })
     .await

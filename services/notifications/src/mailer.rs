@@ -334,6 +334,22 @@ impl Mailer {
         Ok(())
     }
 
+    /// Run `put` (where the entry goes next: the retry set, the DLQ) and
+    /// acknowledge the entry, in one `MULTI`: it is in exactly one place.
+    async fn hand_off(&mut self, put: redis::Cmd, id: &str) -> anyhow::Result<()> {
+        let mut ack = redis::cmd("XACK");
+        ack.arg(&self.cfg.stream).arg(GROUP).arg(id);
+        redis::pipe()
+            .atomic()
+            .add_command(put)
+            .ignore()
+            .add_command(ack)
+            .ignore()
+            .query_async::<()>(&mut self.redis)
+            .await?;
+        Ok(())
+    }
+
     async fn deliver(&mut self, entry: Entry) -> anyhow::Result<()> {
         let Some(e) = entry.email else {
             // Trimmed away or not ours to read: nothing can be sent from it.
@@ -381,21 +397,11 @@ impl Mailer {
                                 attempts,
                             )
                             .as_millis() as i64;
-                        let json = serde_json::to_string(&e)?;
-                        redis::pipe()
-                            .atomic()
-                            .cmd("ZADD")
-                            .arg(retry_set(&self.cfg.stream))
+                        let mut zadd = redis::cmd("ZADD");
+                        zadd.arg(retry_set(&self.cfg.stream))
                             .arg(due)
-                            .arg(json)
-                            .ignore()
-                            .cmd("XACK")
-                            .arg(&self.cfg.stream)
-                            .arg(GROUP)
-                            .arg(&entry.id)
-                            .ignore()
-                            .query_async::<()>(&mut self.redis)
-                            .await?;
+                            .arg(serde_json::to_string(&e)?);
+                        self.hand_off(zadd, &entry.id).await?;
                         self.counters.retried.inc();
                         tracing::info!(key = %e.key, attempts, %reason, "e-mail will be retried");
                         self.set_state(&e.key, "retrying", &reason).await
@@ -406,24 +412,15 @@ impl Mailer {
                             reason: reason.clone(),
                             attempts,
                         };
-                        redis::pipe()
-                            .atomic()
-                            .cmd("XADD")
-                            .arg(dlq_stream(&self.cfg.stream))
+                        let mut xadd = redis::cmd("XADD");
+                        xadd.arg(dlq_stream(&self.cfg.stream))
                             .arg("MAXLEN")
                             .arg("~")
                             .arg(STREAM_MAXLEN)
                             .arg("*")
                             .arg("json")
-                            .arg(serde_json::to_string(&dead)?)
-                            .ignore()
-                            .cmd("XACK")
-                            .arg(&self.cfg.stream)
-                            .arg(GROUP)
-                            .arg(&entry.id)
-                            .ignore()
-                            .query_async::<()>(&mut self.redis)
-                            .await?;
+                            .arg(serde_json::to_string(&dead)?);
+                        self.hand_off(xadd, &entry.id).await?;
                         self.counters.dead.inc();
                         tracing::warn!(key = %e.key, attempts, %reason, "e-mail dead-lettered");
                         self.set_state(&e.key, "dead", &reason).await
