@@ -125,6 +125,13 @@ pub async fn daily(
         return Err(Problem::new(ErrorCode::Unprocessable, "invalid range")
             .with_field("days", "must be between 1 and 366"));
     }
+    // Absent means the default; present but empty is not a date.
+    for (field, v) in [("from", &q.from), ("to", &q.to)] {
+        if v.as_deref() == Some("") {
+            return Err(Problem::new(ErrorCode::Unprocessable, "invalid range")
+                .with_field(field, "not a YYYY-MM-DD date"));
+        }
+    }
     let resp = state
         .analytics_grpc
         .clone()
