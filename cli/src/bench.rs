@@ -466,7 +466,7 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
     for l in &live_reports {
         let kib = |v: Option<u64>| v.map_or("unknown".to_string(), |k| format!("{k} KiB"));
         println!(
-            "live: {} buyers, {} WebSockets + {} SSE streams ({} open when measured); {} orders ({} failed); {} updates expected, {} lost; {} live samples; gateway PSS {} → {} ({} per 1,000 connections)",
+            "live: {} buyers, {} WebSockets + {} SSE streams ({} open when measured); {} orders ({} failed); {} updates expected, {} lost; {} live samples; {} SSE streams refused (429) and reopened; gateway PSS {} → {} ({} per 1,000 connections)",
             l.buyers,
             l.websockets,
             l.sse_streams,
@@ -476,6 +476,7 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
             l.updates_expected,
             l.updates_lost,
             l.live_samples,
+            l.sse_retries,
             kib(l.gateway_pss_kib_before),
             kib(l.gateway_pss_kib_with),
             l.gateway_pss_kib_per_1000

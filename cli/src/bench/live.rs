@@ -49,6 +49,12 @@ const CONNECT_CONCURRENCY: usize = 32;
 const DRAIN: Duration = Duration::from_secs(60);
 /// How long one order's SSE stream may stay open.
 const ORDER_DEADLINE: Duration = Duration::from_secs(60);
+/// Attempts to open one order's SSE stream, and the pause between them.
+const SSE_ATTEMPTS: usize = 40;
+const SSE_RETRY_AFTER: Duration = Duration::from_millis(250);
+/// How long, once an order ended, its steps may take to reach every one of
+/// its owner's connections.
+const SETTLE_PER_ORDER: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct LiveArgs {
@@ -73,6 +79,8 @@ pub struct LiveSummary {
     pub updates_lost: u64,
     /// Receipts counted in the latency figures (committed after subscribing).
     pub live_samples: u64,
+    /// SSE streams the gateway refused (429) and the client opened again.
+    pub sse_retries: usize,
     /// Gateway PSS (KiB) before any connection and with all open.
     pub gateway_pss_kib_before: Option<u64>,
     pub gateway_pss_kib_with: Option<u64>,
@@ -96,6 +104,8 @@ struct Shared {
     /// order → when its subscriptions were sent (µs since the epoch).
     subscribed_us: Mutex<HashMap<String, i64>>,
     open: AtomicUsize,
+    /// SSE streams refused (429) and opened again.
+    sse_retries: AtomicUsize,
 }
 
 impl Shared {
@@ -169,14 +179,29 @@ async fn sse_task(
         if held.take().is_some() {
             s.open.fetch_sub(1, Ordering::Relaxed);
         }
-        let resp = client
-            .get(format!("{base}/orders/{order}/stream"))
-            .bearer_auth(&token)
-            .send()
-            .await;
-        let Ok(mut resp) = resp.and_then(|r| r.error_for_status()) else {
-            continue;
-        };
+        // As a browser's EventSource does, try again after a refusal: the
+        // stream just dropped may still count against the user's connections
+        // until the gateway next writes to it (a 429 meanwhile).
+        let mut resp = None;
+        for _ in 0..SSE_ATTEMPTS {
+            match client
+                .get(format!("{base}/orders/{order}/stream"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+            {
+                Ok(r) => {
+                    resp = Some(r);
+                    break;
+                }
+                Err(_) => {
+                    s.sse_retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(SSE_RETRY_AFTER).await;
+                }
+            }
+        }
+        let Some(mut resp) = resp else { continue };
         s.open.fetch_add(1, Ordering::Relaxed);
         let mut sse = SseParser::default();
         let read = async {
@@ -277,6 +302,7 @@ pub async fn run(
         samples: Arc::new(Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?)),
         subscribed_us: Mutex::new(HashMap::new()),
         open: AtomicUsize::new(0),
+        sse_retries: AtomicUsize::new(0),
     });
     eprintln!("bench: live: opening {} WebSockets", n_buyers * ws_per);
     let mut buyers = Vec::new();
@@ -395,12 +421,12 @@ pub async fn run(
     for (o, bi) in &orders {
         let b = &buyers[*bi];
         let first = *bi * per_user;
-        let mut steps = None;
+        // Asked at least once, however late: a slow order does not fail
+        // the ones checked after it.
+        let mut steps = expected_steps(o, &b.token).await;
         while steps.is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
             steps = expected_steps(o, &b.token).await;
-            if steps.is_none() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
         }
         let Some(steps) = steps else {
             failed += 1;
@@ -421,7 +447,8 @@ pub async fn run(
                 .sum::<u64>()
         };
         let mut missing = all_in();
-        while missing > 0 && Instant::now() < deadline {
+        let settle = deadline.max(Instant::now() + SETTLE_PER_ORDER);
+        while missing > 0 && Instant::now() < settle {
             tokio::time::sleep(Duration::from_millis(100)).await;
             missing = all_in();
         }
@@ -459,6 +486,7 @@ pub async fn run(
         updates_expected: expected_total,
         updates_lost: lost,
         live_samples: h.len(),
+        sse_retries: shared.sse_retries.load(Ordering::Relaxed),
         gateway_pss_kib_before: pss_before,
         gateway_pss_kib_with: pss_with,
         gateway_pss_kib_per_1000: match (pss_before, pss_with) {

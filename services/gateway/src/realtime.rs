@@ -65,6 +65,8 @@ pub mod close {
 
 /// How long one frame may take to reach a client before it counts as too slow.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Each WebSocket's read buffer (it grows for a larger frame, up to the limit).
+const WS_READ_BUFFER: usize = 4 * 1024;
 
 /// What to do with a live event on an order topic whose last delivered
 /// sequence number is `last`.
@@ -369,6 +371,11 @@ pub async fn ws(
     Ok(upgrade
         .protocols([WS_SUBPROTOCOL])
         .max_message_size(max_frame * 4)
+        // Tungstenite's defaults are 128 KiB each way per socket, most of a
+        // thousand connections' memory; our frames are small, and each event
+        // is written at once (no batching to wait for).
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| Session::new(state, claims, conn).run(socket))
         .into_response())
 }
