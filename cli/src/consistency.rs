@@ -70,6 +70,12 @@ pub async fn consistency(args: ConsistencyArgs) -> anyhow::Result<u8> {
                 format!("{} disagree", report.disagreements.len())
             }
         );
+        if report.truncated {
+            println!(
+                "warning: the window holds more than {} orders; only the newest were checked (narrow --window-min)",
+                consistency::MAX_ORDERS
+            );
+        }
         for d in &report.disagreements {
             println!("{} ({}, {} s ago):", d.order_id, d.state, d.age_s);
             for p in &d.problems {

@@ -107,7 +107,12 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<u8> {
         .await;
     let days = match reply {
         Ok(r) => r.into_inner().days,
-        Err(s) if s.code() == tonic::Code::Unavailable => {
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+            ) =>
+        {
             eprintln!(
                 "error: cannot reach analytics at {url} ({}); start the stack: shopstream up",
                 s.message()

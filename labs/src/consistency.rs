@@ -97,6 +97,8 @@ pub struct Report {
     pub orders_checked: usize,
     /// Changed within the grace period: not judged yet.
     pub orders_too_recent: usize,
+    /// The window held more than [`MAX_ORDERS`] orders: the oldest were not read.
+    pub truncated: bool,
     pub disagreements: Vec<Disagreement>,
 }
 
@@ -236,6 +238,7 @@ pub async fn check(
     let since = now_ms - window.as_millis() as i64;
     let mut orders_api = OrdersServiceClient::new(grpc("orders", &target.orders_grpc_url)?);
     let mut orders = Vec::new();
+    let mut truncated = false;
     let mut cursor = String::new();
     'pages: loop {
         let page = orders_api
@@ -254,7 +257,11 @@ pub async fn check(
             .map_err(status("orders", &target.orders_grpc_url))?
             .into_inner();
         for o in page.orders {
-            if o.created_at_ms < since || orders.len() >= MAX_ORDERS {
+            if o.created_at_ms < since {
+                break 'pages;
+            }
+            if orders.len() >= MAX_ORDERS {
+                truncated = true;
                 break 'pages;
             }
             orders.push(OrderSide {
@@ -341,6 +348,7 @@ pub async fn check(
         grace_s: grace.as_secs(),
         orders_checked: 0,
         orders_too_recent: 0,
+        truncated,
         disagreements: vec![],
     };
     for o in &orders {

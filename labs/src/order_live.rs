@@ -185,6 +185,17 @@ async fn follow_ws(
     read_ws(&mut ws, &log, true, None).await.map(|_| ())
 }
 
+/// Today's (last row's) orders completed and refunds (all currencies) of a
+/// `GET /admin/stats/daily` answer.
+fn today_counts(v: &Value) -> (u64, i64) {
+    let t = v["days"].as_array().and_then(|d| d.last());
+    let completed = t.and_then(|t| t["orders_completed"].as_u64()).unwrap_or(0);
+    let refunds = t
+        .and_then(|t| t["refunds"].as_object())
+        .map_or(0, |r| r.values().filter_map(Value::as_i64).sum());
+    (completed, refunds)
+}
+
 fn seqs(log: &Log) -> Vec<u64> {
     log.lock()
         .map(|l| l.iter().map(|s| s.seq).collect())
@@ -256,6 +267,9 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
         Ok(((), e))
     })
     .await?;
+    // Today's numbers before the lab's orders, so the end can check what
+    // they added on a stack that already had a busy day.
+    let (completed_before, refunds_before) = today_counts(&admin.get("/admin/stats/daily").await?);
     let token = buyer
         .token()
         .ok_or_else(|| LabError::Failed("no access token after login".into()))?
@@ -596,7 +610,7 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
     );
     let today = lab
         .checkpoint(
-            "today's numbers count both orders and the refund",
+            "today's numbers grew by both orders and the refund",
             MAIL_DEADLINE,
             POLL,
             || {
@@ -606,10 +620,8 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
                     let Some(t) = v["days"].as_array().and_then(|d| d.last()).cloned() else {
                         return Ok(Probe::Waiting("no days yet".into()));
                     };
-                    let refunds: i64 = t["refunds"]
-                        .as_object()
-                        .map_or(0, |r| r.values().filter_map(Value::as_i64).sum());
-                    let done = t["orders_completed"].as_u64().unwrap_or(0) >= 2 && refunds > 0;
+                    let (completed, refunds) = today_counts(&v);
+                    let done = completed >= completed_before + 2 && refunds > refunds_before;
                     let detail = format!(
                         "{}: {} visitors, {} orders placed, {} completed, revenue {}, refunds {}",
                         t["date"].as_str().unwrap_or("?"),

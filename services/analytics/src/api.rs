@@ -98,12 +98,18 @@ impl AnalyticsService for GrpcApi {
                 .parse()
                 .map_err(|e: BadDate| invalid("from_date", e.to_string()))?
         };
+        // Name the field the caller sent: `days` when it chose the range.
+        let range_field = if r.from_date.is_empty() {
+            "days"
+        } else {
+            "from_date"
+        };
         if to < from {
-            return Err(invalid("to_date", "is before from_date"));
+            return Err(invalid("from_date", "is after to_date"));
         }
         if to.0 - from.0 + 1 > MAX_RANGE_DAYS {
             return Err(invalid(
-                "to_date",
+                range_field,
                 format!("the range is longer than {MAX_RANGE_DAYS} days"),
             ));
         }

@@ -294,7 +294,7 @@ pub enum Fact {
         id: String,
         /// When, in Unix milliseconds.
         ts_ms: i64,
-        /// Amount in the currency's minor units (e.g. cents).
+        /// This refund's amount in the currency's minor units (e.g. cents).
         amount_minor: i64,
         /// Currency code, e.g. "EUR".
         currency: String,

@@ -129,8 +129,10 @@ struct PaymentStatusChanged {
 }
 
 /// The fact an event is, if any: an action; an order placed (`pending`),
-/// completed or cancelled; money captured or refunded. A completed order's
-/// checkout duration is filled in by the store, which knows when it was placed.
+/// completed or cancelled; money captured or refunded. The store fills in
+/// what needs history: a completed order's checkout duration (from when it
+/// was placed), and a refund's own amount (payments' events carry the
+/// running total refunded).
 pub fn fact_of(event_type: &str, id: &str, payload: &[u8]) -> Result<Option<Fact>, Undecodable> {
     let bad = |e: serde_json::Error| Undecodable {
         event_type: event_type.to_string(),

@@ -127,6 +127,29 @@ impl Rollups {
         }
         let day = fact.day();
         let mut tx = self.pool.begin().await?;
+        // Payments' refund events carry the running total refunded for the
+        // order: the fact counts this refund only, the difference from the
+        // total seen before.
+        let mut refund_total = None;
+        if let Fact::Refunded {
+            order_id,
+            amount_minor,
+            ..
+        } = &mut fact
+            && !order_id.is_empty()
+        {
+            let before: i64 = sqlx::query_scalar(
+                "SELECT refunded_minor FROM refund_totals
+                 WHERE tenant_id = $1 AND order_id = $2 FOR UPDATE",
+            )
+            .bind(tenant)
+            .bind(&*order_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(0);
+            refund_total = Some((order_id.clone(), (*amount_minor).max(before)));
+            *amount_minor = (*amount_minor - before).max(0);
+        }
         let inserted = sqlx::query(
             "INSERT INTO facts (tenant_id, day, id, fact) VALUES ($1, $2, $3, $4)
              ON CONFLICT DO NOTHING",
@@ -140,6 +163,17 @@ impl Rollups {
         .rows_affected();
         if inserted == 0 {
             return Ok(Recorded::Duplicate);
+        }
+        if let Some((order_id, total)) = refund_total {
+            sqlx::query(
+                "INSERT INTO refund_totals (tenant_id, order_id, refunded_minor) VALUES ($1, $2, $3)
+                 ON CONFLICT (tenant_id, order_id) DO UPDATE SET refunded_minor = EXCLUDED.refunded_minor",
+            )
+            .bind(tenant)
+            .bind(&order_id)
+            .bind(total)
+            .execute(&mut *tx)
+            .await?;
         }
         let closed: Option<i32> = sqlx::query_scalar(
             "SELECT version FROM daily WHERE tenant_id = $1 AND day = $2 FOR UPDATE",
@@ -234,6 +268,9 @@ impl Rollups {
     /// Days `from..=to` of `tenant`, oldest first; a day with nothing has
     /// zero counts.
     pub async fn days(&self, tenant: &str, from: Day, to: Day) -> sqlx::Result<Vec<DayRow>> {
+        // Locked before the read, so a day closing meanwhile is seen in one
+        // place or the other, never in neither.
+        let open = self.open.lock().await;
         let closed: Vec<(i32, Json<DayStats>, i32)> = sqlx::query_as(
             "SELECT day, stats, version FROM daily
              WHERE tenant_id = $1 AND day BETWEEN $2 AND $3",
@@ -257,7 +294,6 @@ impl Rollups {
             })
             .collect();
         let now = self.clock.now_ms();
-        let open = self.open.lock().await;
         let mut day = from;
         while day <= to {
             rows.entry(day)

@@ -312,6 +312,30 @@ impl Deliver {
             registered
         };
         let mut vars = i.vars;
+        // Payments' refund events carry the running total refunded: the
+        // e-mail names this refund, the difference from the total last mailed.
+        let mut refund_total = None;
+        if i.template == email::Template::OrderRefunded
+            && let Ok(p) = serde_json::from_slice::<email::PaymentStatusChanged>(&e.payload)
+        {
+            let before: i64 = sqlx::query_scalar(
+                "SELECT refunded_minor FROM refund_totals WHERE tenant_id = $1 AND order_id = $2",
+            )
+            .bind(&e.tenant_id)
+            .bind(&i.order_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .unwrap_or(0);
+            if p.amount_minor <= before {
+                return Ok(());
+            }
+            vars.insert(
+                "amount".into(),
+                email::money(p.amount_minor - before, &p.currency),
+            );
+            refund_total = Some(p.amount_minor);
+        }
         let name = if user.display_name.is_empty() {
             email::display_name(&user.email)
         } else {
@@ -334,6 +358,21 @@ impl Deliver {
             .await
             .map_err(|err| HandlerError::Retryable(format!("redis: {err}")))?;
         self.queued.inc();
+        if let Some(total) = refund_total {
+            // After the enqueue: a redelivery before this line computes the
+            // same amount again, and the mailer sends the key once.
+            sqlx::query(
+                "INSERT INTO refund_totals (tenant_id, order_id, refunded_minor) VALUES ($1, $2, $3)
+                 ON CONFLICT (tenant_id, order_id)
+                 DO UPDATE SET refunded_minor = GREATEST(refund_totals.refunded_minor, EXCLUDED.refunded_minor)",
+            )
+            .bind(&e.tenant_id)
+            .bind(&out.order_id)
+            .bind(total)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        }
         Ok(())
     }
 }

@@ -17,7 +17,8 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use lettre::{
-    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor, message::header::ContentType,
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    message::{Mailbox, header::ContentType},
 };
 use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
@@ -163,6 +164,8 @@ pub struct Mailer {
     redis: ConnectionManager,
     pool: PgPool,
     smtp: AsyncSmtpTransport<Tokio1Executor>,
+    /// `cfg.from`, checked at start.
+    from: Mailbox,
     cfg: MailerConfig,
     counters: Counters,
     clock: Arc<dyn Clock>,
@@ -188,6 +191,9 @@ impl Mailer {
         let port: u16 = port
             .parse()
             .map_err(|_| anyhow::anyhow!("SMTP server {:?}: bad port", cfg.smtp))?;
+        let from: Mailbox = cfg.from.parse().map_err(|e| {
+            anyhow::anyhow!("the From address {:?} is not an address: {e}", cfg.from)
+        })?;
         let smtp = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(port)
             .timeout(Some(SMTP_TIMEOUT))
@@ -221,6 +227,7 @@ impl Mailer {
             redis,
             pool,
             smtp,
+            from,
             cfg,
             counters,
             clock: Arc::new(SystemClock),
@@ -447,12 +454,7 @@ impl Mailer {
         let permanent = |r: String| (Failure::Permanent, r);
         let mut b = Message::builder()
             .message_id(Some(format!("<{}@shopstream>", e.key)))
-            .from(
-                self.cfg
-                    .from
-                    .parse()
-                    .map_err(|err| permanent(format!("bad From {:?}: {err}", self.cfg.from)))?,
-            )
+            .from(self.from.clone())
             .subject(&e.subject)
             .header(ContentType::TEXT_PLAIN);
         for to in &e.to {

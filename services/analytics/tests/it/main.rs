@@ -89,6 +89,7 @@ impl Published {
     /// durations filled from the placed times, as its store does).
     fn facts(&self) -> Vec<Fact> {
         let mut placed = std::collections::HashMap::new();
+        let mut refunded = std::collections::HashMap::new();
         let mut out = Vec::new();
         for (_, e) in &self.sent {
             let Some(mut f) = fact_of(&e.event_type, &e.id.to_string(), &e.payload).unwrap() else {
@@ -107,6 +108,17 @@ impl Published {
                     ..
                 } => {
                     *checkout_ms = placed.get(order_id).map(|p| (*ts_ms - p) as u64);
+                }
+                Fact::Refunded {
+                    order_id,
+                    amount_minor,
+                    ..
+                } => {
+                    // Payments sends the running total; the fact is this refund.
+                    let before = refunded
+                        .insert(order_id.clone(), *amount_minor)
+                        .unwrap_or(0);
+                    *amount_minor -= before;
                 }
                 _ => {}
             }
@@ -199,6 +211,8 @@ async fn rollups_equal_a_recount_the_day_closes_at_0005_and_a_late_event_correct
     p.order("o2", "pending", at(10, 40)).await;
     p.order("o2", "cancelled", at(10, 41)).await;
     p.payment("o1", "partially_refunded", 300, at(11, 30)).await;
+    // A second refund: payments sends the running total (300 + 200).
+    p.payment("o1", "partially_refunded", 500, at(11, 40)).await;
     // A redelivery (the same event id) counts once.
     let (topic, dup) = p.sent[0].clone();
     p.bus.publish(&topic, &dup).await.unwrap();
@@ -207,7 +221,7 @@ async fn rollups_equal_a_recount_the_day_closes_at_0005_and_a_late_event_correct
     let expected = domain::recount(day, &p.facts());
     let date = day.to_string();
     let got = day_when(&mut c, &p.tenant, &date, "every fact counted", |d| {
-        d.orders_cancelled == 1 && eur(&d.refunds) == 300 && d.views == 3
+        d.orders_cancelled == 1 && eur(&d.refunds) == 500 && d.views == 3
     })
     .await;
     assert_eq!(got.date, "2026-06-01");
@@ -245,6 +259,25 @@ async fn rollups_equal_a_recount_the_day_closes_at_0005_and_a_late_event_correct
     );
     assert!(!got.closed);
     assert_eq!(got.version, 0);
+    // Per order, for the consistency check: the two refunds add up to the
+    // running total payments last sent.
+    let facts = c
+        .get_order_facts(with_tenant(
+            shopstream_proto::analytics::v1::GetOrderFactsRequest {
+                order_ids: vec!["o1".into(), "o2".into(), "o3".into()],
+            },
+            &p.tenant,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .orders;
+    let o1 = facts.iter().find(|f| f.order_id == "o1").unwrap();
+    assert!(o1.placed && o1.completed && !o1.cancelled);
+    assert_eq!((o1.captured_minor, o1.refunded_minor), (1_000, 500));
+    let o2 = facts.iter().find(|f| f.order_id == "o2").unwrap();
+    assert!(o2.placed && o2.cancelled);
+    assert!(facts.iter().all(|f| f.order_id != "o3"));
 
     // 00:04:59 the next day: still open. 00:05: closed, version 1.
     clock.set_ms(DAY_START + 24 * HOUR + 4 * 60_000 + 59_000);

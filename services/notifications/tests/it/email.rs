@@ -139,14 +139,16 @@ impl World {
         e
     }
 
-    async fn refund(&self, order: Uuid) {
+    /// Payments' event after a refund: `total_minor` is the running total
+    /// refunded for the order, as payments sends it.
+    async fn refund(&self, order: Uuid, status: &str, total_minor: i64) {
         let e = Envelope::new(
             "payment.status_changed",
             1,
             DEFAULT_TENANT,
             &order.to_string(),
-            &json!({"payment_id": "p1", "order_id": order.to_string(), "status": "refunded",
-                "amount_minor": 4_200, "currency": "EUR", "failure_code": "", "ts_ms": 2}),
+            &json!({"payment_id": "p1", "order_id": order.to_string(), "status": status,
+                "amount_minor": total_minor, "currency": "EUR", "failure_code": "", "ts_ms": 2}),
             &SystemClock,
             &SystemIdGen,
         )
@@ -232,14 +234,22 @@ async fn temporary_refusals_are_retried_a_permanent_one_is_dead_lettered_and_ref
     // The same event again (a producer retry): no second e-mail.
     w.bus.publish(&w.topics.orders, &completed).await.unwrap();
 
-    // A refund goes to the order's owner, found from the order's events.
-    w.refund(order).await;
+    // Refunds go to the order's owner, found from the order's events; each
+    // e-mail names its own refund, though payments sends running totals.
+    let short = &order.to_string()[..8];
+    w.refund(order, "partially_refunded", 1_000).await;
     let m = w.wait_messages(2).await;
     assert_eq!(
         m[0]["subject"],
-        format!("Refund of 42.00 EUR for order {}", &order.to_string()[..8])
+        format!("Refund of 10.00 EUR for order {short}")
     );
     assert_eq!(m[0]["to"], json!([w.email]));
+    w.refund(order, "refunded", 4_200).await;
+    let m = w.wait_messages(3).await;
+    assert_eq!(
+        m[0]["subject"],
+        format!("Refund of 32.00 EUR for order {short}")
+    );
 
     // 550 until cleared: the cancellation e-mail goes to the DLQ at once,
     // with the server's answer, after one attempt.
@@ -272,9 +282,9 @@ async fn temporary_refusals_are_retried_a_permanent_one_is_dead_lettered_and_ref
     .await;
     assert!(error.contains("550"), "{error}");
 
-    // Still exactly the two delivered e-mails: the duplicate event sent
+    // Still exactly the three delivered e-mails: the duplicate event sent
     // nothing, the refused one is in the DLQ, not retried.
-    assert_eq!(w.messages().await.len(), 2);
+    assert_eq!(w.messages().await.len(), 3);
     let _ = redis::cmd("DEL")
         .arg(mailer::dlq_stream(&w.stream))
         .query_async::<i64>(&mut redis)

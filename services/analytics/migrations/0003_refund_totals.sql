@@ -1,0 +1,8 @@
+-- Payments' refund events carry the running total refunded for an order;
+-- the last total seen per order turns each event into this refund's amount.
+CREATE TABLE refund_totals (
+    tenant_id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    refunded_minor BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, order_id)
+);
