@@ -73,7 +73,9 @@ impl ErrorCode {
             tonic::Code::OutOfRange => ErrorCode::PayloadTooLarge,
             tonic::Code::ResourceExhausted => ErrorCode::RateLimited,
             tonic::Code::DeadlineExceeded => ErrorCode::Timeout,
-            tonic::Code::Unavailable => ErrorCode::Unavailable,
+            // tonic reports a channel's own timeout expiring as Cancelled: the
+            // backend was too slow, which is a 503, not a bug of ours.
+            tonic::Code::Unavailable | tonic::Code::Cancelled => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         }
     }
@@ -272,6 +274,15 @@ mod tests {
                 assert_eq!(back, code, "{code:?}");
             }
         }
+        // A channel timeout arrives as Cancelled: the backend is slow, a 503.
+        assert_eq!(
+            ErrorCode::from_grpc(tonic::Code::Cancelled),
+            ErrorCode::Unavailable
+        );
+        assert_eq!(
+            ErrorCode::from_grpc(tonic::Code::Unknown),
+            ErrorCode::Internal
+        );
     }
 
     #[test]
