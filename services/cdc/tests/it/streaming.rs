@@ -89,17 +89,31 @@ async fn outbox_writes_arrive_in_commit_order_with_the_envelope_and_trace() {
         "the writer's trace continues in the event"
     );
 
-    // Lag metrics: the ms lag of the last transaction, and the byte lag polled from the slot.
-    let text = cdc.metrics().await;
-    for series in [
+    // Lag metrics: the ms lag of the last transaction, and the byte lag polled from the slot
+    // (on the poller's own period, so it may appear a moment after the records).
+    let series = [
         "shopstream_cdc_lag_ms{",
         "shopstream_cdc_lag_bytes{",
         "shopstream_cdc_last_commit_ts_ms{",
         "shopstream_cdc_records_published_total{",
         "shopstream_cdc_commit_to_ack_seconds_bucket{",
-    ] {
-        assert!(text.contains(series), "{series} missing:\n{text}");
-    }
+    ];
+    let text = shopstream_runtime::testkit::try_eventually(
+        shopstream_runtime::testkit::READY_TIMEOUT,
+        || async {
+            let text = cdc.metrics().await;
+            series.iter().all(|s| text.contains(s)).then_some(text)
+        },
+    )
+    .await;
+    let text = match text {
+        Some(t) => t,
+        None => {
+            let now = cdc.metrics().await;
+            let missing: Vec<_> = series.iter().filter(|s| !now.contains(*s)).collect();
+            panic!("{missing:?} missing:\n{now}");
+        }
+    };
     let published = text
         .lines()
         .find(|l| l.starts_with("shopstream_cdc_records_published_total{"))
