@@ -281,6 +281,8 @@ async fn rollups_equal_a_recount_the_day_closes_at_0005_and_a_late_event_correct
 
     // 00:04:59 the next day: still open. 00:05: closed, version 1.
     clock.set_ms(DAY_START + 24 * HOUR + 4 * 60_000 + 59_000);
+    // A check that something does NOT happen has no condition to wait for:
+    // give the closer (1 s tick) two ticks on the 00:04:59 clock, then look.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let open = days(&mut c, &p.tenant, &date, &date).await.unwrap();
     assert!(!open[0].closed, "closed before 00:05: {:?}", open[0]);
