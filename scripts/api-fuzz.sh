@@ -52,7 +52,7 @@ run_id="$(date +%s)-$$"
 admin_email="api-fuzz-admin-$run_id@shopstream.local"
 customer_email="api-fuzz-$run_id@example.com"
 customer_password="correct horse battery staple $run_id"
-admin_password=$("$bin" seed --admin-email "$admin_email" --json |
+admin_password=$("$bin" seed --admin-email "$admin_email" --images 0 --json |
   "$py" -c 'import json,sys; print(json.load(sys.stdin)["admin_password"] or "")')
 if [ -z "$admin_password" ]; then
   echo "api-fuzz: seed did not create $admin_email" >&2
@@ -78,6 +78,14 @@ API_FUZZ_ORDER_ID=$(curl -fsS --max-time 10 -X POST "$gateway/orders" -H 'conten
   -H "authorization: Bearer $customer_token" -H "idempotency-key: api-fuzz-$run_id" -d "$order_body" |
   "$py" -c 'import json,sys; print(json.load(sys.stdin)["order_id"])')
 export API_FUZZ_ORDER_ID
+
+# One declared upload of the customer (not uploaded: it stays
+# awaiting_upload), for the operations that read or block an asset.
+API_FUZZ_ASSET_ID=$(curl -fsS --max-time 10 -X POST "$gateway/media/uploads" -H 'content-type: application/json' \
+  -H "authorization: Bearer $customer_token" \
+  -d '{"kind": "image", "content_type": "image/jpeg", "size_bytes": 1000}' |
+  "$py" -c 'import json,sys; print(json.load(sys.stdin)["asset"]["asset_id"])')
+export API_FUZZ_ASSET_ID
 
 rm -rf "$report_dir"
 mkdir -p "$report_dir"

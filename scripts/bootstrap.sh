@@ -6,12 +6,13 @@
 set -euo pipefail
 
 need_pkgs=()
-for pkg in postgresql redis-server sqlite3 protobuf-compiler libprotobuf-dev mold python3-venv build-essential pkg-config curl; do
+for pkg in postgresql redis-server sqlite3 protobuf-compiler libprotobuf-dev mold python3-venv build-essential pkg-config curl ffmpeg; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 # libprotobuf-dev: the well-known .proto files (field_mask.proto, ...) that the
 # Temporal SDK build imports; --no-install-recommends leaves it out otherwise.
 # postgresql pulls the versioned server package; its binaries live off PATH.
+# ffmpeg: media's clip steps (and the tests and benchmark that make clips).
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
   need_pkgs+=(postgresql)
 fi

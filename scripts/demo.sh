@@ -14,7 +14,7 @@ bin=target/debug/shopstream
 "$bin" doctor --fix
 echo "== up"
 "$bin" up
-echo "== seed (admin account + 600 products; idempotent)"
+echo "== seed (admin account, 600 products, their pictures through the media pipeline; idempotent)"
 "$bin" seed
 echo "== status"
 "$bin" status

@@ -4,7 +4,7 @@
 //! product reads, logins, checkout end to end (order placed → saga finished),
 //! a flash sale (many concurrent reservations of one scarce SKU), live
 //! updates (many WebSocket and SSE subscribers while orders flow), and the
-//! admin's daily stats over 90 days.
+//! admin's daily stats over 90 days, and media uploads to ready.
 
 use std::{
     future::Future,
@@ -23,6 +23,7 @@ use crate::exit;
 
 mod checkout;
 mod live;
+mod media;
 mod stats;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -44,6 +45,10 @@ pub enum Target {
     Live,
     /// GET /admin/stats/daily over 90 closed days (set up in 2001-Q1), as an admin.
     Stats,
+    /// Upload → ready, one asset at a time: generated 2 MP photos, then
+    /// 10-second 720p clips (needs ffmpeg); the media worker's peak PSS
+    /// (with its ffmpeg children) while clips are processed.
+    Media,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +81,12 @@ pub struct BenchArgs {
     /// Requests per second for `stats`.
     #[arg(long, default_value_t = 200)]
     stats_rate: u32,
+    /// Photos for `media`.
+    #[arg(long, default_value_t = 50)]
+    media_photos: usize,
+    /// Clips for `media` (0 skips them).
+    #[arg(long, default_value_t = 5)]
+    media_clips: usize,
     /// Orders per second while `live` measures.
     #[arg(long, default_value_t = 5)]
     live_order_rate: u32,
@@ -239,6 +250,7 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
     let mut reports = Vec::new();
     let mut flash_reports = Vec::new();
     let mut live_reports = Vec::new();
+    let mut media_reports = Vec::new();
     for t in targets {
         let report = match t {
             Target::Product => {
@@ -383,6 +395,28 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                 )
                 .await
             }
+            Target::Media => {
+                let media_pid = match &args.url {
+                    Some(_) => None,
+                    None => {
+                        shopstream_runtime::Stack::new(state_dir, ports, std::env::current_exe()?)
+                            .running_pid(shopstream_runtime::Kind::Media)
+                    }
+                };
+                let m = media::MediaArgs {
+                    photos: args.media_photos,
+                    clips: args.media_clips,
+                    media_pid,
+                };
+                let (mut rs, summary) = match media::run(&base, m).await? {
+                    Ok(r) => r,
+                    Err(code) => return Ok(code),
+                };
+                media_reports.push(summary);
+                let last = rs.pop().expect("at least the photo report");
+                reports.extend(rs);
+                last
+            }
             Target::Live => {
                 // This stack's gateway process, for its memory (none with --url).
                 let pid = match &args.url {
@@ -410,13 +444,14 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
         reports.push(report);
     }
     if args.json {
-        if flash_reports.is_empty() && live_reports.is_empty() {
+        if flash_reports.is_empty() && live_reports.is_empty() && media_reports.is_empty() {
             println!("{}", serde_json::to_string_pretty(&reports)?);
         } else {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({
-                    "reports": reports, "flash_sale": flash_reports, "live": live_reports
+                    "reports": reports, "flash_sale": flash_reports, "live": live_reports,
+                    "media": media_reports
                 }))?
             );
         }
@@ -481,6 +516,18 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
             kib(l.gateway_pss_kib_with),
             l.gateway_pss_kib_per_1000
                 .map_or("unknown".to_string(), |k| format!("{k:.0} KiB")),
+        );
+    }
+    for m in &media_reports {
+        println!(
+            "media: {} photos, {} clips, one at a time; media worker + ffmpeg peak PSS while transcoding: {}",
+            m.photos,
+            m.clips,
+            m.worker_peak_pss_kib
+                .map_or("unknown".to_string(), |k| format!(
+                    "{:.1} MiB",
+                    k as f64 / 1024.0
+                ))
         );
     }
     let failed =

@@ -1,6 +1,7 @@
-//! `shopstream fault stripe-sim [--set JSON | --clear | --show]`: inject,
-//! clear or show faults in the running Stripe emulator, at run time, without
-//! restarting anything. A thin client of stripe-sim's `/_sim/faults`.
+//! `shopstream fault stripe-sim|media [--set JSON | --clear | --show]`:
+//! inject, clear or show faults in the running Stripe emulator or in media's
+//! pipeline steps, at run time, without restarting anything. A thin client of
+//! stripe-sim's `/_sim/faults` and of media's `/faults`.
 
 use std::path::Path;
 
@@ -38,6 +39,32 @@ enum FaultTarget {
             Exit codes: 0 ok, 2 invalid --set, 4 stripe-sim not reachable."
     )]
     StripeSim(StripeSimArgs),
+    /// Faults of media's pipeline steps (its fault switch).
+    #[command(
+        after_help = "--set takes an object of steps (ingest, moderate, thumbnail, transcode, \
+            ready), each with any of:\n  \
+            fail      the next N attempts of the step fail (then it works again)\n  \
+            delay_ms  every attempt waits this long first (a slow step)\n  \
+            reject    moderate only: the next N assets are rejected\n\n\
+            Examples:\n  \
+            shopstream fault media --set '{\"thumbnail\": {\"fail\": 2}}'\n  \
+            shopstream fault media --set '{\"transcode\": {\"delay_ms\": 5000}}'\n  \
+            shopstream fault media --clear\n\n\
+            Exit codes: 0 ok, 2 invalid --set, 4 media not reachable."
+    )]
+    Media(MediaFaultArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MediaFaultArgs {
+    #[command(flatten)]
+    action: Action,
+    /// Media's HTTP base URL (default: this stack's media).
+    #[arg(long)]
+    url: Option<String>,
+    /// Print the active faults as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +98,68 @@ struct Action {
 pub async fn fault(state_dir: &Path, args: FaultArgs) -> anyhow::Result<u8> {
     match args.target {
         FaultTarget::StripeSim(a) => stripe_sim_faults(state_dir, a).await,
+        FaultTarget::Media(a) => media_faults(a).await,
+    }
+}
+
+async fn media_faults(args: MediaFaultArgs) -> anyhow::Result<u8> {
+    let url = match &args.url {
+        Some(u) => u.clone(),
+        None => Target::from_ports(&Ports::from_env(Ports::DEV)?).media_http_url,
+    };
+    let update = match &args.action.set {
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(m)) => Some(m),
+            Ok(_) => {
+                eprintln!(
+                    "error: --set takes a JSON object, e.g. '{{\"thumbnail\": {{\"fail\": 2}}}}'"
+                );
+                return Ok(2);
+            }
+            Err(e) => {
+                eprintln!("error: --set is not valid JSON: {e}");
+                return Ok(2);
+            }
+        },
+        None => None,
+    };
+    let faults =
+        shopstream_labs::media::MediaFaults::new(&url).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let result = if let Some(m) = update {
+        let mut last = Ok(serde_json::Value::Null);
+        for (step, fault) in m {
+            last = faults.set(&step, &fault).await;
+            if last.is_err() {
+                break;
+            }
+        }
+        last
+    } else if args.action.clear {
+        faults.clear().await.and(faults.show().await)
+    } else {
+        faults.show().await
+    };
+    match result {
+        Ok(active) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&active)?);
+            } else {
+                println!("media at {url}: active faults: {active}");
+            }
+            Ok(exit::OK)
+        }
+        Err(LabError::NotReady(why)) => {
+            eprintln!("error: {why}");
+            Ok(exit::NOT_READY)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(if e.to_string().contains("HTTP 4") {
+                2
+            } else {
+                exit::FAILED
+            })
+        }
     }
 }
 

@@ -96,7 +96,7 @@ async fn run(state_dir: &Path, args: RunArgs) -> anyhow::Result<u8> {
         if let Err(code) = infra::bring_up(state_dir, !args.no_install).await? {
             return Ok(code);
         }
-        eprintln!("== making sure the demo data is loaded (as `shopstream seed`)");
+        eprintln!("== making sure the demo data is loaded (as `shopstream seed --images 0`)");
         let seeded = match seed::seed_stack(state_dir, seed::DEFAULT_ADMIN_EMAIL, None).await? {
             Ok(s) => s,
             Err(code) => return Ok(code),

@@ -6,6 +6,7 @@ mod fault;
 mod infra;
 mod lab;
 mod mail;
+mod media;
 mod search;
 mod seed;
 mod serve;
@@ -81,6 +82,8 @@ enum Command {
     Fault(fault::FaultArgs),
     /// What mail-sim received: `mail list`, `mail show ID`.
     Mail(mail::MailArgs),
+    /// Photos and clips: `media upload FILE` follows one through the pipeline.
+    Media(media::MediaArgs),
     /// Do orders, payments, stripe-sim and analytics agree on every recent order's money?
     Consistency(consistency::ConsistencyArgs),
     /// What happened today and the days before: visitors, orders, revenue, with sparklines.
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
             Command::Sim(a) => sim::sim(a).await,
             Command::Search(a) => search::search(a).await,
             Command::Mail(a) => mail::mail(a).await,
+            Command::Media(a) => media::media(a).await,
             Command::Stats(a) => stats::stats(a).await,
             Command::Consistency(a) => consistency::consistency(a).await,
         }

@@ -37,11 +37,12 @@ const SERVICES: &[(&str, Start)] = &[
     ("stripe-sim", start::<shopstream_stripe_sim::Server>),
     ("mail-sim", start::<shopstream_mail_sim::Server>),
     ("analytics", start::<shopstream_analytics::Server>),
+    ("media", start::<shopstream_media::Server>),
 ];
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Which server: s3, stripe-sim, mail-sim, identity, catalog, inventory, gateway, orders, payments, cdc, search, notifications, analytics.
+    /// Which server: s3, stripe-sim, mail-sim, identity, catalog, inventory, gateway, orders, payments, cdc, search, notifications, analytics, media.
     name: String,
 }
 
@@ -66,6 +67,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
                 access_key: endpoints.s3_access_key.clone(),
                 secret_key: secrecy::ExposeSecret::expose_secret(&endpoints.s3_secret_key)
                     .to_string(),
+                notify: s3_server::parse_notify(&config::env_or("SHOPSTREAM_S3_NOTIFY", ""))?,
+                endpoints,
             };
             let listener = tokio::net::TcpListener::bind(addr).await?;
             s3_server::run(listener, cfg, shutdown::on_signal()).await?;

@@ -11,6 +11,8 @@ pub mod consistency;
 pub mod kit;
 pub mod lifecycle;
 pub mod live;
+pub mod media;
+pub mod media_pipeline;
 pub mod order_live;
 pub mod stripe_sim;
 pub mod target;
@@ -51,6 +53,12 @@ pub const LABS: &[LabInfo] = &[
         title: order_live::TITLE,
         summary: order_live::SUMMARY,
         chapter: "book/src/labs/order-live.md",
+    },
+    LabInfo {
+        name: media_pipeline::NAME,
+        title: media_pipeline::TITLE,
+        summary: media_pipeline::SUMMARY,
+        chapter: "book/src/labs/media-pipeline.md",
     },
 ];
 
@@ -93,6 +101,12 @@ pub async fn run(
             })
             .await
         }
+        media_pipeline::NAME => {
+            kit::run(info.name, info.title, out, interrupt, |lab| {
+                media_pipeline::script(lab, target)
+            })
+            .await
+        }
         _ => return None,
     };
     Some(report)
@@ -121,6 +135,7 @@ mod tests {
         assert!(find("checkout-failure").is_some());
         assert!(find("cdc-latency").is_some());
         assert!(find("order-live").is_some());
+        assert!(find("media-pipeline").is_some());
         assert!(find("nope").is_none());
     }
 
@@ -139,6 +154,7 @@ mod tests {
             search_http_url: "http://127.0.0.1:9".into(),
             mail_sim_url: "http://127.0.0.1:9".into(),
             notifications_http_url: "http://127.0.0.1:9".into(),
+            media_http_url: "http://127.0.0.1:9".into(),
             operator: None,
         };
         let buf = kit::SharedBuf::default();

@@ -48,6 +48,8 @@ pub struct Target {
     pub mail_sim_url: String,
     /// Notifications' HTTP base (its `/email/dead-letters`), e.g. `http://127.0.0.1:18089`
     pub notifications_http_url: String,
+    /// Media's HTTP port (its fault switch).
+    pub media_http_url: String,
     /// Operator access to the stack (labs that kill and restart processes);
     /// `None` when only the public surfaces are known.
     pub operator: Option<Operator>,
@@ -94,6 +96,7 @@ impl Target {
             search_http_url: http("search"),
             mail_sim_url: http("mail-sim"),
             notifications_http_url: http("notifications"),
+            media_http_url: http("media"),
             operator: None,
         }
     }

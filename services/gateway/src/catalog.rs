@@ -50,6 +50,9 @@ pub struct ProductView {
     pub skus: Vec<SkuView>,
     pub version: i64,
     pub updated_at_ms: i64,
+    /// Its picture (480 px): a presigned GET of the newest ready image
+    /// attached to `product:<id>`, else a generated placeholder.
+    pub image_url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -68,6 +71,9 @@ pub struct ProductCard {
     /// Lowest SKU price.
     pub price_from: Option<MoneyView>,
     pub in_stock: bool,
+    /// As on the product (a placeholder until an image is ready).
+    #[serde(default)]
+    pub image_url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -104,6 +110,7 @@ impl From<Product> for ProductView {
             region: p.region,
             version: p.version,
             updated_at_ms: p.updated_at_ms,
+            image_url: String::new(),
         }
     }
 }
@@ -124,6 +131,7 @@ fn card_of(p: &Product) -> ProductCard {
         category: p.category.clone(),
         price_from,
         in_stock: p.skus.iter().any(|s| s.stock > 0),
+        image_url: String::new(),
     }
 }
 
@@ -267,8 +275,14 @@ pub async fn list_products(
         .await
         .map_err(problem_of)?
         .into_inner();
+    let mut items: Vec<ProductView> = resp.products.into_iter().map(ProductView::from).collect();
+    let ids: Vec<String> = items.iter().map(|p| p.id.clone()).collect();
+    let images = crate::media::product_images(&state, &tenant, &ids).await;
+    for p in &mut items {
+        p.image_url = images.url(&p.id);
+    }
     Ok(Json(ProductPage {
-        items: resp.products.into_iter().map(ProductView::from).collect(),
+        items,
         next_cursor: resp.page.map(|p| p.next_cursor).filter(|c| !c.is_empty()),
     }))
 }
@@ -307,7 +321,11 @@ pub async fn get_product(
     state
         .analytics
         .record(&tenant, seen.event(Action::View, &viewed, who, now));
-    Ok(Json(ProductView::from(product)))
+    let mut view = ProductView::from(product);
+    let images =
+        crate::media::product_images(&state, &tenant, std::slice::from_ref(&view.id)).await;
+    view.image_url = images.url(&view.id);
+    Ok(Json(view))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -386,21 +404,31 @@ pub async fn product_cards(
         );
         async move { (i, client.get_product(req).await) }
     });
+    let mut fetched = Vec::new();
     for (i, r) in futures::future::join_all(fetches).await {
         match r {
             Ok(resp) => {
                 if let Some(p) = resp.into_inner().product {
-                    let card = card_of(&p);
-                    if let Ok(json) = serde_json::to_string(&card) {
-                        let _: Result<(), _> = redis.set_ex(&keys[i], json, state.card_ttl_s).await;
-                    }
-                    cards.insert(i, card);
+                    fetched.push((i, card_of(&p)));
                 }
             }
             Err(s) if s.code() == tonic::Code::NotFound => missing.push(ids[i].clone()),
             Err(s) if s.code() == tonic::Code::InvalidArgument => missing.push(ids[i].clone()),
             Err(s) => return Err(problem_of(s)),
         }
+    }
+    // The cards read from catalog get their pictures in one call to media.
+    let fetched_ids: Vec<String> = fetched.iter().map(|(_, c)| c.id.clone()).collect();
+    let images = crate::media::product_images(&state, &tenant, &fetched_ids).await;
+    for (i, mut card) in fetched {
+        card.image_url = images.url(&card.id);
+        // A placeholder shown because media did not answer is not cached.
+        if images.answered
+            && let Ok(json) = serde_json::to_string(&card)
+        {
+            let _: Result<(), _> = redis.set_ex(&keys[i], json, state.card_ttl_s).await;
+        }
+        cards.insert(i, card);
     }
     Ok(Json(CardsView {
         cards: cards.into_values().collect(),

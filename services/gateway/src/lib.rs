@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod config;
 pub mod inventory;
 pub mod live;
+pub mod media;
 pub mod orders;
 pub mod payments;
 pub mod proxy;
@@ -46,6 +47,7 @@ use shopstream_proto::{
     analytics::v1::analytics_service_client::AnalyticsServiceClient,
     catalog::v1::catalog_service_client::CatalogServiceClient,
     inventory::v1::inventory_service_client::InventoryServiceClient,
+    media::v1::media_service_client::MediaServiceClient,
     orders::v1::orders_service_client::OrdersServiceClient,
     payments::v1::payments_service_client::PaymentsServiceClient,
     search::v1::search_service_client::SearchServiceClient,
@@ -65,6 +67,7 @@ pub type OrdersClient = OrdersServiceClient<TracedChannel>;
 pub type PaymentsClient = PaymentsServiceClient<TracedChannel>;
 pub type SearchClient = SearchServiceClient<TracedChannel>;
 pub type AnalyticsClient = AnalyticsServiceClient<TracedChannel>;
+pub type MediaClient = MediaServiceClient<TracedChannel>;
 
 /// How long connecting to a gRPC backend may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -78,6 +81,7 @@ pub struct AppState {
     pub payments: PaymentsClient,
     pub search: SearchClient,
     pub analytics_grpc: AnalyticsClient,
+    pub media: MediaClient,
     pub verifier: Verifier,
     /// Every read of the time (token expiry, reservation TTLs).
     pub clock: Arc<dyn Clock>,
@@ -504,6 +508,7 @@ async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Respon
         payments::refund, payments::get_payment, payments::stripe_webhook,
         search::search, search::typeahead,
         stats::daily,
+        media::create_upload, media::get_asset, media::block_asset, media::placeholder,
     ),
     components(schemas(
         Credentials, RefreshTokenBody, ProductCreate, ProductEdit, SkuCreate, SkuEdit, PriceWrite,
@@ -516,9 +521,11 @@ async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Respon
         payments::PaymentView, payments::RefundCreate, payments::RefundView,
         search::SearchHit, search::FacetBucketView, search::FacetView, search::SearchResults,
         stats::DayView, stats::DailyStatsView,
+        media::UploadCreate, media::UploadTarget, media::UploadView, media::VariantView,
+        media::AttemptView, media::AssetView, media::BlockView,
     )),
     tags((name = "auth"), (name = "catalog"), (name = "bff"), (name = "checkout"),
-        (name = "payments"), (name = "search"), (name = "admin"), (name = "realtime")),
+        (name = "payments"), (name = "search"), (name = "admin"), (name = "realtime"), (name = "media")),
     modifiers(&Conventions),
 )]
 pub struct ApiDoc;
@@ -554,6 +561,10 @@ pub fn routes(state: AppState) -> Router {
         .route("/payments/{payment_id}/refund", post(payments::refund))
         .route("/payments/{payment_id}", get(payments::get_payment))
         .route("/admin/stats/daily", get(stats::daily))
+        .route("/media/uploads", post(media::create_upload))
+        .route("/media/{id}", get(media::get_asset))
+        .route("/media/placeholder/{reference}", get(media::placeholder))
+        .route("/admin/media/{id}/block", post(media::block_asset))
         .layer(axum::middleware::from_fn(analytics::visitor))
         .with_state(state);
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
@@ -616,6 +627,7 @@ pub async fn build(
         payments: PaymentsServiceClient::new(traced_channel(&cfg.payments_grpc, cfg)?),
         search: SearchServiceClient::new(traced_channel(&cfg.search_grpc, cfg)?),
         analytics_grpc: AnalyticsServiceClient::new(traced_channel(&cfg.analytics_grpc, cfg)?),
+        media: MediaServiceClient::new(traced_channel(&cfg.media_grpc, cfg)?),
         verifier,
         clock,
         redis,

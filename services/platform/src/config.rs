@@ -124,6 +124,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "notifications",
     "mail-sim",
     "analytics",
+    "media",
 ];
 
 /// A service's gRPC port is its HTTP port plus this (room for 50 services).

@@ -50,3 +50,40 @@ pub async fn ensure_bucket(
         }
     }
 }
+
+/// `event_type` of an object-created notification from the S3 server.
+pub const OBJECT_CREATED_EVENT: &str = "s3.object_created";
+
+/// An object-created notification, shaped like one record of S3's (and
+/// MinIO's) bucket notifications: `{"eventName": "ObjectCreated:Put",
+/// "s3": {"bucket": {"name"}, "object": {"key", "size", "eTag"}}}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectCreated {
+    #[serde(rename = "eventName")]
+    pub event_name: String,
+    #[serde(rename = "eventTime")]
+    pub event_time_ms: i64,
+    pub s3: S3Entity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct S3Entity {
+    pub bucket: S3Bucket,
+    pub object: S3Object,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct S3Bucket {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct S3Object {
+    /// Not URL-encoded (S3 encodes it; the payload here is JSON already).
+    pub key: String,
+    pub size: u64,
+    #[serde(rename = "eTag", default)]
+    pub etag: String,
+    #[serde(rename = "contentType", default)]
+    pub content_type: String,
+}

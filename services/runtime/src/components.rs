@@ -42,6 +42,8 @@ pub enum Kind {
     MailSim,
     /// Daily rollups from `analytics.raw`, `order.lifecycle` and `payment.events`.
     Analytics,
+    /// Uploads straight to S3 and the media pipeline (a Temporal worker).
+    Media,
 }
 
 impl Kind {
@@ -54,7 +56,7 @@ impl Kind {
         Kind::S3,
     ];
     /// Services, started once the infrastructure is ready.
-    pub const SERVICES: [Kind; 12] = [
+    pub const SERVICES: [Kind; 13] = [
         Kind::Identity,
         Kind::Catalog,
         Kind::Inventory,
@@ -67,9 +69,10 @@ impl Kind {
         Kind::Notifications,
         Kind::MailSim,
         Kind::Analytics,
+        Kind::Media,
     ];
     /// Everything, in start order; `down` stops in reverse.
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Postgres,
         Kind::Redis,
         Kind::Kafka,
@@ -87,6 +90,7 @@ impl Kind {
         Kind::Notifications,
         Kind::MailSim,
         Kind::Analytics,
+        Kind::Media,
     ];
 
     pub fn is_service(self) -> bool {
@@ -123,6 +127,7 @@ impl Kind {
             Kind::Notifications => "notifications",
             Kind::MailSim => "mail-sim",
             Kind::Analytics => "analytics",
+            Kind::Media => "media",
         }
     }
 
@@ -148,7 +153,8 @@ impl Kind {
             | Kind::Search
             | Kind::Notifications
             | Kind::MailSim
-            | Kind::Analytics => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
+            | Kind::Analytics
+            | Kind::Media => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
         }
     }
 
@@ -171,7 +177,8 @@ impl Kind {
             | Kind::Search
             | Kind::Notifications
             | Kind::MailSim
-            | Kind::Analytics => self
+            | Kind::Analytics
+            | Kind::Media => self
                 .service_addrs(ports)
                 .map(|(h, _)| format!("http://{h}"))
                 .unwrap_or_default(),
@@ -361,7 +368,8 @@ impl Layout {
             | Kind::Search
             | Kind::Notifications
             | Kind::MailSim
-            | Kind::Analytics => vec![],
+            | Kind::Analytics
+            | Kind::Media => vec![],
         };
         match need.iter().find(|(_, p)| p.is_none()) {
             Some((name, _)) => Err(missing(name)),
@@ -441,7 +449,8 @@ impl Layout {
             | Kind::Search
             | Kind::Notifications
             | Kind::MailSim
-            | Kind::Analytics => {
+            | Kind::Analytics
+            | Kind::Media => {
                 let mut s = spec(kind, self.exe.clone(), strings(&["serve", kind.name()]), dir);
                 s.env = self.service_env(kind);
                 // stripe-sim delivers its webhooks to payments.
@@ -474,6 +483,10 @@ impl Layout {
                 s.env = vec![
                     ("SHOPSTREAM_S3_ADDR".into(), format!("127.0.0.1:{}", p.s3)),
                     ("SHOPSTREAM_S3_ROOT".into(), dir.join("data").display().to_string()),
+                    // Object-created notifications of the upload buckets
+                    // (`media-uploads*`) go to `media.work` on this stack's broker.
+                    ("SHOPSTREAM_S3_NOTIFY".into(), crate::s3_server::DEFAULT_NOTIFY.into()),
+                    ("SHOPSTREAM_KAFKA_PORT".into(), p.kafka.to_string()),
                 ];
                 Ok(s)
             }

@@ -143,6 +143,7 @@ pub fn check_all() -> Vec<Prereq> {
     let (temporal, temporal_v) = with_version(temporal_bin(), &["--version"]);
     let (python, python_v) = with_version(which("python3"), &["--version"]);
     let (cargo, cargo_v) = with_version(which("cargo"), &["--version"]);
+    let (ffmpeg, ffmpeg_v) = with_version(which("ffmpeg"), &["-version"]);
     vec![
         Prereq {
             name: "initdb",
@@ -191,6 +192,14 @@ pub fn check_all() -> Vec<Prereq> {
             version: temporal_v,
             install: temporal_install_command(),
             self_installable: true,
+        },
+        Prereq {
+            name: "ffmpeg",
+            purpose: "media's clip steps (probe, poster frame, MP4 renditions); photos work without it",
+            path: ffmpeg,
+            version: ffmpeg_v,
+            install: apt("ffmpeg"),
+            self_installable: false,
         },
         Prereq {
             name: "python3",

@@ -451,7 +451,8 @@ impl Stack {
                 | Kind::Search
                 | Kind::Notifications
                 | Kind::MailSim
-                | Kind::Analytics => {
+                | Kind::Analytics
+                | Kind::Media => {
                     let (addr, _) = kind
                         .service_addrs(&self.layout.ports)
                         .ok_or_else(|| "no address".to_string())?;
