@@ -40,7 +40,7 @@ Example: shopstream media upload photo.jpg --ref product:0192f0aa-..."
 pub struct UploadArgs {
     /// The file to upload.
     file: PathBuf,
-    /// What it illustrates, e.g. `product:<id>`.
+    /// What it illustrates, e.g. `post:<id>`, or `product:<id>` (as an admin).
     #[arg(long = "ref", default_value = "")]
     reference: String,
     /// Upload as this account (with --password).
@@ -197,12 +197,13 @@ async fn upload(args: UploadArgs) -> anyhow::Result<u8> {
         );
         if let Some(vs) = asset["variants"].as_array() {
             for v in vs {
+                let n = |k: &str| v[k].as_u64().unwrap_or(0);
                 println!(
                     "  {:<11} {:>5}×{:<5} {:>9} bytes  {}",
                     v["name"].as_str().unwrap_or_default(),
-                    v["width"],
-                    v["height"],
-                    v["size_bytes"],
+                    n("width"),
+                    n("height"),
+                    n("size_bytes"),
                     v["content_type"].as_str().unwrap_or_default()
                 );
             }

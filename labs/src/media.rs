@@ -72,12 +72,11 @@ pub async fn put(
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         bytes.chunks(CHUNK).map(|c| Ok(c.to_vec())).collect();
     let mut sent = 0u64;
-    let stream = futures::stream::iter(chunks.into_iter().map(move |c| {
-        if let Ok(c) = &c {
+    let stream = futures::stream::iter(chunks.into_iter().inspect(move |c| {
+        if let Ok(c) = c {
             sent += c.len() as u64;
             progress(sent, total);
         }
-        c
     }));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(300))

@@ -209,7 +209,7 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
     // --- 2. thumbnail fails twice ----------------------------------------
     lab.narrate(
         "Now the thumbnail step fails on its next two attempts (media's fault switch). \
-         Temporal retries it after 0.5 s, then after 1 s; the third attempt works.",
+         Temporal retries it after 1 s, then after 2 s; the third attempt works.",
     );
     let f = faults.clone();
     lab.fault(
@@ -289,8 +289,8 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
     lab.narrate(
         "Moderation keeps a blocklist of perceptual hashes (a 64-bit difference hash). An \
          admin blocks a picture; someone uploads it again, resized to 75 %, brightened and \
-         recompressed. Its bytes differ entirely; its hash differs in a few bits, and \
-         moderation rejects it.",
+         recompressed. Its bytes differ entirely; its hash stays within a few bits of the \
+         blocked one (10 of 64 at most count as the same picture), and moderation rejects it.",
     );
     let blocked_photo = samples::photo(900, 700, 31337);
     let id = upload(

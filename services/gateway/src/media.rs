@@ -44,7 +44,8 @@ pub struct UploadCreate {
     /// Original file name, for display.
     #[serde(default)]
     pub filename: String,
-    /// What it illustrates, e.g. `product:<id>` (optional).
+    /// What it illustrates, e.g. `post:<id>`, or `product:<id>` (admins
+    /// only) — optional.
     #[serde(default, rename = "ref")]
     pub reference: String,
 }
@@ -184,7 +185,9 @@ impl From<pb::Asset> for AssetView {
 #[utoipa::path(post, path = "/media/uploads", tag = "media", request_body = UploadCreate, security(("bearer" = [])),
     responses((status = 201, body = UploadView),
         (status = 400, description = "the body is not JSON, or not sent as application/json"),
-        (status = 401, description = "no or invalid access token"), (status = 413, description = "body too large"),
+        (status = 401, description = "no or invalid access token"),
+        (status = 403, description = "`ref` names a product and the caller is not an admin"),
+        (status = 413, description = "body too large"),
         (status = 422, description = "a kind, type or size outside policy, all listed"),
         (status = 503, description = "media is unavailable")))]
 pub async fn create_upload(
@@ -192,6 +195,14 @@ pub async fn create_upload(
     User(claims): User,
     ApiJson(body): ApiJson<UploadCreate>,
 ) -> Result<Response, Problem> {
+    // Anyone may attach a picture to what they own (a post, say); a
+    // product's picture is the shop's to choose.
+    if body.reference.starts_with("product:") && !claims.admin {
+        return Err(Problem::new(
+            ErrorCode::PermissionDenied,
+            "only an admin attaches pictures to products",
+        ));
+    }
     let kind = match body.kind.as_str() {
         "image" => pb::MediaKind::Image,
         "video" => pb::MediaKind::Video,

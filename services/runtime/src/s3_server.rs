@@ -232,9 +232,9 @@ where
                 }
                 Err(e) => {
                     tracing::warn!(%bucket, %key, %topic, error = %e, "notification not published; the client is told to retry");
-                    let mut r = Response::new(B::from(format!(
+                    let mut r = Response::new(B::from(String::from(
                         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>\
-                         <Message>the object-created notification could not be published; retry the request</Message></Error>"
+                         <Message>the object-created notification could not be published; retry the request</Message></Error>",
                     )));
                     *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
                     Ok(r)

@@ -31,7 +31,7 @@ pub struct Names {
 }
 
 impl Names {
-    pub fn new() -> Names {
+    pub fn fresh() -> Names {
         let u = testkit::unique("media");
         let dashed = u.replace('_', "-");
         Names {
