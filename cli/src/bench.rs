@@ -106,6 +106,7 @@ pub struct BenchArgs {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub target: String,
+    /// 0: one request at a time (closed loop), not a rate.
     pub rate_per_s: u32,
     pub duration_s: u64,
     pub requests: u64,
@@ -461,7 +462,11 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
             .map(|r| {
                 vec![
                     r.target.clone(),
-                    format!("{}/s", r.rate_per_s),
+                    if r.rate_per_s == 0 {
+                        "one at a time".to_string()
+                    } else {
+                        format!("{}/s", r.rate_per_s)
+                    },
                     format!("{:.0}/s", r.achieved_per_s),
                     format!("{}", r.errors),
                     format!("{}", r.dropped),

@@ -170,6 +170,23 @@ fn the_checkout_failure_and_order_live_labs_pass_against_a_fresh_stack() {
         "{live:#}"
     );
 
+    // media-pipeline on the same stack: a photo to ready without its GPS
+    // tag, thumbnail retried and recovered, then failed; a near-duplicate
+    // of a blocked picture rejected. Its faults are cleared at the end.
+    let out = run(&["lab", "run", "media-pipeline", "--json", "--no-boot"]);
+    let media = json(&out.stdout, &text(&out));
+    assert_eq!(
+        media["passed"],
+        true,
+        "report:\n{media:#}\n\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["fault", "media", "--show", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json(&out.stdout, &text(&out)), serde_json::json!({}));
+    let out = run(&["fault", "media", "--set", r#"{"ingest": {"nope": 1}}"#]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
     let out = run(&["down", "--purge"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

@@ -413,3 +413,41 @@ pub async fn placeholder(Path(reference): Path<String>) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_product_without_an_answer_shows_its_placeholder() {
+        let none = Images::default();
+        assert_eq!(none.url("p1"), "/media/placeholder/product:p1.svg");
+        let some = Images {
+            urls: [("p2".to_string(), "http://s3/x.jpg".to_string())].into(),
+            answered: true,
+        };
+        assert_eq!(some.url("p2"), "http://s3/x.jpg");
+        assert_eq!(some.url("p3"), "/media/placeholder/product:p3.svg");
+    }
+
+    #[tokio::test]
+    async fn the_placeholder_is_an_svg_of_a_stable_colour() {
+        let a = placeholder(Path("product:p1.svg".to_string())).await;
+        assert_eq!(a.headers()[header::CONTENT_TYPE], "image/svg+xml");
+        let body = |r: Response| async {
+            let b = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+            String::from_utf8(b.to_vec()).unwrap()
+        };
+        let (a, b) = (
+            body(a).await,
+            body(placeholder(Path("product:p1".to_string())).await).await,
+        );
+        assert!(a.starts_with("<svg"));
+        assert_eq!(
+            a, b,
+            "the same reference, with or without .svg, draws the same"
+        );
+        let c = body(placeholder(Path("product:p2".to_string())).await).await;
+        assert_ne!(a, c);
+    }
+}

@@ -257,6 +257,19 @@ async fn a_near_duplicate_of_a_blocked_image_is_rejected() {
     // Another picture still passes.
     let other = upload_image(&mut c, samples::photo(800, 600, 4242)).await;
     assert_eq!(status(&other), AssetStatus::Ready);
+    // The fault switch can make moderation reject the next one.
+    let r = reqwest::Client::new()
+        .put(format!("{}/faults/moderate", media.http))
+        .json(&serde_json::json!({"reject": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let forced = upload_image(&mut c, samples::photo(800, 600, 4343)).await;
+    assert_eq!(status(&forced), AssetStatus::Rejected);
+    assert!(forced.failure_reason.contains("fault switch"), "{forced:?}");
+    let after = upload_image(&mut c, samples::photo(800, 600, 4444)).await;
+    assert_eq!(status(&after), AssetStatus::Ready, "one rejection only");
 }
 
 #[tokio::test]
