@@ -338,6 +338,9 @@ pub struct CardParams {
     pub ids: String,
 }
 
+/// Seconds a card whose picture media could not resolve stays cached.
+pub const OUTAGE_CARD_TTL_S: u64 = 5;
+
 /// Most ids a cards request may ask for.
 pub const MAX_CARD_IDS: usize = 50;
 
@@ -420,13 +423,18 @@ pub async fn product_cards(
     // The cards read from catalog get their pictures in one call to media.
     let fetched_ids: Vec<String> = fetched.iter().map(|(_, c)| c.id.clone()).collect();
     let images = crate::media::product_images(&state, &tenant, &fetched_ids).await;
+    // A placeholder shown because media did not answer is cached briefly,
+    // so the real picture appears soon after media is back, while a media
+    // outage still does not turn every card read into a catalog read.
+    let ttl = if images.answered {
+        state.card_ttl_s
+    } else {
+        state.card_ttl_s.min(OUTAGE_CARD_TTL_S)
+    };
     for (i, mut card) in fetched {
         card.image_url = images.url(&card.id);
-        // A placeholder shown because media did not answer is not cached.
-        if images.answered
-            && let Ok(json) = serde_json::to_string(&card)
-        {
-            let _: Result<(), _> = redis.set_ex(&keys[i], json, state.card_ttl_s).await;
+        if let Ok(json) = serde_json::to_string(&card) {
+            let _: Result<(), _> = redis.set_ex(&keys[i], json, ttl).await;
         }
         cards.insert(i, card);
     }

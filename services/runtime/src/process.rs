@@ -121,7 +121,17 @@ pub fn is_alive(pid: u32) -> bool {
             let state = stat
                 .rsplit_once(')')
                 .and_then(|(_, rest)| rest.split_whitespace().next());
-            !matches!(state, Some("Z") | Some("X") | None)
+            match state {
+                // A killed multi-threaded process: its leader turns zombie
+                // first while the other threads are still exiting, and its
+                // sockets stay open until the last one is gone. Only then is
+                // the process gone (a restart can bind its port again).
+                Some("Z") | Some("X") => fs::read_dir(format!("/proc/{pid}/task"))
+                    .map(|tasks| tasks.count() > 1)
+                    .unwrap_or(false),
+                None => false,
+                Some(_) => true,
+            }
         }
         Err(_) => false,
     }
