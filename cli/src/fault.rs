@@ -38,7 +38,7 @@ enum FaultTarget {
             shopstream fault stripe-sim --clear\n\n\
             Exit codes: 0 ok, 2 invalid --set, 4 stripe-sim not reachable."
     )]
-    StripeSim(StripeSimArgs),
+    StripeSim(TargetArgs),
     /// Faults of media's pipeline steps (its fault switch).
     #[command(
         after_help = "--set takes an object of steps (ingest, moderate, thumbnail, transcode, \
@@ -52,26 +52,15 @@ enum FaultTarget {
             shopstream fault media --clear\n\n\
             Exit codes: 0 ok, 2 invalid --set, 4 media not reachable."
     )]
-    Media(MediaFaultArgs),
+    Media(TargetArgs),
 }
 
+/// What every fault target takes.
 #[derive(Debug, Args)]
-pub struct MediaFaultArgs {
+pub struct TargetArgs {
     #[command(flatten)]
     action: Action,
-    /// Media's HTTP base URL (default: this stack's media).
-    #[arg(long)]
-    url: Option<String>,
-    /// Print the active faults as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct StripeSimArgs {
-    #[command(flatten)]
-    action: Action,
-    /// stripe-sim's base URL (default: this stack's stripe-sim).
+    /// The component's HTTP base URL (default: this stack's).
     #[arg(long)]
     url: Option<String>,
     /// Print the active faults as JSON.
@@ -95,6 +84,28 @@ struct Action {
     show: bool,
 }
 
+/// The JSON object of `--set`, if given; `Err(2)` (said on stderr, with
+/// `example`) when it is not a JSON object.
+fn parse_set(
+    action: &Action,
+    example: &str,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, u8> {
+    let Some(text) = &action.set else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(m)) => Ok(Some(m)),
+        Ok(_) => {
+            eprintln!("error: --set takes a JSON object, e.g. '{example}'");
+            Err(2)
+        }
+        Err(e) => {
+            eprintln!("error: --set is not valid JSON: {e}");
+            Err(2)
+        }
+    }
+}
+
 pub async fn fault(state_dir: &Path, args: FaultArgs) -> anyhow::Result<u8> {
     match args.target {
         FaultTarget::StripeSim(a) => stripe_sim_faults(state_dir, a).await,
@@ -102,26 +113,14 @@ pub async fn fault(state_dir: &Path, args: FaultArgs) -> anyhow::Result<u8> {
     }
 }
 
-async fn media_faults(args: MediaFaultArgs) -> anyhow::Result<u8> {
+async fn media_faults(args: TargetArgs) -> anyhow::Result<u8> {
     let url = match &args.url {
         Some(u) => u.clone(),
         None => Target::from_ports(&Ports::from_env(Ports::DEV)?).media_http_url,
     };
-    let update = match &args.action.set {
-        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(serde_json::Value::Object(m)) => Some(m),
-            Ok(_) => {
-                eprintln!(
-                    "error: --set takes a JSON object, e.g. '{{\"thumbnail\": {{\"fail\": 2}}}}'"
-                );
-                return Ok(2);
-            }
-            Err(e) => {
-                eprintln!("error: --set is not valid JSON: {e}");
-                return Ok(2);
-            }
-        },
-        None => None,
+    let update = match parse_set(&args.action, r#"{"thumbnail": {"fail": 2}}"#) {
+        Ok(u) => u,
+        Err(code) => return Ok(code),
     };
     let faults =
         shopstream_labs::media::MediaFaults::new(&url).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -163,7 +162,7 @@ async fn media_faults(args: MediaFaultArgs) -> anyhow::Result<u8> {
     }
 }
 
-async fn stripe_sim_faults(state_dir: &Path, args: StripeSimArgs) -> anyhow::Result<u8> {
+async fn stripe_sim_faults(state_dir: &Path, args: TargetArgs) -> anyhow::Result<u8> {
     let url = match &args.url {
         Some(u) => u.clone(),
         None => {
@@ -175,19 +174,9 @@ async fn stripe_sim_faults(state_dir: &Path, args: StripeSimArgs) -> anyhow::Res
             Target::from_ports(&stack.ports()).stripe_sim_url
         }
     };
-    let update = match &args.action.set {
-        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(v) if v.is_object() => Some(v),
-            Ok(_) => {
-                eprintln!("error: --set takes a JSON object, e.g. '{{\"latency_ms\": 2000}}'");
-                return Ok(2);
-            }
-            Err(e) => {
-                eprintln!("error: --set is not valid JSON: {e}");
-                return Ok(2);
-            }
-        },
-        None => None,
+    let update = match parse_set(&args.action, r#"{"latency_ms": 2000}"#) {
+        Ok(u) => u.map(serde_json::Value::Object),
+        Err(code) => return Ok(code),
     };
     let sim = stripe_sim::StripeSim::new(&url).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (result, verb) = if let Some(u) = &update {

@@ -146,6 +146,19 @@ impl GrpcApi {
         })
     }
 
+    /// The tenant's asset `id` (of `owner` when not empty), else NOT_FOUND.
+    async fn tenant_asset(&self, tenant: &str, id: &str, owner: &str) -> Result<Asset, Status> {
+        let not_found = || Status::not_found(format!("no asset {id}"));
+        let uuid: Uuid = id.parse().map_err(|_| not_found())?;
+        self.store
+            .get(uuid)
+            .await
+            .map_err(internal)?
+            .filter(|a| a.tenant_id == tenant)
+            .filter(|a| owner.is_empty() || a.owner_id == owner)
+            .ok_or_else(not_found)
+    }
+
     fn placeholder(&self, r: &str) -> String {
         format!("{}/{r}.svg", self.placeholder_base.trim_end_matches('/'))
     }
@@ -250,16 +263,9 @@ impl MediaService for GrpcApi {
     ) -> Result<Response<GetAssetResponse>, Status> {
         let tenant_id = tenant(&req, &self.default_tenant);
         let r = req.into_inner();
-        let not_found = || Status::not_found(format!("no asset {}", r.asset_id));
-        let id: Uuid = r.asset_id.parse().map_err(|_| not_found())?;
         let a = self
-            .store
-            .get(id)
-            .await
-            .map_err(internal)?
-            .filter(|a| a.tenant_id == tenant_id)
-            .filter(|a| r.owner_id.is_empty() || a.owner_id == r.owner_id)
-            .ok_or_else(not_found)?;
+            .tenant_asset(&tenant_id, &r.asset_id, &r.owner_id)
+            .await?;
         let ttl = match r.url_ttl_s {
             0 => VARIANT_URL_TTL,
             s => Duration::from_secs(u64::from(s).min(7 * 24 * 3600)),
@@ -275,15 +281,8 @@ impl MediaService for GrpcApi {
     ) -> Result<Response<BlockAssetResponse>, Status> {
         let tenant_id = tenant(&req, &self.default_tenant);
         let r = req.into_inner();
-        let not_found = || Status::not_found(format!("no asset {}", r.asset_id));
-        let id: Uuid = r.asset_id.parse().map_err(|_| not_found())?;
-        let a = self
-            .store
-            .get(id)
-            .await
-            .map_err(internal)?
-            .filter(|a| a.tenant_id == tenant_id)
-            .ok_or_else(not_found)?;
+        let a = self.tenant_asset(&tenant_id, &r.asset_id, "").await?;
+        let id = a.asset_id;
         let phash = a.phash.ok_or_else(|| {
             Status::failed_precondition(format!(
                 "asset {id} has no perceptual hash yet (it is {}): block it once ingest has run",

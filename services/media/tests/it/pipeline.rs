@@ -136,7 +136,15 @@ async fn s3_refuses_a_put_of_another_type_or_length_and_nothing_starts() {
     let mut longer = photo.clone();
     longer.extend([0u8; 100]);
     assert_eq!(put(&s, longer, &[]).await, reqwest::StatusCode::FORBIDDEN);
-    tokio::time::sleep(Duration::from_millis(500)).await; // nothing may start: no event to wait for
+    // Refused means nothing was written, so no notification can start work.
+    let s3 = shopstream_platform::object_store::client(&testkit::stack().await.endpoints);
+    let head = s3
+        .head_object()
+        .bucket(&names.upload_bucket)
+        .key(format!("uploads/{id}"))
+        .send()
+        .await;
+    assert!(head.is_err(), "a refused PUT left an object: {head:?}");
     assert_eq!(status(&get(&mut c, &id).await), AssetStatus::AwaitingUpload);
     // Outside policy: refused before any URL, every field named.
     let e = start(&mut c, MediaKind::Image, "application/pdf", 21 << 20, "")
