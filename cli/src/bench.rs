@@ -4,7 +4,8 @@
 //! product reads, logins, checkout end to end (order placed → saga finished),
 //! a flash sale (many concurrent reservations of one scarce SKU), live
 //! updates (many WebSocket and SSE subscribers while orders flow), and the
-//! admin's daily stats over 90 days, and media uploads to ready.
+//! admin's daily stats over 90 days, media uploads to ready, and the feed
+//! (feature job, backfill, first pages, recovery after a Redis flush).
 
 use std::{
     future::Future,
@@ -22,6 +23,7 @@ use tokio::sync::Semaphore;
 use crate::exit;
 
 mod checkout;
+mod feed;
 mod live;
 mod media;
 mod stats;
@@ -49,6 +51,12 @@ pub enum Target {
     /// 10-second 720p clips (needs ffmpeg); the media worker's peak PSS
     /// (with its ffmpeg children) while clips are processed.
     Media,
+    /// The feed at scale in a tenant of its own: the feature job's events/s
+    /// over N products and M users' activity, the backfill, first pages
+    /// (gRPC GetPage) at a steady rate with the cache hit rate, and the time
+    /// for the hit rate to return above 90 % after the tenant's slices are
+    /// flushed from Redis.
+    Feed,
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +95,15 @@ pub struct BenchArgs {
     /// Clips for `media` (0 skips them).
     #[arg(long, default_value_t = 5)]
     media_clips: usize,
+    /// Users for `feed`.
+    #[arg(long, default_value_t = 10_000)]
+    feed_users: usize,
+    /// Products for `feed`.
+    #[arg(long, default_value_t = 50_000)]
+    feed_items: usize,
+    /// First pages per second for `feed`.
+    #[arg(long, default_value_t = 500)]
+    feed_rate: u32,
     /// Orders per second while `live` measures.
     #[arg(long, default_value_t = 5)]
     live_order_rate: u32,
@@ -252,6 +269,7 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
     let mut flash_reports = Vec::new();
     let mut live_reports = Vec::new();
     let mut media_reports = Vec::new();
+    let mut feed_reports = Vec::new();
     for t in targets {
         let report = match t {
             Target::Product => {
@@ -418,6 +436,21 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                 reports.extend(rs);
                 last
             }
+            Target::Feed => {
+                let f = feed::FeedArgs {
+                    users: args.feed_users.max(2),
+                    items: args.feed_items.max(1),
+                    rate: args.feed_rate,
+                    duration,
+                    max_in_flight: args.max_in_flight,
+                };
+                let (report, summary) = match feed::run(&client, &ports, f).await? {
+                    Ok(r) => r,
+                    Err(code) => return Ok(code),
+                };
+                feed_reports.push(summary);
+                report
+            }
             Target::Live => {
                 // This stack's gateway process, for its memory (none with --url).
                 let pid = match &args.url {
@@ -445,14 +478,18 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
         reports.push(report);
     }
     if args.json {
-        if flash_reports.is_empty() && live_reports.is_empty() && media_reports.is_empty() {
+        if flash_reports.is_empty()
+            && live_reports.is_empty()
+            && media_reports.is_empty()
+            && feed_reports.is_empty()
+        {
             println!("{}", serde_json::to_string_pretty(&reports)?);
         } else {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({
                     "reports": reports, "flash_sale": flash_reports, "live": live_reports,
-                    "media": media_reports
+                    "media": media_reports, "feed": feed_reports
                 }))?
             );
         }
@@ -533,6 +570,26 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                     "{:.1} MiB",
                     k as f64 / 1024.0
                 ))
+        );
+    }
+    for f in &feed_reports {
+        println!(
+            "feed ({}): {} products, {} users, {} events published in {:.1} s; feature job {:.0} events/s; backfill {:.1} s ({:.0} slices/s); hit rate {:.1} %; after a Redis flush: lowest 1 s hit rate {:.1} %, back above 90 % after {}, {} slices re-warmed",
+            f.tenant,
+            f.items,
+            f.users,
+            f.events,
+            f.publish_s,
+            f.job_events_per_s,
+            f.backfill_s,
+            f.backfill_slices_per_s,
+            100.0 * f.hit_rate,
+            100.0 * f.hit_rate_after_flush_min,
+            f.recover_to_90_s
+                .map_or("never (within the window)".to_string(), |s| format!(
+                    "{s:.1} s"
+                )),
+            f.slices_rewarmed
         );
     }
     let failed =

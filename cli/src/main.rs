@@ -3,6 +3,7 @@
 mod bench;
 mod consistency;
 mod fault;
+mod feed;
 mod infra;
 mod lab;
 mod mail;
@@ -84,6 +85,8 @@ enum Command {
     Mail(mail::MailArgs),
     /// Photos and clips: `media upload FILE` follows one through the pipeline.
     Media(media::MediaArgs),
+    /// The ranked feed: `feed backfill --all`, `feed explain USER`.
+    Feed(feed::FeedArgs),
     /// Do orders, payments, stripe-sim and analytics agree on every recent order's money?
     Consistency(consistency::ConsistencyArgs),
     /// What happened today and the days before: visitors, orders, revenue, with sparklines.
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
             Command::Search(a) => search::search(a).await,
             Command::Mail(a) => mail::mail(a).await,
             Command::Media(a) => media::media(a).await,
+            Command::Feed(a) => feed::feed(a).await,
             Command::Stats(a) => stats::stats(a).await,
             Command::Consistency(a) => consistency::consistency(a).await,
         }

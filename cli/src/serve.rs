@@ -38,6 +38,7 @@ const SERVICES: &[(&str, Start)] = &[
     ("mail-sim", start::<shopstream_mail_sim::Server>),
     ("analytics", start::<shopstream_analytics::Server>),
     ("media", start::<shopstream_media::Server>),
+    ("feed", start::<shopstream_feed::Server>),
 ];
 
 #[derive(Debug, Args)]

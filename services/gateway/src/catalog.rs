@@ -371,6 +371,21 @@ pub async fn product_cards(
         );
     }
     let tenant = tenant(&user, &headers, &state);
+    let (cards, missing) = cards_for(&state, &tenant, &ids).await?;
+    Ok(Json(CardsView {
+        cards: cards.into_values().collect(),
+        missing,
+    }))
+}
+
+/// The cards of `ids` (by position in `ids`), from Redis where cached, else
+/// from catalog with their pictures from media (then cached); and the ids
+/// that matched no product. The product-cards endpoint and the feed use it.
+pub async fn cards_for(
+    state: &AppState,
+    tenant: &str,
+    ids: &[String],
+) -> Result<(BTreeMap<usize, ProductCard>, Vec<String>), Problem> {
     let keys: Vec<String> = ids.iter().map(|id| format!("card:{tenant}:{id}")).collect();
     let mut redis = state.redis.clone();
     // A cache outage degrades to catalog reads, never to an error.
@@ -402,7 +417,7 @@ pub async fn product_cards(
             GetProductRequest {
                 product_id: ids[i].clone(),
             },
-            &tenant,
+            tenant,
             state.upstream_timeout,
         );
         async move { (i, client.get_product(req).await) }
@@ -422,7 +437,7 @@ pub async fn product_cards(
     }
     // The cards read from catalog get their pictures in one call to media.
     let fetched_ids: Vec<String> = fetched.iter().map(|(_, c)| c.id.clone()).collect();
-    let images = crate::media::product_images(&state, &tenant, &fetched_ids).await;
+    let images = crate::media::product_images(state, tenant, &fetched_ids).await;
     // A placeholder shown because media did not answer is cached briefly,
     // so the real picture appears soon after media is back, while a media
     // outage still does not turn every card read into a catalog read.
@@ -438,8 +453,5 @@ pub async fn product_cards(
         }
         cards.insert(i, card);
     }
-    Ok(Json(CardsView {
-        cards: cards.into_values().collect(),
-        missing,
-    }))
+    Ok((cards, missing))
 }

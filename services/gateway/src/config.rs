@@ -28,6 +28,7 @@ pub struct Config {
     /// Analytics' gRPC address (`GET /admin/stats/daily`).
     pub analytics_grpc: String,
     pub media_grpc: String,
+    pub feed_grpc: String,
     /// Payments' REST base (the Stripe webhook is forwarded there byte for byte).
     pub payments_http: String,
     /// Deadline of every upstream call.
@@ -71,6 +72,7 @@ impl Config {
             search_grpc: grpc_url_of("search", "SHOPSTREAM_SEARCH_GRPC_URL")?,
             analytics_grpc: grpc_url_of("analytics", "SHOPSTREAM_ANALYTICS_GRPC_URL")?,
             media_grpc: grpc_url_of("media", "SHOPSTREAM_MEDIA_GRPC_URL")?,
+            feed_grpc: grpc_url_of("feed", "SHOPSTREAM_FEED_GRPC_URL")?,
             payments_http: http_url_of("payments", "SHOPSTREAM_PAYMENTS_URL")?,
             upstream_timeout: Duration::from_millis(env_parse(
                 "SHOPSTREAM_UPSTREAM_TIMEOUT_MS",

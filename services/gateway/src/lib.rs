@@ -11,6 +11,7 @@ pub mod analytics;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod feed;
 pub mod inventory;
 pub mod live;
 pub mod media;
@@ -46,6 +47,7 @@ use shopstream_platform::{
 use shopstream_proto::{
     analytics::v1::analytics_service_client::AnalyticsServiceClient,
     catalog::v1::catalog_service_client::CatalogServiceClient,
+    feed::v1::feed_service_client::FeedServiceClient,
     inventory::v1::inventory_service_client::InventoryServiceClient,
     media::v1::media_service_client::MediaServiceClient,
     orders::v1::orders_service_client::OrdersServiceClient,
@@ -68,6 +70,7 @@ pub type PaymentsClient = PaymentsServiceClient<TracedChannel>;
 pub type SearchClient = SearchServiceClient<TracedChannel>;
 pub type AnalyticsClient = AnalyticsServiceClient<TracedChannel>;
 pub type MediaClient = MediaServiceClient<TracedChannel>;
+pub type FeedClient = FeedServiceClient<TracedChannel>;
 
 /// How long connecting to a gRPC backend may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -82,6 +85,7 @@ pub struct AppState {
     pub search: SearchClient,
     pub analytics_grpc: AnalyticsClient,
     pub media: MediaClient,
+    pub feed: FeedClient,
     pub verifier: Verifier,
     /// Every read of the time (token expiry, reservation TTLs).
     pub clock: Arc<dyn Clock>,
@@ -410,7 +414,31 @@ async fn to_catalog_admin(
         (status = 409, description = "the email is taken"), (status = 413, description = "body too large"),
         (status = 422, description = "invalid or missing fields"), (status = 503, description = "identity is unavailable")))]
 async fn signup(s: State<AppState>, req: Request) -> Response {
-    to_identity(s, req).await
+    let tenant = req
+        .headers()
+        .get(grpc::TENANT_METADATA_KEY)
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.is_empty())
+        .unwrap_or(&s.default_tenant)
+        .to_string();
+    let state = s.0.clone();
+    let resp = to_identity(s, req).await;
+    if resp.status() != axum::http::StatusCode::CREATED {
+        return resp;
+    }
+    // A new account gets its first feed slice now (popular and fresh
+    // products), so its first page is a cache hit.
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, state.body_limit_bytes)
+        .await
+        .unwrap_or_default();
+    if let Some(id) = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned))
+    {
+        tokio::spawn(feed::backfill_new_user(state, tenant, id));
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 /// Log in: access token (≤ 15 min) + rotating refresh token, also as HttpOnly cookies.
@@ -509,6 +537,7 @@ async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Respon
         search::search, search::typeahead,
         stats::daily,
         media::create_upload, media::get_asset, media::block_asset, media::placeholder,
+        feed::publish, feed::list_activity, feed::feed, feed::recommendations,
     ),
     components(schemas(
         Credentials, RefreshTokenBody, ProductCreate, ProductEdit, SkuCreate, SkuEdit, PriceWrite,
@@ -523,9 +552,12 @@ async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Respon
         stats::DayView, stats::DailyStatsView,
         media::UploadCreate, media::UploadTarget, media::UploadView, media::VariantView,
         media::AttemptView, media::AssetView, media::BlockView,
+        feed::ActivityCreate, feed::ActivityView, feed::ActivityRecorded, feed::ActivityPage,
+        feed::ContributionView, feed::FeedCard, feed::FeedPage, feed::RecommendationView,
+        feed::RecommendationsView,
     )),
     tags((name = "auth"), (name = "catalog"), (name = "bff"), (name = "checkout"),
-        (name = "payments"), (name = "search"), (name = "admin"), (name = "realtime"), (name = "media")),
+        (name = "payments"), (name = "search"), (name = "admin"), (name = "realtime"), (name = "media"), (name = "feed")),
     modifiers(&Conventions),
 )]
 pub struct ApiDoc;
@@ -565,6 +597,9 @@ pub fn routes(state: AppState) -> Router {
         .route("/media/{id}", get(media::get_asset))
         .route("/media/placeholder/{reference}", get(media::placeholder))
         .route("/admin/media/{id}/block", post(media::block_asset))
+        .route("/activity", post(feed::publish).get(feed::list_activity))
+        .route("/feed", get(feed::feed))
+        .route("/recommendations", get(feed::recommendations))
         .layer(axum::middleware::from_fn(analytics::visitor))
         .with_state(state);
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
@@ -628,6 +663,7 @@ pub async fn build(
         search: SearchServiceClient::new(traced_channel(&cfg.search_grpc, cfg)?),
         analytics_grpc: AnalyticsServiceClient::new(traced_channel(&cfg.analytics_grpc, cfg)?),
         media: MediaServiceClient::new(traced_channel(&cfg.media_grpc, cfg)?),
+        feed: FeedServiceClient::new(traced_channel(&cfg.feed_grpc, cfg)?),
         verifier,
         clock,
         redis,

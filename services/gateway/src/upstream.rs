@@ -19,12 +19,20 @@ pub fn request<T>(msg: T, tenant: &str, timeout: Duration) -> tonic::Request<T> 
 
 /// A backend's gRPC status → problem+json.
 ///
-/// InvalidArgument → 422 (with the field violations the message carries as
+/// InvalidArgument → 422 (400 when marked malformed, see
+/// `grpc::bad_request`; 422 with the field violations the message carries as
 /// `; field: message` parts, the way `Problem::to_status` writes them),
 /// NotFound → 404, AlreadyExists/Aborted/FailedPrecondition → 409,
 /// Unavailable/DeadlineExceeded/Cancelled (our own deadline) → 503. Anything
 /// unexpected is a 500 that names the service, never the backend's text.
 pub fn problem_of(service: &'static str, s: tonic::Status) -> Problem {
+    let malformed = s
+        .metadata()
+        .get(shopstream_platform::grpc::ERROR_CODE_METADATA_KEY)
+        .is_some_and(|v| v == "bad_request");
+    if malformed && s.code() == tonic::Code::InvalidArgument {
+        return Problem::new(ErrorCode::BadRequest, s.message());
+    }
     let code = match s.code() {
         tonic::Code::FailedPrecondition => ErrorCode::Conflict,
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {

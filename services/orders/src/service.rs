@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use shopstream_platform::{
     clock::Clock,
     events::{Envelope, EventError},
-    ids::IdGen,
+    ids::{FixedId, IdGen},
     outbox::Relay,
 };
 use uuid::Uuid;
@@ -36,6 +36,10 @@ pub struct OrderStateChanged {
     pub currency: String,
     pub reservation_id: String,
     pub ts_ms: i64,
+    /// The order's products, each once, in line order (added after
+    /// version 1; absent in older events).
+    #[serde(default)]
+    pub product_ids: Vec<String>,
 }
 
 /// `event_type` of each recorded saga step on `order.lifecycle`: what the
@@ -71,15 +75,6 @@ pub fn step_event_id(order_id: Uuid, seq: u32) -> Uuid {
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
     Uuid::from_bytes(b)
-}
-
-/// The one id a [`step_event_id`] envelope takes.
-struct FixedId(Uuid);
-
-impl IdGen for FixedId {
-    fn new_id(&self) -> Uuid {
-        self.0
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +132,17 @@ pub fn saga_order(o: &Order) -> SagaOrder {
     }
 }
 
+/// The order's products, each once, in line order.
+fn product_ids(o: &Order) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::with_capacity(o.lines.len());
+    for l in &o.lines {
+        if !ids.contains(&l.product_id) {
+            ids.push(l.product_id.clone());
+        }
+    }
+    ids
+}
+
 impl Orders {
     fn event(
         &self,
@@ -153,6 +159,7 @@ impl Orders {
             currency: o.currency.clone(),
             reservation_id: reservation_id.to_string(),
             ts_ms: self.clock.now_ms(),
+            product_ids: product_ids(o),
         };
         Envelope::new(
             EVENT_TYPE,

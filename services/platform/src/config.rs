@@ -125,6 +125,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "mail-sim",
     "analytics",
     "media",
+    "feed",
 ];
 
 /// A service's gRPC port is its HTTP port plus this (room for 50 services).

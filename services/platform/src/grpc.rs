@@ -112,6 +112,22 @@ where
 /// `shopstream_proto::TENANT_METADATA_KEY`).
 pub const TENANT_METADATA_KEY: &str = "x-tenant-id";
 
+/// Metadata key that refines a status' code for the gateway: `bad_request`
+/// on an INVALID_ARGUMENT means a malformed request (HTTP 400, e.g. a
+/// tampered cursor), not invalid fields (422).
+pub const ERROR_CODE_METADATA_KEY: &str = "x-error-code";
+
+/// INVALID_ARGUMENT marked as a malformed request (see
+/// [`ERROR_CODE_METADATA_KEY`]).
+pub fn bad_request(message: impl Into<String>) -> tonic::Status {
+    let mut s = tonic::Status::invalid_argument(message);
+    s.metadata_mut().insert(
+        ERROR_CODE_METADATA_KEY,
+        tonic::metadata::MetadataValue::from_static("bad_request"),
+    );
+    s
+}
+
 /// The caller's tenant from request metadata, else `default`.
 pub fn tenant<T>(req: &tonic::Request<T>, default: &str) -> String {
     req.metadata()

@@ -25,6 +25,17 @@ impl IdGen for SystemIdGen {
     }
 }
 
+/// Always the same id: for an event whose id is derived from what it is
+/// about (a saga step, an activity), so every copy of it has one id.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedId(pub Uuid);
+
+impl IdGen for FixedId {
+    fn new_id(&self) -> Uuid {
+        self.0
+    }
+}
+
 /// Deterministic ids: a fixed prefix and a counter. Clones share the counter.
 #[derive(Debug, Clone)]
 pub struct SequentialIdGen {

@@ -20,6 +20,7 @@ pub mod ids;
 pub mod metrics;
 pub mod object_store;
 pub mod outbox;
+pub mod product_events;
 pub mod realtime;
 pub mod service;
 pub mod shutdown;

@@ -100,6 +100,20 @@ impl Metrics {
     }
 }
 
+/// The sum of Prometheus series `name` in the text exposition `text` over
+/// the lines whose labels contain each of `labels` (e.g. `outcome="ok"`);
+/// 0 if none. Tests, labs and benchmarks read `/metrics` with it.
+pub fn sum_series(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

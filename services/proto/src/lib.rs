@@ -75,7 +75,7 @@ proto_package!(
     "shopstream.media.v1"
 );
 proto_package!(
-    /// Feed: `GetPage`, `PublishActivity`.
+    /// Feed: `PublishActivity`, `GetPage`, `ListActivities`, `Recommend`, `Backfill`.
     feed,
     "shopstream.feed.v1"
 );

@@ -44,6 +44,8 @@ pub enum Kind {
     Analytics,
     /// Uploads straight to S3 and the media pipeline (a Temporal worker).
     Media,
+    /// Activities, the timeline, the feature job and ranked feed slices.
+    Feed,
 }
 
 impl Kind {
@@ -56,7 +58,7 @@ impl Kind {
         Kind::S3,
     ];
     /// Services, started once the infrastructure is ready.
-    pub const SERVICES: [Kind; 13] = [
+    pub const SERVICES: [Kind; 14] = [
         Kind::Identity,
         Kind::Catalog,
         Kind::Inventory,
@@ -70,9 +72,10 @@ impl Kind {
         Kind::MailSim,
         Kind::Analytics,
         Kind::Media,
+        Kind::Feed,
     ];
     /// Everything, in start order; `down` stops in reverse.
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Postgres,
         Kind::Redis,
         Kind::Kafka,
@@ -91,6 +94,7 @@ impl Kind {
         Kind::MailSim,
         Kind::Analytics,
         Kind::Media,
+        Kind::Feed,
     ];
 
     pub fn is_service(self) -> bool {
@@ -128,6 +132,7 @@ impl Kind {
             Kind::MailSim => "mail-sim",
             Kind::Analytics => "analytics",
             Kind::Media => "media",
+            Kind::Feed => "feed",
         }
     }
 
@@ -154,7 +159,8 @@ impl Kind {
             | Kind::Notifications
             | Kind::MailSim
             | Kind::Analytics
-            | Kind::Media => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
+            | Kind::Media
+            | Kind::Feed => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
         }
     }
 
@@ -178,7 +184,8 @@ impl Kind {
             | Kind::Notifications
             | Kind::MailSim
             | Kind::Analytics
-            | Kind::Media => self
+            | Kind::Media
+            | Kind::Feed => self
                 .service_addrs(ports)
                 .map(|(h, _)| format!("http://{h}"))
                 .unwrap_or_default(),
@@ -369,7 +376,8 @@ impl Layout {
             | Kind::Notifications
             | Kind::MailSim
             | Kind::Analytics
-            | Kind::Media => vec![],
+            | Kind::Media
+            | Kind::Feed => vec![],
         };
         match need.iter().find(|(_, p)| p.is_none()) {
             Some((name, _)) => Err(missing(name)),
@@ -450,7 +458,8 @@ impl Layout {
             | Kind::Notifications
             | Kind::MailSim
             | Kind::Analytics
-            | Kind::Media => {
+            | Kind::Media
+            | Kind::Feed => {
                 let mut s = spec(kind, self.exe.clone(), strings(&["serve", kind.name()]), dir);
                 s.env = self.service_env(kind);
                 // stripe-sim delivers its webhooks to payments.

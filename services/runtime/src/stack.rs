@@ -452,7 +452,8 @@ impl Stack {
                 | Kind::Notifications
                 | Kind::MailSim
                 | Kind::Analytics
-                | Kind::Media => {
+                | Kind::Media
+                | Kind::Feed => {
                     let (addr, _) = kind
                         .service_addrs(&self.layout.ports)
                         .ok_or_else(|| "no address".to_string())?;

@@ -403,14 +403,7 @@ pub async fn metric(base: &str, name: &str, labels: &[&str]) -> f64 {
         .text()
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    shopstream_platform::metrics::sum_series(&text, name, labels)
 }
 
 /// The last lines of a log file (for panic messages).

@@ -102,6 +102,7 @@ async fn start_with(configure: impl FnOnce(&mut shopstream_gateway::Config)) -> 
             search_grpc: "http://127.0.0.1:9".into(),
             analytics_grpc: "http://127.0.0.1:9".into(),
             media_grpc: "http://127.0.0.1:9".into(),
+            feed_grpc: "http://127.0.0.1:9".into(),
             upstream_timeout: Duration::from_secs(5),
             card_ttl_s: 30,
             live: Default::default(),

@@ -2,7 +2,8 @@
 //! ordering, the query model, pagination cursors and title highlighting. No
 //! I/O, no async, no clock reads.
 
-pub mod event;
+/// `product.events` records (shared with the feed, which reads them too).
+pub use shopstream_platform::product_events as event;
 
 /// The largest page a query returns.
 pub const MAX_PAGE_SIZE: usize = 100;

@@ -5,6 +5,8 @@
 //! defensive: the payload may be an object or a JSON string, numbers may
 //! arrive as strings, and a converter's `{schema, payload}` wrapper is
 //! unwrapped. Anything else is a [`ParseError`] (the record is dead-lettered).
+//! Search indexes from these records; the feed learns which products exist
+//! and when they were created.
 
 use serde_json::Value;
 
@@ -32,6 +34,8 @@ pub struct ProductEvent {
     pub op: Op,
     /// When the change was committed in the source database.
     pub commit_ts_ms: Option<i64>,
+    /// The payload's `kind` (`created`, `updated`), when it names one.
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,6 +113,7 @@ pub fn parse(bytes: &[u8], commit_ts_header: Option<&str>) -> Result<ProductEven
         version,
         op,
         commit_ts_ms,
+        kind: as_nonempty_str(payload.get("kind")),
     })
 }
 
@@ -149,6 +154,7 @@ mod tests {
                 version: 3,
                 op: Op::Create,
                 commit_ts_ms: Some(1_700_000_000_123),
+                kind: Some("updated".into()),
             }
         );
     }

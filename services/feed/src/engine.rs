@@ -1,0 +1,131 @@
+//! The feature state every part of the feed shares: the job writes it, the
+//! materializer and the API read it. One lock per process; a slice is
+//! computed in well under a millisecond, so it is held briefly.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Mutex,
+};
+
+use crate::domain::features::{Feature, Signal, TenantFeatures, Touched, Weights};
+
+#[derive(Debug, Default)]
+pub struct Engine {
+    tenants: Mutex<HashMap<String, TenantFeatures>>,
+    /// (tenant, user) whose slice is out of date.
+    dirty: Mutex<BTreeSet<(String, String)>>,
+    /// Like-count changes per (tenant, item): the live update's sequence.
+    like_versions: Mutex<HashMap<(String, String), u64>>,
+    pub weights: Weights,
+}
+
+/// A like count to push live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LikeCount {
+    pub item: String,
+    pub likes: i64,
+    pub version: u64,
+}
+
+impl Engine {
+    pub fn new(weights: Weights) -> Engine {
+        Engine {
+            weights,
+            ..Engine::default()
+        }
+    }
+
+    fn with<R>(&self, tenant: &str, f: impl FnOnce(&mut TenantFeatures, &Weights) -> R) -> R {
+        let mut t = self.tenants.lock().expect("not poisoned");
+        f(t.entry(tenant.to_string()).or_default(), &self.weights)
+    }
+
+    /// Apply `signals`; mark the slices they change; return the like counts
+    /// that changed.
+    pub fn apply(&self, tenant: &str, signals: Vec<Signal>) -> Vec<LikeCount> {
+        let touched: Vec<Touched> = self.with(tenant, |f, _| {
+            signals.into_iter().map(|s| f.apply(s)).collect()
+        });
+        let mut dirty = self.dirty.lock().expect("not poisoned");
+        let mut versions = self.like_versions.lock().expect("not poisoned");
+        let mut out = vec![];
+        for t in touched {
+            dirty.extend(t.users.into_iter().map(|u| (tenant.to_string(), u)));
+            if let Some((item, likes)) = t.like_count {
+                let v = versions
+                    .entry((tenant.to_string(), item.clone()))
+                    .or_default();
+                *v += 1;
+                out.push(LikeCount {
+                    item,
+                    likes,
+                    version: *v,
+                });
+            }
+        }
+        out
+    }
+
+    pub fn knows_item(&self, tenant: &str, item: &str) -> bool {
+        self.with(tenant, |f, _| f.knows_item(item))
+    }
+
+    pub fn slice(&self, tenant: &str, user: &str) -> Vec<(f64, String)> {
+        self.with(tenant, |f, w| f.slice(user, w))
+    }
+
+    pub fn contributions(
+        &self,
+        tenant: &str,
+        user: &str,
+        item: &str,
+        now_ms: i64,
+    ) -> Vec<(Feature, f64)> {
+        self.with(tenant, |f, w| f.contributions(Some(user), item, w, now_ms))
+    }
+
+    pub fn recommend(
+        &self,
+        tenant: &str,
+        customer: &str,
+        limit: usize,
+    ) -> (Vec<(f64, String)>, usize) {
+        self.with(tenant, |f, w| f.recommend(customer, limit, w))
+    }
+
+    /// Every user the job knows in `tenant`.
+    pub fn users(&self, tenant: &str) -> Vec<String> {
+        self.with(tenant, |f, _| f.users.keys().cloned().collect())
+    }
+
+    /// Counts for `/metrics` and `status`: (items, users) over all tenants.
+    pub fn sizes(&self) -> (usize, usize) {
+        let t = self.tenants.lock().expect("not poisoned");
+        t.values()
+            .fold((0, 0), |(i, u), f| (i + f.items.len(), u + f.users.len()))
+    }
+
+    pub fn mark_dirty(&self, tenant: &str, user: &str) {
+        self.dirty
+            .lock()
+            .expect("not poisoned")
+            .insert((tenant.to_string(), user.to_string()));
+    }
+
+    /// Up to `max` out-of-date slices, taken off the list.
+    pub fn take_dirty(&self, max: usize) -> Vec<(String, String)> {
+        let mut d = self.dirty.lock().expect("not poisoned");
+        let mut out = Vec::with_capacity(max.min(d.len()));
+        while out.len() < max {
+            match d.pop_first() {
+                Some(x) => out.push(x),
+                None => break,
+            }
+        }
+        out
+    }
+
+    pub fn dirty_len(&self) -> usize {
+        self.dirty.lock().expect("not poisoned").len()
+    }
+}

@@ -1,0 +1,529 @@
+//! The feature job (the reference's Flink job, as a consumer in this
+//! process): turns each event of the five topics into signals
+//! ([`signals_of`]), logs them once per event id in Postgres, folds them into
+//! the [`Engine`], and marks the slices they change; the [`materialize`] loop
+//! recomputes those slices and writes them to Postgres and Redis. Like
+//! counts are pushed live on `product:<id>`.
+//!
+//! Starting from an empty signal log and reading the topics from the
+//! beginning (a new consumer group) is a replay: the state is a fold of the
+//! same signals, so the slices come out the same.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+};
+use serde::Deserialize;
+use shopstream_platform::{
+    clock::Clock,
+    events::{
+        Delivery,
+        dedupe::Deduper,
+        runner::{Handler, HandlerError},
+    },
+    metrics::Metrics,
+    product_events,
+    realtime::{self, LiveEvent, Topic},
+    shutdown::sleep_or_stop,
+};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        activity::{self, ActivityEvent, Kind, Object},
+        features::Signal,
+    },
+    engine::{Engine, LikeCount},
+    slices::Slices,
+};
+
+pub const ACTIVITY_TOPIC: &str = "activity.raw";
+pub const ANALYTICS_TOPIC: &str = "analytics.raw";
+pub const ORDER_TOPIC: &str = "order.lifecycle";
+pub const MEDIA_TOPIC: &str = "media.events";
+pub const PRODUCT_TOPIC: &str = "product.events";
+/// Every topic the job reads.
+pub const TOPICS: [&str; 5] = [
+    ACTIVITY_TOPIC,
+    ANALYTICS_TOPIC,
+    ORDER_TOPIC,
+    MEDIA_TOPIC,
+    PRODUCT_TOPIC,
+];
+const ANALYTICS_ACTION: &str = "analytics.action";
+const ORDER_STATE: &str = "order.state_changed";
+const MEDIA_STATUS: &str = "media.status_changed";
+/// How often the materializer looks for out-of-date slices.
+pub const MATERIALIZE_TICK: Duration = Duration::from_millis(200);
+/// Most slices recomputed per tick (the rest wait for the next).
+pub const MATERIALIZE_BATCH: usize = 2_000;
+/// Slices written to the stores at once.
+const WRITE_CONCURRENCY: usize = 8;
+
+/// Why an event could not be read (retrying cannot help).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("undecodable {event_type}: {reason}")]
+pub struct Undecodable {
+    pub event_type: String,
+    pub reason: String,
+}
+
+#[derive(Deserialize)]
+struct ActionEvent {
+    user_id: Option<String>,
+    action: String,
+    object_id: String,
+    ts_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct OrderStateChanged {
+    user_id: String,
+    state: String,
+    #[serde(default)]
+    product_ids: Vec<String>,
+    ts_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct MediaStatusChanged {
+    status: String,
+    #[serde(rename = "ref", default)]
+    reference: String,
+    ts_ms: i64,
+}
+
+fn is_uuid(s: &str) -> bool {
+    Uuid::parse_str(s).is_ok()
+}
+
+/// The signals one event gives (none for events the feed does not use).
+pub fn signals_of(
+    topic: &str,
+    event_type: &str,
+    event_id: Uuid,
+    payload: &[u8],
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<Signal>, Undecodable> {
+    let bad = |reason: String| Undecodable {
+        event_type: event_type.to_string(),
+        reason,
+    };
+    let json = |e: serde_json::Error| bad(e.to_string());
+    if topic == PRODUCT_TOPIC {
+        let p = product_events::parse(
+            payload,
+            headers
+                .get(product_events::COMMIT_TS_HEADER)
+                .map(String::as_str),
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        let item = p.product_id;
+        return Ok(vec![match (p.kind.as_deref(), p.commit_ts_ms) {
+            (Some("created"), Some(ts_ms)) => Signal::Created { item, ts_ms },
+            _ => Signal::Known { item },
+        }]);
+    }
+    Ok(match event_type {
+        activity::EVENT_TYPE => {
+            let a: ActivityEvent = serde_json::from_slice(payload).map_err(json)?;
+            let user = a.actor_id.to_string();
+            let object = Object::parse(&a.object).map_err(bad)?;
+            match (a.kind, object) {
+                (Kind::Follow, Object::User(u)) => vec![Signal::Follow {
+                    follower: user,
+                    followee: u.to_string(),
+                }],
+                (Kind::Like | Kind::Unlike, Object::Product(p)) => vec![Signal::Like {
+                    user,
+                    item: p.to_string(),
+                    liked: a.kind == Kind::Like,
+                    ts_ms: a.ts_ms,
+                    event: a.activity_id,
+                }],
+                (Kind::View, Object::Product(p)) => vec![Signal::View {
+                    user: Some(user),
+                    item: p.to_string(),
+                    ts_ms: a.ts_ms,
+                }],
+                (Kind::Comment, Object::Product(p)) => vec![Signal::Comment {
+                    user,
+                    item: p.to_string(),
+                    ts_ms: a.ts_ms,
+                }],
+                (k, o) => return Err(bad(format!("{k} cannot take {o}"))),
+            }
+        }
+        ANALYTICS_ACTION => {
+            let a: ActionEvent = serde_json::from_slice(payload).map_err(json)?;
+            if a.action == "view" && is_uuid(&a.object_id) {
+                vec![Signal::View {
+                    user: a.user_id.filter(|u| !u.is_empty()),
+                    item: a.object_id,
+                    ts_ms: a.ts_ms,
+                }]
+            } else {
+                vec![]
+            }
+        }
+        ORDER_STATE => {
+            let o: OrderStateChanged = serde_json::from_slice(payload).map_err(json)?;
+            if o.state == "completed" {
+                o.product_ids
+                    .into_iter()
+                    .map(|item| Signal::Purchase {
+                        user: o.user_id.clone(),
+                        item,
+                        ts_ms: o.ts_ms,
+                    })
+                    .collect()
+            } else {
+                vec![]
+            }
+        }
+        MEDIA_STATUS => {
+            let m: MediaStatusChanged = serde_json::from_slice(payload).map_err(json)?;
+            match m.reference.strip_prefix("product:") {
+                Some(p) if m.status == "ready" && is_uuid(p) => vec![Signal::Pictured {
+                    item: p.to_string(),
+                    ts_ms: m.ts_ms,
+                }],
+                _ => vec![],
+            }
+        }
+        _ => {
+            let _ = event_id;
+            vec![]
+        }
+    })
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+    /// `applied`, `duplicate` or `ignored`.
+    pub outcome: String,
+}
+
+/// The job's numbers on `/metrics`.
+#[derive(Clone)]
+pub struct JobMetrics {
+    pub events: Family<TopicLabels, Counter>,
+    pub signals: Counter,
+    pub slices_written: Counter,
+    pub slice_write_failures: Counter,
+    pub dirty: Gauge,
+    pub items: Gauge,
+    pub users: Gauge,
+}
+
+impl JobMetrics {
+    pub fn register(m: &Metrics) -> JobMetrics {
+        let j = JobMetrics {
+            events: Family::default(),
+            signals: Counter::default(),
+            slices_written: Counter::default(),
+            slice_write_failures: Counter::default(),
+            dirty: Gauge::default(),
+            items: Gauge::default(),
+            users: Gauge::default(),
+        };
+        m.register(
+            "feed_job_events",
+            "Events the feature job consumed, by topic and outcome",
+            j.events.clone(),
+        );
+        m.register(
+            "feed_job_signals",
+            "Signals folded into the features",
+            j.signals.clone(),
+        );
+        m.register(
+            "feed_slices_written",
+            "Slices recomputed and stored",
+            j.slices_written.clone(),
+        );
+        m.register(
+            "feed_slice_write_failures",
+            "Slice writes that failed (Postgres or Redis); retried",
+            j.slice_write_failures.clone(),
+        );
+        m.register(
+            "feed_dirty_slices",
+            "Slices waiting to be recomputed",
+            j.dirty.clone(),
+        );
+        m.register("feed_items", "Items the features know", j.items.clone());
+        m.register("feed_users", "Users the features know", j.users.clone());
+        j
+    }
+}
+
+/// The consumer: log, fold, mark, push like counts.
+pub struct Job {
+    pub engine: Arc<Engine>,
+    pub pool: PgPool,
+    pub redis: redis::aio::ConnectionManager,
+    pub metrics: JobMetrics,
+    pub default_tenant: String,
+}
+
+impl Job {
+    fn count(&self, topic: &str, outcome: &str) {
+        self.metrics
+            .events
+            .get_or_create(&TopicLabels {
+                topic: topic.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    async fn push_likes(&self, tenant: &str, counts: Vec<LikeCount>, ts_ms: i64) {
+        for c in counts {
+            let Ok(id) = Uuid::parse_str(&c.item) else {
+                continue;
+            };
+            let topic = Topic::Product(id);
+            let ev = LiveEvent {
+                topic: topic.to_string(),
+                seq: c.version,
+                kind: "product.likes".into(),
+                data: serde_json::json!({ "product_id": c.item, "likes": c.likes }),
+                committed_ms: ts_ms,
+            };
+            // Live updates are hints: a lost one is corrected by the next.
+            if let Err(e) = realtime::publish(&mut self.redis.clone(), tenant, &topic, &ev).await {
+                tracing::debug!(error = %e, "like count not pushed");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for Job {
+    async fn handle(&self, d: &Delivery) -> Result<(), HandlerError> {
+        let e = &d.envelope;
+        let signals = signals_of(&d.topic, &e.event_type, e.id, &e.payload, &e.headers)
+            .map_err(|err| HandlerError::Permanent(err.to_string()))?;
+        if signals.is_empty() {
+            self.count(&d.topic, "ignored");
+            return Ok(());
+        }
+        let tenant = if e.tenant_id.is_empty() || e.tenant_id == "unknown" {
+            self.default_tenant.clone()
+        } else {
+            e.tenant_id.clone()
+        };
+        let ts_ms = signals
+            .iter()
+            .find_map(|s| match s {
+                Signal::View { ts_ms, .. }
+                | Signal::Comment { ts_ms, .. }
+                | Signal::Like { ts_ms, .. }
+                | Signal::Purchase { ts_ms, .. }
+                | Signal::Created { ts_ms, .. }
+                | Signal::Pictured { ts_ms, .. } => Some(*ts_ms),
+                _ => None,
+            })
+            .unwrap_or(e.occurred_at_ms);
+        let inserted = sqlx::query(
+            "INSERT INTO signal_log (tenant, event_id, topic, signals, ts_ms) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&tenant)
+        .bind(e.id)
+        .bind(&d.topic)
+        .bind(sqlx::types::Json(&signals))
+        .bind(ts_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|err| HandlerError::Retryable(format!("postgres: {err}")))?
+        .rows_affected();
+        if inserted == 0 {
+            self.count(&d.topic, "duplicate");
+            return Ok(());
+        }
+        self.metrics.signals.inc_by(signals.len() as u64);
+        let likes = self.engine.apply(&tenant, signals);
+        self.count(&d.topic, "applied");
+        self.push_likes(&tenant, likes, ts_ms).await;
+        Ok(())
+    }
+}
+
+/// The signal log is the dedupe: an event id already logged adds nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SignalLogDedupe;
+
+#[async_trait]
+impl Deduper for SignalLogDedupe {
+    async fn seen(&self, _group: &str, _event_id: Uuid) -> Result<bool, sqlx::Error> {
+        Ok(false)
+    }
+
+    async fn mark(&self, _group: &str, _event_id: Uuid) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+}
+
+/// Fold the whole signal log into `engine` (at start-up); returns how many
+/// events were read.
+pub async fn load(pool: &PgPool, engine: &Engine) -> Result<u64, sqlx::Error> {
+    let mut rows = sqlx::query_as::<_, (String, sqlx::types::Json<Vec<Signal>>)>(
+        "SELECT tenant, signals FROM signal_log",
+    )
+    .fetch(pool);
+    let mut n = 0;
+    while let Some((tenant, signals)) = rows.try_next().await? {
+        engine.apply(&tenant, signals.0);
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Recompute and store one user's slice; returns its length.
+pub async fn refresh(
+    engine: &Engine,
+    slices: &Slices,
+    clock: &dyn Clock,
+    tenant: &str,
+    user: &str,
+) -> Result<usize, String> {
+    let cards = engine.slice(tenant, user);
+    let now = clock.now_ms();
+    slices
+        .write_pg(tenant, user, &cards, now)
+        .await
+        .map_err(|e| format!("postgres: {e}"))?;
+    slices
+        .write_redis(tenant, user, &cards, now)
+        .await
+        .map_err(|e| format!("redis: {e}"))?;
+    Ok(cards.len())
+}
+
+/// Recompute out-of-date slices every tick until `stop`.
+pub async fn materialize(
+    engine: Arc<Engine>,
+    slices: Slices,
+    clock: Arc<dyn Clock>,
+    metrics: JobMetrics,
+    stop: CancellationToken,
+) {
+    while sleep_or_stop(&stop, MATERIALIZE_TICK).await {
+        let (items, users) = engine.sizes();
+        metrics.items.set(items as i64);
+        metrics.users.set(users as i64);
+        let batch = engine.take_dirty(MATERIALIZE_BATCH);
+        let results: Vec<_> = futures::stream::iter(batch)
+            .map(|(tenant, user)| {
+                let (engine, slices, clock) = (engine.clone(), slices.clone(), clock.clone());
+                async move {
+                    let r = refresh(&engine, &slices, clock.as_ref(), &tenant, &user).await;
+                    (tenant, user, r)
+                }
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        for (tenant, user, r) in results {
+            match r {
+                Ok(_) => {
+                    metrics.slices_written.inc();
+                }
+                Err(e) => {
+                    metrics.slice_write_failures.inc();
+                    tracing::warn!(%tenant, %user, error = %e, "slice not stored; trying again");
+                    // Postgres failed: try again later. Redis failed after
+                    // Postgres took it: the fallback serves it meanwhile.
+                    if e.starts_with("postgres") {
+                        engine.mark_dirty(&tenant, &user);
+                    }
+                }
+            }
+        }
+        metrics.dirty.set(engine.dirty_len() as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn sig(topic: &str, ty: &str, payload: &str) -> Result<Vec<Signal>, Undecodable> {
+        signals_of(topic, ty, Uuid::nil(), payload.as_bytes(), &BTreeMap::new())
+    }
+
+    const P: &str = "0190a0a0-0000-7000-8000-0000000000aa";
+    const U: &str = "0190a0a0-0000-7000-8000-000000000001";
+
+    #[test]
+    fn each_topic_gives_its_signals() {
+        let like = format!(
+            r#"{{"activity_id":"{U}","actor_id":"{U}","kind":"unlike","object":"product:{P}","ts_ms":5}}"#
+        );
+        assert!(matches!(
+            &sig(ACTIVITY_TOPIC, activity::EVENT_TYPE, &like).unwrap()[..],
+            [Signal::Like {
+                liked: false,
+                ts_ms: 5,
+                ..
+            }]
+        ));
+        let follow = format!(
+            r#"{{"activity_id":"{U}","actor_id":"{U}","kind":"follow","object":"user:{P}","ts_ms":5}}"#
+        );
+        assert!(matches!(
+            &sig(ACTIVITY_TOPIC, activity::EVENT_TYPE, &follow).unwrap()[..],
+            [Signal::Follow { .. }]
+        ));
+        let view = format!(
+            r#"{{"user_id":null,"visitor_id":"v","action":"view","object_id":"{P}","ts_ms":7,"device":"d","referrer":""}}"#
+        );
+        assert_eq!(
+            sig(ANALYTICS_TOPIC, ANALYTICS_ACTION, &view).unwrap(),
+            vec![Signal::View {
+                user: None,
+                item: P.into(),
+                ts_ms: 7
+            }]
+        );
+        let search =
+            r#"{"user_id":"u","visitor_id":"v","action":"search","object_id":"wool","ts_ms":7}"#;
+        assert!(
+            sig(ANALYTICS_TOPIC, ANALYTICS_ACTION, search)
+                .unwrap()
+                .is_empty()
+        );
+        let order = format!(
+            r#"{{"order_id":"o","user_id":"{U}","state":"completed","total_minor":1,"currency":"EUR","reservation_id":"r","ts_ms":9,"product_ids":["{P}","x"]}}"#
+        );
+        assert_eq!(sig(ORDER_TOPIC, ORDER_STATE, &order).unwrap().len(), 2);
+        let old_order = r#"{"order_id":"o","user_id":"u","state":"completed","ts_ms":9}"#;
+        assert!(sig(ORDER_TOPIC, ORDER_STATE, old_order).unwrap().is_empty());
+        let media = format!(r#"{{"status":"ready","ref":"product:{P}","ts_ms":3}}"#);
+        assert_eq!(
+            sig(MEDIA_TOPIC, MEDIA_STATUS, &media).unwrap(),
+            vec![Signal::Pictured {
+                item: P.into(),
+                ts_ms: 3
+            }]
+        );
+        let post = r#"{"status":"ready","ref":"post:1","ts_ms":3}"#;
+        assert!(sig(MEDIA_TOPIC, MEDIA_STATUS, post).unwrap().is_empty());
+        assert!(sig(ACTIVITY_TOPIC, activity::EVENT_TYPE, "{").is_err());
+        assert!(
+            sig(ORDER_TOPIC, "order.step_recorded", "{")
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! Where slices live: a Redis sorted set per user (`feed:{tenant}:{user}`,
+//! member = item id, score = the stored log score, with the time it was
+//! computed beside it, both expiring after [`SLICE_TTL_S`]) and the same
+//! rows in Postgres, the durable copy that serves when Redis misses or is
+//! down and repopulates it.
+
+use redis::aio::ConnectionManager;
+use sqlx::{PgPool, Row};
+
+use crate::domain::{
+    cursor::{FeedPosition, after},
+    features::SLICE_LEN,
+};
+
+/// How long an unread slice stays in Redis.
+pub const SLICE_TTL_S: u64 = 24 * 3600;
+
+/// A stored slice's cards (best first) and when it was computed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Stored {
+    pub cards: Vec<(f64, String)>,
+    pub computed_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Slices {
+    pub redis: ConnectionManager,
+    pub pool: PgPool,
+}
+
+fn key(tenant: &str, user: &str) -> String {
+    format!("feed:{tenant}:{user}")
+}
+
+fn meta_key(tenant: &str, user: &str) -> String {
+    format!("feed:{tenant}:{user}:at")
+}
+
+impl Slices {
+    /// Replace `user`'s slice in Redis, atomically.
+    pub async fn write_redis(
+        &self,
+        tenant: &str,
+        user: &str,
+        cards: &[(f64, String)],
+        computed_ms: i64,
+    ) -> redis::RedisResult<()> {
+        let (k, m) = (key(tenant, user), meta_key(tenant, user));
+        let mut p = redis::pipe();
+        p.atomic().del(&k).ignore();
+        if !cards.is_empty() {
+            let members: Vec<(f64, &str)> = cards.iter().map(|(s, i)| (*s, i.as_str())).collect();
+            p.zadd_multiple(&k, &members)
+                .ignore()
+                .expire(&k, SLICE_TTL_S as i64)
+                .ignore();
+        }
+        p.set_ex(&m, computed_ms, SLICE_TTL_S).ignore();
+        p.query_async::<()>(&mut self.redis.clone()).await
+    }
+
+    /// Replace `user`'s slice in Postgres, in one transaction.
+    pub async fn write_pg(
+        &self,
+        tenant: &str,
+        user: &str,
+        cards: &[(f64, String)],
+        computed_ms: i64,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM slices WHERE tenant = $1 AND user_id = $2")
+            .bind(tenant)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+        let (scores, items): (Vec<f64>, Vec<String>) = cards.iter().cloned().unzip();
+        sqlx::query(
+            "INSERT INTO slices (tenant, user_id, item_id, score)
+             SELECT $1, $2, i, s FROM unnest($3::text[], $4::float8[]) AS u(i, s)",
+        )
+        .bind(tenant)
+        .bind(user)
+        .bind(&items)
+        .bind(&scores)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO slice_meta (tenant, user_id, computed_ms, cards) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant, user_id) DO UPDATE SET computed_ms = $3, cards = $4",
+        )
+        .bind(tenant)
+        .bind(user)
+        .bind(computed_ms)
+        .bind(cards.len() as i32)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// Whether Redis holds a slice for each (tenant, user).
+    pub async fn present(&self, readers: &[(String, String)]) -> redis::RedisResult<Vec<bool>> {
+        let mut p = redis::pipe();
+        for (t, u) in readers {
+            p.exists(meta_key(t, u));
+        }
+        p.query_async(&mut self.redis.clone()).await
+    }
+
+    /// Up to `n` cards after `from` from Redis; `None` when Redis holds no
+    /// slice for `user` (a miss).
+    pub async fn read_redis(
+        &self,
+        tenant: &str,
+        user: &str,
+        from: Option<&FeedPosition>,
+        n: usize,
+    ) -> redis::RedisResult<Option<Stored>> {
+        let (k, m) = (key(tenant, user), meta_key(tenant, user));
+        let mut p = redis::pipe();
+        p.get(&m);
+        match from {
+            // The first page, and one more to know whether a next exists.
+            None => p.zrevrange_withscores(&k, 0, n as isize),
+            // Everything from the last card's score down (a slice is at most
+            // SLICE_LEN long), so ties at that score are split exactly.
+            Some(f) => p.zrevrangebyscore_withscores(&k, f.score, "-inf"),
+        };
+        let (at, cards): (Option<i64>, Vec<(String, f64)>) =
+            p.query_async(&mut self.redis.clone()).await?;
+        let Some(computed_ms) = at else {
+            return Ok(None);
+        };
+        let cards = cards
+            .into_iter()
+            .map(|(i, s)| (s, i))
+            .filter(|(s, i)| from.is_none_or(|f| after(f, *s, i)))
+            .take(n + 1)
+            .collect();
+        Ok(Some(Stored { cards, computed_ms }))
+    }
+
+    /// Up to `n + 1` cards after `from` from Postgres; `None` when no slice
+    /// was ever stored for `user`.
+    pub async fn read_pg(
+        &self,
+        tenant: &str,
+        user: &str,
+        from: Option<&FeedPosition>,
+        n: usize,
+    ) -> Result<Option<Stored>, sqlx::Error> {
+        let Some(computed_ms) = sqlx::query_scalar::<_, i64>(
+            "SELECT computed_ms FROM slice_meta WHERE tenant = $1 AND user_id = $2",
+        )
+        .bind(tenant)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let (score, item) = from
+            .map(|f| (f.score, f.item.clone()))
+            .unwrap_or((f64::INFINITY, String::new()));
+        let rows = sqlx::query(
+            "SELECT item_id, score FROM slices
+             WHERE tenant = $1 AND user_id = $2
+               AND (score < $3 OR (score = $3 AND item_id < $4) OR $5)
+             ORDER BY score DESC, item_id DESC
+             LIMIT $6",
+        )
+        .bind(tenant)
+        .bind(user)
+        .bind(score)
+        .bind(item)
+        .bind(from.is_none())
+        .bind(n as i64 + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(Stored {
+            cards: rows
+                .into_iter()
+                .map(|r| (r.get("score"), r.get("item_id")))
+                .collect(),
+            computed_ms,
+        }))
+    }
+
+    /// The whole stored slice of `user` (to put back into Redis).
+    pub async fn full_pg(&self, tenant: &str, user: &str) -> Result<Option<Stored>, sqlx::Error> {
+        self.read_pg(tenant, user, None, SLICE_LEN).await
+    }
+}

@@ -1,0 +1,77 @@
+//! The timeline: every activity a user published, append-only, newest first.
+//!
+//! **Key design** (docs/adr/0011-feed-timeline-and-slices.md): partition
+//! `(tenant, user, day)`, clustering `(ts desc, activity id desc)`. A day
+//! bucket bounds every partition (at most [`MAX_ACTIVITIES_PER_DAY`] rows:
+//! the service refuses more), and a user's partitions are written only by
+//! that user: there is no fan-out on write into followers' partitions, so a
+//! celebrity's followers and likes never make one partition hot. A second
+//! table lists each user's days (partition `(tenant, user)`, clustering
+//! `day desc`), so paging skips empty days without scanning them.
+//!
+//! Two adapters keep these keys: [`postgres::PgTimeline`] (the native
+//! runtime's default) and [`scylla::ScyllaTimeline`]. Both pass
+//! [`contract::run`]; [`memory::MemoryTimeline`] does too, for unit tests.
+
+pub mod contract;
+pub mod memory;
+pub mod postgres;
+pub mod scylla;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::domain::activity::Activity;
+
+/// Most activities one user may publish in one day (the partition bound).
+pub const MAX_ACTIVITIES_PER_DAY: i64 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TimelineError {
+    /// The store could not be reached or failed; retrying may help.
+    #[error("timeline store unavailable: {0}")]
+    Unavailable(String),
+    /// The cursor does not belong to this store or is damaged.
+    #[error("invalid timeline cursor")]
+    BadCursor,
+}
+
+/// One page of a user's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TimelinePage {
+    pub activities: Vec<Activity>,
+    /// Opaque to callers; `None` when nothing older is left.
+    pub next: Option<String>,
+}
+
+#[async_trait]
+pub trait TimelineStore: Send + Sync + 'static {
+    /// Store `a` under its keys. Writing the same activity again changes
+    /// nothing (the keys are the activity's own: same row).
+    async fn append(&self, a: &Activity) -> Result<(), TimelineError>;
+
+    /// Up to `limit` of `user`'s activities, newest first, after `cursor`
+    /// (a previous page's `next`).
+    async fn page(
+        &self,
+        tenant: &str,
+        user: Uuid,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<TimelinePage, TimelineError>;
+
+    /// How many activities `user` published on `day` (the partition bound).
+    async fn count_day(&self, tenant: &str, user: Uuid, day: i32) -> Result<i64, TimelineError>;
+
+    /// How many activities `user` has in all.
+    async fn count(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError>;
+
+    /// Delete everything of `user`; returns how many activities went.
+    async fn erase(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError>;
+
+    /// Whether the store answers (readiness).
+    async fn ping(&self) -> Result<(), TimelineError>;
+
+    /// `postgres` or `scylla`.
+    fn backend(&self) -> &'static str;
+}
