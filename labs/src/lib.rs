@@ -8,6 +8,7 @@
 pub mod cdc_latency;
 pub mod checkout_failure;
 pub mod consistency;
+pub mod feed_cache;
 pub mod kit;
 pub mod lifecycle;
 pub mod live;
@@ -60,6 +61,12 @@ pub const LABS: &[LabInfo] = &[
         summary: media_pipeline::SUMMARY,
         chapter: "book/src/labs/media-pipeline.md",
     },
+    LabInfo {
+        name: feed_cache::NAME,
+        title: feed_cache::TITLE,
+        summary: feed_cache::SUMMARY,
+        chapter: "book/src/labs/feed-cache.md",
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static LabInfo> {
@@ -107,6 +114,18 @@ pub async fn run(
             })
             .await
         }
+        feed_cache::NAME => {
+            // Signups (argon2) and the recovery rounds outlast the default bound.
+            kit::run_with_timeout(
+                info.name,
+                info.title,
+                out,
+                interrupt,
+                std::time::Duration::from_secs(90),
+                |lab| feed_cache::script(lab, target),
+            )
+            .await
+        }
         _ => return None,
     };
     Some(report)
@@ -136,6 +155,7 @@ mod tests {
         assert!(find("cdc-latency").is_some());
         assert!(find("order-live").is_some());
         assert!(find("media-pipeline").is_some());
+        assert!(find("feed-cache").is_some());
         assert!(find("nope").is_none());
     }
 
@@ -155,6 +175,8 @@ mod tests {
             mail_sim_url: "http://127.0.0.1:9".into(),
             notifications_http_url: "http://127.0.0.1:9".into(),
             media_http_url: "http://127.0.0.1:9".into(),
+            feed_http_url: "http://127.0.0.1:9".into(),
+            redis_url: "redis://127.0.0.1:9".into(),
             operator: None,
         };
         let buf = kit::SharedBuf::default();

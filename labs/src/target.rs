@@ -50,6 +50,10 @@ pub struct Target {
     pub notifications_http_url: String,
     /// Media's HTTP port (its fault switch).
     pub media_http_url: String,
+    /// Feed's HTTP base (its `/metrics`: hit rate, fallbacks).
+    pub feed_http_url: String,
+    /// The stack's Redis (labs that flush a cache), e.g. `redis://127.0.0.1:16379`
+    pub redis_url: String,
     /// Operator access to the stack (labs that kill and restart processes);
     /// `None` when only the public surfaces are known.
     pub operator: Option<Operator>,
@@ -97,6 +101,8 @@ impl Target {
             mail_sim_url: http("mail-sim"),
             notifications_http_url: http("notifications"),
             media_http_url: http("media"),
+            feed_http_url: http("feed"),
+            redis_url: Endpoints::native(*ports).redis_url,
             operator: None,
         }
     }

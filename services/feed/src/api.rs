@@ -33,7 +33,7 @@ use shopstream_proto::feed::v1::{
     ListActivitiesRequest, ListActivitiesResponse, PublishActivityRequest, PublishActivityResponse,
     RecommendRequest, RecommendResponse, feed_service_server::FeedService,
 };
-use sqlx::{PgPool, Row};
+use sqlx::{PgPool, Row as _};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -46,7 +46,7 @@ use crate::{
     engine::Engine,
     job::{self, ACTIVITY_TOPIC},
     slices::{Slices, Stored},
-    timeline::{MAX_ACTIVITIES_PER_DAY, TimelineError, TimelineStore},
+    timeline::{MAX_ACTIVITIES_PER_DAY, Row, TimelineError, TimelineStore},
     warm::Warmer,
 };
 
@@ -210,16 +210,15 @@ impl GrpcApi {
         .await
         .map_err(|e| unavailable("the feed database", e))?;
         row.map(|r| {
-            crate::timeline::postgres::activity_of(
-                tenant,
-                new.actor,
-                r.get("ts_ms"),
-                r.get("activity_id"),
-                r.get("kind"),
-                r.get("object"),
-                r.get("body"),
-                new.client_id.clone(),
-            )
+            Row {
+                ts_ms: r.get("ts_ms"),
+                id: r.get("activity_id"),
+                kind: r.get("kind"),
+                object: r.get("object"),
+                body: r.get("body"),
+                client_id: new.client_id.clone(),
+            }
+            .into_activity(tenant, new.actor)
             .map_err(timeline_status)
         })
         .transpose()

@@ -14,13 +14,13 @@ fn activity(tenant: &str, actor: Uuid, n: u32, ts_ms: i64) -> Activity {
         tenant: tenant.to_string(),
         id: Uuid::from_u64_pair(u64::from(n), ts_ms as u64),
         actor,
-        kind: if n % 2 == 0 {
+        kind: if n.is_multiple_of(2) {
             Kind::Like
         } else {
             Kind::Comment
         },
         object: Object::Product(Uuid::from_u128(7)),
-        text: if n % 2 == 0 {
+        text: if n.is_multiple_of(2) {
             String::new()
         } else {
             format!("comment {n}")

@@ -21,7 +21,7 @@ pub mod scylla;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::domain::activity::Activity;
+use crate::domain::activity::{Activity, Kind, Object};
 
 /// Most activities one user may publish in one day (the partition bound).
 pub const MAX_ACTIVITIES_PER_DAY: i64 = 10_000;
@@ -34,6 +34,34 @@ pub enum TimelineError {
     /// The cursor does not belong to this store or is damaged.
     #[error("invalid timeline cursor")]
     BadCursor,
+}
+
+/// One stored row as an adapter reads it (the partition key aside).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub ts_ms: i64,
+    pub id: Uuid,
+    pub kind: String,
+    pub object: String,
+    pub body: String,
+    pub client_id: String,
+}
+
+impl Row {
+    /// The activity of `actor` in `tenant` this row holds.
+    pub fn into_activity(self, tenant: &str, actor: Uuid) -> Result<Activity, TimelineError> {
+        let bad = |what: &str| TimelineError::Unavailable(format!("stored row has a bad {what}"));
+        Ok(Activity {
+            tenant: tenant.to_string(),
+            id: self.id,
+            actor,
+            kind: Kind::parse(&self.kind).ok_or_else(|| bad("kind"))?,
+            object: Object::parse(&self.object).map_err(|_| bad("object"))?,
+            text: self.body,
+            client_id: self.client_id,
+            ts_ms: self.ts_ms,
+        })
+    }
 }
 
 /// One page of a user's timeline.

@@ -5,11 +5,11 @@
 //! unit of placement.
 
 use async_trait::async_trait;
-use sqlx::{PgPool, Row};
+use sqlx::{PgPool, Row as _};
 use uuid::Uuid;
 
-use super::{TimelineError, TimelinePage, TimelineStore};
-use crate::domain::activity::{Activity, Kind, Object, day};
+use super::{Row, TimelineError, TimelinePage, TimelineStore};
+use crate::domain::activity::{Activity, day};
 
 fn unavailable(e: sqlx::Error) -> TimelineError {
     TimelineError::Unavailable(e.to_string())
@@ -74,30 +74,6 @@ pub struct PgTimeline {
     pub pool: PgPool,
 }
 
-/// Decode one `timeline` row.
-pub fn activity_of(
-    tenant: &str,
-    actor: Uuid,
-    ts_ms: i64,
-    id: Uuid,
-    kind: &str,
-    object: &str,
-    body: String,
-    client_id: String,
-) -> Result<Activity, TimelineError> {
-    let bad = |what: &str| TimelineError::Unavailable(format!("stored row has a bad {what}"));
-    Ok(Activity {
-        tenant: tenant.to_string(),
-        id,
-        actor,
-        kind: Kind::parse(kind).ok_or_else(|| bad("kind"))?,
-        object: Object::parse(object).map_err(|_| bad("object"))?,
-        text: body,
-        client_id,
-        ts_ms,
-    })
-}
-
 #[async_trait]
 impl TimelineStore for PgTimeline {
     async fn append(&self, a: &Activity) -> Result<(), TimelineError> {
@@ -150,16 +126,15 @@ impl TimelineStore for PgTimeline {
         let mut out = rows
             .into_iter()
             .map(|r| {
-                activity_of(
-                    tenant,
-                    user,
-                    r.get("ts_ms"),
-                    r.get("activity_id"),
-                    r.get("kind"),
-                    r.get("object"),
-                    r.get("body"),
-                    r.get("client_id"),
-                )
+                Row {
+                    ts_ms: r.get("ts_ms"),
+                    id: r.get("activity_id"),
+                    kind: r.get("kind"),
+                    object: r.get("object"),
+                    body: r.get("body"),
+                    client_id: r.get("client_id"),
+                }
+                .into_activity(tenant, user)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(KeyCursor::finish(&mut out, limit))

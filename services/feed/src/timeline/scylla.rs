@@ -24,7 +24,7 @@ use scylla::{
 };
 use uuid::Uuid;
 
-use super::{TimelineError, TimelinePage, TimelineStore, postgres::activity_of};
+use super::{Row, TimelineError, TimelinePage, TimelineStore};
 use crate::domain::activity::{Activity, day};
 
 /// The keyspace when none is configured.
@@ -101,7 +101,7 @@ impl DayCursor {
     }
 }
 
-type Row = (i64, Uuid, String, String, String, String);
+type Columns = (i64, Uuid, String, String, String, String);
 
 impl ScyllaTimeline {
     /// Connect to `nodes`, create the keyspace (replication 1 where it does
@@ -294,11 +294,17 @@ impl TimelineStore for ScyllaTimeline {
                     .await
                     .map_err(unavailable)?;
                 let rows = res.into_rows_result().map_err(unavailable)?;
-                for row in rows.rows::<Row>().map_err(unavailable)? {
-                    let (ts, id, kind, object, body, client_id) = row.map_err(unavailable)?;
-                    out.push(activity_of(
-                        tenant, user, ts, id, &kind, &object, body, client_id,
-                    )?);
+                for row in rows.rows::<Columns>().map_err(unavailable)? {
+                    let (ts_ms, id, kind, object, body, client_id) = row.map_err(unavailable)?;
+                    let row = Row {
+                        ts_ms,
+                        id,
+                        kind,
+                        object,
+                        body,
+                        client_id,
+                    };
+                    out.push(row.into_activity(tenant, user)?);
                 }
                 let next_in_day = match more {
                     PagingStateResponse::HasMorePages { state } => {

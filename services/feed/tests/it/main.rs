@@ -538,7 +538,6 @@ async fn activities_become_features_slices_and_pages_and_a_replay_gives_the_same
         "the replay read every signal",
         testkit::READY_TIMEOUT,
         || {
-            let count = count.clone();
             let db2 = db2.clone();
             async move { (count(db2).await == expected).then_some(()) }
         },
