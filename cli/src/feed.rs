@@ -64,9 +64,10 @@ struct Common {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["user", "all"])))]
 struct BackfillArgs {
     /// The user's id.
-    #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+    #[arg(long)]
     user: Option<String>,
     /// Every user the feature job knows.
     #[arg(long)]

@@ -56,8 +56,8 @@ async fn pages(http: &reqwest::Client, feed: &str) -> Result<(f64, f64), LabErro
         .await
         .map_err(|e| unreachable("the feed", feed, &e))?;
     Ok((
-        sum_series(&text, "feed_pages_total", &["source=\"redis\""]),
-        sum_series(&text, "feed_pages_total", &[]),
+        sum_series(&text, "shopstream_feed_pages_total", &["source=\"redis\""]),
+        sum_series(&text, "shopstream_feed_pages_total", &[]),
     ))
 }
 
@@ -260,7 +260,7 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
     );
 
     // Flush.
-    let rewarmed0 = metric(&http, &feed, "feed_slices_rewarmed_total").await?;
+    let rewarmed0 = metric(&http, &feed, "shopstream_feed_slices_rewarmed_total").await?;
     let deleted = lab
         .action("flush the feed's slices from Redis", async {
             let n = flush(&target.redis_url, DEFAULT_TENANT).await?;
@@ -319,7 +319,7 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
             },
         )
         .await?;
-    let rewarmed = metric(&http, &feed, "feed_slices_rewarmed_total").await? - rewarmed0;
+    let rewarmed = metric(&http, &feed, "shopstream_feed_slices_rewarmed_total").await? - rewarmed0;
     lab.measure("keys flushed", deleted as f64, "");
     lab.measure("hit rate back above 90 % after", recovered, "s");
     lab.measure("slices put back by the warmer", rewarmed, "");

@@ -8,7 +8,7 @@
 //! 2. **Backfill** every user's slice: slices/s.
 //! 3. **Steady traffic**: first pages (`GetPage`, gRPC) for random users,
 //!    open loop at a fixed rate: latency from each request's scheduled start
-//!    and the hit rate (`feed_pages_total{source="redis"}` over all pages).
+//!    and the hit rate (`shopstream_feed_pages_total{source="redis"}` over all pages).
 //! 4. **Redis flush**: delete the tenant's feed keys and keep the traffic
 //!    going: the time until the hit rate over a 1 s window is back above 90 %.
 
@@ -108,8 +108,8 @@ async fn scrape(client: &reqwest::Client, base: &str) -> String {
 
 fn pages(text: &str) -> (f64, f64) {
     (
-        sum_series(text, "feed_pages_total", &["source=\"redis\""]),
-        sum_series(text, "feed_pages_total", &[]),
+        sum_series(text, "shopstream_feed_pages_total", &["source=\"redis\""]),
+        sum_series(text, "shopstream_feed_pages_total", &[]),
     )
 }
 
@@ -202,7 +202,7 @@ pub async fn run(
     let total = events.len();
     let before = sum_series(
         &scrape(http, &metrics_base).await,
-        "feed_job_events_total",
+        "shopstream_feed_job_events_total",
         &["outcome=\"applied\""],
     );
     eprintln!(
@@ -226,7 +226,7 @@ pub async fn run(
     let caught_up = loop {
         let applied = sum_series(
             &scrape(http, &metrics_base).await,
-            "feed_job_events_total",
+            "shopstream_feed_job_events_total",
             &["outcome=\"applied\""],
         ) - before;
         if applied >= total as f64 {
@@ -323,7 +323,7 @@ pub async fn run(
     // 4. Flush the tenant's slices from Redis while the traffic goes on.
     let rewarmed0 = sum_series(
         &scrape(http, &metrics_base).await,
-        "feed_slices_rewarmed_total",
+        "shopstream_feed_slices_rewarmed_total",
         &[],
     );
     let mut redis = redis::Client::open(endpoints.redis_url.as_str())?
@@ -379,7 +379,7 @@ pub async fn run(
     recover_load.abort();
     let slices_rewarmed = sum_series(
         &scrape(http, &metrics_base).await,
-        "feed_slices_rewarmed_total",
+        "shopstream_feed_slices_rewarmed_total",
         &[],
     ) - rewarmed0;
     let summary = FeedSummary {

@@ -4,7 +4,9 @@
 //! (SIGKILL) while a capture is in flight → the saga finishes after a restart
 //! with exactly one capture; a webhook with a bad signature → 400 and nothing
 //! changes; live updates of one order reach an SSE client of the stack's
-//! gateway and a WebSocket client of a second gateway process ([`super::live`]).
+//! gateway and a WebSocket client of a second gateway process ([`super::live`]);
+//! then the feed: purchases left out, activities and bad input at the
+//! gateway, the feed down (503) and Redis down (a degraded page).
 
 use std::{path::Path, time::Duration};
 
@@ -355,6 +357,135 @@ async fn checkout_is_idempotent_survives_a_killed_worker_and_rejects_forged_webh
     //    confirmation reached mail-sim, a refund sends its own e-mail, and
     //    the admin's daily stats count the day's orders and money.
     emails_and_stats(&api, &state, &admin, &buyer, &live_id).await;
+
+    // 6. The feed over the real processes: what the buyer bought is left out
+    //    of their recommendations and feed; activities, replays, conflicts
+    //    and bad input at the gateway; the feed down is a 503 with
+    //    Retry-After; Redis down is a degraded page from Postgres.
+    feed_end_to_end(&api, &state, &admin, &buyer, &stranger, &product_id).await;
+}
+
+async fn feed_end_to_end(
+    api: &Api,
+    state: &Path,
+    admin: &str,
+    buyer: &str,
+    stranger: &str,
+    bought: &str,
+) {
+    let me = api.get(&url(Kind::Gateway, "/me"), Some(buyer)).await;
+    let buyer_id = me["id"].as_str().unwrap().to_string();
+    let recs_url = url(
+        Kind::Gateway,
+        &format!("/recommendations?customer_id={buyer_id}&limit=50"),
+    );
+    let recs = testkit::eventually("the purchase is left out", Duration::from_secs(60), || async {
+        let (s, v, _) = api
+            .call(reqwest::Method::GET, &recs_url, Some(buyer), &[], None)
+            .await;
+        (s == 200 && v["excluded_bought"].as_u64() >= Some(1)).then_some(v)
+    })
+    .await;
+    assert!(
+        recs["items"].as_array().unwrap().iter().all(|r| r["item_id"] != bought),
+        "{recs:#}"
+    );
+    assert!(recs["items"][0]["product"]["title"].is_string(), "{recs:#}");
+    let (s, v, _) = api
+        .call(reqwest::Method::GET, &recs_url, Some(stranger), &[], None)
+        .await;
+    assert_eq!(s, 403, "another customer's recommendations: {v}");
+    let (s, _, _) = api
+        .call(reqwest::Method::GET, &recs_url, Some(admin), &[], None)
+        .await;
+    assert_eq!(s, 200, "an admin may look");
+
+    let feed_url = url(Kind::Gateway, "/feed?limit=5");
+    let (s, page, _) = api
+        .call(reqwest::Method::GET, &feed_url, Some(buyer), &[], None)
+        .await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(page["cards"].as_array().unwrap().len(), 5, "{page:#}");
+    assert!(page["cards"][0]["product"]["id"].is_string(), "{page:#}");
+    let (s, big, _) = api
+        .call(
+            reqwest::Method::GET,
+            &url(Kind::Gateway, "/feed?limit=500"),
+            Some(buyer),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!((s, &big["limit"], &big["clamped"]), (200, &json!(50), &json!(true)));
+    assert!(
+        big["cards"].as_array().unwrap().iter().all(|c| c["item_id"] != bought),
+        "bought products are left out of the feed"
+    );
+    let next = page["next_cursor"].as_str().unwrap();
+    for (who, cursor) in [(stranger, next.to_string()), (buyer, format!("{next}x"))] {
+        let (s, v, _) = api
+            .call(
+                reqwest::Method::GET,
+                &url(Kind::Gateway, &format!("/feed?cursor={cursor}")),
+                Some(who),
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(s, 400, "someone else's or an altered cursor: {v}");
+    }
+
+    let activity = |body: Value| async move {
+        api.call(
+            reqwest::Method::POST,
+            &url(Kind::Gateway, "/activity"),
+            Some(buyer),
+            &[],
+            Some(body),
+        )
+        .await
+    };
+    let like = json!({"kind": "like", "object": format!("product:{bought}"), "client_id": "e2e-like"});
+    let (s, first, _) = activity(like.clone()).await;
+    assert_eq!(s, 201, "{first}");
+    let (s, again, _) = activity(like).await;
+    assert_eq!((s, &again["replayed"]), (200, &json!(true)), "{again}");
+    assert_eq!(again["activity"], first["activity"]);
+    let (s, v, _) = activity(json!({"kind": "comment", "object": format!("product:{bought}"),
+        "client_id": "e2e-like", "text": "changed my mind"}))
+    .await;
+    assert_eq!(s, 409, "{v}");
+    let (s, v, _) = activity(json!({"kind": "poke", "object": "post:1", "client_id": "x"})).await;
+    assert_eq!(s, 422, "{v}");
+    let fields: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["kind", "object"], "{v}");
+    let mine = api.get(&url(Kind::Gateway, "/activity"), Some(buyer)).await;
+    assert_eq!(mine["activities"].as_array().unwrap().len(), 1, "{mine}");
+
+    // The feed process down: 503 with Retry-After, never a hang.
+    let stack = Stack::new(state, PORTS_STRUCT, BIN);
+    stack.kill_component(Kind::Feed).await;
+    let (s, v, h) = api
+        .call(reqwest::Method::GET, &feed_url, Some(buyer), &[], None)
+        .await;
+    assert_eq!(s, 503, "{v}");
+    assert_eq!(h["retry-after"], "1");
+    stack.start_component(Kind::Feed).await.unwrap();
+
+    // Redis down: pages come from Postgres, marked degraded.
+    stack.kill_component(Kind::Redis).await;
+    let (s, v, _) = api
+        .call(reqwest::Method::GET, &feed_url, Some(buyer), &[], None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((&v["source"], &v["degraded"]), (&json!("postgres"), &json!(true)), "{v}");
+    assert_eq!(v["cards"].as_array().unwrap().len(), 5);
+    stack.start_component(Kind::Redis).await.unwrap();
 }
 
 /// mail-sim's messages (newest first) once one satisfies `ok`.

@@ -187,6 +187,32 @@ fn the_checkout_failure_and_order_live_labs_pass_against_a_fresh_stack() {
     let out = run(&["fault", "media", "--set", r#"{"ingest": {"nope": 1}}"#]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 
+    // feed-cache on the same stack: a new reader's first page, warm hits,
+    // a Redis flush served from Postgres and recovered, a like that lifts a
+    // product in a follower's feed.
+    let out = run(&["lab", "run", "feed-cache", "--json", "--no-boot"]);
+    let feed = json(&out.stdout, &text(&out));
+    assert_eq!(
+        feed["passed"],
+        true,
+        "report:\n{feed:#}\n\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["feed", "backfill", "--all", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let backfilled = json(&out.stdout, &text(&out));
+    assert!(backfilled["users"].as_u64() >= Some(2), "{backfilled}");
+    let out = run(&["feed", "backfill"]);
+    assert_eq!(out.status.code(), Some(2), "neither --user nor --all: {}", text(&out));
+    let newcomer = "0190a0a0-0000-7000-8000-000000000001";
+    let out = run(&["feed", "explain", newcomer, "--top", "3", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let explained = json(&out.stdout, &text(&out));
+    assert_eq!(explained["cards"].as_array().unwrap().len(), 3, "{explained}");
+    assert!(explained["cards"][0]["title"].as_str().is_some_and(|t| !t.is_empty()));
+    let out = run(&["feed", "explain", "not-a-user"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
     let out = run(&["down", "--purge"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

@@ -73,7 +73,7 @@ pub struct SourceLabels {
 }
 
 /// The page-serving numbers on `/metrics`: the hit rate is
-/// `feed_pages_total{source="redis"}` over all pages.
+/// `shopstream_feed_pages_total{source="redis"}` over all pages.
 #[derive(Clone)]
 pub struct PageMetrics {
     pub pages: Family<SourceLabels, Counter>,
