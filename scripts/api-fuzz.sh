@@ -66,6 +66,9 @@ token() {
 curl -fsS --max-time 10 -o /dev/null -X POST "$gateway/auth/signup" -H 'content-type: application/json' \
   -d "$(json_body "$customer_email" "$customer_password")"
 customer_token=$(token "$customer_email" "$customer_password")
+API_FUZZ_CUSTOMER_ID=$(curl -fsS --max-time 10 "$gateway/me" -H "authorization: Bearer $customer_token" |
+  "$py" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+export API_FUZZ_CUSTOMER_ID
 admin_token=$(token "$admin_email" "$admin_password")
 
 # One real order of the customer, for the operations that read an order.

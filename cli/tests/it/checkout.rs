@@ -379,15 +379,23 @@ async fn feed_end_to_end(
         Kind::Gateway,
         &format!("/recommendations?customer_id={buyer_id}&limit=50"),
     );
-    let recs = testkit::eventually("the purchase is left out", Duration::from_secs(60), || async {
-        let (s, v, _) = api
-            .call(reqwest::Method::GET, &recs_url, Some(buyer), &[], None)
-            .await;
-        (s == 200 && v["excluded_bought"].as_u64() >= Some(1)).then_some(v)
-    })
+    let recs = testkit::eventually(
+        "the purchase is left out",
+        Duration::from_secs(60),
+        || async {
+            let (s, v, _) = api
+                .call(reqwest::Method::GET, &recs_url, Some(buyer), &[], None)
+                .await;
+            (s == 200 && v["excluded_bought"].as_u64() >= Some(1)).then_some(v)
+        },
+    )
     .await;
     assert!(
-        recs["items"].as_array().unwrap().iter().all(|r| r["item_id"] != bought),
+        recs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["item_id"] != bought),
         "{recs:#}"
     );
     assert!(recs["items"][0]["product"]["title"].is_string(), "{recs:#}");
@@ -416,9 +424,16 @@ async fn feed_end_to_end(
             None,
         )
         .await;
-    assert_eq!((s, &big["limit"], &big["clamped"]), (200, &json!(50), &json!(true)));
+    assert_eq!(
+        (s, &big["limit"], &big["clamped"]),
+        (200, &json!(50), &json!(true))
+    );
     assert!(
-        big["cards"].as_array().unwrap().iter().all(|c| c["item_id"] != bought),
+        big["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["item_id"] != bought),
         "bought products are left out of the feed"
     );
     let next = page["next_cursor"].as_str().unwrap();
@@ -445,14 +460,17 @@ async fn feed_end_to_end(
         )
         .await
     };
-    let like = json!({"kind": "like", "object": format!("product:{bought}"), "client_id": "e2e-like"});
+    let like =
+        json!({"kind": "like", "object": format!("product:{bought}"), "client_id": "e2e-like"});
     let (s, first, _) = activity(like.clone()).await;
     assert_eq!(s, 201, "{first}");
     let (s, again, _) = activity(like).await;
     assert_eq!((s, &again["replayed"]), (200, &json!(true)), "{again}");
     assert_eq!(again["activity"], first["activity"]);
-    let (s, v, _) = activity(json!({"kind": "comment", "object": format!("product:{bought}"),
-        "client_id": "e2e-like", "text": "changed my mind"}))
+    let (s, v, _) = activity(
+        json!({"kind": "comment", "object": format!("product:{bought}"),
+        "client_id": "e2e-like", "text": "changed my mind"}),
+    )
     .await;
     assert_eq!(s, 409, "{v}");
     let (s, v, _) = activity(json!({"kind": "poke", "object": "post:1", "client_id": "x"})).await;
@@ -483,7 +501,11 @@ async fn feed_end_to_end(
         .call(reqwest::Method::GET, &feed_url, Some(buyer), &[], None)
         .await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!((&v["source"], &v["degraded"]), (&json!("postgres"), &json!(true)), "{v}");
+    assert_eq!(
+        (&v["source"], &v["degraded"]),
+        (&json!("postgres"), &json!(true)),
+        "{v}"
+    );
     assert_eq!(v["cards"].as_array().unwrap().len(), 5);
     stack.start_component(Kind::Redis).await.unwrap();
 }

@@ -203,13 +203,26 @@ fn the_checkout_failure_and_order_live_labs_pass_against_a_fresh_stack() {
     let backfilled = json(&out.stdout, &text(&out));
     assert!(backfilled["users"].as_u64() >= Some(2), "{backfilled}");
     let out = run(&["feed", "backfill"]);
-    assert_eq!(out.status.code(), Some(2), "neither --user nor --all: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "neither --user nor --all: {}",
+        text(&out)
+    );
     let newcomer = "0190a0a0-0000-7000-8000-000000000001";
     let out = run(&["feed", "explain", newcomer, "--top", "3", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let explained = json(&out.stdout, &text(&out));
-    assert_eq!(explained["cards"].as_array().unwrap().len(), 3, "{explained}");
-    assert!(explained["cards"][0]["title"].as_str().is_some_and(|t| !t.is_empty()));
+    assert_eq!(
+        explained["cards"].as_array().unwrap().len(),
+        3,
+        "{explained}"
+    );
+    assert!(
+        explained["cards"][0]["title"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
     let out = run(&["feed", "explain", "not-a-user"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 

@@ -62,14 +62,18 @@ pub async fn backfill_new_user(state: AppState, tenant: String, user_id: String)
 #[serde(deny_unknown_fields)]
 pub struct ActivityCreate {
     /// `like`, `unlike`, `view`, `comment` or `follow`.
+    #[schema(pattern = "^(like|unlike|view|comment|follow)$")]
     pub kind: String,
     /// `product:<id>` (like, unlike, view, comment) or `user:<id>` (follow).
+    #[schema(pattern = "^(product|user):[0-9a-fA-F-]{36}$")]
     pub object: String,
-    /// Your own id for this action (1-128 bytes): sending it again returns
-    /// the first result and records nothing twice.
+    /// Your own id for this action (1-128 characters): sending it again
+    /// returns the first result and records nothing twice.
+    #[schema(min_length = 1, max_length = 128)]
     pub client_id: String,
     /// A comment's text (at most 2,000 characters); nothing for other kinds.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub text: String,
 }
 

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use shopstream_platform::error::FieldError;
 use uuid::Uuid;
 
-/// Longest client id.
+/// Longest client id, in characters.
 pub const MAX_CLIENT_ID: usize = 128;
 /// Longest comment, in characters.
 pub const MAX_COMMENT_CHARS: usize = 2_000;
@@ -149,10 +149,10 @@ pub fn validate(
             (_, Object::Product(_)) => {}
         }
     }
-    if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID {
+    if client_id.is_empty() || client_id.chars().count() > MAX_CLIENT_ID {
         errors.push(FieldError::new(
             "client_id",
-            format!("required, 1 to {MAX_CLIENT_ID} bytes"),
+            format!("required, 1 to {MAX_CLIENT_ID} characters"),
         ));
     }
     match kind {
