@@ -233,7 +233,9 @@ pub struct ContributionView {
     /// `popularity.purchases`, `freshness`, `affinity.views`,
     /// `affinity.like` or `social.likes`.
     pub feature: String,
-    /// Weighted value now; a card's contributions add up to its score.
+    /// Weighted value now. A card's contributions add up to its score once
+    /// its slice has caught up with the latest signals (the score is the
+    /// stored slice's; contributions are computed at the request).
     pub value: f64,
     pub weight: f64,
 }
