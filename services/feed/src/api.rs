@@ -315,7 +315,9 @@ impl GrpcApi {
             }
             return Ok((s, "postgres", degraded));
         }
-        // No slice stored yet (a new user): compute it now.
+        // No slice stored yet (a new user): compute it now, from the latest
+        // ranking.
+        self.engine.refresh_global(tenant);
         let cards = self.engine.slice(tenant, user);
         self.slices
             .write_pg(tenant, user, &cards, now)
@@ -556,6 +558,7 @@ impl FeedService for GrpcApi {
                 )]));
             }
         };
+        self.engine.refresh_global(&tenant);
         let results: Vec<Result<usize, String>> = futures::stream::iter(users)
             .map(|u| {
                 let tenant = tenant.clone();

@@ -90,7 +90,23 @@ impl Engine {
         customer: &str,
         limit: usize,
     ) -> (Vec<(f64, String)>, usize) {
-        self.with(tenant, |f, w| f.recommend(customer, limit, w))
+        self.with(tenant, |f, _| f.recommend(customer, limit))
+    }
+
+    /// Recompute `tenant`'s item-only ranking if signals changed it.
+    pub fn refresh_global(&self, tenant: &str) {
+        self.with(tenant, |f, w| f.refresh_global(w));
+    }
+
+    /// [`Engine::refresh_global`] for every tenant; returns how many changed.
+    pub fn refresh_globals(&self) -> usize {
+        let mut t = self.tenants.lock().expect("not poisoned");
+        let mut n = 0;
+        for f in t.values_mut().filter(|f| f.global_stale()) {
+            f.refresh_global(&self.weights);
+            n += 1;
+        }
+        n
     }
 
     /// Every user the job knows in `tenant`.

@@ -63,6 +63,9 @@ const MEDIA_STATUS: &str = "media.status_changed";
 pub const MATERIALIZE_TICK: Duration = Duration::from_millis(200);
 /// Most slices recomputed per tick (the rest wait for the next).
 pub const MATERIALIZE_BATCH: usize = 2_000;
+/// Least time between two recomputations of the item-only rankings while
+/// signals keep arriving (each scores every item of a tenant).
+pub const GLOBAL_REFRESH: Duration = Duration::from_secs(1);
 /// Slices written to the stores at once.
 const WRITE_CONCURRENCY: usize = 8;
 
@@ -417,7 +420,12 @@ pub async fn materialize(
     metrics: JobMetrics,
     stop: CancellationToken,
 ) {
+    let mut refreshed = std::time::Instant::now() - GLOBAL_REFRESH;
     while sleep_or_stop(&stop, MATERIALIZE_TICK).await {
+        if refreshed.elapsed() >= GLOBAL_REFRESH {
+            engine.refresh_globals();
+            refreshed = std::time::Instant::now();
+        }
         let (items, users) = engine.sizes();
         metrics.items.set(items as i64);
         metrics.users.set(users as i64);

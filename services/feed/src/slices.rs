@@ -68,6 +68,14 @@ impl Slices {
         computed_ms: i64,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        // One writer per slice at a time (the materializer, a backfill and a
+        // new user's first page may race): without it, two delete-then-insert
+        // transactions collide on the rows the first one inserted.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))")
+            .bind(tenant)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM slices WHERE tenant = $1 AND user_id = $2")
             .bind(tenant)
             .bind(user)

@@ -424,9 +424,18 @@ impl TenantFeatures {
         sums.into_iter().collect()
     }
 
-    /// Items ranked by popularity and freshness alone (best first).
-    pub fn global(&mut self, w: &Weights) -> &[(f64, String)] {
-        if self.global_stale || self.global.is_empty() {
+    /// Whether a signal changed the item-only ranking since it was last
+    /// computed.
+    pub fn global_stale(&self) -> bool {
+        self.global_stale
+    }
+
+    /// Recompute the item-only ranking if a signal changed it. It scores
+    /// every item (tens of milliseconds for 50,000), so the job does it at
+    /// most once a tick, not once per slice; slices and recommendations use
+    /// the last ranking computed.
+    pub fn refresh_global(&mut self, w: &Weights) {
+        if self.global_stale {
             let mut ranked: Vec<(f64, String)> = self
                 .items
                 .keys()
@@ -437,6 +446,11 @@ impl TenantFeatures {
             self.global = ranked;
             self.global_stale = false;
         }
+    }
+
+    /// Items ranked by popularity and freshness alone (best first), as last
+    /// computed by [`TenantFeatures::refresh_global`].
+    pub fn global(&self) -> &[(f64, String)] {
         &self.global
     }
 
@@ -444,9 +458,9 @@ impl TenantFeatures {
     /// fresh ones and those the user or the people they follow touched,
     /// leaving out what the user bought. Best first; ties by item id
     /// (descending, as Redis orders equal scores in reverse).
-    pub fn slice(&mut self, user: &str, w: &Weights) -> Vec<(f64, String)> {
+    pub fn slice(&self, user: &str, w: &Weights) -> Vec<(f64, String)> {
         let mut candidates: BTreeSet<String> =
-            self.global(w).iter().map(|(_, i)| i.clone()).collect();
+            self.global().iter().map(|(_, i)| i.clone()).collect();
         let empty = UserState::default();
         let us = self.users.get(user).unwrap_or(&empty);
         candidates.extend(us.views.keys().cloned());
@@ -473,12 +487,7 @@ impl TenantFeatures {
 
     /// Popular items (item-only score) that `customer` has not bought, and
     /// how many were left out for that reason.
-    pub fn recommend(
-        &mut self,
-        customer: &str,
-        limit: usize,
-        w: &Weights,
-    ) -> (Vec<(f64, String)>, usize) {
+    pub fn recommend(&self, customer: &str, limit: usize) -> (Vec<(f64, String)>, usize) {
         let bought = self
             .users
             .get(customer)
@@ -486,7 +495,7 @@ impl TenantFeatures {
             .unwrap_or_default();
         let mut excluded = 0;
         let mut out = vec![];
-        for (s, i) in self.global(w) {
+        for (s, i) in self.global() {
             if bought.contains(i) {
                 excluded += 1;
                 continue;
@@ -632,6 +641,7 @@ mod tests {
             });
         }
         let w = Weights::default();
+        f.refresh_global(&w);
         assert_eq!(
             f.slice("u", &w)[0].1,
             "c",
@@ -644,18 +654,20 @@ mod tests {
         let t = f.apply(like("w", "a", true, T0 + 3 * H, 9));
         assert!(t.users.contains(&"u".to_string()), "followers are marked");
         assert_eq!(t.like_count, Some(("a".into(), 1)));
+        f.refresh_global(&w);
         assert_eq!(f.slice("u", &w)[0].1, "a");
         f.apply(Signal::Purchase {
             user: "u".into(),
             item: "a".into(),
             ts_ms: T0 + 4 * H,
         });
+        f.refresh_global(&w);
         assert!(f.slice("u", &w).iter().all(|(_, i)| i != "a"));
-        let (recs, excluded) = f.recommend("u", 10, &w);
+        let (recs, excluded) = f.recommend("u", 10);
         assert_eq!(excluded, 1);
         assert!(recs.iter().all(|(_, i)| i != "a"));
         assert_eq!(
-            f.recommend("x", 10, &w).0[0].1,
+            f.recommend("x", 10).0[0].1,
             "a",
             "bought once: the most popular"
         );
@@ -732,6 +744,8 @@ mod tests {
             sigs.into_iter().for_each(|s| { a.apply(s); });
             shuffled.into_iter().for_each(|s| { b.apply(s); });
             let w = Weights::default();
+            a.refresh_global(&w);
+            b.refresh_global(&w);
             for u in users {
                 let sa: Vec<_> = a.slice(u, &w).into_iter().map(|(s, i)| (s.to_bits(), i)).collect();
                 let sb: Vec<_> = b.slice(u, &w).into_iter().map(|(s, i)| (s.to_bits(), i)).collect();
