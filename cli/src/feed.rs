@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use shopstream_platform::{
     config::{Ports, service_addrs},
     grpc::with_tenant,
+    metrics::sum_series,
 };
 use shopstream_proto::{
     catalog::v1::{GetProductRequest, catalog_service_client::CatalogServiceClient},
@@ -55,6 +56,9 @@ struct Common {
     /// The feed's gRPC URL (default: this stack's feed).
     #[arg(long)]
     grpc: Option<String>,
+    /// The feed's HTTP base, for its `/metrics` (default: this stack's feed).
+    #[arg(long)]
+    http: Option<String>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout_s: u64,
@@ -98,6 +102,57 @@ fn grpc_url(name: &str, given: &Option<String>) -> anyhow::Result<String> {
     })
 }
 
+fn http_url(name: &str, given: &Option<String>) -> anyhow::Result<String> {
+    Ok(match given {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let ports = Ports::from_env(Ports::DEV)?;
+            let (http, _) = service_addrs(name, ports.services).expect("a service");
+            format!("http://{http}")
+        }
+    })
+}
+
+/// (slices waiting, slices written so far) from the feed's `/metrics`.
+pub async fn slice_progress(http: &reqwest::Client, base: &str) -> Option<(f64, f64)> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some((
+        sum_series(&text, "shopstream_feed_dirty_slices", &[]),
+        sum_series(&text, "shopstream_feed_slices_written_total", &[]),
+    ))
+}
+
+/// Wait until `queued` more slices were written and none waits; `tick` is
+/// told (written so far, queued). False if `timeout` passed first.
+pub async fn wait_written(
+    http: &reqwest::Client,
+    base: &str,
+    written_before: f64,
+    queued: u64,
+    timeout: Duration,
+    tick: impl Fn(u64),
+) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if let Some((waiting, written)) = slice_progress(http, base).await {
+            let done = ((written - written_before).max(0.0) as u64).min(queued);
+            tick(done);
+            if waiting == 0.0 && done >= queued {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
 /// A failed call's exit code, after saying what happened.
 fn failed(url: &str, s: &tonic::Status) -> u8 {
     if matches!(
@@ -124,28 +179,17 @@ pub async fn feed(args: FeedArgs) -> anyhow::Result<u8> {
 
 async fn backfill(a: BackfillArgs) -> anyhow::Result<u8> {
     let url = grpc_url("feed", &a.common.grpc)?;
+    let base = http_url("feed", &a.common.http)?;
     let timeout = Duration::from_secs(a.common.timeout_s);
     let mut client = FeedServiceClient::new(shopstream_platform::grpc::channel(
         &url,
         CONNECT_TIMEOUT,
         timeout,
     )?);
-    let what = match &a.user {
-        Some(u) => format!("the slice of {u}"),
-        None => "every known user's slice".to_string(),
-    };
-    let bar = if a.common.json {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new_spinner();
-        b.set_style(
-            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        b.set_message(format!("feed: recomputing {what}…"));
-        b.enable_steady_tick(Duration::from_millis(120));
-        b
-    };
+    let http = reqwest::Client::builder()
+        .timeout(CONNECT_TIMEOUT)
+        .build()?;
+    let written_before = slice_progress(&http, &base).await.map_or(0.0, |p| p.1);
     let started = Instant::now();
     let reply = client
         .backfill(with_tenant(
@@ -156,11 +200,40 @@ async fn backfill(a: BackfillArgs) -> anyhow::Result<u8> {
             &a.common.tenant,
         ))
         .await;
-    bar.finish_and_clear();
     let r = match reply {
         Ok(r) => r.into_inner(),
         Err(s) => return Ok(failed(&url, &s)),
     };
+    if r.queued {
+        // The feed writes the slices in the background: follow its metrics.
+        let bar = if a.common.json {
+            ProgressBar::hidden()
+        } else {
+            let b = ProgressBar::new(u64::from(r.users));
+            b.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} slices {elapsed} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b
+        };
+        let done = wait_written(
+            &http,
+            &base,
+            written_before,
+            u64::from(r.users),
+            timeout,
+            |n| bar.set_position(n),
+        )
+        .await;
+        bar.finish_and_clear();
+        if !done {
+            eprintln!(
+                "error: the feed had not written the {} slices after {} s (see {base}/metrics)",
+                r.users, a.common.timeout_s
+            );
+            return Ok(exit::FAILED);
+        }
+    }
     let secs = started.elapsed().as_secs_f64();
     if a.common.json {
         println!(
@@ -169,9 +242,8 @@ async fn backfill(a: BackfillArgs) -> anyhow::Result<u8> {
         );
     } else {
         println!(
-            "backfilled {} user(s), {} cards, in {secs:.1} s ({:.0} slices/s)",
+            "backfilled {} user(s) in {secs:.1} s ({:.0} slices/s)",
             r.users,
-            r.cards,
             f64::from(r.users) / secs.max(1e-9)
         );
     }

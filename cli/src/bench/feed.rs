@@ -249,13 +249,16 @@ pub async fn run(
         caught_up.as_secs_f64()
     );
 
-    // 2. Every user's slice.
+    // 2. Every user's slice: queued, written by the feed's materializer.
     let channel = shopstream_platform::grpc::channel(
         &grpc_url,
         Duration::from_secs(5),
-        Duration::from_secs(600),
+        Duration::from_secs(10),
     )?;
     let mut feed = FeedServiceClient::new(channel.clone());
+    let written_before = crate::feed::slice_progress(http, &metrics_base)
+        .await
+        .map_or(0.0, |p| p.1);
     let t0 = Instant::now();
     let b = feed
         .backfill(with_tenant(
@@ -267,10 +270,26 @@ pub async fn run(
         ))
         .await?
         .into_inner();
+    if !crate::feed::wait_written(
+        http,
+        &metrics_base,
+        written_before,
+        u64::from(b.users),
+        CATCH_UP_TIMEOUT,
+        |_| {},
+    )
+    .await
+    {
+        eprintln!(
+            "error: the feed did not write {} slices in {CATCH_UP_TIMEOUT:?}",
+            b.users
+        );
+        return Ok(Err(exit::FAILED));
+    }
     let backfill_s = t0.elapsed().as_secs_f64();
     eprintln!(
-        "bench: feed: backfilled {} slices ({} cards) in {backfill_s:.1} s",
-        b.users, b.cards
+        "bench: feed: backfilled {} slices in {backfill_s:.1} s",
+        b.users
     );
 
     // 3. Steady traffic.

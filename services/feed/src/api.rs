@@ -9,7 +9,6 @@ use std::{
     time::Instant,
 };
 
-use futures::StreamExt;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
@@ -63,8 +62,6 @@ pub const RECOMMEND_DEFAULT: u32 = 10;
 pub const RECOMMEND_MAX: u32 = 50;
 /// Seconds a client should wait after a 503.
 pub const RETRY_AFTER_S: &str = "1";
-/// Slices written at once by `Backfill { all }`.
-const BACKFILL_CONCURRENCY: usize = 8;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
@@ -545,40 +542,43 @@ impl FeedService for GrpcApi {
     ) -> Result<Response<BackfillResponse>, Status> {
         let tenant = tenant(&req, &self.default_tenant);
         let r = req.into_inner();
-        let users = match (r.all, r.user_id.is_empty()) {
-            (true, true) => self.engine.users(&tenant),
+        match (r.all, r.user_id.is_empty()) {
+            (true, true) => {
+                // Thousands of slices take longer than a call may: queue
+                // them for the materializer, from the latest ranking.
+                self.engine.refresh_global(&tenant);
+                let users = self.engine.users(&tenant);
+                for u in &users {
+                    self.engine.mark_dirty(&tenant, u);
+                }
+                Ok(Response::new(BackfillResponse {
+                    users: users.len() as u32,
+                    cards: 0,
+                    queued: true,
+                }))
+            }
             (false, false) => {
                 user_id("user_id", &r.user_id)?;
-                vec![r.user_id]
+                self.engine.refresh_global(&tenant);
+                let cards = job::refresh(
+                    &self.engine,
+                    &self.slices,
+                    self.clock.as_ref(),
+                    &tenant,
+                    &r.user_id,
+                )
+                .await
+                .map_err(|e| unavailable("the feed's slice stores", e))?;
+                Ok(Response::new(BackfillResponse {
+                    users: 1,
+                    cards: cards as u64,
+                    queued: false,
+                }))
             }
-            _ => {
-                return Err(invalid(vec![FieldError::new(
-                    "user_id",
-                    "name one user, or set all (not both)",
-                )]));
-            }
-        };
-        self.engine.refresh_global(&tenant);
-        let results: Vec<Result<usize, String>> = futures::stream::iter(users)
-            .map(|u| {
-                let tenant = tenant.clone();
-                async move {
-                    job::refresh(&self.engine, &self.slices, self.clock.as_ref(), &tenant, &u).await
-                }
-            })
-            .buffer_unordered(BACKFILL_CONCURRENCY)
-            .collect()
-            .await;
-        let mut resp = BackfillResponse::default();
-        for r in results {
-            match r {
-                Ok(n) => {
-                    resp.users += 1;
-                    resp.cards += n as u64;
-                }
-                Err(e) => return Err(unavailable("the feed's slice stores", e)),
-            }
+            _ => Err(invalid(vec![FieldError::new(
+                "user_id",
+                "name one user, or set all (not both)",
+            )])),
         }
-        Ok(Response::new(resp))
     }
 }

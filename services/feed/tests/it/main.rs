@@ -154,6 +154,37 @@ fn items(p: &GetPageResponse) -> Vec<String> {
     p.cards.iter().map(|c| c.item_id.clone()).collect()
 }
 
+/// `Backfill { all }` and wait until the service wrote every queued slice.
+async fn backfill_all(c: &mut Client, svc: &testkit::RunningService, tenant: &str) {
+    let written = |base: String| async move {
+        (
+            testkit::metric(&base, "shopstream_feed_slices_written_total", &[]).await,
+            testkit::metric(&base, "shopstream_feed_dirty_slices", &[]).await,
+        )
+    };
+    let before = written(svc.http.clone()).await.0;
+    let r = c
+        .backfill(with_tenant(
+            BackfillRequest {
+                user_id: String::new(),
+                all: true,
+            },
+            tenant,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.queued);
+    testkit::eventually("every queued slice written", testkit::READY_TIMEOUT, || {
+        let base = svc.http.clone();
+        async move {
+            let (w, dirty) = written(base).await;
+            (dirty == 0.0 && w - before >= f64::from(r.users)).then_some(())
+        }
+    })
+    .await;
+}
+
 async fn start(database: &str, group: &str) -> (testkit::RunningService, Client) {
     let (database, group) = (database.to_string(), group.to_string());
     let svc = testkit::spawn_service::<Server>(move |service| Config {
@@ -191,7 +222,7 @@ async fn stored_slices(database: &str, tenant: &str) -> BTreeMap<String, Vec<(St
 async fn activities_become_features_slices_and_pages_and_a_replay_gives_the_same_slices() {
     let stack = testkit::stack().await;
     let db1 = testkit::unique("it_feed");
-    let (_svc, mut c) = start(&db1, &testkit::unique("it-feed")).await;
+    let (svc1, mut c) = start(&db1, &testkit::unique("it-feed")).await;
     let shop = Shop {
         tenant: testkit::unique("feedshop"),
         bus: KafkaBus::connect(&stack.endpoints).unwrap(),
@@ -557,17 +588,9 @@ async fn activities_become_features_slices_and_pages_and_a_replay_gives_the_same
         },
     )
     .await;
-    c.backfill(with_tenant(
-        BackfillRequest {
-            user_id: String::new(),
-            all: true,
-        },
-        &t,
-    ))
-    .await
-    .unwrap();
+    backfill_all(&mut c, &svc1, &t).await;
     let db2 = testkit::unique("it_feed_replay");
-    let (_svc2, mut c2) = start(&db2, &testkit::unique("it-feed-replay")).await;
+    let (svc2, mut c2) = start(&db2, &testkit::unique("it-feed-replay")).await;
     testkit::eventually(
         "the replay folded every event",
         testkit::READY_TIMEOUT,
@@ -577,15 +600,7 @@ async fn activities_become_features_slices_and_pages_and_a_replay_gives_the_same
         },
     )
     .await;
-    c2.backfill(with_tenant(
-        BackfillRequest {
-            user_id: String::new(),
-            all: true,
-        },
-        &t,
-    ))
-    .await
-    .unwrap();
+    backfill_all(&mut c2, &svc2, &t).await;
     let (mut s1, s2) = (stored_slices(&db1, &t).await, stored_slices(&db2, &t).await);
     // The newcomer has no signals, so only the first service holds a slice
     // for them (computed when they asked).
