@@ -249,7 +249,7 @@ impl JobMetrics {
         );
         m.register(
             "feed_slices_written",
-            "Slices recomputed and stored",
+            "Slices recomputed and stored (in Postgres at least)",
             j.slices_written.clone(),
         );
         m.register(
@@ -448,11 +448,15 @@ pub async fn materialize(
                 }
                 Err(e) => {
                     metrics.slice_write_failures.inc();
-                    tracing::warn!(%tenant, %user, error = %e, "slice not stored; trying again");
-                    // Postgres failed: try again later. Redis failed after
-                    // Postgres took it: the fallback serves it meanwhile.
                     if e.starts_with("postgres") {
+                        // Not stored at all: try again later.
+                        tracing::warn!(%tenant, %user, error = %e, "slice not stored; trying again");
                         engine.mark_dirty(&tenant, &user);
+                    } else {
+                        // Stored in Postgres, which serves it (and puts it
+                        // back in Redis when read); Redis refused it.
+                        metrics.slices_written.inc();
+                        tracing::warn!(%tenant, %user, error = %e, "slice stored in postgres only");
                     }
                 }
             }

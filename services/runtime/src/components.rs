@@ -404,6 +404,9 @@ impl Layout {
             Kind::Postgres => unreachable!("handled above"),
             Kind::Redis => {
                 let bin = prereq::which("redis-server").ok_or_else(|| missing("redis-server"))?;
+                // Feed slices are sorted sets of up to 200 members: kept as
+                // listpacks (not skiplists) they take ~4x less memory, which
+                // is what lets 10,000 users' slices fit under maxmemory.
                 let args = strings(&[
                     "--bind", "127.0.0.1",
                     "--port", &p.redis.to_string(),
@@ -414,6 +417,7 @@ impl Layout {
                     "--daemonize", "no",
                     "--protected-mode", "yes",
                     "--maxmemory", "256mb",
+                    "--zset-max-listpack-entries", "256",
                 ]);
                 Ok(spec(kind, bin, args, dir))
             }
