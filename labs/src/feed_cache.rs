@@ -44,17 +44,20 @@ const INTRO: &str = "Every shopper's feed is a slice: the 200 products that scor
     miss it reads Postgres (and puts the slice back); a shopper with no slice yet gets one \
     computed on the spot.";
 
-/// The feed's page counters: (from redis, all).
-async fn pages(http: &reqwest::Client, feed: &str) -> Result<(f64, f64), LabError> {
-    let url = format!("{feed}/metrics");
-    let text = http
-        .get(&url)
+/// The feed's `/metrics` text.
+async fn metrics_text(http: &reqwest::Client, feed: &str) -> Result<String, LabError> {
+    http.get(format!("{feed}/metrics"))
         .send()
         .await
         .map_err(|e| unreachable("the feed", feed, &e))?
         .text()
         .await
-        .map_err(|e| unreachable("the feed", feed, &e))?;
+        .map_err(|e| unreachable("the feed", feed, &e))
+}
+
+/// The feed's page counters: (from redis, all).
+async fn pages(http: &reqwest::Client, feed: &str) -> Result<(f64, f64), LabError> {
+    let text = metrics_text(http, feed).await?;
     Ok((
         sum_series(&text, "shopstream_feed_pages_total", &["source=\"redis\""]),
         sum_series(&text, "shopstream_feed_pages_total", &[]),
@@ -62,16 +65,7 @@ async fn pages(http: &reqwest::Client, feed: &str) -> Result<(f64, f64), LabErro
 }
 
 async fn metric(http: &reqwest::Client, feed: &str, name: &str) -> Result<f64, LabError> {
-    let url = format!("{feed}/metrics");
-    let text = http
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| unreachable("the feed", feed, &e))?
-        .text()
-        .await
-        .map_err(|e| unreachable("the feed", feed, &e))?;
-    Ok(sum_series(&text, name, &[]))
+    Ok(sum_series(&metrics_text(http, feed).await?, name, &[]))
 }
 
 async fn first_page(gw: &Gateway, debug: bool) -> Result<Value, LabError> {

@@ -4,14 +4,18 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use crate::domain::features::{Feature, Signal, TenantFeatures, Touched, Weights};
 
+/// One tenant's features behind a lock of its own, so a big tenant's work
+/// (recomputing its ranking over 50,000 items) never stalls another's.
+type Shared = Arc<Mutex<TenantFeatures>>;
+
 #[derive(Debug, Default)]
 pub struct Engine {
-    tenants: Mutex<HashMap<String, TenantFeatures>>,
+    tenants: Mutex<HashMap<String, Shared>>,
     /// (tenant, user) whose slice is out of date.
     dirty: Mutex<BTreeSet<(String, String)>>,
     /// Like-count changes per (tenant, item): the live update's sequence.
@@ -35,9 +39,38 @@ impl Engine {
         }
     }
 
+    fn tenant(&self, tenant: &str) -> Shared {
+        self.tenants
+            .lock()
+            .expect("not poisoned")
+            .entry(tenant.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn all(&self) -> Vec<Shared> {
+        self.tenants
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     fn with<R>(&self, tenant: &str, f: impl FnOnce(&mut TenantFeatures, &Weights) -> R) -> R {
-        let mut t = self.tenants.lock().expect("not poisoned");
-        f(t.entry(tenant.to_string()).or_default(), &self.weights)
+        let t = self.tenant(tenant);
+        let mut g = t.lock().expect("not poisoned");
+        f(&mut g, &self.weights)
+    }
+
+    /// Fold signals read back from the log at start-up: their slices were
+    /// stored when they first arrived, so nothing is marked.
+    pub fn restore(&self, tenant: &str, signals: Vec<Signal>) {
+        self.with(tenant, |f, _| {
+            for s in signals {
+                f.apply(s);
+            }
+        });
     }
 
     /// Apply `signals`; mark the slices they change; return the like counts
@@ -100,11 +133,13 @@ impl Engine {
 
     /// [`Engine::refresh_global`] for every tenant; returns how many changed.
     pub fn refresh_globals(&self) -> usize {
-        let mut t = self.tenants.lock().expect("not poisoned");
         let mut n = 0;
-        for f in t.values_mut().filter(|f| f.global_stale()) {
-            f.refresh_global(&self.weights);
-            n += 1;
+        for t in self.all() {
+            let mut f = t.lock().expect("not poisoned");
+            if f.global_stale() {
+                f.refresh_global(&self.weights);
+                n += 1;
+            }
         }
         n
     }
@@ -116,9 +151,10 @@ impl Engine {
 
     /// Counts for `/metrics` and `status`: (items, users) over all tenants.
     pub fn sizes(&self) -> (usize, usize) {
-        let t = self.tenants.lock().expect("not poisoned");
-        t.values()
-            .fold((0, 0), |(i, u), f| (i + f.items.len(), u + f.users.len()))
+        self.all().iter().fold((0, 0), |(i, u), t| {
+            let f = t.lock().expect("not poisoned");
+            (i + f.items.len(), u + f.users.len())
+        })
     }
 
     pub fn mark_dirty(&self, tenant: &str, user: &str) {

@@ -385,7 +385,7 @@ pub async fn load(pool: &PgPool, engine: &Engine) -> Result<u64, sqlx::Error> {
     .fetch(pool);
     let mut n = 0;
     while let Some((tenant, signals)) = rows.try_next().await? {
-        engine.apply(&tenant, signals.0);
+        engine.restore(&tenant, signals.0);
         n += 1;
     }
     Ok(n)
@@ -412,6 +412,19 @@ pub async fn refresh(
     Ok(cards.len())
 }
 
+/// Recompute the item-only rankings that signals changed, at most every
+/// [`GLOBAL_REFRESH`], until `stop`. It runs apart from the materializer (on
+/// a blocking thread: a tenant of 50,000 items takes a while), so slices of
+/// other tenants, and of users whose own signals changed, are not held up.
+pub async fn refresh_rankings(engine: Arc<Engine>, stop: CancellationToken) {
+    while sleep_or_stop(&stop, GLOBAL_REFRESH).await {
+        let e = engine.clone();
+        if let Err(err) = tokio::task::spawn_blocking(move || e.refresh_globals()).await {
+            tracing::warn!(error = %err, "ranking refresh failed");
+        }
+    }
+}
+
 /// Recompute out-of-date slices every tick until `stop`.
 pub async fn materialize(
     engine: Arc<Engine>,
@@ -420,12 +433,7 @@ pub async fn materialize(
     metrics: JobMetrics,
     stop: CancellationToken,
 ) {
-    let mut refreshed = std::time::Instant::now() - GLOBAL_REFRESH;
     while sleep_or_stop(&stop, MATERIALIZE_TICK).await {
-        if refreshed.elapsed() >= GLOBAL_REFRESH {
-            engine.refresh_globals();
-            refreshed = std::time::Instant::now();
-        }
         let (items, users) = engine.sizes();
         metrics.items.set(items as i64);
         metrics.users.set(users as i64);

@@ -226,6 +226,10 @@ pub async fn run(
             let slices = slices.clone();
             move |stop| warmer.run(slices, stop)
         })
+        .task("rankings", {
+            let engine = engine.clone();
+            move |stop| job::refresh_rankings(engine, stop)
+        })
         .task("materialize", move |stop| {
             job::materialize(engine, slices, clock, job_metrics, stop)
         })
