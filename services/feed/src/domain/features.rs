@@ -431,9 +431,10 @@ impl TenantFeatures {
     }
 
     /// Recompute the item-only ranking if a signal changed it. It scores
-    /// every item (tens of milliseconds for 50,000), so the job does it at
-    /// most once a tick, not once per slice; slices and recommendations use
-    /// the last ranking computed.
+    /// every item (tens of milliseconds for 50,000 in a release build), so
+    /// the feed does it at most once a second on a thread of its own, not
+    /// once per slice; slices and recommendations use the last ranking
+    /// computed.
     pub fn refresh_global(&mut self, w: &Weights) {
         if self.global_stale {
             let mut ranked: Vec<(f64, String)> = self
