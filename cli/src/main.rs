@@ -2,6 +2,7 @@
 
 mod bench;
 mod consistency;
+mod dsar;
 mod fault;
 mod feed;
 mod infra;
@@ -87,6 +88,8 @@ enum Command {
     Media(media::MediaArgs),
     /// The ranked feed: `feed backfill --all`, `feed explain USER`.
     Feed(feed::FeedArgs),
+    /// Data subject requests: `dsar start USER --kind erase|export`, `status`, `export`, `verify`, `chain`.
+    Dsar(dsar::DsarArgs),
     /// Do orders, payments, stripe-sim and analytics agree on every recent order's money?
     Consistency(consistency::ConsistencyArgs),
     /// What happened today and the days before: visitors, orders, revenue, with sparklines.
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
             Command::Mail(a) => mail::mail(a).await,
             Command::Media(a) => media::media(a).await,
             Command::Feed(a) => feed::feed(a).await,
+            Command::Dsar(a) => dsar::dsar(a).await,
             Command::Stats(a) => stats::stats(a).await,
             Command::Consistency(a) => consistency::consistency(a).await,
         }

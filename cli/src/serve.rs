@@ -39,6 +39,7 @@ const SERVICES: &[(&str, Start)] = &[
     ("analytics", start::<shopstream_analytics::Server>),
     ("media", start::<shopstream_media::Server>),
     ("feed", start::<shopstream_feed::Server>),
+    ("compliance", start::<shopstream_compliance::Server>),
 ];
 
 #[derive(Debug, Args)]
@@ -69,6 +70,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
                 secret_key: secrecy::ExposeSecret::expose_secret(&endpoints.s3_secret_key)
                     .to_string(),
                 notify: s3_server::parse_notify(&config::env_or("SHOPSTREAM_S3_NOTIFY", ""))?,
+                worm: s3_server::parse_worm(&config::env_or("SHOPSTREAM_S3_WORM", "")),
                 endpoints,
             };
             let listener = tokio::net::TcpListener::bind(addr).await?;

@@ -8,6 +8,7 @@
 pub mod cdc_latency;
 pub mod checkout_failure;
 pub mod consistency;
+pub mod dsar;
 pub mod feed_cache;
 pub mod kit;
 pub mod lifecycle;
@@ -66,6 +67,12 @@ pub const LABS: &[LabInfo] = &[
         title: feed_cache::TITLE,
         summary: feed_cache::SUMMARY,
         chapter: "book/src/labs/feed-cache.md",
+    },
+    LabInfo {
+        name: dsar::NAME,
+        title: dsar::TITLE,
+        summary: dsar::SUMMARY,
+        chapter: "book/src/labs/dsar.md",
     },
 ];
 
@@ -126,6 +133,19 @@ pub async fn run(
             )
             .await
         }
+        dsar::NAME => {
+            // An order, a photo's pipeline and three DSARs (each sweep reads
+            // every topic) outlast the default bound.
+            kit::run_with_timeout(
+                info.name,
+                info.title,
+                out,
+                interrupt,
+                std::time::Duration::from_secs(240),
+                |lab| dsar::script(lab, target),
+            )
+            .await
+        }
         _ => return None,
     };
     Some(report)
@@ -156,6 +176,7 @@ mod tests {
         assert!(find("order-live").is_some());
         assert!(find("media-pipeline").is_some());
         assert!(find("feed-cache").is_some());
+        assert!(find("dsar").is_some());
         assert!(find("nope").is_none());
     }
 
@@ -176,6 +197,8 @@ mod tests {
             notifications_http_url: "http://127.0.0.1:9".into(),
             media_http_url: "http://127.0.0.1:9".into(),
             feed_http_url: "http://127.0.0.1:9".into(),
+            compliance_grpc_url: "http://127.0.0.1:9".into(),
+            compliance_http_url: "http://127.0.0.1:9".into(),
             redis_url: "redis://127.0.0.1:9".into(),
             operator: None,
         };

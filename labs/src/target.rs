@@ -52,6 +52,9 @@ pub struct Target {
     pub media_http_url: String,
     /// Feed's HTTP base (its `/metrics`: hit rate, fallbacks).
     pub feed_http_url: String,
+    /// Compliance's gRPC (StartDSAR, GetDSAR) and HTTP (key set, audit chain).
+    pub compliance_grpc_url: String,
+    pub compliance_http_url: String,
     /// The stack's Redis (labs that flush a cache), e.g. `redis://127.0.0.1:16379`
     pub redis_url: String,
     /// Operator access to the stack (labs that kill and restart processes);
@@ -102,6 +105,8 @@ impl Target {
             notifications_http_url: http("notifications"),
             media_http_url: http("media"),
             feed_http_url: http("feed"),
+            compliance_grpc_url: grpc("compliance"),
+            compliance_http_url: http("compliance"),
             redis_url: Endpoints::native(*ports).redis_url,
             operator: None,
         }

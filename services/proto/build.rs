@@ -22,6 +22,7 @@ const PROTOS: &[&str] = &[
     "proto/shopstream/notifications/v1/notifications.proto",
     "proto/shopstream/analytics/v1/analytics.proto",
     "proto/shopstream/compliance/v1/compliance.proto",
+    "proto/shopstream/dsar/v1/dsar.proto",
     "proto/shopstream/events/v1/events.proto",
 ];
 

@@ -126,6 +126,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "analytics",
     "media",
     "feed",
+    "compliance",
 ];
 
 /// A service's gRPC port is its HTTP port plus this (room for 50 services).

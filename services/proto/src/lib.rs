@@ -100,6 +100,12 @@ proto_package!(
     "shopstream.compliance.v1"
 );
 proto_package!(
+    /// The DSAR participant contract: `Export`, `Erase`, `Scan` of one
+    /// subject, served by every service that holds personal data.
+    dsar,
+    "shopstream.dsar.v1"
+);
+proto_package!(
     /// Event payloads for the Kafka topics (`product.events`,
     /// `order.lifecycle`, `payment.events`, `media.events`, `analytics.raw`,
     /// `activity.raw`).

@@ -46,6 +46,9 @@ pub enum Kind {
     Media,
     /// Activities, the timeline, the feature job and ranked feed slices.
     Feed,
+    /// DSARs: export and erasure across every participant (a Temporal
+    /// worker), the audit chain and certificates.
+    Compliance,
 }
 
 impl Kind {
@@ -58,7 +61,7 @@ impl Kind {
         Kind::S3,
     ];
     /// Services, started once the infrastructure is ready.
-    pub const SERVICES: [Kind; 14] = [
+    pub const SERVICES: [Kind; 15] = [
         Kind::Identity,
         Kind::Catalog,
         Kind::Inventory,
@@ -73,9 +76,10 @@ impl Kind {
         Kind::Analytics,
         Kind::Media,
         Kind::Feed,
+        Kind::Compliance,
     ];
     /// Everything, in start order; `down` stops in reverse.
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Postgres,
         Kind::Redis,
         Kind::Kafka,
@@ -95,6 +99,7 @@ impl Kind {
         Kind::Analytics,
         Kind::Media,
         Kind::Feed,
+        Kind::Compliance,
     ];
 
     pub fn is_service(self) -> bool {
@@ -133,6 +138,7 @@ impl Kind {
             Kind::Analytics => "analytics",
             Kind::Media => "media",
             Kind::Feed => "feed",
+            Kind::Compliance => "compliance",
         }
     }
 
@@ -160,7 +166,8 @@ impl Kind {
             | Kind::MailSim
             | Kind::Analytics
             | Kind::Media
-            | Kind::Feed => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
+            | Kind::Feed
+            | Kind::Compliance => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
         }
     }
 
@@ -185,7 +192,8 @@ impl Kind {
             | Kind::MailSim
             | Kind::Analytics
             | Kind::Media
-            | Kind::Feed => self
+            | Kind::Feed
+            | Kind::Compliance => self
                 .service_addrs(ports)
                 .map(|(h, _)| format!("http://{h}"))
                 .unwrap_or_default(),
@@ -377,7 +385,8 @@ impl Layout {
             | Kind::MailSim
             | Kind::Analytics
             | Kind::Media
-            | Kind::Feed => vec![],
+            | Kind::Feed
+            | Kind::Compliance => vec![],
         };
         match need.iter().find(|(_, p)| p.is_none()) {
             Some((name, _)) => Err(missing(name)),
@@ -463,7 +472,8 @@ impl Layout {
             | Kind::MailSim
             | Kind::Analytics
             | Kind::Media
-            | Kind::Feed => {
+            | Kind::Feed
+            | Kind::Compliance => {
                 let mut s = spec(kind, self.exe.clone(), strings(&["serve", kind.name()]), dir);
                 s.env = self.service_env(kind);
                 // stripe-sim delivers its webhooks to payments.
@@ -499,6 +509,8 @@ impl Layout {
                     // Object-created notifications of the upload buckets
                     // (`media-uploads*`) go to `media.work` on this stack's broker.
                     ("SHOPSTREAM_S3_NOTIFY".into(), crate::s3_server::DEFAULT_NOTIFY.into()),
+                    // The audit chain's bucket is write-once (Object Lock).
+                    ("SHOPSTREAM_S3_WORM".into(), crate::s3_server::DEFAULT_WORM.into()),
                     ("SHOPSTREAM_KAFKA_PORT".into(), p.kafka.to_string()),
                 ];
                 Ok(s)

@@ -5,6 +5,11 @@
 //! Kafka topic before the client hears 200 — as MinIO's bucket notifications
 //! and S3's event notifications do. If the event cannot be published the
 //! client gets a 503 and retries the PUT, which notifies again.
+//!
+//! Conditional writes: a PUT with `If-None-Match: *` of an object that exists
+//! is refused with 412 (S3's put-if-absent). Write-once buckets
+//! (`SHOPSTREAM_S3_WORM`, the audit chain's) refuse overwriting and deleting
+//! an object with 403, as S3 Object Lock in compliance mode does.
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -30,6 +35,18 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The native stack's rule: uploads to `media-uploads*` start media's pipeline.
 pub const DEFAULT_NOTIFY: &str = "media-uploads=media.work";
+
+/// The native stack's write-once buckets: the DSAR audit chain.
+pub const DEFAULT_WORM: &str = "audit";
+
+/// `bucket[,bucket...]`: the write-once buckets.
+pub fn parse_worm(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .map(String::from)
+        .collect()
+}
 
 /// Objects created in buckets whose name starts with `bucket_prefix` are
 /// announced on `topic`.
@@ -63,6 +80,8 @@ pub struct S3Config {
     pub access_key: String,
     pub secret_key: String,
     pub notify: Vec<NotifyRule>,
+    /// Write-once buckets: no overwrite, no delete.
+    pub worm: Vec<String>,
     /// Where the notification topics' broker is.
     pub endpoints: Endpoints,
 }
@@ -176,11 +195,68 @@ impl Notifier {
     }
 }
 
-/// The S3 service with notifications after successful object writes.
+/// The S3 service with notifications after successful object writes, and
+/// the write-once and put-if-absent rules before them.
 #[derive(Clone)]
 struct Notifying<S> {
     inner: S,
     notifier: Option<Arc<Notifier>>,
+    guard: Arc<Guard>,
+}
+
+/// Conditional and write-once writes: the existence check and the write run
+/// under one lock, so two put-if-absent writes of one key cannot both win.
+struct Guard {
+    root: PathBuf,
+    worm: Vec<String>,
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// What the guard does with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Rule {
+    /// Not a conditional or write-once write.
+    Pass,
+    /// Refuse if the object exists: 412 (If-None-Match) or 403 (write-once).
+    IfAbsent { path: PathBuf, locked: bool },
+    /// A delete in a write-once bucket.
+    Locked,
+}
+
+impl Guard {
+    fn rule(&self, method: &Method, query: &str, path: &str, if_none_match: bool) -> Rule {
+        let bucket = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        let locked = self.worm.iter().any(|b| b == bucket);
+        let deletes = method == Method::DELETE
+            || (method == Method::POST
+                && query
+                    .split('&')
+                    .any(|p| p.split('=').next() == Some("delete")));
+        if locked && deletes && path.trim_matches('/') != bucket {
+            return Rule::Locked;
+        }
+        if locked && method == Method::POST && deletes {
+            return Rule::Locked;
+        }
+        let Some((bucket, key)) = bucket_and_key(path) else {
+            return Rule::Pass;
+        };
+        if creates_object(method, query).is_some() && (locked || if_none_match) {
+            return Rule::IfAbsent {
+                path: self.root.join(&bucket).join(&key),
+                locked,
+            };
+        }
+        Rule::Pass
+    }
+}
+
+fn s3_error<B: From<String>>(status: StatusCode, code: &str, message: &str) -> Response<B> {
+    let mut r = Response::new(B::from(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    )));
+    *r.status_mut() = status;
+    r
 }
 
 impl<S, B> Service<Request<Incoming>> for Notifying<S>
@@ -197,6 +273,17 @@ where
     >;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let if_none_match = req
+            .headers()
+            .get(hyper::header::IF_NONE_MATCH)
+            .is_some_and(|v| v.as_bytes() == b"*");
+        let rule = self.guard.rule(
+            req.method(),
+            req.uri().query().unwrap_or(""),
+            req.uri().path(),
+            if_none_match,
+        );
+        let guard = self.guard.clone();
         let target = self.notifier.clone().and_then(|n| {
             let event = creates_object(req.method(), req.uri().query().unwrap_or(""))?;
             let (bucket, key) = bucket_and_key(req.uri().path())?;
@@ -211,6 +298,35 @@ where
         });
         let fut = self.inner.call(req);
         Box::pin(async move {
+            let _held = match &rule {
+                Rule::Pass => None,
+                Rule::Locked => {
+                    return Ok(s3_error(
+                        StatusCode::FORBIDDEN,
+                        "AccessDenied",
+                        "the bucket is write-once (object lock): objects cannot be deleted",
+                    ));
+                }
+                Rule::IfAbsent { path, locked } => {
+                    let held = guard.lock.lock().await;
+                    if tokio::fs::try_exists(path).await.unwrap_or(false) {
+                        return Ok(if *locked {
+                            s3_error(
+                                StatusCode::FORBIDDEN,
+                                "AccessDenied",
+                                "the bucket is write-once (object lock): an object cannot be overwritten",
+                            )
+                        } else {
+                            s3_error(
+                                StatusCode::PRECONDITION_FAILED,
+                                "PreconditionFailed",
+                                "the object exists (If-None-Match: *)",
+                            )
+                        });
+                    }
+                    Some(held)
+                }
+            };
             let resp = fut.await?;
             let Some((n, event, bucket, key, topic, ct)) = target else {
                 return Ok(resp);
@@ -275,6 +391,11 @@ pub async fn run(
     let service = Notifying {
         inner: b.build(),
         notifier,
+        guard: Arc::new(Guard {
+            root: cfg.root.clone(),
+            worm: cfg.worm.clone(),
+            lock: tokio::sync::Mutex::new(()),
+        }),
     };
     let http = ConnBuilder::new(TokioExecutor::new());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -333,5 +454,47 @@ mod tests {
         );
         assert!(parse_notify("nope").is_err());
         assert!(parse_notify("").unwrap().is_empty());
+        assert_eq!(parse_worm(" audit, x ,"), ["audit", "x"]);
+    }
+
+    #[test]
+    fn the_guard_knows_conditional_and_write_once_writes() {
+        let g = Guard {
+            root: PathBuf::from("/s3"),
+            worm: vec!["audit".into()],
+            lock: tokio::sync::Mutex::new(()),
+        };
+        assert_eq!(g.rule(&Method::PUT, "", "/media/a", false), Rule::Pass);
+        assert_eq!(
+            g.rule(&Method::PUT, "", "/media/a", true),
+            Rule::IfAbsent {
+                path: PathBuf::from("/s3/media/a"),
+                locked: false
+            }
+        );
+        assert_eq!(
+            g.rule(&Method::PUT, "", "/audit/chain/1.jws", false),
+            Rule::IfAbsent {
+                path: PathBuf::from("/s3/audit/chain/1.jws"),
+                locked: true
+            }
+        );
+        assert_eq!(
+            g.rule(&Method::DELETE, "", "/audit/chain/1.jws", false),
+            Rule::Locked
+        );
+        assert_eq!(
+            g.rule(&Method::POST, "delete", "/audit", false),
+            Rule::Locked
+        );
+        assert_eq!(
+            g.rule(&Method::POST, "delete=", "/audit/", false),
+            Rule::Locked
+        );
+        assert_eq!(g.rule(&Method::DELETE, "", "/media/a", false), Rule::Pass);
+        assert_eq!(
+            g.rule(&Method::GET, "", "/audit/chain/1.jws", false),
+            Rule::Pass
+        );
     }
 }

@@ -453,7 +453,8 @@ impl Stack {
                 | Kind::MailSim
                 | Kind::Analytics
                 | Kind::Media
-                | Kind::Feed => {
+                | Kind::Feed
+                | Kind::Compliance => {
                     let (addr, _) = kind
                         .service_addrs(&self.layout.ports)
                         .ok_or_else(|| "no address".to_string())?;

@@ -1,0 +1,481 @@
+//! The DSAR on Temporal: one workflow per request (id `dsar-{id}`, so a
+//! second start is a no-op), input the DSAR id only (the subject's e-mail
+//! addresses never enter Temporal's history).
+//!
+//! prepare (resolve the subject, freeze it for an erasure) → every
+//! participant in parallel (export or erase, each retried with backoff until
+//! it answers; the DSAR shows whom it waits for) → for an erasure, the sweep
+//! (every participant's `Scan` plus the independent scans); residue sends the
+//! participants round again, up to [`SWEEP_ROUNDS`] sweeps, after which the
+//! DSAR fails without a certificate → finish (archive for an export; audit
+//! record; certificate). Durable: a killed worker's activity is retried on
+//! the next one; a killed compliance resumes at start-up.
+
+use std::{sync::Arc, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use shopstream_dsar::{Erasure, Participant, StoreCount, total};
+use temporalio_client::{Client, WorkflowStartOptions, errors::WorkflowStartError};
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityOptions, WorkflowContext, WorkflowResult,
+    activities::{ActivityContext, ActivityError},
+};
+use uuid::Uuid;
+
+use crate::{
+    Ctx,
+    domain::{AuditRecord, Certificate, ISSUER, Kind, State, Sweep},
+    store::Step,
+};
+
+/// Task queue of the DSAR workflow and its activities.
+pub const TASK_QUEUE: &str = "compliance";
+/// Sweeps before an erasure that keeps finding residue fails.
+pub const SWEEP_ROUNDS: u32 = 3;
+/// First retry of a failed activity; doubled up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The local participant: the DSAR's own export archives.
+pub const LOCAL: &str = "compliance";
+
+/// Retried until it succeeds: a participant that is down is waited for.
+fn forever(start_to_close: Duration) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(start_to_close)
+        .retry_policy(
+            temporalio_common::RetryPolicy::builder()
+                .initial_interval(FIRST_BACKOFF)
+                .backoff_coefficient(2.0)
+                .maximum_interval(MAX_BACKOFF)
+                .maximum_attempts(0)
+                .build(),
+        )
+        .build()
+}
+
+/// What prepare found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub kind: Kind,
+    pub participants: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepInput {
+    pub dsar_id: String,
+    pub participant: String,
+    pub round: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailInput {
+    pub dsar_id: String,
+    pub reason: String,
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct DsarWorkflow;
+
+#[workflow_methods]
+impl DsarWorkflow {
+    /// Runs one DSAR to its end; returns its final state.
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, dsar_id: String) -> WorkflowResult<String> {
+        let short = forever(Duration::from_secs(60));
+        let plan = ctx
+            .execute_activity(DsarActivities::prepare, dsar_id.clone(), short.clone())
+            .await?;
+        let mut round = 0;
+        loop {
+            let steps = plan.participants.iter().map(|p| {
+                ctx.execute_activity(
+                    DsarActivities::step,
+                    StepInput {
+                        dsar_id: dsar_id.clone(),
+                        participant: p.clone(),
+                        round,
+                    },
+                    forever(Duration::from_secs(300)),
+                )
+            });
+            for r in temporalio_sdk::workflows::join_all(steps).await {
+                r?;
+            }
+            if plan.kind == Kind::Export {
+                break;
+            }
+            let sweep = ctx
+                .execute_activity(
+                    DsarActivities::sweep,
+                    dsar_id.clone(),
+                    forever(Duration::from_secs(300)),
+                )
+                .await?;
+            if sweep.clean {
+                break;
+            }
+            round += 1;
+            if round >= SWEEP_ROUNDS {
+                let reason = format!(
+                    "the sweep found residue {SWEEP_ROUNDS} times: {}",
+                    sweep.residue.join("; ")
+                );
+                ctx.execute_activity(
+                    DsarActivities::fail,
+                    FailInput {
+                        dsar_id: dsar_id.clone(),
+                        reason,
+                    },
+                    short,
+                )
+                .await?;
+                return Ok(State::Failed.as_str().to_string());
+            }
+        }
+        ctx.execute_activity(
+            DsarActivities::finish,
+            dsar_id,
+            forever(Duration::from_secs(300)),
+        )
+        .await?;
+        Ok(State::Completed.as_str().to_string())
+    }
+}
+
+/// The workflow id of a DSAR.
+pub fn workflow_id(dsar_id: Uuid) -> String {
+    format!("dsar-{dsar_id}")
+}
+
+/// Start the workflow of `dsar_id` (idempotent).
+pub async fn start(client: &Client, task_queue: &str, dsar_id: Uuid) -> Result<(), String> {
+    let opts = WorkflowStartOptions::new(task_queue.to_string(), workflow_id(dsar_id)).build();
+    let started = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.start_workflow(DsarWorkflow::run, dsar_id.to_string(), opts),
+    )
+    .await
+    .map_err(|_| "temporal did not answer within 5 s".to_string())?;
+    match started {
+        Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub struct DsarActivities {
+    pub ctx: Arc<Ctx>,
+}
+
+fn fatal(e: impl std::fmt::Display) -> ActivityError {
+    ActivityError::application(temporalio_sdk::ApplicationFailure::non_retryable(
+        anyhow::anyhow!("{e}"),
+    ))
+}
+
+fn retry(e: impl std::fmt::Display) -> ActivityError {
+    anyhow::anyhow!("{e}").into()
+}
+
+fn parse_id(s: &str) -> Result<Uuid, ActivityError> {
+    s.parse().map_err(|e| fatal(format!("dsar id {s}: {e}")))
+}
+
+impl DsarActivities {
+    /// Note what the DSAR waits for, then hand the error to Temporal.
+    async fn waiting(&self, id: Uuid, who: &str, e: impl std::fmt::Display) -> ActivityError {
+        let text = format!("{who}: {e}");
+        tracing::warn!(dsar = %id, waiting_on = %text, "dsar step failed; retrying");
+        let _ = self.ctx.store.set_waiting(id, &text).await;
+        retry(text)
+    }
+
+    async fn local_erase(&self, d: &crate::store::Dsar) -> Result<Erasure, String> {
+        let c = &self.ctx;
+        let keys =
+            crate::archive::list(&c.s3, &c.export_bucket, &d.tenant, d.subject_user_id).await?;
+        for k in &keys {
+            crate::archive::delete(&c.s3, &c.export_bucket, k).await?;
+        }
+        Ok(Erasure {
+            counts: vec![StoreCount::new(
+                "compliance.exports",
+                keys.len() as u64,
+                "earlier export archives",
+            )],
+            retained: vec![],
+        })
+    }
+}
+
+#[activities]
+impl DsarActivities {
+    /// Resolve the subject's e-mail addresses, mark the DSAR running and,
+    /// for an erasure, freeze the subject (the gateway refuses its requests
+    /// from now on; its refresh tokens go with identity's erase).
+    #[activity]
+    pub async fn prepare(
+        self: Arc<Self>,
+        _a: ActivityContext,
+        dsar_id: String,
+    ) -> Result<Plan, ActivityError> {
+        let id = parse_id(&dsar_id)?;
+        let c = &self.ctx;
+        let d = c.store.load(id).await.map_err(retry)?;
+        let emails = match crate::subject_emails(c, &d.tenant, d.subject_user_id).await {
+            Ok(e) => e,
+            Err(e) => return Err(self.waiting(id, "identity", e).await),
+        };
+        // Addresses seen before (a resumed DSAR after identity's erase) are kept.
+        let mut all = d.emails.clone();
+        for e in emails {
+            if !all.contains(&e) {
+                all.push(e);
+            }
+        }
+        c.store.set_running(id, &all).await.map_err(retry)?;
+        if d.kind == Kind::Erase {
+            if let Err(e) = crate::block(c, &d.tenant, d.subject_user_id).await {
+                return Err(self.waiting(id, "redis (freeze)", e).await);
+            }
+        }
+        let mut participants: Vec<String> = c.participants.iter().map(|(n, _)| n.clone()).collect();
+        participants.push(LOCAL.to_string());
+        Ok(Plan {
+            kind: d.kind,
+            participants,
+        })
+    }
+
+    /// One participant's export or erase.
+    #[activity]
+    pub async fn step(
+        self: Arc<Self>,
+        a: ActivityContext,
+        input: StepInput,
+    ) -> Result<Step, ActivityError> {
+        let id = parse_id(&input.dsar_id)?;
+        let c = &self.ctx;
+        let d = c.store.load(id).await.map_err(retry)?;
+        let subject = d.subject();
+        let name = input.participant.as_str();
+        let attempts = a.info().attempt;
+        let started = std::time::Instant::now();
+        let outcome: Result<(Vec<StoreCount>, Vec<shopstream_dsar::Retained>), String> =
+            match (d.kind, name) {
+                (Kind::Erase, LOCAL) => self.local_erase(&d).await.map(|e| (e.counts, e.retained)),
+                (Kind::Export, LOCAL) => Ok((vec![], vec![])),
+                (kind, _) => {
+                    let Some(p) = c.participant(name) else {
+                        return Err(fatal(format!("no participant {name}")));
+                    };
+                    match kind {
+                        Kind::Erase => p
+                            .erase(&subject)
+                            .await
+                            .map(|e| (e.counts, e.retained))
+                            .map_err(|e| e.to_string()),
+                        Kind::Export => match p.export(&subject).await {
+                            Ok(e) => crate::stage_export(c, &d, name, &e)
+                                .await
+                                .map(|()| (e.counts, vec![])),
+                            Err(e) => Err(e.to_string()),
+                        },
+                    }
+                }
+            };
+        match outcome {
+            Ok((counts, retained)) => {
+                // A later sweep round adds to what the first one did.
+                let prev = d.steps.get(name).cloned().unwrap_or_default();
+                let step = Step {
+                    state: "completed".into(),
+                    counts: if input.round == 0 {
+                        counts
+                    } else {
+                        merge(prev.counts, counts)
+                    },
+                    retained: if input.round == 0 || prev.retained.is_empty() {
+                        retained
+                    } else {
+                        prev.retained
+                    },
+                    detail: String::new(),
+                    attempts,
+                    completed_at_ms: c.clock.now_ms(),
+                    took_ms: started.elapsed().as_millis() as i64,
+                };
+                c.store.set_step(id, name, &step).await.map_err(retry)?;
+                let _ = c.store.set_waiting(id, "").await;
+                c.metrics
+                    .step_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(step)
+            }
+            Err(e) => {
+                let step = Step {
+                    state: "running".into(),
+                    detail: e.clone(),
+                    attempts,
+                    ..d.steps.get(name).cloned().unwrap_or_default()
+                };
+                let _ = c.store.set_step(id, name, &step).await;
+                c.metrics.step_failures.inc();
+                Err(self.waiting(id, name, e).await)
+            }
+        }
+    }
+
+    /// Every participant's scan and the independent scans.
+    #[activity]
+    pub async fn sweep(
+        self: Arc<Self>,
+        _a: ActivityContext,
+        dsar_id: String,
+    ) -> Result<Sweep, ActivityError> {
+        let id = parse_id(&dsar_id)?;
+        let c = &self.ctx;
+        let d = c.store.load(id).await.map_err(retry)?;
+        match crate::sweep(c, &d.subject()).await {
+            Ok(s) => {
+                c.store.set_sweep(id, &s).await.map_err(retry)?;
+                if !s.clean {
+                    c.metrics.residue_found.inc();
+                    tracing::warn!(dsar = %id, residue = ?s.residue, "the sweep found residue");
+                }
+                Ok(s)
+            }
+            Err(e) => Err(self.waiting(id, "sweep", e).await),
+        }
+    }
+
+    /// The archive (export), the suppression (erase), the audit record and
+    /// the certificate.
+    #[activity]
+    pub async fn finish(
+        self: Arc<Self>,
+        _a: ActivityContext,
+        dsar_id: String,
+    ) -> Result<(), ActivityError> {
+        let id = parse_id(&dsar_id)?;
+        let c = &self.ctx;
+        let d = c.store.load(id).await.map_err(retry)?;
+        if d.state.is_terminal() {
+            return Ok(());
+        }
+        if d.kind == Kind::Export && d.export_key.is_none() {
+            if let Err(e) = crate::build_archive(c, &d).await {
+                return Err(self.waiting(id, "export archive", e).await);
+            }
+        }
+        if d.kind == Kind::Erase {
+            c.store
+                .suppress(&d.tenant, d.subject_user_id, id, c.clock.now_ms())
+                .await
+                .map_err(retry)?;
+        }
+        let d = c.store.load(id).await.map_err(retry)?;
+        let cert = crate::audit_and_certify(c, &d, State::Completed)
+            .await
+            .map_err(retry)?;
+        c.store
+            .finish(id, State::Completed, cert.as_deref(), "", c.clock.now_ms())
+            .await
+            .map_err(retry)?;
+        c.metrics.completed.inc();
+        tracing::info!(dsar = %id, kind = d.kind.as_str(), "dsar completed");
+        Ok(())
+    }
+
+    /// The sweep kept finding residue: an audit record of the failure, no
+    /// certificate. The subject stays frozen.
+    #[activity]
+    pub async fn fail(
+        self: Arc<Self>,
+        _a: ActivityContext,
+        input: FailInput,
+    ) -> Result<(), ActivityError> {
+        let id = parse_id(&input.dsar_id)?;
+        let c = &self.ctx;
+        let d = c.store.load(id).await.map_err(retry)?;
+        if d.state.is_terminal() {
+            return Ok(());
+        }
+        crate::audit_and_certify(c, &d, State::Failed)
+            .await
+            .map_err(retry)?;
+        c.store
+            .finish(id, State::Failed, None, &input.reason, c.clock.now_ms())
+            .await
+            .map_err(retry)?;
+        c.metrics.failed.inc();
+        tracing::error!(dsar = %id, reason = %input.reason, "dsar failed");
+        Ok(())
+    }
+}
+
+/// Counts of two rounds added per store.
+fn merge(mut a: Vec<StoreCount>, b: Vec<StoreCount>) -> Vec<StoreCount> {
+    for c in b {
+        match a.iter_mut().find(|x| x.store == c.store) {
+            Some(x) => x.count += c.count,
+            None => a.push(c),
+        }
+    }
+    a
+}
+
+/// The certificate's body for a finished DSAR.
+pub fn certificate_of(d: &crate::store::Dsar, audit_seq: u64, audit_hash: &str) -> Certificate {
+    let stores: Vec<StoreCount> = d.steps.values().flat_map(|s| s.counts.clone()).collect();
+    let retained: Vec<_> = d
+        .steps
+        .values()
+        .flat_map(|s| s.retained.clone())
+        .filter(|r| r.count > 0)
+        .collect();
+    Certificate {
+        iss: ISSUER.into(),
+        dsar_id: d.dsar_id.to_string(),
+        tenant: d.tenant.clone(),
+        kind: d.kind,
+        subject_hash: d.subject().salted_hash(&d.salt),
+        subject_salt: hex::encode(&d.salt),
+        requested_at_ms: d.created_at_ms,
+        completed_at_ms: d.completed_at_ms,
+        nothing_found: total(&stores) == 0 && retained.is_empty(),
+        stores,
+        retained,
+        sweep: d.sweep.clone(),
+        audit_seq,
+        audit_hash: audit_hash.to_string(),
+    }
+}
+
+/// The audit record of a finished DSAR.
+pub fn record_of(
+    d: &crate::store::Dsar,
+    outcome: State,
+    seq: u64,
+    prev: &str,
+    now_ms: i64,
+) -> AuditRecord {
+    AuditRecord {
+        seq,
+        prev: prev.to_string(),
+        dsar_id: d.dsar_id.to_string(),
+        tenant: d.tenant.clone(),
+        kind: d.kind,
+        outcome,
+        subject_hash: d.subject().salted_hash(&d.salt),
+        actions: d.steps.values().flat_map(|s| s.counts.clone()).collect(),
+        retained: d
+            .steps
+            .values()
+            .flat_map(|s| s.retained.clone())
+            .filter(|r| r.count > 0)
+            .collect(),
+        sweep: d.sweep.clone(),
+        at_ms: now_ms,
+    }
+}
