@@ -90,6 +90,13 @@ API_FUZZ_ASSET_ID=$(curl -fsS --max-time 10 -X POST "$gateway/media/uploads" -H 
   "$py" -c 'import json,sys; print(json.load(sys.stdin)["asset"]["asset_id"])')
 export API_FUZZ_ASSET_ID
 
+# One DSAR (an export of the customer), for the operation that reads one.
+API_FUZZ_DSAR_ID=$(curl -fsS --max-time 10 -X POST "$gateway/admin/dsar" -H 'content-type: application/json' \
+  -H "authorization: Bearer $admin_token" \
+  -d "{\"subject\": \"$API_FUZZ_CUSTOMER_ID\", \"kind\": \"export\"}" |
+  "$py" -c 'import json,sys; print(json.load(sys.stdin)["dsar_id"])')
+export API_FUZZ_DSAR_ID
+
 rm -rf "$report_dir"
 mkdir -p "$report_dir"
 status=0

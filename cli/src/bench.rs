@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 use crate::exit;
 
 mod checkout;
+mod dsar;
 mod feed;
 mod live;
 mod media;
@@ -57,6 +58,10 @@ pub enum Target {
     /// for the hit rate to return above 90 % after the tenant's slices are
     /// flushed from Redis.
     Feed,
+    /// One erasure DSAR of a shopper with `--dsar-orders` orders,
+    /// `--dsar-activities` feed activities and `--dsar-photos` photos: its
+    /// time end to end and each participant's.
+    Dsar,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +109,15 @@ pub struct BenchArgs {
     /// First pages per second for `feed`.
     #[arg(long, default_value_t = 500)]
     feed_rate: u32,
+    /// Orders of the shopper `dsar` erases.
+    #[arg(long, default_value_t = 100)]
+    dsar_orders: usize,
+    /// Feed activities of the shopper `dsar` erases.
+    #[arg(long, default_value_t = 1000)]
+    dsar_activities: usize,
+    /// Photos of the shopper `dsar` erases.
+    #[arg(long, default_value_t = 20)]
+    dsar_photos: usize,
     /// Orders per second while `live` measures.
     #[arg(long, default_value_t = 5)]
     live_order_rate: u32,
@@ -270,6 +284,7 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
     let mut live_reports = Vec::new();
     let mut media_reports = Vec::new();
     let mut feed_reports = Vec::new();
+    let mut dsar_reports = Vec::new();
     for t in targets {
         let report = match t {
             Target::Product => {
@@ -451,6 +466,19 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                 feed_reports.push(summary);
                 report
             }
+            Target::Dsar => {
+                let d = dsar::DsarArgs {
+                    orders: args.dsar_orders,
+                    activities: args.dsar_activities,
+                    photos: args.dsar_photos,
+                };
+                let (report, summary) = match dsar::run(&client, &base, &ports, d).await? {
+                    Ok(r) => r,
+                    Err(code) => return Ok(code),
+                };
+                dsar_reports.push(summary);
+                report
+            }
             Target::Live => {
                 // This stack's gateway process, for its memory (none with --url).
                 let pid = match &args.url {
@@ -482,6 +510,7 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
             && live_reports.is_empty()
             && media_reports.is_empty()
             && feed_reports.is_empty()
+            && dsar_reports.is_empty()
         {
             println!("{}", serde_json::to_string_pretty(&reports)?);
         } else {
@@ -489,7 +518,7 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({
                     "reports": reports, "flash_sale": flash_reports, "live": live_reports,
-                    "media": media_reports, "feed": feed_reports
+                    "media": media_reports, "feed": feed_reports, "dsar": dsar_reports
                 }))?
             );
         }
@@ -591,6 +620,9 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                 )),
             f.slices_rewarmed
         );
+    }
+    if !args.json {
+        dsar_reports.iter().for_each(dsar::print);
     }
     let failed =
         reports.iter().any(|r| r.errors > 0) || flash_reports.iter().any(|f| f.oversold != 0);

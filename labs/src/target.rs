@@ -256,11 +256,14 @@ impl Gateway {
         Ok(())
     }
 
-    /// Sign up `email` and log in; later requests carry the access token.
-    /// Returns the user id.
     /// The access token of the account logged in, if any.
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
+    }
+
+    /// Send `token` with later requests (an account logged in elsewhere).
+    pub fn set_token(&mut self, token: &str) {
+        self.token = Some(token.to_string());
     }
 
     /// Log in as a fresh admin, created through identity's operator gRPC

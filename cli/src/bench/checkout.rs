@@ -20,7 +20,7 @@ use crate::exit;
 
 /// What the checkout load buys from.
 pub struct Setup {
-    token: String,
+    pub(super) token: String,
     /// (product_id, sku_id)
     pub lines: Vec<(String, String)>,
     pub run_id: String,

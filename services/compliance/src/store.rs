@@ -23,6 +23,12 @@ pub struct Step {
     pub detail: String,
     #[serde(default)]
     pub attempts: u32,
+    /// The sweep round this step last ran in.
+    #[serde(default)]
+    pub round: u32,
+    /// An erase's scan before erasing (the floor of its counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<Vec<StoreCount>>,
     #[serde(default)]
     pub completed_at_ms: i64,
     /// Milliseconds the successful call took.

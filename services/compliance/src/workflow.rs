@@ -39,9 +39,16 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// The local participant: the DSAR's own export archives.
 pub const LOCAL: &str = "compliance";
 
+/// An activity whose worker died stops heartbeating: after this it runs
+/// again on another worker (instead of after its whole start-to-close bound).
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(4);
+/// How often a running activity heartbeats.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
 /// Retried until it succeeds: a participant that is down is waited for.
 fn forever(start_to_close: Duration) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(start_to_close)
+        .heartbeat_timeout(HEARTBEAT_TIMEOUT)
         .retry_policy(
             temporalio_common::RetryPolicy::builder()
                 .initial_interval(FIRST_BACKOFF)
@@ -167,6 +174,22 @@ pub struct DsarActivities {
     pub ctx: Arc<Ctx>,
 }
 
+/// Run `work` while heartbeating every [`HEARTBEAT_EVERY`].
+async fn heartbeating<T>(ctx: &ActivityContext, work: impl std::future::Future<Output = T>) -> T {
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            _ = tick.tick() => {
+                if let Err(e) = ctx.record_heartbeat(String::new()).await {
+                    tracing::debug!(error = %e, "heartbeat not recorded");
+                }
+            }
+        }
+    }
+}
+
 fn fatal(e: impl std::fmt::Display) -> ActivityError {
     ActivityError::application(temporalio_sdk::ApplicationFailure::non_retryable(
         anyhow::anyhow!("{e}"),
@@ -216,9 +239,52 @@ impl DsarActivities {
     #[activity]
     pub async fn prepare(
         self: Arc<Self>,
-        _a: ActivityContext,
+        a: ActivityContext,
         dsar_id: String,
     ) -> Result<Plan, ActivityError> {
+        heartbeating(&a, self.prepare_inner(dsar_id)).await
+    }
+
+    #[activity]
+    pub async fn step(
+        self: Arc<Self>,
+        a: ActivityContext,
+        input: StepInput,
+    ) -> Result<Step, ActivityError> {
+        let attempt = a.info().attempt;
+        heartbeating(&a, self.step_inner(input, attempt)).await
+    }
+
+    #[activity]
+    pub async fn sweep(
+        self: Arc<Self>,
+        a: ActivityContext,
+        dsar_id: String,
+    ) -> Result<Sweep, ActivityError> {
+        heartbeating(&a, self.sweep_inner(dsar_id)).await
+    }
+
+    #[activity]
+    pub async fn finish(
+        self: Arc<Self>,
+        a: ActivityContext,
+        dsar_id: String,
+    ) -> Result<(), ActivityError> {
+        heartbeating(&a, self.finish_inner(dsar_id)).await
+    }
+
+    #[activity]
+    pub async fn fail(
+        self: Arc<Self>,
+        a: ActivityContext,
+        input: FailInput,
+    ) -> Result<(), ActivityError> {
+        heartbeating(&a, self.fail_inner(input)).await
+    }
+}
+
+impl DsarActivities {
+    async fn prepare_inner(&self, dsar_id: String) -> Result<Plan, ActivityError> {
         let id = parse_id(&dsar_id)?;
         let c = &self.ctx;
         let d = c.store.load(id).await.map_err(retry)?;
@@ -248,18 +314,19 @@ impl DsarActivities {
     }
 
     /// One participant's export or erase.
-    #[activity]
-    pub async fn step(
-        self: Arc<Self>,
-        a: ActivityContext,
-        input: StepInput,
-    ) -> Result<Step, ActivityError> {
+    async fn step_inner(&self, input: StepInput, attempts: u32) -> Result<Step, ActivityError> {
         let id = parse_id(&input.dsar_id)?;
         let c = &self.ctx;
         let d = c.store.load(id).await.map_err(retry)?;
         let subject = d.subject();
         let name = input.participant.as_str();
-        let attempts = a.info().attempt;
+        // A retry of a step that completed (its answer to Temporal was lost).
+        if let Some(done) = d.steps.get(name)
+            && done.state == "completed"
+            && done.round == input.round
+        {
+            return Ok(done.clone());
+        }
         let started = std::time::Instant::now();
         let outcome: Result<(Vec<StoreCount>, Vec<shopstream_dsar::Retained>), String> =
             match (d.kind, name) {
@@ -270,11 +337,39 @@ impl DsarActivities {
                         return Err(fatal(format!("no participant {name}")));
                     };
                     match kind {
-                        Kind::Erase => p
-                            .erase(&subject)
-                            .await
-                            .map(|e| (e.counts, e.retained))
-                            .map_err(|e| e.to_string()),
+                        Kind::Erase => {
+                            // What is there before erasing, kept across
+                            // attempts: an attempt that erased and then lost
+                            // its answer (a crash) is followed by one that
+                            // finds nothing, and the count must not be lost.
+                            let prev = d.steps.get(name).cloned().unwrap_or_default();
+                            let found = match (&prev.found, input.round) {
+                                (Some(f), _) => f.clone(),
+                                (None, 0) => match p.scan(&subject).await {
+                                    Ok(f) => {
+                                        let step = Step {
+                                            state: "running".into(),
+                                            found: Some(f.clone()),
+                                            attempts,
+                                            ..prev
+                                        };
+                                        c.store.set_step(id, name, &step).await.map_err(retry)?;
+                                        f
+                                    }
+                                    Err(e) => return Err(self.waiting(id, name, e).await),
+                                },
+                                (None, _) => vec![],
+                            };
+                            p.erase(&subject)
+                                .await
+                                .map(|e| {
+                                    (
+                                        at_least(e.counts, &found),
+                                        fill_retained(e.retained, &found),
+                                    )
+                                })
+                                .map_err(|e| e.to_string())
+                        }
                         Kind::Export => match p.export(&subject).await {
                             Ok(e) => crate::stage_export(c, &d, name, &e)
                                 .await
@@ -302,6 +397,8 @@ impl DsarActivities {
                     },
                     detail: String::new(),
                     attempts,
+                    found: prev.found,
+                    round: input.round,
                     completed_at_ms: c.clock.now_ms(),
                     took_ms: started.elapsed().as_millis() as i64,
                 };
@@ -327,12 +424,7 @@ impl DsarActivities {
     }
 
     /// Every participant's scan and the independent scans.
-    #[activity]
-    pub async fn sweep(
-        self: Arc<Self>,
-        _a: ActivityContext,
-        dsar_id: String,
-    ) -> Result<Sweep, ActivityError> {
+    async fn sweep_inner(&self, dsar_id: String) -> Result<Sweep, ActivityError> {
         let id = parse_id(&dsar_id)?;
         let c = &self.ctx;
         let d = c.store.load(id).await.map_err(retry)?;
@@ -351,12 +443,7 @@ impl DsarActivities {
 
     /// The archive (export), the suppression (erase), the audit record and
     /// the certificate.
-    #[activity]
-    pub async fn finish(
-        self: Arc<Self>,
-        _a: ActivityContext,
-        dsar_id: String,
-    ) -> Result<(), ActivityError> {
+    async fn finish_inner(&self, dsar_id: String) -> Result<(), ActivityError> {
         let id = parse_id(&dsar_id)?;
         let c = &self.ctx;
         let d = c.store.load(id).await.map_err(retry)?;
@@ -389,12 +476,7 @@ impl DsarActivities {
 
     /// The sweep kept finding residue: an audit record of the failure, no
     /// certificate. The subject stays frozen.
-    #[activity]
-    pub async fn fail(
-        self: Arc<Self>,
-        _a: ActivityContext,
-        input: FailInput,
-    ) -> Result<(), ActivityError> {
+    async fn fail_inner(&self, input: FailInput) -> Result<(), ActivityError> {
         let id = parse_id(&input.dsar_id)?;
         let c = &self.ctx;
         let d = c.store.load(id).await.map_err(retry)?;
@@ -412,6 +494,35 @@ impl DsarActivities {
         tracing::error!(dsar = %id, reason = %input.reason, "dsar failed");
         Ok(())
     }
+}
+
+/// Per store, what an erase reports or, when more, what a scan found before
+/// it (an earlier attempt erased it and its answer was lost).
+fn at_least(mut erased: Vec<StoreCount>, found: &[StoreCount]) -> Vec<StoreCount> {
+    for f in found {
+        match erased.iter_mut().find(|x| x.store == f.store) {
+            Some(x) => x.count = x.count.max(f.count),
+            None if f.count > 0 => erased.push(f.clone()),
+            None => {}
+        }
+    }
+    erased
+}
+
+/// Retained entries whose count an earlier, lost attempt took: the count
+/// the scan found before.
+fn fill_retained(
+    mut retained: Vec<shopstream_dsar::Retained>,
+    found: &[StoreCount],
+) -> Vec<shopstream_dsar::Retained> {
+    for r in retained.iter_mut().filter(|r| r.count == 0) {
+        r.count = found
+            .iter()
+            .filter(|f| f.store == r.store)
+            .map(|f| f.count)
+            .sum();
+    }
+    retained
 }
 
 /// Counts of two rounds added per store.

@@ -42,6 +42,7 @@ use crate::{
         cursor::{self, FeedPosition, Sealer},
         features::score_now,
     },
+    dsar,
     engine::Engine,
     job::{self, ACTIVITY_TOPIC},
     slices::{Slices, Stored},
@@ -188,6 +189,13 @@ fn pb_activity(a: &Activity) -> pb::Activity {
     }
 }
 
+/// A user a DSAR erased: the feed keeps nothing of or about them.
+fn erased(user: &str) -> Status {
+    Status::failed_precondition(format!(
+        "user {user} was erased (a data subject request): the feed keeps nothing of theirs"
+    ))
+}
+
 fn user_id(field: &str, s: &str) -> Result<Uuid, Status> {
     Uuid::parse_str(s)
         .map_err(|_| invalid(vec![FieldError::new(field, "must be a user id (a UUID)")]))
@@ -313,7 +321,14 @@ impl GrpcApi {
             return Ok((s, "postgres", degraded));
         }
         // No slice stored yet (a new user): compute it now, from the latest
-        // ranking.
+        // ranking; never for a user a DSAR erased (unchecked while Redis
+        // is failing: such a slice holds popular items only).
+        if !degraded
+            && let Ok(b) = dsar::blocked(&self.slices.redis, tenant, &[user.to_string()]).await
+            && !b.is_empty()
+        {
+            return Err(erased(user));
+        }
         self.engine.refresh_global(tenant);
         let cards = self.engine.slice(tenant, user);
         self.slices
@@ -351,6 +366,30 @@ impl FeedService for GrpcApi {
             &r.text,
         )
         .map_err(invalid)?;
+        // Nothing new for a user a DSAR erased, nor about one (a follow).
+        // Unchecked while Redis is failing: publishing does not depend on
+        // it, and the scan after an erase finds anything that got in.
+        let named = match new.object {
+            activity::Object::User(u) => vec![new.actor.to_string(), u.to_string()],
+            activity::Object::Product(_) => vec![new.actor.to_string()],
+        };
+        let redis_down = self.redis_down_until.load(Ordering::Relaxed) > self.clock.now_ms();
+        if !redis_down {
+            match dsar::blocked(&self.slices.redis, &tenant, &named).await {
+                Ok(gone) if !gone.is_empty() => {
+                    let mut gone: Vec<String> = gone.into_iter().collect();
+                    gone.sort();
+                    return Err(erased(&gone.join(", ")));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "erased users not checked (redis failed)");
+                    self.metrics.redis_errors.inc();
+                    self.redis_down_until
+                        .store(self.clock.now_ms() + REDIS_BACKOFF_MS, Ordering::Relaxed);
+                }
+            }
+        }
         if let Some(p) = new.object.product()
             && !self.engine.knows_item(&tenant, &p.to_string())
         {
@@ -411,7 +450,8 @@ impl FeedService for GrpcApi {
         let started = Instant::now();
         let tenant = tenant(&req, &self.default_tenant);
         let r = req.into_inner();
-        user_id("user_id", &r.user_id)?;
+        // Keys are the canonical form, whatever form the caller sent.
+        let user = user_id("user_id", &r.user_id)?.to_string();
         let (size, clamped) = cursor::page_size(
             r.page_size,
             cursor::DEFAULT_PAGE_SIZE,
@@ -422,18 +462,18 @@ impl FeedService for GrpcApi {
         } else {
             Some(
                 self.sealer
-                    .open("feed", &r.user_id, &r.cursor)
+                    .open("feed", &user, &r.cursor)
                     .map_err(|e| bad_request(e.to_string()))?,
             )
         };
-        self.warmer.seen(&tenant, &r.user_id);
+        self.warmer.seen(&tenant, &user);
         let (stored, source, degraded) = self
-            .stored(&tenant, &r.user_id, from.as_ref(), size as usize)
+            .stored(&tenant, &user, from.as_ref(), size as usize)
             .await?;
         let now = self.clock.now_ms();
         let age_ms = (now - stored.computed_ms).max(0);
         if age_ms > REFRESH_AFTER_MS {
-            self.engine.mark_dirty(&tenant, &r.user_id);
+            self.engine.mark_dirty(&tenant, &user);
         }
         let (cards, next) = cursor::page(&stored.cards, from.as_ref(), size as usize);
         let cards = cards
@@ -444,7 +484,7 @@ impl FeedService for GrpcApi {
                 contributions: if r.debug {
                     let w = self.engine.weights;
                     self.engine
-                        .contributions(&tenant, &r.user_id, &item, now)
+                        .contributions(&tenant, &user, &item, now)
                         .into_iter()
                         .map(|(f, v)| pb::Contribution {
                             feature: f.name().into(),
@@ -471,7 +511,7 @@ impl FeedService for GrpcApi {
         Ok(Response::new(GetPageResponse {
             cards,
             next_cursor: next
-                .map(|p| self.sealer.seal("feed", &r.user_id, &p))
+                .map(|p| self.sealer.seal("feed", &user, &p))
                 .unwrap_or_default(),
             source: source.into(),
             degraded,
@@ -547,7 +587,16 @@ impl FeedService for GrpcApi {
                 // Thousands of slices take longer than a call may: queue
                 // them for the materializer, from the latest ranking.
                 self.engine.refresh_global(&tenant);
-                let users = self.engine.users(&tenant);
+                let mut users = self.engine.users(&tenant);
+                // Users a DSAR erased are skipped (the fold forgot them at
+                // the erase; this holds if an event brought one back).
+                let gone = dsar::blocked(&self.slices.redis, &tenant, &users)
+                    .await
+                    .map_err(|e| unavailable("redis (the erased users)", e))?;
+                if !gone.is_empty() {
+                    users.retain(|u| !gone.contains(u));
+                    tracing::info!(skipped = gone.len(), "backfill skips erased users");
+                }
                 for u in &users {
                     self.engine.mark_dirty(&tenant, u);
                 }
@@ -558,14 +607,21 @@ impl FeedService for GrpcApi {
                 }))
             }
             (false, false) => {
-                user_id("user_id", &r.user_id)?;
+                let user = user_id("user_id", &r.user_id)?.to_string();
+                let blocked =
+                    dsar::blocked(&self.slices.redis, &tenant, std::slice::from_ref(&user))
+                        .await
+                        .map_err(|e| unavailable("redis (the erased users)", e))?;
+                if !blocked.is_empty() {
+                    return Err(erased(&user));
+                }
                 self.engine.refresh_global(&tenant);
                 let cards = job::refresh(
                     &self.engine,
                     &self.slices,
                     self.clock.as_ref(),
                     &tenant,
-                    &r.user_id,
+                    &user,
                 )
                 .await
                 .map_err(|e| unavailable("the feed's slice stores", e))?;

@@ -7,7 +7,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use crate::domain::features::{Feature, Signal, TenantFeatures, Touched, Weights};
+use crate::domain::features::{Feature, PersonFeatures, Signal, TenantFeatures, Touched, Weights};
 
 /// One tenant's features behind a lock of its own, so a big tenant's work
 /// (recomputing its ranking over 50,000 items) never stalls another's.
@@ -97,6 +97,22 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// What the features hold about `user` (a DSAR export and scan).
+    pub fn person(&self, tenant: &str, user: &str) -> PersonFeatures {
+        self.with(tenant, |f, _| f.person(user))
+    }
+
+    /// Take `user` out of the fold (a DSAR erase, see
+    /// [`TenantFeatures::forget`]): their slice is no longer queued for
+    /// recomputation, and their followers' slices are. Returns what went.
+    pub fn forget(&self, tenant: &str, user: &str) -> PersonFeatures {
+        let (gone, affected) = self.with(tenant, |f, _| f.forget(user));
+        let mut dirty = self.dirty.lock().expect("not poisoned");
+        dirty.remove(&(tenant.to_string(), user.to_string()));
+        dirty.extend(affected.into_iter().map(|u| (tenant.to_string(), u)));
+        gone
     }
 
     pub fn knows_item(&self, tenant: &str, item: &str) -> bool {

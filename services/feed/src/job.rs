@@ -4,12 +4,14 @@
 //! the [`Engine`], and marks the slices they change; the [`materialize`] loop
 //! recomputes those slices and writes them to Postgres and Redis. Like
 //! counts are pushed live on `product:<id>`.
+//! Signals that name a user a DSAR erased are dropped before they are
+//! logged (the erased users are a Redis set the compliance service keeps).
 //!
 //! Starting from an empty signal log and reading the topics from the
 //! beginning (a new consumer group) is a replay: the state is a fold of the
 //! same signals, so the slices come out the same.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
@@ -39,6 +41,7 @@ use crate::{
         activity::{self, ActivityEvent, Kind, Object},
         features::Signal,
     },
+    dsar,
     engine::{Engine, LikeCount},
     slices::Slices,
 };
@@ -106,6 +109,12 @@ fn is_uuid(s: &str) -> bool {
     Uuid::parse_str(s).is_ok()
 }
 
+/// A person's id as every store of the feed keys it: a UUID in its
+/// canonical form (anything else as sent), so a DSAR finds it.
+fn person_id(s: String) -> String {
+    Uuid::parse_str(&s).map(|u| u.to_string()).unwrap_or(s)
+}
+
 /// The signals one event gives (none for events the feed does not use).
 pub fn signals_of(
     topic: &str,
@@ -167,7 +176,7 @@ pub fn signals_of(
             let a: ActionEvent = serde_json::from_slice(payload).map_err(json)?;
             if a.action == "view" && is_uuid(&a.object_id) {
                 vec![Signal::View {
-                    user: a.user_id.filter(|u| !u.is_empty()),
+                    user: a.user_id.filter(|u| !u.is_empty()).map(person_id),
                     item: a.object_id,
                     ts_ms: a.ts_ms,
                 }]
@@ -178,10 +187,11 @@ pub fn signals_of(
         ORDER_STATE => {
             let o: OrderStateChanged = serde_json::from_slice(payload).map_err(json)?;
             if o.state == "completed" {
+                let user = person_id(o.user_id);
                 o.product_ids
                     .into_iter()
                     .map(|item| Signal::Purchase {
-                        user: o.user_id.clone(),
+                        user: user.clone(),
                         item,
                         ts_ms: o.ts_ms,
                     })
@@ -210,7 +220,8 @@ pub fn signals_of(
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
     pub topic: String,
-    /// `applied`, `duplicate` or `ignored`.
+    /// `applied`, `duplicate`, `ignored` or `suppressed` (every signal named
+    /// an erased user).
     pub outcome: String,
 }
 
@@ -288,6 +299,36 @@ impl Job {
             .inc();
     }
 
+    /// `signals` without those that name a user a DSAR erased (a member of
+    /// `dsar:blocked:{tenant}`): an event in flight, a redelivery or a replay
+    /// of the topics does not bring them back. Redis failing lets the
+    /// signals through, with a warning: the feature job does not stop for
+    /// Redis (pages do not either), and the scan that follows an erase
+    /// finds anything that got in.
+    async fn suppress(&self, tenant: &str, signals: Vec<Signal>) -> Vec<Signal> {
+        let people: Vec<String> = signals
+            .iter()
+            .flat_map(Signal::people)
+            .map(str::to_string)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if people.is_empty() {
+            return signals;
+        }
+        match dsar::blocked(&self.redis, tenant, &people).await {
+            Ok(erased) if erased.is_empty() => signals,
+            Ok(erased) => signals
+                .into_iter()
+                .filter(|s| s.people().iter().all(|p| !erased.contains(*p)))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "erased users not checked (redis failed); signals kept");
+                signals
+            }
+        }
+    }
+
     async fn push_likes(&self, tenant: &str, counts: Vec<LikeCount>, ts_ms: i64) {
         for c in counts {
             let Ok(id) = Uuid::parse_str(&c.item) else {
@@ -324,6 +365,11 @@ impl Handler for Job {
         } else {
             e.tenant_id.clone()
         };
+        let signals = self.suppress(&tenant, signals).await;
+        if signals.is_empty() {
+            self.count(&d.topic, "suppressed");
+            return Ok(());
+        }
         let ts_ms = signals
             .iter()
             .find_map(|s| match s {

@@ -14,9 +14,12 @@
 //!   in Redis), else computes a new user's slice on the spot (the backfill),
 //!   so a first page is never empty while the catalog has products.
 //! - `Recommend` ranks popular items a customer has not bought.
+//! - The DSAR participant ([`dsar`]) exports, erases and scans one person's
+//!   data in every store above, the in-memory features included.
 
 pub mod api;
 pub mod domain;
+pub mod dsar;
 pub mod engine;
 pub mod job;
 pub mod slices;
@@ -203,6 +206,13 @@ pub async fn run(
         redis_down_until: Arc::new(AtomicI64::new(0)),
         warmer: warmer.clone(),
     };
+    let participant = dsar::FeedParticipant {
+        pool: pool.clone(),
+        redis: redis.clone(),
+        timeline: timeline.clone(),
+        engine: engine.clone(),
+        warmer: Some(warmer.clone()),
+    };
     let clock = cfg.clock.clone();
     // Redis is not a readiness check: without it pages come from Postgres.
     svc.check_postgres("postgres", pool)
@@ -211,6 +221,10 @@ pub async fn run(
             async move { t.ping().await.map_err(|e| e.to_string()) }
         })
         .grpc(FeedServiceServer::new(api))
+        .grpc(shopstream_dsar::server(
+            Arc::new(participant),
+            &cfg.service.default_tenant,
+        ))
         .task("outbox", |stop| relay.run(stop))
         .task("features", move |stop| {
             runner::run_until_stopped(

@@ -67,6 +67,16 @@ impl Warmer {
         }
     }
 
+    /// Drop `user` of `tenant` from the recent readers (a DSAR erase: the
+    /// warmer has no slice of theirs to copy back, and keeps no id of them).
+    pub fn forget(&self, tenant: &str, user: &str) {
+        let mut r = self.recent.lock().expect("not poisoned");
+        let key = (tenant.to_string(), user.to_string());
+        if r.1.remove(&key) {
+            r.0.retain(|k| *k != key);
+        }
+    }
+
     /// Redis missed a slice that Postgres had.
     pub fn missed(&self) {
         self.wake.notify_one();

@@ -206,10 +206,14 @@ impl MediaService for GrpcApi {
         };
         let asset_id = self.ids.new_id();
         let now = self.clock.now_ms();
+        // A user id is stored in its canonical form, so a DSAR finds it.
+        let owner_id = Uuid::parse_str(&r.owner_id)
+            .map(|u| u.to_string())
+            .unwrap_or(r.owner_id);
         let asset = Asset {
             asset_id,
             tenant_id,
-            owner_id: r.owner_id,
+            owner_id,
             kind,
             status: domain::Status::AwaitingUpload,
             declared_type: r.content_type.clone(),
@@ -217,7 +221,7 @@ impl MediaService for GrpcApi {
             filename: r.filename,
             reference: r.r#ref,
             upload_bucket: self.upload_bucket.clone(),
-            upload_key: format!("uploads/{asset_id}"),
+            upload_key: format!("{}{asset_id}", crate::work::UPLOAD_PREFIX),
             format: None,
             width: None,
             height: None,

@@ -5,10 +5,13 @@
 //! each step 3 attempts with exponential backoff. Variants are
 //! content-addressed objects served by presigned GETs (`GetAsset`); the
 //! outcome is published on `media.events` through the outbox. The service
-//! never proxies bytes (ADR 0010).
+//! never proxies bytes (ADR 0010). The DSAR participant ([`dsar`]) exports
+//! and erases a person's uploads (rows and objects) and keeps product
+//! pictures, unlinked from their uploader.
 
 pub mod api;
 pub mod domain;
+pub mod dsar;
 pub mod faults;
 pub mod pipeline;
 pub mod process;
@@ -184,7 +187,7 @@ pub async fn run(
     let metrics = pipeline::PipelineMetrics::register(svc.metrics());
     let pipeline = Arc::new(Pipeline {
         store: store.clone(),
-        s3,
+        s3: s3.clone(),
         bucket: cfg.bucket.clone(),
         policy: cfg.policy.clone(),
         faults: faults.clone(),
@@ -207,6 +210,7 @@ pub async fn run(
     let dedupe = Arc::new(PgDeduper::new(pool.clone()).await?);
     let handler = Arc::new(work::StartOnUpload {
         store: store.clone(),
+        s3: s3.clone(),
         temporal,
         task_queue: cfg.task_queue.clone(),
         upload_bucket: cfg.upload_bucket.clone(),
@@ -215,6 +219,11 @@ pub async fn run(
     let rcfg = RunnerConfig {
         max_attempts: MAX_ATTEMPTS,
         ..RunnerConfig::new(&cfg.consumer_group, &[cfg.work_topic.as_str()])
+    };
+    let participant = dsar::MediaParticipant {
+        store: store.clone(),
+        s3,
+        bucket: cfg.bucket.clone(),
     };
     let api = api::GrpcApi {
         store,
@@ -229,6 +238,10 @@ pub async fn run(
     };
     svc.check_postgres("postgres", pool)
         .grpc(MediaServiceServer::new(api))
+        .grpc(shopstream_dsar::server(
+            Arc::new(participant),
+            &cfg.service.default_tenant,
+        ))
         .http(faults::routes(faults))
         // The Temporal worker is not Send: the kit joins workers on this task.
         .worker("temporal", move |_| async move { worker.run().await })

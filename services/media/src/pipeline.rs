@@ -184,11 +184,32 @@ impl Pipeline {
             .send()
             .await
             .map_err(|e| retry("s3 put")(&aws_sdk_s3::error::DisplayErrorContext(e)))?;
-        self.store
-            .put_variant(asset, &v)
-            .await
-            .map_err(|e| retry("postgres")(&e))?;
+        if let Err(e) = self.store.put_variant(asset, &v).await {
+            return Err(self.unrecorded(asset, &key, e).await);
+        }
         Ok(v)
+    }
+
+    /// A variant written to S3 but not recorded. If its asset is gone (a
+    /// DSAR erased it while this step ran), the object goes too unless
+    /// another asset records the same content, and the step fails for
+    /// good; otherwise the step is retried.
+    async fn unrecorded(&self, asset: Uuid, key: &str, e: sqlx::Error) -> StepError {
+        if !matches!(self.store.get(asset).await, Ok(None)) {
+            return retry("postgres")(&e);
+        }
+        if let Ok(false) = self.store.key_in_use(key).await
+            && let Err(err) = self
+                .s3
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+        {
+            tracing::warn!(%asset, key, error = %aws_sdk_s3::error::DisplayErrorContext(err), "object of an erased asset not deleted");
+        }
+        StepError::Invalid(format!("asset {asset} was erased"))
     }
 
     async fn put_encoded(&self, asset: Uuid, name: &str, e: Encoded) -> Result<Variant, StepError> {
@@ -461,7 +482,16 @@ impl Pipeline {
         failed_step: Option<Step>,
         reason: &str,
     ) -> Result<(), StepError> {
-        let a = self.asset(id).await?;
+        let Some(a) = self
+            .store
+            .get(id)
+            .await
+            .map_err(|e| retry("postgres")(&e))?
+        else {
+            // Erased (a DSAR) while its pipeline ran: nothing to settle.
+            tracing::info!(asset = %id, "asset erased; nothing to settle");
+            return Ok(());
+        };
         if a.status.is_terminal() {
             return Ok(());
         }

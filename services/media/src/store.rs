@@ -2,7 +2,7 @@
 //! outbox `media.events` leaves through (written in the same transaction as
 //! the terminal status).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use shopstream_platform::{events::Envelope, outbox};
@@ -401,6 +401,159 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("asset_id")?, variant_of(r)?)))
             .collect()
+    }
+}
+
+/// What [`Store::erase_owner`] did, row by row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnerRows {
+    pub assets: u64,
+    pub variants: u64,
+    pub attempts: u64,
+    /// Assets kept with the owner replaced by a pseudonym.
+    pub anonymised: u64,
+}
+
+/// What still names an owner (a DSAR scan).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnerCounts {
+    pub assets: u64,
+    pub variants: u64,
+    pub attempts: u64,
+    /// Objects the rows name: distinct variant keys, and the raw upload of
+    /// every asset past `awaiting_upload`.
+    pub objects: u64,
+}
+
+/// The owner's assets among `$1` (ids read before the transaction are
+/// checked again inside it).
+const OWNED: &str =
+    "SELECT asset_id FROM assets WHERE asset_id = ANY($1) AND tenant_id = $2 AND owner_id = $3";
+
+impl Store {
+    /// The assets of `owner` in `tenant`, oldest first.
+    pub async fn by_owner(&self, tenant: &str, owner: &str) -> Result<Vec<Asset>, sqlx::Error> {
+        sqlx::query(
+            "SELECT * FROM assets WHERE tenant_id = $1 AND owner_id = $2
+             ORDER BY created_ms, asset_id",
+        )
+        .bind(tenant)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(asset_of)
+        .collect()
+    }
+
+    /// Which of `keys` a variant of an asset outside `except` records (in
+    /// any tenant: keys are content addresses in one bucket).
+    pub async fn keys_used_outside(
+        &self,
+        keys: &[String],
+        except: &[Uuid],
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        if keys.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let used: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT key FROM variants WHERE key = ANY($1) AND NOT (asset_id = ANY($2))",
+        )
+        .bind(keys)
+        .bind(except)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(used.into_iter().collect())
+    }
+
+    /// Whether any variant records `key`.
+    pub async fn key_in_use(&self, key: &str) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM variants WHERE key = $1)")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// In one transaction, for the assets of `owner` in `tenant`: delete
+    /// those in `erase` with their variants and attempts (the blocklist
+    /// keeps their hashes but no longer names them), and keep those in
+    /// `anonymise` with `pseudonym` as their owner and no file name.
+    pub async fn erase_owner(
+        &self,
+        tenant: &str,
+        owner: &str,
+        erase: &[Uuid],
+        anonymise: &[Uuid],
+        pseudonym: &str,
+    ) -> Result<OwnerRows, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let statements = [
+            format!("UPDATE blocklist SET source_asset = NULL WHERE source_asset IN ({OWNED})"),
+            format!("DELETE FROM attempts WHERE asset_id IN ({OWNED})"),
+            format!("DELETE FROM variants WHERE asset_id IN ({OWNED})"),
+            "DELETE FROM assets WHERE asset_id = ANY($1) AND tenant_id = $2 AND owner_id = $3"
+                .to_string(),
+        ];
+        let mut affected = [0u64; 4];
+        for (n, sql) in statements.iter().enumerate() {
+            affected[n] = sqlx::query(sql)
+                .bind(erase)
+                .bind(tenant)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        let [_, attempts, variants, assets] = affected;
+        let anonymised = sqlx::query(
+            "UPDATE assets SET owner_id = $4, filename = ''
+             WHERE asset_id = ANY($1) AND tenant_id = $2 AND owner_id = $3",
+        )
+        .bind(anonymise)
+        .bind(tenant)
+        .bind(owner)
+        .bind(pseudonym)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(OwnerRows {
+            assets,
+            variants,
+            attempts,
+            anonymised,
+        })
+    }
+
+    /// What still names `owner` in `tenant`, by the owner index and the
+    /// variants' and attempts' primary keys.
+    pub async fn owner_counts(
+        &self,
+        tenant: &str,
+        owner: &str,
+    ) -> Result<OwnerCounts, sqlx::Error> {
+        let (assets, variants, attempts, keys, uploads): (i64, i64, i64, i64, i64) =
+            sqlx::query_as(
+                "WITH owned AS (
+                    SELECT asset_id, status FROM assets WHERE tenant_id = $1 AND owner_id = $2
+                 )
+                 SELECT
+                    (SELECT count(*) FROM owned),
+                    (SELECT count(*) FROM variants JOIN owned USING (asset_id)),
+                    (SELECT count(*) FROM attempts JOIN owned USING (asset_id)),
+                    (SELECT count(DISTINCT key) FROM variants JOIN owned USING (asset_id)),
+                    (SELECT count(*) FROM owned WHERE status <> 'awaiting_upload')",
+            )
+            .bind(tenant)
+            .bind(owner)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(OwnerCounts {
+            assets: assets as u64,
+            variants: variants as u64,
+            attempts: attempts as u64,
+            objects: (keys + uploads) as u64,
+        })
     }
 }
 

@@ -21,14 +21,45 @@ use crate::{store::Store, workflow};
 
 /// Topic of the S3 server's object-created notifications.
 pub const WORK_TOPIC: &str = "media.work";
+/// Where in the upload bucket `StartIngest` puts uploads (`uploads/<asset id>`).
+pub const UPLOAD_PREFIX: &str = "uploads/";
 
 pub struct StartOnUpload {
     pub store: Store,
+    /// Deletes an upload whose asset is gone.
+    pub s3: aws_sdk_s3::Client,
     pub temporal: Client,
     pub task_queue: String,
     /// Only notifications of this bucket are media's.
     pub upload_bucket: String,
     pub clock: Arc<dyn Clock>,
+}
+
+impl StartOnUpload {
+    /// An upload no asset expects. Under `uploads/` it was put with a URL
+    /// of an asset since erased (a DSAR; the URL outlives the row by up to
+    /// 15 minutes): it is deleted, so no one's picture is kept unowned.
+    /// Anything else is left alone.
+    async fn unexpected(&self, bucket: &str, key: &str) -> Result<(), HandlerError> {
+        if !key.starts_with(UPLOAD_PREFIX) {
+            tracing::warn!(key, "an upload no asset expects; ignored");
+            return Ok(());
+        }
+        self.s3
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                HandlerError::Retryable(format!(
+                    "s3 delete: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                ))
+            })?;
+        tracing::info!(key, "an upload no asset expects (erased?); deleted");
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -51,8 +82,7 @@ impl Handler for StartOnUpload {
             .await
             .map_err(|err| retry(&err))?
         else {
-            tracing::warn!(key = %n.s3.object.key, "an upload no asset expects; ignored");
-            return Ok(());
+            return self.unexpected(&n.s3.bucket.name, &n.s3.object.key).await;
         };
         if asset.status.is_terminal() {
             return Ok(());

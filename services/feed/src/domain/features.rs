@@ -235,6 +235,21 @@ pub enum Signal {
     },
 }
 
+impl Signal {
+    /// The people the signal names (none for item-only signals and
+    /// anonymous views).
+    pub fn people(&self) -> Vec<&str> {
+        match self {
+            Signal::View { user, .. } => user.as_deref().into_iter().collect(),
+            Signal::Comment { user, .. }
+            | Signal::Like { user, .. }
+            | Signal::Purchase { user, .. } => vec![user.as_str()],
+            Signal::Follow { follower, followee } => vec![follower.as_str(), followee.as_str()],
+            Signal::Created { .. } | Signal::Pictured { .. } | Signal::Known { .. } => vec![],
+        }
+    }
+}
+
 /// What a signal changed: whose slices are out of date, whether the
 /// item-only ranking is, and an item's new like count.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -260,9 +275,102 @@ pub struct TenantFeatures {
 /// see it at their next refresh (the write fan-out limit).
 pub const FANOUT_LIMIT: usize = 1_000;
 
+/// A like as a person's export shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LikeState {
+    pub liked: bool,
+    pub ts_ms: i64,
+    pub event: Uuid,
+}
+
+/// What the features hold about one person (a DSAR export and scan): their
+/// own views, likes, follows and purchases, and who follows them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PersonFeatures {
+    /// Whether the user has an entry at all (a comment or being followed
+    /// gives one, even an empty one).
+    pub known: bool,
+    /// Views per item, by hour bucket.
+    pub views: BTreeMap<String, Buckets>,
+    pub likes: BTreeMap<String, LikeState>,
+    pub follows: BTreeSet<String>,
+    pub followers: BTreeSet<String>,
+    pub bought: BTreeSet<String>,
+}
+
+impl PersonFeatures {
+    /// Entries about the person: the user entry itself and each view item,
+    /// like, follow, follower and purchase.
+    pub fn entries(&self) -> u64 {
+        u64::from(self.known)
+            + self.views.len() as u64
+            + self.likes.len() as u64
+            + self.follows.len() as u64
+            + self.followers.len() as u64
+            + self.bought.len() as u64
+    }
+}
+
 impl TenantFeatures {
     pub fn knows_item(&self, item: &str) -> bool {
         self.items.contains_key(item)
+    }
+
+    /// What the features hold about `user`.
+    pub fn person(&self, user: &str) -> PersonFeatures {
+        let us = self.users.get(user);
+        PersonFeatures {
+            known: us.is_some(),
+            views: us.map(|u| u.views.clone()).unwrap_or_default(),
+            likes: us
+                .map(|u| {
+                    u.likes
+                        .iter()
+                        .map(|(i, r)| {
+                            (
+                                i.clone(),
+                                LikeState {
+                                    liked: r.liked,
+                                    ts_ms: r.ts_ms,
+                                    event: r.event,
+                                },
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            follows: us.map(|u| u.follows.clone()).unwrap_or_default(),
+            followers: self.followers.get(user).cloned().unwrap_or_default(),
+            bought: us.map(|u| u.bought.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Take `user` out of the fold (a DSAR erase): their views, likes,
+    /// follows and purchases, and every follow of them, so no slice ranks
+    /// by them any more. The item counts they added (views, likes,
+    /// comments, purchases per hour) stay: they are about items, not
+    /// people, and no longer name anyone. Returns what went and the users
+    /// whose slices change (the people who followed them: their social
+    /// likes lose this user's).
+    pub fn forget(&mut self, user: &str) -> (PersonFeatures, Vec<String>) {
+        let gone = self.person(user);
+        self.users.remove(user);
+        for followee in &gone.follows {
+            if let Some(fs) = self.followers.get_mut(followee) {
+                fs.remove(user);
+                if fs.is_empty() {
+                    self.followers.remove(followee);
+                }
+            }
+        }
+        self.followers.remove(user);
+        for follower in &gone.followers {
+            if let Some(us) = self.users.get_mut(follower) {
+                us.follows.remove(user);
+            }
+        }
+        let affected = gone.followers.iter().cloned().collect();
+        (gone, affected)
     }
 
     /// Apply one signal.
@@ -672,6 +780,53 @@ mod tests {
             "a",
             "bought once: the most popular"
         );
+    }
+
+    #[test]
+    fn a_forgotten_user_ranks_nothing_and_item_counts_stay() {
+        let mut f = TenantFeatures::default();
+        for (i, item) in ["a", "b"].iter().enumerate() {
+            f.apply(Signal::Created {
+                item: item.to_string(),
+                ts_ms: T0 + i as i64 * H,
+            });
+        }
+        f.apply(Signal::Follow {
+            follower: "u".into(),
+            followee: "w".into(),
+        });
+        f.apply(Signal::Follow {
+            follower: "w".into(),
+            followee: "x".into(),
+        });
+        f.apply(like("w", "a", true, T0 + 3 * H, 1));
+        f.apply(view("w", "b", T0 + H));
+        f.apply(Signal::Purchase {
+            user: "w".into(),
+            item: "b".into(),
+            ts_ms: T0 + 4 * H,
+        });
+        let w = Weights::default();
+        f.refresh_global(&w);
+        let social = |f: &TenantFeatures| {
+            f.contributions(Some("u"), "a", &w, T0 + 5 * H)
+                .iter()
+                .any(|c| c.0 == Feature::SocialLikes)
+        };
+        assert!(social(&f));
+        let p = f.person("w");
+        // The entry, a view, a like, a follow, a follower, a purchase.
+        assert_eq!(p.entries(), 6, "{p:?}");
+        let (gone, affected) = f.forget("w");
+        assert_eq!(gone, p);
+        assert_eq!(affected, ["u"]);
+        assert_eq!(f.person("w").entries(), 0);
+        assert!(!social(&f), "a follower's slice no longer shows w's like");
+        assert!(f.users["u"].follows.is_empty());
+        assert!(!f.followers.contains_key("x"));
+        assert_eq!(f.items["a"].like_count, 1, "item counts stay");
+        assert_eq!(f.slice("w", &w), f.slice("a-stranger", &w));
+        assert_eq!(f.forget("w").0.entries(), 0, "forgetting twice is a no-op");
     }
 
     proptest! {

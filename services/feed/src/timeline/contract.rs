@@ -82,7 +82,7 @@ pub async fn run(store: &dyn TimelineStore) {
         .await
         .expect("append other tenant");
     assert_eq!(
-        store.count(&tenant, alice).await.unwrap(),
+        store.count_user(&tenant, alice).await.unwrap(),
         7,
         "a repeat is no second row"
     );
@@ -138,15 +138,62 @@ pub async fn run(store: &dyn TimelineStore) {
         Err(TimelineError::BadCursor)
     ));
 
-    // Erase takes everything of one user, once.
-    assert_eq!(store.erase(&tenant, alice).await.unwrap(), 9);
-    assert_eq!(store.count(&tenant, alice).await.unwrap(), 0);
+    // Export: the user's whole history, newest first, comment bodies
+    // included, nobody else's (another user, the same user in another
+    // tenant).
+    let mut history = expected.clone();
+    history.push(activity(&tenant, alice, 50, T0 + 7 * DAY_MS));
+    history.push(activity(&tenant, alice, 51, T0 - DAY_MS));
+    history.sort_by(|a, b| b.ts_ms.cmp(&a.ts_ms).then(b.id.cmp(&a.id)));
+    let exported = store.export_user(&tenant, alice).await.expect("export");
+    assert_eq!(exported, history);
+    assert!(exported.iter().any(|a| a.text == "comment 5"));
+    assert!(
+        exported
+            .iter()
+            .all(|a| a.actor == alice && a.tenant == tenant)
+    );
+    assert_eq!(store.export_user(&tenant, bob).await.unwrap().len(), 1);
+    assert!(
+        store
+            .export_user(&tenant, Uuid::new_v4())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Erase takes everything of one user, once, and nothing of anyone else.
+    assert_eq!(store.erase_user(&tenant, alice).await.unwrap(), 9);
+    assert_eq!(store.count_user(&tenant, alice).await.unwrap(), 0);
     assert!(all(store, &tenant, alice, 10).await.is_empty());
-    assert_eq!(store.erase(&tenant, alice).await.unwrap(), 0);
-    assert_eq!(store.count(&tenant, bob).await.unwrap(), 1);
-    store.erase(&tenant, bob).await.unwrap();
+    assert!(store.export_user(&tenant, alice).await.unwrap().is_empty());
+    assert_eq!(
+        store.count_day(&tenant, alice, day(T0)).await.unwrap(),
+        0,
+        "no row is left in a partition"
+    );
+    assert_eq!(store.erase_user(&tenant, alice).await.unwrap(), 0);
+    assert_eq!(store.count_user(&tenant, bob).await.unwrap(), 1);
+    assert_eq!(all(store, &tenant, bob, 10).await.len(), 1);
+    assert_eq!(
+        store
+            .count_user("another-tenant-of-the-contract", alice)
+            .await
+            .unwrap(),
+        1,
+        "erasure is scoped to the tenant"
+    );
+    // Appending after an erase starts a new history (who may append is
+    // the service's business, not the store's).
     store
-        .erase("another-tenant-of-the-contract", alice)
+        .append(&activity(&tenant, alice, 60, T0 + 2 * DAY_MS))
+        .await
+        .unwrap();
+    assert_eq!(all(store, &tenant, alice, 10).await.len(), 1);
+    assert_eq!(store.erase_user(&tenant, alice).await.unwrap(), 1);
+    store.erase_user(&tenant, bob).await.unwrap();
+    store
+        .erase_user("another-tenant-of-the-contract", alice)
         .await
         .unwrap();
 }

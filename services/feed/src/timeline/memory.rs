@@ -60,7 +60,7 @@ impl TimelineStore for MemoryTimeline {
             .count() as i64)
     }
 
-    async fn count(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError> {
+    async fn count_user(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError> {
         let rows = self.rows.lock().expect("not poisoned");
         Ok(rows
             .keys()
@@ -68,7 +68,17 @@ impl TimelineStore for MemoryTimeline {
             .count() as u64)
     }
 
-    async fn erase(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError> {
+    async fn export_user(&self, tenant: &str, user: Uuid) -> Result<Vec<Activity>, TimelineError> {
+        let rows = self.rows.lock().expect("not poisoned");
+        Ok(rows
+            .iter()
+            .rev()
+            .filter(|((t, u, _, _, _), _)| t == tenant && *u == user)
+            .map(|(_, a)| a.clone())
+            .collect())
+    }
+
+    async fn erase_user(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError> {
         let mut rows = self.rows.lock().expect("not poisoned");
         let before = rows.len();
         rows.retain(|(t, u, _, _, _), _| !(t == tenant && *u == user));

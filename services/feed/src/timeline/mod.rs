@@ -91,11 +91,16 @@ pub trait TimelineStore: Send + Sync + 'static {
     /// How many activities `user` published on `day` (the partition bound).
     async fn count_day(&self, tenant: &str, user: Uuid, day: i32) -> Result<i64, TimelineError>;
 
-    /// How many activities `user` has in all.
-    async fn count(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError>;
+    /// How many activities `user` has in all (a DSAR scan).
+    async fn count_user(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError>;
 
-    /// Delete everything of `user`; returns how many activities went.
-    async fn erase(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError>;
+    /// Every activity of `user`, newest first, comment bodies included (a
+    /// DSAR export; one user's whole history, not a page).
+    async fn export_user(&self, tenant: &str, user: Uuid) -> Result<Vec<Activity>, TimelineError>;
+
+    /// Delete everything of `user` (a DSAR erase); returns how many
+    /// activities went, so a second erase returns 0.
+    async fn erase_user(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError>;
 
     /// Whether the store answers (readiness).
     async fn ping(&self) -> Result<(), TimelineError>;

@@ -5,7 +5,7 @@
 //! unit of placement.
 
 use async_trait::async_trait;
-use sqlx::{PgPool, Row as _};
+use sqlx::{PgPool, Row as _, postgres::PgRow};
 use uuid::Uuid;
 
 use super::{Row, TimelineError, TimelinePage, TimelineStore};
@@ -69,6 +69,18 @@ impl std::fmt::Display for KeyCursor {
     }
 }
 
+/// A stored row (the partition key aside).
+fn row_of(r: &PgRow) -> Row {
+    Row {
+        ts_ms: r.get("ts_ms"),
+        id: r.get("activity_id"),
+        kind: r.get("kind"),
+        object: r.get("object"),
+        body: r.get("body"),
+        client_id: r.get("client_id"),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PgTimeline {
     pub pool: PgPool,
@@ -125,17 +137,7 @@ impl TimelineStore for PgTimeline {
         .map_err(unavailable)?;
         let mut out = rows
             .into_iter()
-            .map(|r| {
-                Row {
-                    ts_ms: r.get("ts_ms"),
-                    id: r.get("activity_id"),
-                    kind: r.get("kind"),
-                    object: r.get("object"),
-                    body: r.get("body"),
-                    client_id: r.get("client_id"),
-                }
-                .into_activity(tenant, user)
-            })
+            .map(|r| row_of(&r).into_activity(tenant, user))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(KeyCursor::finish(&mut out, limit))
     }
@@ -152,7 +154,7 @@ impl TimelineStore for PgTimeline {
         .map_err(unavailable)
     }
 
-    async fn count(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError> {
+    async fn count_user(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError> {
         let n: i64 =
             sqlx::query_scalar("SELECT count(*) FROM timeline WHERE tenant = $1 AND user_id = $2")
                 .bind(tenant)
@@ -163,7 +165,24 @@ impl TimelineStore for PgTimeline {
         Ok(n as u64)
     }
 
-    async fn erase(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError> {
+    async fn export_user(&self, tenant: &str, user: Uuid) -> Result<Vec<Activity>, TimelineError> {
+        // One user's rows by the primary key's prefix, newest first.
+        let rows = sqlx::query(
+            "SELECT ts_ms, activity_id, kind, object, body, client_id FROM timeline
+             WHERE tenant = $1 AND user_id = $2
+             ORDER BY day DESC, ts_ms DESC, activity_id DESC",
+        )
+        .bind(tenant)
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.into_iter()
+            .map(|r| row_of(&r).into_activity(tenant, user))
+            .collect()
+    }
+
+    async fn erase_user(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError> {
         let r = sqlx::query("DELETE FROM timeline WHERE tenant = $1 AND user_id = $2")
             .bind(tenant)
             .bind(user)

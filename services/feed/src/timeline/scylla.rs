@@ -14,6 +14,11 @@
 //! newest first and each day's partition with the server's paging state; the
 //! cursor is (day, paging state), so a page never re-reads what an earlier
 //! one returned.
+//!
+//! A user's whole history (a DSAR export or erase) is found the same way:
+//! the day list names every partition of the user, so neither reads more
+//! than the user's own partitions (no scan of the table, no secondary
+//! index). Erasure deletes each day's partition whole, then the day list.
 
 use async_trait::async_trait;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -102,6 +107,20 @@ impl DayCursor {
 }
 
 type Columns = (i64, Uuid, String, String, String, String);
+
+/// The activity of one selected row.
+fn activity_of(c: Columns, tenant: &str, user: Uuid) -> Result<Activity, TimelineError> {
+    let (ts_ms, id, kind, object, body, client_id) = c;
+    Row {
+        ts_ms,
+        id,
+        kind,
+        object,
+        body,
+        client_id,
+    }
+    .into_activity(tenant, user)
+}
 
 impl ScyllaTimeline {
     /// Connect to `nodes`, create the keyspace (replication 1 where it does
@@ -212,6 +231,35 @@ impl ScyllaTimeline {
             .collect()
     }
 
+    /// Every row of the partition `(tenant, user, d)`, newest first, read in
+    /// the server's pages (a day holds at most
+    /// [`MAX_ACTIVITIES_PER_DAY`](super::MAX_ACTIVITIES_PER_DAY) rows).
+    async fn whole_day(
+        &self,
+        tenant: &str,
+        user: Uuid,
+        d: i32,
+    ) -> Result<Vec<Activity>, TimelineError> {
+        let mut out = vec![];
+        let mut paging = PagingState::start();
+        loop {
+            let (res, more) = self
+                .session
+                .execute_single_page(&self.select_day, (tenant, user, d), paging)
+                .await
+                .map_err(unavailable)?;
+            let rows = res.into_rows_result().map_err(unavailable)?;
+            for row in rows.rows::<Columns>().map_err(unavailable)? {
+                out.push(activity_of(row.map_err(unavailable)?, tenant, user)?);
+            }
+            match more {
+                PagingStateResponse::HasMorePages { state } => paging = state,
+                PagingStateResponse::NoMorePages => return Ok(out),
+            }
+        }
+    }
+
+    /// Every day of the user's day list, newest first.
     async fn all_days(&self, tenant: &str, user: Uuid) -> Result<Vec<i32>, TimelineError> {
         let mut out = vec![];
         let mut from = i32::MAX;
@@ -295,16 +343,7 @@ impl TimelineStore for ScyllaTimeline {
                     .map_err(unavailable)?;
                 let rows = res.into_rows_result().map_err(unavailable)?;
                 for row in rows.rows::<Columns>().map_err(unavailable)? {
-                    let (ts_ms, id, kind, object, body, client_id) = row.map_err(unavailable)?;
-                    let row = Row {
-                        ts_ms,
-                        id,
-                        kind,
-                        object,
-                        body,
-                        client_id,
-                    };
-                    out.push(row.into_activity(tenant, user)?);
+                    out.push(activity_of(row.map_err(unavailable)?, tenant, user)?);
                 }
                 let next_in_day = match more {
                     PagingStateResponse::HasMorePages { state } => {
@@ -351,7 +390,7 @@ impl TimelineStore for ScyllaTimeline {
         Ok(n)
     }
 
-    async fn count(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError> {
+    async fn count_user(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError> {
         let mut n = 0;
         for d in self.all_days(tenant, user).await? {
             n += self.count_day(tenant, user, d).await? as u64;
@@ -359,7 +398,21 @@ impl TimelineStore for ScyllaTimeline {
         Ok(n)
     }
 
-    async fn erase(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError> {
+    /// The day list, newest first, then each day's partition read whole
+    /// (in the server's pages).
+    async fn export_user(&self, tenant: &str, user: Uuid) -> Result<Vec<Activity>, TimelineError> {
+        let mut out = vec![];
+        for d in self.all_days(tenant, user).await? {
+            out.extend(self.whole_day(tenant, user, d).await?);
+        }
+        Ok(out)
+    }
+
+    /// The day list, then each day's partition deleted whole (one partition
+    /// tombstone each), then the day list itself. The day list goes last:
+    /// an erase cut short leaves the days it did not reach listed, so the
+    /// next erase (every statement is idempotent) finds them.
+    async fn erase_user(&self, tenant: &str, user: Uuid) -> Result<u64, TimelineError> {
         let mut n = 0;
         for d in self.all_days(tenant, user).await? {
             n += self.count_day(tenant, user, d).await? as u64;

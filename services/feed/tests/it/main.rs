@@ -6,7 +6,10 @@
 //! `analytics.raw` — into slices served by `GetPage`; a followee's like
 //! moving an item up and pushed live; bad input; a Redis flush served from
 //! Postgres; a new user's first page; and a second service that replays the
-//! topics from the beginning into the same slices, to the bit.
+//! topics from the beginning into the same slices, to the bit. The DSAR
+//! participant has its own module ([`dsar`]).
+
+mod dsar;
 
 use std::{collections::BTreeMap, time::Duration};
 

@@ -1,8 +1,9 @@
 //! Media over real processes: the shared test stack's Postgres, broker,
 //! Temporal and S3 server (whose object-created notifications start the
 //! pipeline). Each test has its own buckets, database, consumer group and
-//! task queue.
+//! task queue. `dsar` runs the DSAR participant contract.
 
+mod dsar;
 mod pipeline;
 
 use std::time::Duration;
