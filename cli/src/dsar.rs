@@ -235,8 +235,12 @@ pub fn print_dsar(d: &Dsar) {
     }
     for r in &d.retained {
         println!(
-            "  retained: {} {} ({}), kept {} days: {}",
-            r.count, r.store, r.fields_kept, r.retain_days, r.basis
+            "  retained: {} {} ({}), kept {}: {}",
+            r.count,
+            r.store,
+            r.fields_kept,
+            retention(r.retain_days),
+            r.basis
         );
     }
     if !d.error.is_empty() {
@@ -253,6 +257,15 @@ pub fn print_dsar(d: &Dsar) {
             "  archive: presigned URL valid until {} ms (shopstream dsar export {} --out FILE)",
             d.export_url_expires_at_ms, d.dsar_id
         );
+    }
+}
+
+/// A retention period: days, or no fixed term (0: kept while it serves its
+/// purpose, e.g. a product picture).
+pub fn retention(days: u32) -> String {
+    match days {
+        0 => "with no fixed term".to_string(),
+        d => format!("{d} days"),
     }
 }
 
@@ -469,7 +482,7 @@ async fn export(a: ExportArgs) -> anyhow::Result<u8> {
 /// A chain source: a directory of `<seq>.jws` files or compliance over HTTP.
 enum ChainSource {
     Dir(PathBuf),
-    Remote(Compliance),
+    Remote(Box<Compliance>),
 }
 
 async fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
@@ -496,8 +509,8 @@ async fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
     };
     let source = match &a.chain {
         Some(s) if Path::new(s).is_dir() => ChainSource::Dir(PathBuf::from(s)),
-        Some(s) => ChainSource::Remote(Compliance::new(&grpc, s)?),
-        None => ChainSource::Remote(remote()?),
+        Some(s) => ChainSource::Remote(Box::new(Compliance::new(&grpc, s)?)),
+        None => ChainSource::Remote(Box::new(remote()?)),
     };
     // The chain up to the certified record, fetched first (verify is sync).
     let claimed = domain::jws_payload(&jws)

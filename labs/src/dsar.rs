@@ -76,7 +76,12 @@ async fn run_dsar(lab: &Lab, c: &Compliance, user: &str, kind: Kind) -> Result<D
         .start(DEFAULT_TENANT, user, kind, "dsar lab", "")
         .await
         .map_err(compliance_err)?;
-    let id = started.dsar_id.clone();
+    follow_dsar(lab, c, &started.dsar_id, kind).await
+}
+
+/// Follow DSAR `id` to its end.
+async fn follow_dsar(lab: &Lab, c: &Compliance, id: &str, kind: Kind) -> Result<Dsar, LabError> {
+    let id = id.to_string();
     lab.checkpoint(
         &format!("the {} DSAR ends", kind.as_str()),
         DSAR_DEADLINE,
@@ -314,19 +319,56 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
     );
 
     // 3. Erase.
-    let erase = run_dsar(&lab, &compliance, &user, Kind::Erase).await?;
+    let refused = buyer
+        .send(
+            reqwest::Method::POST,
+            "/admin/dsar",
+            Some(&json!({"subject": user, "kind": "erase"})),
+            &[],
+        )
+        .await;
+    lab.check(
+        "a shopper cannot start a DSAR (POST /admin/dsar is for admins)",
+        matches!(&refused, Err(LabError::Failed(m)) if m.contains("403")),
+        "HTTP 403",
+        format!("{:?}", refused.map(|a| a.status)),
+    );
+    let mut admin = Gateway::new(&target.gateway_url)?;
+    let dsar_id = lab
+        .action("an admin asks for the erasure: POST /admin/dsar", async {
+            let who = admin
+                .login_as_new_admin(&target.identity_grpc_url, "dsar-lab")
+                .await?;
+            let a = admin
+                .send(
+                    reqwest::Method::POST,
+                    "/admin/dsar",
+                    Some(&json!({"subject": user, "kind": "erase"})),
+                    &[],
+                )
+                .await?;
+            let id = a.body["dsar_id"].as_str().unwrap_or_default().to_string();
+            let d = format!(
+                "HTTP {} as {who}: DSAR {id} {}",
+                a.status.as_u16(),
+                a.body["state"]
+            );
+            Ok((id, d))
+        })
+        .await?;
+    let erase = follow_dsar(&lab, &compliance, &dsar_id, Kind::Erase).await?;
     lab.note(&format!(
         "what each participant erased:\n{}",
         store_lines(&erase).join("\n")
     ));
     let took = erase.completed_at_ms - erase.created_at_ms;
     lab.measure("erasure, end to end", took as f64, "ms");
+    let mut per_participant = std::collections::BTreeMap::new();
     for s in erase.stores.iter().filter(|s| s.took_ms > 0) {
-        lab.measure(
-            &format!("  {} ({})", s.participant, s.store),
-            s.took_ms as f64,
-            "ms",
-        );
+        per_participant.insert(s.participant.clone(), s.took_ms);
+    }
+    for (p, ms) in per_participant {
+        lab.measure(&format!("  {p}"), ms as f64, "ms");
     }
     lab.check(
         "the erasure completed",
@@ -350,9 +392,13 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
             .join("\n")
     ));
     for r in &erase.retained {
+        let kept = match r.retain_days {
+            0 => "with no fixed term".to_string(),
+            d => format!("{d} days"),
+        };
         lab.note(&format!(
-            "retained: {} {} — {} — kept {} days under {}",
-            r.count, r.store, r.fields_kept, r.retain_days, r.basis
+            "retained: {} {} — {} — kept {kept} under {}",
+            r.count, r.store, r.fields_kept, r.basis
         ));
     }
     lab.check(
@@ -407,7 +453,8 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
         "all pass",
         format!("{} checks", checks.len()),
     );
-    let login = buyer
+    // A client with no token: the old one would be refused before login.
+    let login = Gateway::new(&target.gateway_url)?
         .send(
             reqwest::Method::POST,
             "/auth/login",

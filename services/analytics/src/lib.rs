@@ -4,10 +4,12 @@
 //! fact once into its day's rollup ([`domain`], pure; [`store`], Postgres);
 //! closes each day at 00:05 UTC the next day through the Clock port; serves
 //! `GetDailyStats` over gRPC (the gateway's `GET /admin/stats/daily` and
-//! `shopstream stats` read it).
+//! `shopstream stats` read it). It answers DSARs over its gRPC port
+//! ([`dsar`]): the visitor ids a user acted as and their actions.
 
 pub mod api;
 pub mod domain;
+pub mod dsar;
 pub mod store;
 
 use std::{sync::Arc, time::Duration};
@@ -105,6 +107,10 @@ pub struct Undecodable {
 
 #[derive(Deserialize)]
 struct ActionEvent {
+    /// The signed-in user, if any (kept only as the visitor's link, for
+    /// DSARs: see [`store::Rollups::link_visitor`]).
+    #[serde(default)]
+    user_id: Option<String>,
     visitor_id: String,
     action: Action,
     ts_ms: i64,
@@ -196,6 +202,16 @@ pub fn fact_of(event_type: &str, id: &str, payload: &[u8]) -> Result<Option<Fact
     })
 }
 
+/// The (user, visitor) of a signed-in shopper's action.
+fn signed_in(event_type: &str, payload: &[u8]) -> Option<(String, String)> {
+    if event_type != ACTION_EVENT {
+        return None;
+    }
+    let a: ActionEvent = serde_json::from_slice(payload).ok()?;
+    let user = a.user_id.filter(|u| !u.is_empty())?;
+    (!a.visitor_id.is_empty()).then_some((user, a.visitor_id))
+}
+
 /// Counts each event's fact.
 pub struct Count {
     pub rollups: Arc<Rollups>,
@@ -239,6 +255,12 @@ impl Handler for Count {
         let fact = fact_of(&e.event_type, &e.id.to_string(), &e.payload)
             .map_err(|err| HandlerError::Permanent(err.to_string()))?;
         let Some(fact) = fact else { return Ok(()) };
+        if let Some((user, visitor)) = signed_in(&e.event_type, &e.payload) {
+            self.rollups
+                .link_visitor(&e.tenant_id, &user, &visitor, fact.ts_ms())
+                .await
+                .map_err(|err| HandlerError::Retryable(format!("postgres: {err}")))?;
+        }
         match self
             .rollups
             .record(&e.tenant_id, fact)
@@ -298,8 +320,13 @@ pub async fn run(
         clock: cfg.clock.clone(),
         default_tenant: cfg.service.default_tenant.clone(),
     };
+    let participant = dsar::Participant::new(rollups.clone());
     svc.check_postgres("postgres", pool)
         .grpc(AnalyticsServiceServer::new(api))
+        .grpc(shopstream_dsar::server(
+            Arc::new(participant),
+            &cfg.service.default_tenant,
+        ))
         .task("events", move |stop| {
             runner::run_until_stopped(bus, dedupe, count, rcfg, stop, CONSUMER_RESTART_DELAY)
         })

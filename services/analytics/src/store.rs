@@ -217,6 +217,115 @@ impl Rollups {
         Ok(Recorded::Counted)
     }
 
+    /// Remember that `user_id` acted as `visitor_id` (first at `ts_ms`):
+    /// how a DSAR finds a person's actions, whose facts name only the
+    /// visitor.
+    pub async fn link_visitor(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        visitor_id: &str,
+        ts_ms: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO visitor_users (tenant_id, user_id, visitor_id, first_seen_ms)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id, user_id, visitor_id)
+             DO UPDATE SET first_seen_ms = EXCLUDED.first_seen_ms
+             WHERE visitor_users.first_seen_ms > EXCLUDED.first_seen_ms",
+        )
+        .bind(tenant)
+        .bind(user_id)
+        .bind(visitor_id)
+        .bind(ts_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The visitor ids `user_id` acted as, with when each was first seen,
+    /// and the facts of those visitors (oldest first).
+    pub async fn user_data(
+        &self,
+        tenant: &str,
+        user_id: &str,
+    ) -> sqlx::Result<(Vec<(String, i64)>, Vec<Fact>)> {
+        let visitors: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT visitor_id, first_seen_ms FROM visitor_users
+             WHERE tenant_id = $1 AND user_id = $2 ORDER BY first_seen_ms, visitor_id",
+        )
+        .bind(tenant)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let ids: Vec<String> = visitors.iter().map(|(v, _)| v.clone()).collect();
+        let facts: Vec<Json<Fact>> = sqlx::query_scalar(
+            "SELECT fact FROM facts
+             WHERE tenant_id = $1 AND fact->>'visitor_id' = ANY($2)
+             ORDER BY (fact->>'ts_ms')::bigint, id",
+        )
+        .bind(tenant)
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((visitors, facts.into_iter().map(|f| f.0).collect()))
+    }
+
+    /// How many visitor links and facts of `user_id` there are.
+    pub async fn user_counts(&self, tenant: &str, user_id: &str) -> sqlx::Result<(u64, u64)> {
+        let (links, facts): (i64, i64) = sqlx::query_as(
+            "SELECT
+                (SELECT count(*) FROM visitor_users WHERE tenant_id = $1 AND user_id = $2),
+                (SELECT count(*) FROM facts
+                 WHERE tenant_id = $1 AND fact->>'visitor_id' IN
+                     (SELECT visitor_id FROM visitor_users WHERE tenant_id = $1 AND user_id = $2))",
+        )
+        .bind(tenant)
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((links.max(0) as u64, facts.max(0) as u64))
+    }
+
+    /// Delete the facts of every visitor `user_id` acted as, and those
+    /// links, in one transaction; the open days they touched are counted
+    /// again without them (closed days keep their published totals, which
+    /// name no one). Returns (facts, links) deleted.
+    ///
+    /// A visitor id shared by two accounts (one browser, two sign-ins) is
+    /// erased whole: its facts cannot be told apart.
+    pub async fn erase_user(&self, tenant: &str, user_id: &str) -> sqlx::Result<(u64, u64)> {
+        // Held throughout: a fact recorded meanwhile cannot fall between the
+        // delete and the recount.
+        let mut open = self.open.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let visitors: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM visitor_users WHERE tenant_id = $1 AND user_id = $2
+             RETURNING visitor_id",
+        )
+        .bind(tenant)
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let days: Vec<i32> = sqlx::query_scalar(
+            "DELETE FROM facts WHERE tenant_id = $1 AND fact->>'visitor_id' = ANY($2)
+             RETURNING day",
+        )
+        .bind(tenant)
+        .bind(&visitors)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let touched: std::collections::BTreeSet<i32> = days.iter().copied().collect();
+        for day in touched {
+            if let Some(rollup) = open.get_mut(&(tenant.to_string(), Day(day))) {
+                let facts = Self::facts_of(&self.pool, tenant, Day(day)).await?;
+                *rollup = fold(Day(day), &facts);
+            }
+        }
+        Ok((days.len() as u64, visitors.len() as u64))
+    }
+
     /// Close every open day whose time has come (00:05 UTC the next day on
     /// the clock); returns the days closed.
     pub async fn close_due(&self) -> sqlx::Result<Vec<(String, Day)>> {

@@ -42,12 +42,13 @@ use crate::{
 };
 
 /// The services that hold personal data, in the order a DSAR lists them.
-/// Search indexes products only and holds nothing about a person (ADR 0012).
+/// Not participants (ADR 0012): search and catalog (products only),
+/// inventory (reservations name an order, not a person) and payments (keyed
+/// by order id only; once orders anonymises an order, its payment names no
+/// one and is kept whole as an accounting record).
 pub const PARTICIPANTS: &[&str] = &[
     "identity",
     "orders",
-    "payments",
-    "inventory",
     "notifications",
     "analytics",
     "feed",

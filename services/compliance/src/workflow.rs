@@ -300,10 +300,10 @@ impl DsarActivities {
             }
         }
         c.store.set_running(id, &all).await.map_err(retry)?;
-        if d.kind == Kind::Erase {
-            if let Err(e) = crate::block(c, &d.tenant, d.subject_user_id).await {
-                return Err(self.waiting(id, "redis (freeze)", e).await);
-            }
+        if d.kind == Kind::Erase
+            && let Err(e) = crate::block(c, &d.tenant, d.subject_user_id).await
+        {
+            return Err(self.waiting(id, "redis (freeze)", e).await);
         }
         let mut participants: Vec<String> = c.participants.iter().map(|(n, _)| n.clone()).collect();
         participants.push(LOCAL.to_string());
@@ -363,10 +363,8 @@ impl DsarActivities {
                             p.erase(&subject)
                                 .await
                                 .map(|e| {
-                                    (
-                                        at_least(e.counts, &found),
-                                        fill_retained(e.retained, &found),
-                                    )
+                                    let retained = fill_retained(e.retained, &e.counts, &found);
+                                    (at_least(e.counts, &found), retained)
                                 })
                                 .map_err(|e| e.to_string())
                         }
@@ -450,10 +448,11 @@ impl DsarActivities {
         if d.state.is_terminal() {
             return Ok(());
         }
-        if d.kind == Kind::Export && d.export_key.is_none() {
-            if let Err(e) = crate::build_archive(c, &d).await {
-                return Err(self.waiting(id, "export archive", e).await);
-            }
+        if d.kind == Kind::Export
+            && d.export_key.is_none()
+            && let Err(e) = crate::build_archive(c, &d).await
+        {
+            return Err(self.waiting(id, "export archive", e).await);
         }
         if d.kind == Kind::Erase {
             c.store
@@ -509,18 +508,27 @@ fn at_least(mut erased: Vec<StoreCount>, found: &[StoreCount]) -> Vec<StoreCount
     erased
 }
 
-/// Retained entries whose count an earlier, lost attempt took: the count
-/// the scan found before.
+/// Retained entries whose count an earlier, lost attempt took: when the
+/// erase found nothing at all in a store the scan before it found rows in,
+/// an earlier attempt did the work, and what it kept is what the scan found.
+/// (A participant that erases some of a store's rows and keeps others, as
+/// media does with product pictures, can be overstated in that one case: a
+/// crash between its answer and the bookkeeping.)
 fn fill_retained(
     mut retained: Vec<shopstream_dsar::Retained>,
+    erased: &[StoreCount],
     found: &[StoreCount],
 ) -> Vec<shopstream_dsar::Retained> {
+    let count = |list: &[StoreCount], store: &str| -> u64 {
+        list.iter()
+            .filter(|c| c.store == store)
+            .map(|c| c.count)
+            .sum()
+    };
     for r in retained.iter_mut().filter(|r| r.count == 0) {
-        r.count = found
-            .iter()
-            .filter(|f| f.store == r.store)
-            .map(|f| f.count)
-            .sum();
+        if count(erased, &r.store) == 0 {
+            r.count = count(found, &r.store);
+        }
     }
     retained
 }

@@ -182,7 +182,11 @@ impl Client {
 
     fn err(&self, s: Status) -> Error {
         match s.code() {
-            tonic::Code::InvalidArgument | tonic::Code::Unimplemented => {
+            tonic::Code::Unimplemented => Error::Invalid(format!(
+                "{} does not serve the DSAR participant contract (UNIMPLEMENTED)",
+                self.name
+            )),
+            tonic::Code::InvalidArgument => {
                 Error::Invalid(format!("{}: {}", self.name, s.message()))
             }
             _ => Error::Unavailable(format!("{}: {:?}: {}", self.name, s.code(), s.message())),

@@ -63,13 +63,26 @@ pub struct ActionEvent {
     /// The visitor cookie's id (signed in or not).
     pub visitor_id: String,
     pub action: Action,
-    /// The product, the search text, the SKU or the order.
+    /// The product, the SKU or the order; empty for a search (events carry
+    /// no free text, ADR 0012).
     pub object_id: String,
     pub ts_ms: i64,
     /// `desktop`, `mobile`, `tablet`, `bot` or `unknown`, from the User-Agent.
     pub device: String,
-    /// The `Referer` header (at most 512 characters), or empty.
+    /// The `Referer` header's host (at most 512 characters), or empty.
     pub referrer: String,
+}
+
+/// The host of a `Referer` (`https://www.example.com/a?b` →
+/// `www.example.com`), at most [`MAX_REFERRER`] characters: a full URL is
+/// free text from another site (it may carry an e-mail address or a token),
+/// and events carry none (ADR 0012).
+pub fn referrer_host(referer: &str) -> String {
+    let rest = referer.split_once("://").map_or(referer, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // user:password@host is not a host either.
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    host.chars().take(MAX_REFERRER).collect()
 }
 
 /// The device class a User-Agent names.
@@ -134,7 +147,7 @@ impl Seen {
         Seen {
             visitor_id: visitor.map(|v| v.0.clone()).unwrap_or_default(),
             device: device(text(header::USER_AGENT)),
-            referrer: text(header::REFERER).chars().take(MAX_REFERRER).collect(),
+            referrer: referrer_host(text(header::REFERER)),
         }
     }
 
@@ -286,6 +299,21 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_referrer_is_kept_as_its_host_only() {
+        assert_eq!(
+            referrer_host("https://www.example.com/a?mail=ann@x.test#f"),
+            "www.example.com"
+        );
+        assert_eq!(
+            referrer_host("http://user:pw@shop.test:8080/p"),
+            "shop.test:8080"
+        );
+        assert_eq!(referrer_host("android-app://com.example"), "com.example");
+        assert_eq!(referrer_host("example.org/path"), "example.org");
+        assert_eq!(referrer_host(""), "");
+    }
 
     #[test]
     fn user_agents_map_to_device_classes() {

@@ -10,7 +10,7 @@ use shopstream_platform::{
     auth::{Claims, Verifier, access_token},
 };
 
-use crate::AppState;
+use crate::{AppState, suppression::Verified};
 
 /// Fetch identity's JWKS, retrying until `deadline` (identity may still be starting).
 pub async fn load_verifier(identity_http: &str, deadline: Duration) -> anyhow::Result<Verifier> {
@@ -47,6 +47,11 @@ impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        // Checked once already on the way in (see `suppression::freeze`).
+        if let Some(Verified(c)) = parts.extensions.get::<Verified>() {
+            shopstream_platform::http::record_tenant(&c.tid);
+            return Ok(MaybeUser(Some(c.clone())));
+        }
         match access_token(&parts.headers) {
             None => Ok(MaybeUser(None)),
             Some(t) => state

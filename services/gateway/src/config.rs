@@ -29,6 +29,8 @@ pub struct Config {
     pub analytics_grpc: String,
     pub media_grpc: String,
     pub feed_grpc: String,
+    /// Compliance's gRPC address (`/admin/dsar`).
+    pub compliance_grpc: String,
     /// Payments' REST base (the Stripe webhook is forwarded there byte for byte).
     pub payments_http: String,
     /// Deadline of every upstream call.
@@ -73,6 +75,7 @@ impl Config {
             analytics_grpc: grpc_url_of("analytics", "SHOPSTREAM_ANALYTICS_GRPC_URL")?,
             media_grpc: grpc_url_of("media", "SHOPSTREAM_MEDIA_GRPC_URL")?,
             feed_grpc: grpc_url_of("feed", "SHOPSTREAM_FEED_GRPC_URL")?,
+            compliance_grpc: grpc_url_of("compliance", "SHOPSTREAM_COMPLIANCE_GRPC_URL")?,
             payments_http: http_url_of("payments", "SHOPSTREAM_PAYMENTS_URL")?,
             upstream_timeout: Duration::from_millis(env_parse(
                 "SHOPSTREAM_UPSTREAM_TIMEOUT_MS",

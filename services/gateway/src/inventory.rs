@@ -121,7 +121,9 @@ impl From<Stock> for StockView {
     }
 }
 
-fn owner_key(tenant: &str, reservation_id: &str) -> String {
+/// Who holds a reservation: `hold-owner:{tenant}:{reservation_id}` → the
+/// user id, for the hold's lifetime and a grace period.
+pub fn owner_key(tenant: &str, reservation_id: &str) -> String {
     format!("hold-owner:{tenant}:{reservation_id}")
 }
 

@@ -5,12 +5,17 @@
 //! orders, refunds) over inventory's, orders' and payments' gRPC APIs, serves
 //! product search and typeahead over search's gRPC API, relays
 //! Stripe's webhook to payments, and documents all of it as OpenAPI (Swagger
-//! UI at `/docs`). It holds no business rules.
+//! UI at `/docs`). It holds no business rules. Accounts on the DSAR
+//! suppression list are refused (403) on every authenticated request
+//! ([`suppression`]); its gRPC port serves the DSAR participant of its own
+//! Redis keys ([`dsar`]).
 
 pub mod analytics;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod dsar;
+pub mod dsar_admin;
 pub mod feed;
 pub mod inventory;
 pub mod live;
@@ -22,6 +27,7 @@ pub mod realtime;
 pub mod rooms;
 pub mod search;
 pub mod stats;
+pub mod suppression;
 pub mod upstream;
 pub mod wire;
 
@@ -47,6 +53,7 @@ use shopstream_platform::{
 use shopstream_proto::{
     analytics::v1::analytics_service_client::AnalyticsServiceClient,
     catalog::v1::catalog_service_client::CatalogServiceClient,
+    compliance::v1::compliance_service_client::ComplianceServiceClient,
     feed::v1::feed_service_client::FeedServiceClient,
     inventory::v1::inventory_service_client::InventoryServiceClient,
     media::v1::media_service_client::MediaServiceClient,
@@ -71,6 +78,7 @@ pub type SearchClient = SearchServiceClient<TracedChannel>;
 pub type AnalyticsClient = AnalyticsServiceClient<TracedChannel>;
 pub type MediaClient = MediaServiceClient<TracedChannel>;
 pub type FeedClient = FeedServiceClient<TracedChannel>;
+pub type ComplianceClient = ComplianceServiceClient<TracedChannel>;
 
 /// How long connecting to a gRPC backend may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -86,6 +94,7 @@ pub struct AppState {
     pub analytics_grpc: AnalyticsClient,
     pub media: MediaClient,
     pub feed: FeedClient,
+    pub compliance: ComplianceClient,
     pub verifier: Verifier,
     /// Every read of the time (token expiry, reservation TTLs).
     pub clock: Arc<dyn Clock>,
@@ -371,7 +380,27 @@ impl Modify for Conventions {
                 &mut item.delete,
                 &mut item.patch,
             ];
+            // Every route but the webhook passes the DSAR suppression check.
+            let suppressed = path != payments::WEBHOOK_PATH;
             for op in ops.into_iter().flatten() {
+                if suppressed {
+                    match op.responses.responses.get_mut("403") {
+                        Some(RefOr::T(r)) => r.description.push_str(
+                            ", or the caller's account is being erased or was erased (DSAR)",
+                        ),
+                        Some(RefOr::Ref(_)) => {}
+                        None => {
+                            op.responses.responses.insert(
+                                "403".into(),
+                                RefOr::T(
+                                    utoipa::openapi::ResponseBuilder::new()
+                                        .description(suppression::DOC_403)
+                                        .build(),
+                                ),
+                            );
+                        }
+                    }
+                }
                 for (status, response) in op.responses.responses.iter_mut() {
                     let is_error = status.starts_with('4') || status.starts_with('5');
                     if let (true, RefOr::T(r)) = (is_error, response)
@@ -538,6 +567,7 @@ async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Respon
         stats::daily,
         media::create_upload, media::get_asset, media::block_asset, media::placeholder,
         feed::publish, feed::list_activity, feed::feed, feed::recommendations,
+        dsar_admin::start, dsar_admin::get,
     ),
     components(schemas(
         Credentials, RefreshTokenBody, ProductCreate, ProductEdit, SkuCreate, SkuEdit, PriceWrite,
@@ -552,6 +582,8 @@ async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Respon
         stats::DayView, stats::DailyStatsView,
         media::UploadCreate, media::UploadTarget, media::UploadView, media::VariantView,
         media::AttemptView, media::AssetView, media::BlockView,
+        dsar_admin::DsarCreate, dsar_admin::DsarView, dsar_admin::DsarStoreView,
+        dsar_admin::DsarCheckView, dsar_admin::DsarRetainedView,
         feed::ActivityCreate, feed::ActivityView, feed::ActivityRecorded, feed::ActivityPage,
         feed::ContributionView, feed::FeedCard, feed::FeedPage, feed::RecommendationView,
         feed::RecommendationsView,
@@ -593,6 +625,8 @@ pub fn routes(state: AppState) -> Router {
         .route("/payments/{payment_id}/refund", post(payments::refund))
         .route("/payments/{payment_id}", get(payments::get_payment))
         .route("/admin/stats/daily", get(stats::daily))
+        .route("/admin/dsar", post(dsar_admin::start))
+        .route("/admin/dsar/{id}", get(dsar_admin::get))
         .route("/media/uploads", post(media::create_upload))
         .route("/media/{id}", get(media::get_asset))
         .route("/media/placeholder/{reference}", get(media::placeholder))
@@ -601,6 +635,11 @@ pub fn routes(state: AppState) -> Router {
         .route("/feed", get(feed::feed))
         .route("/recommendations", get(feed::recommendations))
         .layer(axum::middleware::from_fn(analytics::visitor))
+        // Outermost: a suppressed account is refused before anything runs.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            suppression::freeze,
+        ))
         .with_state(state);
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
 }
@@ -664,6 +703,7 @@ pub async fn build(
         analytics_grpc: AnalyticsServiceClient::new(traced_channel(&cfg.analytics_grpc, cfg)?),
         media: MediaServiceClient::new(traced_channel(&cfg.media_grpc, cfg)?),
         feed: FeedServiceClient::new(traced_channel(&cfg.feed_grpc, cfg)?),
+        compliance: ComplianceServiceClient::new(traced_channel(&cfg.compliance_grpc, cfg)?),
         verifier,
         clock,
         redis,
@@ -693,8 +733,9 @@ pub async fn build(
 }
 
 shopstream_platform::service_entry! {
-    /// The gateway as `shopstream serve gateway` and the test kit start it.
-    Server { name: "gateway", grpc: false, config: Config, run: run }
+    /// The gateway as `shopstream serve gateway` and the test kit start it
+    /// (its gRPC port serves only the DSAR participant).
+    Server { name: "gateway", grpc: true, config: Config, run: run }
 }
 
 /// Serve until `shutdown` (see [`Service::run`]).
@@ -709,6 +750,7 @@ pub async fn run(
     let (state, workers) = build(&cfg, svc.metrics(), shutdown.child_token()).await?;
     let redis = state.redis.clone();
     let hub = state.live.clone();
+    let participant = dsar::Participant::new(state.redis.clone());
     svc.check("redis", move || {
         let r = redis.clone();
         async move { cache::ping(&r).await }
@@ -728,6 +770,10 @@ pub async fn run(
     )
     .raw_http(passthrough_routes(state.clone()))
     .http(routes(state))
+    .grpc(shopstream_dsar::server(
+        Arc::new(participant),
+        &cfg.service.default_tenant,
+    ))
     .run(listeners, shutdown)
     .await?;
     Ok(())
@@ -752,6 +798,20 @@ mod tests {
                     let placeholder = path.contains(&format!("{{{name}}}"));
                     assert_eq!(p["in"] == "path", placeholder, "{method} {path}: {p}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn every_route_but_the_webhook_documents_the_dsar_403() {
+        for (path, item) in doc()["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let documented = op["responses"].get("403").is_some();
+                assert_eq!(
+                    documented,
+                    path != payments::WEBHOOK_PATH,
+                    "{method} {path}"
+                );
             }
         }
     }

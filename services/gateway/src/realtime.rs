@@ -302,7 +302,7 @@ async fn pump_sse(
 
 /// The access token of a WebSocket upgrade: the `Authorization` header or
 /// the access cookie, else a `bearer.<token>` subprotocol entry.
-fn ws_token(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn ws_token(headers: &HeaderMap) -> Option<String> {
     access_token(headers).or_else(|| {
         headers
             .get_all("sec-websocket-protocol")

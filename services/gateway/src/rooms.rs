@@ -33,11 +33,14 @@ pub enum RoomError {
     Unavailable(String),
 }
 
-fn stream_key(tenant: &str, room: &str) -> String {
+/// A room's kept messages: `rt-room:{tenant}:{room}`, a stream of entries
+/// `seq-1` → `m` = `{"user_id", "text", "at_ms"}`.
+pub fn stream_key(tenant: &str, room: &str) -> String {
     format!("rt-room:{tenant}:{room}")
 }
 
-fn counter_key(tenant: &str, room: &str) -> String {
+/// A room's message counter: `rt-room-seq:{tenant}:{room}`.
+pub fn counter_key(tenant: &str, room: &str) -> String {
     format!("rt-room-seq:{tenant}:{room}")
 }
 

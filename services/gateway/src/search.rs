@@ -367,7 +367,6 @@ pub async fn search(
     headers: HeaderMap,
     Query(p): Query<SearchParams>,
 ) -> Result<Json<SearchResults>, Problem> {
-    let text = p.q.clone().unwrap_or_default();
     let msg = search_request(p)?;
     let tenant = tenant(&user, &headers, &state);
     let results = query(&state, &tenant, msg).await?;
@@ -375,7 +374,9 @@ pub async fn search(
     let now = state.clock.now_ms();
     state
         .analytics
-        .record(&tenant, seen.event(Action::Search, text.trim(), who, now));
+        // Without the query: events carry no free text (ADR 0012), and
+        // analytics only counts searches.
+        .record(&tenant, seen.event(Action::Search, "", who, now));
     Ok(results)
 }
 

@@ -1,12 +1,14 @@
 //! Identity: users with argon2id passwords, EdDSA-signed access tokens (≤ 15
 //! min), opaque refresh tokens rotated on every use in families with reuse
 //! detection, login rate limits, cookies for browsers and bearer tokens for
-//! scripts. `run` serves REST and gRPC until shutdown.
+//! scripts. `run` serves REST and gRPC (with the DSAR participant, `dsar`)
+//! until shutdown.
 
 pub mod adapters;
 pub mod api;
 pub mod config;
 pub mod domain;
+pub mod dsar;
 pub mod ports;
 pub mod service;
 
@@ -26,6 +28,11 @@ pub use service::Identity;
 
 use crate::adapters::{keys::Signer, postgres::PgIdentity, ratelimit::RedisRateLimiter};
 
+/// The Redis key prefix of the login limiter's counters.
+pub fn login_limiter_prefix(cfg: &Config) -> String {
+    format!("identity:login:{}", cfg.database)
+}
+
 /// Connect to Postgres (migrated) and Redis and build the use cases.
 pub async fn build(cfg: &Config) -> anyhow::Result<(Identity, sqlx::PgPool)> {
     let e = &cfg.service.endpoints;
@@ -38,7 +45,7 @@ pub async fn build(cfg: &Config) -> anyhow::Result<(Identity, sqlx::PgPool)> {
         tokens: Arc::new(store),
         login_limiter: Arc::new(RedisRateLimiter::new(
             redis,
-            &format!("identity:login:{}", cfg.database),
+            &login_limiter_prefix(cfg),
             cfg.login_limit,
             cfg.login_window_s,
         )),
@@ -62,6 +69,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (identity, pool) = build(&cfg).await?;
     let default_tenant = cfg.service.default_tenant.clone();
+    let participant = Arc::new(
+        dsar::IdentityParticipant::new(pool.clone()).with_login_counters(
+            cache::connect(&cfg.service.endpoints.redis_url).await?,
+            &login_limiter_prefix(&cfg),
+        ),
+    );
     Service::new(&cfg.service)
         .check_postgres("postgres", pool)
         .http(api::http::routes(api::http::HttpState {
@@ -73,10 +86,11 @@ pub async fn run(
             shopstream_proto::identity::v1::identity_service_server::IdentityServiceServer::new(
                 api::grpc::GrpcApi {
                     identity,
-                    default_tenant,
+                    default_tenant: default_tenant.clone(),
                 },
             ),
         )
+        .grpc(shopstream_dsar::server(participant, &default_tenant))
         .run(listeners, shutdown)
         .await?;
     Ok(())

@@ -1,7 +1,9 @@
 //! mail-sim: an SMTP sink for local runs, labs and tests, as stripe-sim is
 //! for Stripe. It keeps every message it accepts (under its state directory),
 //! lists and shows them over HTTP (`GET /messages`, `GET /messages/{id}`;
-//! `shopstream mail list|show`), and takes injected faults at run time
+//! `shopstream mail list|show`), deletes those sent to an address
+//! (`DELETE /messages?to=ADDR`, a DSAR erasure; see [`api`]), and takes
+//! injected faults at run time
 //! (`/_sim/faults`): the next N messages refused with 421 (temporary), every
 //! message refused with 550 (permanent), or a delay before each accept.
 //!

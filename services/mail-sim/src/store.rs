@@ -9,6 +9,29 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+/// The header naming the tenant a message is from (notifications sets it).
+pub const TENANT_HEADER: &str = "x-shopstream-tenant";
+
+/// Which messages a recipient query selects: those with `to` among their
+/// recipients (any case), and, when `tenant` is set, from that tenant or
+/// from none named (a message without the header cannot be told apart, so
+/// an erasure takes it too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient<'a> {
+    pub to: &'a str,
+    pub tenant: Option<&'a str>,
+}
+
+impl Recipient<'_> {
+    fn selects(&self, s: &Summary) -> bool {
+        let to = self.to.trim();
+        s.to.iter().any(|a| a.trim().eq_ignore_ascii_case(to))
+            && self
+                .tenant
+                .is_none_or(|t| s.tenant.is_empty() || s.tenant == t)
+    }
+}
+
 /// One received message, without its body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
@@ -24,6 +47,10 @@ pub struct Summary {
     /// from two different messages).
     #[serde(default)]
     pub message_id: String,
+    /// The `X-Shopstream-Tenant:` header (the shop the message is from), or
+    /// empty: a DSAR erases one tenant's mail of an address.
+    #[serde(default)]
+    pub tenant: String,
     pub received_at_ms: i64,
     pub size_bytes: usize,
 }
@@ -94,6 +121,7 @@ impl Store {
             to: to.to_vec(),
             subject: header(raw, "subject"),
             message_id: header(raw, "message-id"),
+            tenant: header(raw, TENANT_HEADER),
             received_at_ms,
             size_bytes: raw.len(),
         };
@@ -111,6 +139,45 @@ impl Store {
     /// Every message, newest first.
     pub fn list(&self) -> Vec<Summary> {
         self.index().iter().rev().cloned().collect()
+    }
+
+    /// The messages `r` selects, newest first.
+    pub fn sent_to(&self, r: &Recipient<'_>) -> Vec<Summary> {
+        self.index()
+            .iter()
+            .rev()
+            .filter(|s| r.selects(s))
+            .cloned()
+            .collect()
+    }
+
+    /// Delete the messages `r` selects (both files and the index entry);
+    /// returns how many. Deleting again finds none.
+    pub fn delete_to(&self, r: &Recipient<'_>) -> Result<usize, StoreError> {
+        let mut index = self.index();
+        let mut deleted = 0;
+        let mut result = Ok(());
+        index.retain(|s| {
+            if result.is_err() || !r.selects(s) {
+                return true;
+            }
+            for ext in ["eml", "json"] {
+                match std::fs::remove_file(self.dir.join(format!("{}.{ext}", s.id))) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        result = Err(StoreError {
+                            dir: self.dir.display().to_string(),
+                            source: e,
+                        });
+                        // Kept in the index: a retry deletes it.
+                        return true;
+                    }
+                    _ => {}
+                }
+            }
+            deleted += 1;
+            false
+        });
+        result.map(|()| deleted)
     }
 
     /// One message with its text.
@@ -153,6 +220,36 @@ mod tests {
         assert_eq!(again.list(), vec![b.clone(), a.clone()]);
         assert_eq!(again.get(&a.id).unwrap().raw, "Subject: one\r\n\r\nhi\r\n");
         assert!(again.get("nope").is_none());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn messages_to_an_address_are_listed_and_deleted_by_tenant() {
+        let dir = std::env::temp_dir().join(format!("mail-sim-{}", uuid::Uuid::now_v7()));
+        let store = Store::open(&dir).unwrap();
+        let from = |t: &str| format!("X-Shopstream-Tenant: {t}\r\nSubject: s\r\n\r\nhi\r\n");
+        let a = store.put("s@x", &["Ada@Y".into()], &from("t1"), 1).unwrap();
+        let b = store.put("s@x", &["ada@y".into()], &from("t2"), 2).unwrap();
+        let c = store
+            .put("s@x", &["ada@y".into(), "bob@y".into()], "\r\nhi", 3)
+            .unwrap();
+        let d = store.put("s@x", &["bob@y".into()], &from("t1"), 4).unwrap();
+        assert_eq!(a.tenant, "t1");
+        let ada_t1 = Recipient {
+            to: "ada@y",
+            tenant: Some("t1"),
+        };
+        assert_eq!(store.sent_to(&ada_t1), vec![c.clone(), a.clone()]);
+        let ada = Recipient {
+            to: "ADA@y",
+            tenant: None,
+        };
+        assert_eq!(store.sent_to(&ada).len(), 3);
+        assert_eq!(store.delete_to(&ada_t1).unwrap(), 2);
+        assert_eq!(store.delete_to(&ada_t1).unwrap(), 0);
+        let again = Store::open(&dir).unwrap();
+        assert_eq!(again.list(), vec![d, b]);
+        assert!(again.get(&a.id).is_none());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -6,10 +6,13 @@
 //! one subscription to and passes on to its WebSocket, SSE and long-poll
 //! clients. E-mails are rendered from templates and queued on the Redis
 //! stream `email.outbound`, which the [`mailer`] sends over SMTP with retries
-//! and a DLQ.
+//! and a DLQ. It answers DSARs over its gRPC port ([`dsar`]): channels,
+//! the delivery log, queued and dead-lettered e-mails, and the messages the
+//! mail sink holds.
 
 pub mod api;
 pub mod domain;
+pub mod dsar;
 pub mod email;
 pub mod mailer;
 
@@ -20,7 +23,10 @@ use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
 use shopstream_platform::{
     cache,
     clock::{Clock, SystemClock},
-    config::{ConfigError, ServiceConfig, default_service_addrs, env_or, env_parse, grpc_url_of},
+    config::{
+        ConfigError, ServiceConfig, default_service_addrs, env_or, env_parse, grpc_url_of,
+        http_url_of,
+    },
     db,
     events::{
         Delivery,
@@ -95,6 +101,10 @@ pub struct Config {
     pub identity_grpc: String,
     /// How e-mail is sent.
     pub mailer: MailerConfig,
+    /// The mail sink's HTTP base URL (mail-sim's `GET|DELETE /messages`),
+    /// where a DSAR finds and erases the messages a person was sent; `None`
+    /// where the provider keeps no mailbox that can be erased.
+    pub mail_sink: Option<String>,
 }
 
 impl Config {
@@ -107,8 +117,10 @@ impl Config {
     /// port), `SHOPSTREAM_NOTIFICATIONS_MAIL_FROM`,
     /// `SHOPSTREAM_EMAIL_STREAM` (`email.outbound`), `SHOPSTREAM_EMAIL_MAX_ATTEMPTS` (5), `SHOPSTREAM_EMAIL_BACKOFF_MS`
     /// (500, doubled per attempt up to 30 s), `SHOPSTREAM_NOTIFICATIONS_MAILER`
-    /// (the mailer's consumer name) and `SHOPSTREAM_FAILPOINT`; plus the
-    /// shared variables of [`ServiceConfig::from_env`].
+    /// (the mailer's consumer name), `SHOPSTREAM_FAILPOINT`, and
+    /// `SHOPSTREAM_NOTIFICATIONS_MAIL_SINK_URL` (default mail-sim's HTTP
+    /// address; empty for none); plus the shared variables of
+    /// [`ServiceConfig::from_env`].
     pub fn from_env() -> Result<Config, ConfigError> {
         let (_, mail_sim_smtp) = default_service_addrs("mail-sim")?;
         Ok(Config {
@@ -135,6 +147,11 @@ impl Config {
                     .ok()
                     .filter(|f| !f.is_empty()),
             },
+            mail_sink: Some(http_url_of(
+                "mail-sim",
+                "SHOPSTREAM_NOTIFICATIONS_MAIL_SINK_URL",
+            )?)
+            .filter(|u| !u.trim().is_empty()),
         })
     }
 }
@@ -425,6 +442,12 @@ pub async fn run(
         clock: Arc::new(SystemClock),
         default_tenant: cfg.service.default_tenant.clone(),
     };
+    let participant = dsar::Participant::new(
+        pool.clone(),
+        redis.clone(),
+        &cfg.mailer.stream,
+        cfg.mail_sink.as_deref(),
+    )?;
     let dead_letters = api::http_routes(redis.clone(), cfg.mailer.stream.clone());
     svc.http(dead_letters)
         .check_postgres("postgres", pool)
@@ -433,6 +456,10 @@ pub async fn run(
             async move { cache::ping(&r).await }
         })
         .grpc(NotificationsServiceServer::new(api))
+        .grpc(shopstream_dsar::server(
+            Arc::new(participant),
+            &cfg.service.default_tenant,
+        ))
         .task("events", move |stop| {
             runner::run_until_stopped(bus, dedupe, deliver, rcfg, stop, CONSUMER_RESTART_DELAY)
         })

@@ -18,7 +18,10 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
-    message::{Mailbox, header::ContentType},
+    message::{
+        Mailbox,
+        header::{ContentType, HeaderName, HeaderValue},
+    },
 };
 use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
@@ -45,6 +48,10 @@ pub fn dlq_stream(stream: &str) -> String {
 pub fn retry_set(stream: &str) -> String {
     format!("{stream}.retry")
 }
+/// The header naming the tenant an e-mail is from: the mail sink keeps it,
+/// so a DSAR erases one tenant's mail of an address (mail-sim's
+/// `X-Shopstream-Tenant`).
+pub const TENANT_HEADER: &str = "X-Shopstream-Tenant";
 /// The mailer's consumer group on the stream.
 pub const GROUP: &str = "mailer";
 /// Entries kept in each stream (approximate trim on every add).
@@ -456,7 +463,11 @@ impl Mailer {
             .message_id(Some(format!("<{}@shopstream>", e.key)))
             .from(self.from.clone())
             .subject(&e.subject)
-            .header(ContentType::TEXT_PLAIN);
+            .header(ContentType::TEXT_PLAIN)
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str(TENANT_HEADER),
+                e.tenant_id.clone(),
+            ));
         for to in &e.to {
             b = b.to(to
                 .parse()

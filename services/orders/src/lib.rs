@@ -4,6 +4,9 @@
 //! in `domain::order`. Every state change is recorded with the saga's step log
 //! and published to `order.lifecycle` through the transactional outbox.
 //!
+//! Its DSAR participant (`dsar`) anonymises a person's orders, which are kept
+//! for accounting.
+//!
 //! One process serves gRPC and runs the Temporal worker; killing it mid-saga
 //! loses nothing: Temporal hands the workflow to the next worker, and every
 //! step is idempotent.
@@ -12,6 +15,7 @@ pub mod adapters;
 pub mod api;
 pub mod domain;
 pub mod driver;
+pub mod dsar;
 pub mod ports;
 pub mod service;
 pub mod workflow;
@@ -79,6 +83,7 @@ pub async fn run(
     let pool = db::connect(&e.postgres_url, &cfg.database).await?;
     db::migrate(&pool, &adapters::postgres::MIGRATOR).await?;
     outbox::ensure_table(&pool).await?;
+    dsar::ensure_indexes(&pool).await?;
     let bus = KafkaBus::connect(e)?;
     bus.ensure_topic(adapters::postgres::TOPIC, 3).await?;
     let relay = Relay::new(pool.clone(), bus);
@@ -116,6 +121,7 @@ pub async fn run(
     let mut worker = Worker::new(&runtime, client, options)?;
     let stop_worker = worker.shutdown_handle();
     let sweeper = orders.clone();
+    let participant = Arc::new(dsar::OrdersParticipant::new(pool.clone()));
     let every = cfg.restart_interval;
 
     Service::new(&cfg.service)
@@ -128,6 +134,10 @@ pub async fn run(
                 },
             ),
         )
+        .grpc(shopstream_dsar::server(
+            participant,
+            &cfg.service.default_tenant,
+        ))
         // The Temporal worker is not Send: the kit joins workers on this task.
         .worker("temporal", move |_| async move { worker.run().await })
         .task("temporal-stopper", |stop| async move {

@@ -4,6 +4,8 @@
 //! and closes at 00:05 the next day (version 1); a late event corrects the
 //! closed day and bumps its version; bad ranges are refused.
 
+mod dsar;
+
 use std::{sync::Arc, time::Duration};
 
 use serde_json::json;

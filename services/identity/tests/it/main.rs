@@ -1,5 +1,6 @@
 //! Identity end to end over HTTP and gRPC against the real test stack.
 
+mod dsar;
 mod flows;
 mod stores;
 

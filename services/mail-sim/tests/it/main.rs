@@ -1,6 +1,7 @@
 //! mail-sim over its two real listeners: a message sent over SMTP is listed
 //! and shown over HTTP, dot-unstuffed; an injected temporary fault answers
-//! 421 and closes the session; a permanent one answers 550 until cleared.
+//! 421 and closes the session; a permanent one answers 550 until cleared;
+//! the messages sent to an address (of a tenant) are counted and deleted.
 
 use std::net::SocketAddr;
 
@@ -157,4 +158,52 @@ async fn messages_are_kept_listed_and_faults_refuse_them() {
         now,
         json!({"temporary": 0, "permanent": false, "latency_ms": 0})
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_sent_to_an_address_are_counted_and_deleted() {
+    let sim = testkit::spawn_service::<Server>(|service| Config {
+        service,
+        dir: testkit::stack_dir().join(testkit::unique("mail-sim")),
+        max_message_bytes: MAX_MESSAGE_BYTES,
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let (mut s, _) = Smtp::connect(sim.grpc_addr.expect("the SMTP listener")).await;
+    assert!(s.cmd("HELO test.local").await.starts_with("250"));
+    let mail = |tenant: &str, text: &str| {
+        format!("X-Shopstream-Tenant: {tenant}\r\nSubject: {text}\r\n\r\n{text}")
+    };
+    for (to, body) in [
+        ("Ada@Example.com", mail("t1", "one")),
+        ("ada@example.com", mail("t2", "two")),
+        ("bob@example.com", mail("t1", "three")),
+    ] {
+        assert!(s.send(to, &body).await.starts_with("250"));
+    }
+    let messages = format!("{}/messages", sim.http);
+    let ada_t1 = format!("{messages}?to=ada@example.com&tenant=t1");
+    let listed = testkit::get_json(&http, &format!("{ada_t1}&raw=true")).await;
+    assert_eq!(listed["count"], 1, "{listed}");
+    assert!(
+        listed["messages"][0]["raw"]
+            .as_str()
+            .unwrap()
+            .ends_with("one\r\n")
+    );
+    let all_ada = testkit::get_json(&http, &format!("{messages}?to=ADA@example.com")).await;
+    assert_eq!(all_ada["count"], 2, "{all_ada}");
+
+    let delete = |url: String| http.delete(url).send();
+    let r = delete(ada_t1.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"deleted": 1}));
+    let r = delete(ada_t1.clone()).await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"deleted": 0}));
+    assert_eq!(testkit::get_json(&http, &ada_t1).await["count"], 0);
+    assert_eq!(testkit::get_json(&http, &messages).await["count"], 2);
+    // Never everything at once.
+    let r = delete(messages.clone()).await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(testkit::get_json(&http, &messages).await["count"], 2);
 }

@@ -118,6 +118,7 @@ impl World {
             topics: self.topics.clone(),
             identity_grpc: self.identity_grpc.clone(),
             mailer: self.mailer("mailer-1"),
+            mail_sink: Some(self.mail.http.clone()),
         }
     }
 

@@ -2,6 +2,7 @@
 //! `order.lifecycle` comes out on the realtime fan-out as a live update for its
 //! order, once, even when the broker delivers the event twice.
 
+mod dsar;
 mod email;
 
 use std::time::Duration;
@@ -62,6 +63,7 @@ async fn a_step_becomes_one_live_update_even_when_delivered_twice() {
             consumer: "mailer-1".into(),
             failpoint: None,
         },
+        mail_sink: None,
     })
     .await;
 
