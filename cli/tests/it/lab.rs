@@ -226,6 +226,77 @@ fn the_checkout_failure_and_order_live_labs_pass_against_a_fresh_stack() {
     let out = run(&["feed", "explain", "not-a-user"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 
+    // dsar on the same stack: a shopper's data found, exported, erased and
+    // certified; planted residue fails the next sweep.
+    let out = run(&["lab", "run", "dsar", "--json", "--no-boot"]);
+    let dsar = json(&out.stdout, &text(&out));
+    assert_eq!(
+        dsar["passed"],
+        true,
+        "report:\n{dsar:#}\n\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The CLI: an unknown subject completes with nothing found, and its
+    // certificate verifies online and offline; a tampered one does not.
+    let nobody = "0190a0a0-0000-7000-8000-0000000000d5";
+    let out = run(&["dsar", "start", nobody, "--kind", "erase", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let started = json(&out.stdout, &text(&out));
+    assert_eq!(started["state"], "completed", "{started}");
+    let id = started["dsar_id"].as_str().unwrap().to_string();
+    let cert = state.join("cert.jws");
+    let out = run(&[
+        "dsar",
+        "status",
+        &id,
+        "--certificate",
+        cert.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = run(&[
+        "dsar",
+        "verify",
+        cert.to_str().unwrap(),
+        "--subject",
+        nobody,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("VALID"), "{}", text(&out));
+    let chain = state.join("chain");
+    let out = run(&["dsar", "chain", "--out", chain.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let jwks = chain.join("jwks.json");
+    let offline = [
+        "dsar",
+        "verify",
+        cert.to_str().unwrap(),
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--chain",
+        chain.to_str().unwrap(),
+        "--json",
+    ];
+    let out = run(&offline);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json(&out.stdout, &text(&out))["valid"], true);
+    // One character of the signature changed: the signature check fails.
+    let mut jws = std::fs::read_to_string(&cert).unwrap();
+    let last = jws.pop().unwrap();
+    jws.push(if last == 'A' { 'B' } else { 'A' });
+    std::fs::write(&cert, jws).unwrap();
+    let out = run(&offline);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let checks = json(&out.stdout, &text(&out));
+    assert_eq!(
+        checks["checks"][0]["name"], "certificate signature",
+        "{checks}"
+    );
+    assert_eq!(checks["checks"][0]["ok"], false, "{checks}");
+    let out = run(&["dsar", "start", "not-a-user", "--kind", "erase"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = run(&["dsar", "status", "0190a0a0-0000-7000-8000-00000000dead"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
     let out = run(&["down", "--purge"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
