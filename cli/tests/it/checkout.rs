@@ -618,11 +618,17 @@ async fn second_gateway(state: &Path) -> SecondGateway {
         .unwrap()
         .local_addr()
         .unwrap();
+    // Its gRPC port (the DSAR participant) must not be the first gateway's.
+    let grpc = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let log = std::fs::File::create(state.join("second-gateway.log")).unwrap();
     let child = tokio::process::Command::new(BIN)
         .args(["serve", "gateway"])
         .envs(PORTS)
         .env("SHOPSTREAM_GATEWAY_HTTP_ADDR", addr.to_string())
+        .env("SHOPSTREAM_GATEWAY_GRPC_ADDR", grpc.to_string())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .kill_on_drop(true)
