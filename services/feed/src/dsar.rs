@@ -65,9 +65,7 @@ const BLOCKED_BATCH: usize = 1_000;
 
 /// The Redis set of the users of `tenant` that a DSAR erased; the
 /// compliance service keeps it, the feed only reads it.
-pub fn blocked_key(tenant: &str) -> String {
-    format!("dsar:blocked:{tenant}")
-}
+pub use shopstream_dsar::blocked_key;
 
 /// Which of `users` were erased in `tenant` (members of [`blocked_key`]).
 pub async fn blocked(
@@ -357,11 +355,7 @@ impl Participant for FeedParticipant {
             .rows_affected();
         // The slice writer's lock (`Slices::write_pg`): a write under way
         // finishes before these deletes, not after.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))")
-            .bind(t)
-            .bind(&u)
-            .execute(&mut *tx)
-            .await?;
+        crate::slices::lock(&mut tx, t, &u).await?;
         let cards = sqlx::query("DELETE FROM slices WHERE tenant = $1 AND user_id = $2")
             .bind(t)
             .bind(&u)
@@ -374,19 +368,21 @@ impl Participant for FeedParticipant {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        // Redis under the slice's lock, before the commit: a slice write
+        // (`Slices::write`) waiting on the lock runs after, finds the user
+        // blocked (compliance blocks before it erases) and stores nothing;
+        // one that held it before has stored both, and both go here.
+        let redis: u64 = redis::cmd("DEL")
+            .arg(&redis_keys(t, &u)[..])
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(redis_error)?;
         tx.commit().await?;
         let timeline = self
             .timeline
             .erase_user(t, s.user_id)
             .await
             .map_err(timeline_error)?;
-        // Redis last: a page read before this found the slice in Redis and
-        // put nothing back from Postgres.
-        let redis: u64 = redis::cmd("DEL")
-            .arg(&redis_keys(t, &u)[..])
-            .query_async(&mut self.redis.clone())
-            .await
-            .map_err(redis_error)?;
         Ok(Erasure {
             counts: vec![
                 StoreCount::new(ACTIVITY_KEYS, keys, "deleted"),

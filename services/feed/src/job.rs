@@ -447,15 +447,15 @@ pub async fn refresh(
 ) -> Result<usize, String> {
     let cards = engine.slice(tenant, user);
     let now = clock.now_ms();
-    slices
-        .write_pg(tenant, user, &cards, now)
+    match slices
+        .write(tenant, user, &cards, now)
         .await
-        .map_err(|e| format!("postgres: {e}"))?;
-    slices
-        .write_redis(tenant, user, &cards, now)
-        .await
-        .map_err(|e| format!("redis: {e}"))?;
-    Ok(cards.len())
+        .map_err(|e| format!("postgres: {e}"))?
+    {
+        crate::slices::Written::Both => Ok(cards.len()),
+        crate::slices::Written::Skipped => Ok(0),
+        crate::slices::Written::PostgresOnly(e) => Err(format!("redis: {e}")),
+    }
 }
 
 /// Recompute the item-only rankings that signals changed, at most every

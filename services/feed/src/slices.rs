@@ -36,6 +36,69 @@ fn meta_key(tenant: &str, user: &str) -> String {
     format!("feed:{tenant}:{user}:at")
 }
 
+/// What [`Slices::write`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    Both,
+    /// Stored in Postgres; Redis refused it (why).
+    PostgresOnly(String),
+    /// The user was erased: nothing stored.
+    Skipped,
+}
+
+/// Take the slice's lock in `tx`: one writer per slice at a time (the
+/// materializer, a backfill, a new user's first page and a DSAR erase may
+/// race); without it two delete-then-insert transactions collide on the rows
+/// the first one inserted.
+pub(crate) async fn lock(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant: &str,
+    user: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))")
+        .bind(tenant)
+        .bind(user)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+}
+
+async fn pg_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant: &str,
+    user: &str,
+    cards: &[(f64, String)],
+    computed_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM slices WHERE tenant = $1 AND user_id = $2")
+        .bind(tenant)
+        .bind(user)
+        .execute(&mut **tx)
+        .await?;
+    let (scores, items): (Vec<f64>, Vec<String>) = cards.iter().cloned().unzip();
+    sqlx::query(
+        "INSERT INTO slices (tenant, user_id, item_id, score)
+         SELECT $1, $2, i, s FROM unnest($3::text[], $4::float8[]) AS u(i, s)",
+    )
+    .bind(tenant)
+    .bind(user)
+    .bind(&items)
+    .bind(&scores)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO slice_meta (tenant, user_id, computed_ms, cards) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (tenant, user_id) DO UPDATE SET computed_ms = $3, cards = $4",
+    )
+    .bind(tenant)
+    .bind(user)
+    .bind(computed_ms)
+    .bind(cards.len() as i32)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 impl Slices {
     /// Replace `user`'s slice in Redis, atomically.
     pub async fn write_redis(
@@ -68,41 +131,41 @@ impl Slices {
         computed_ms: i64,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        // One writer per slice at a time (the materializer, a backfill and a
-        // new user's first page may race): without it, two delete-then-insert
-        // transactions collide on the rows the first one inserted.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))")
-            .bind(tenant)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM slices WHERE tenant = $1 AND user_id = $2")
-            .bind(tenant)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
-        let (scores, items): (Vec<f64>, Vec<String>) = cards.iter().cloned().unzip();
-        sqlx::query(
-            "INSERT INTO slices (tenant, user_id, item_id, score)
-             SELECT $1, $2, i, s FROM unnest($3::text[], $4::float8[]) AS u(i, s)",
-        )
-        .bind(tenant)
-        .bind(user)
-        .bind(&items)
-        .bind(&scores)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO slice_meta (tenant, user_id, computed_ms, cards) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (tenant, user_id) DO UPDATE SET computed_ms = $3, cards = $4",
-        )
-        .bind(tenant)
-        .bind(user)
-        .bind(computed_ms)
-        .bind(cards.len() as i32)
-        .execute(&mut *tx)
-        .await?;
+        lock(&mut tx, tenant, user).await?;
+        pg_rows(&mut tx, tenant, user, cards, computed_ms).await?;
         tx.commit().await
+    }
+
+    /// Replace `user`'s slice in Postgres and then in Redis, both under the
+    /// slice's lock, unless the user was erased (a member of the DSAR blocked
+    /// set): the feed's DSAR erase takes the same lock and deletes both, so a
+    /// slice computed before an erasure is never stored after it.
+    pub async fn write(
+        &self,
+        tenant: &str,
+        user: &str,
+        cards: &[(f64, String)],
+        computed_ms: i64,
+    ) -> Result<Written, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        lock(&mut tx, tenant, user).await?;
+        match crate::dsar::blocked(&self.redis, tenant, &[user.to_string()]).await {
+            Ok(b) if !b.is_empty() => {
+                tx.rollback().await?;
+                return Ok(Written::Skipped);
+            }
+            Ok(_) => {}
+            // Redis down: Postgres still gets the slice (the Redis write
+            // below fails the same way and says so).
+            Err(e) => tracing::debug!(error = %e, "blocked set not read"),
+        }
+        pg_rows(&mut tx, tenant, user, cards, computed_ms).await?;
+        let redis = self.write_redis(tenant, user, cards, computed_ms).await;
+        tx.commit().await?;
+        Ok(match redis {
+            Ok(()) => Written::Both,
+            Err(e) => Written::PostgresOnly(e.to_string()),
+        })
     }
 
     /// Whether Redis holds a slice for each (tenant, user).
