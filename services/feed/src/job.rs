@@ -286,6 +286,47 @@ pub struct Job {
     pub redis: redis::aio::ConnectionManager,
     pub metrics: JobMetrics,
     pub default_tenant: String,
+    /// Each tenant's DSAR blocked set as last read, and when.
+    pub blocked: BlockedCache,
+}
+
+/// How long a tenant's blocked set is used before it is read again: one
+/// `SMEMBERS` per tenant at most this often instead of a round trip per
+/// event (a job replaying a topic's history would otherwise crawl). An
+/// erasure's events that slip through in that window are found by the
+/// sweep after the erase, which erases again.
+pub const BLOCKED_CACHE_FOR: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A tenant's blocked users, and when they were read.
+type BlockedEntry = (std::time::Instant, Arc<std::collections::HashSet<String>>);
+
+/// Tenants' blocked sets, read at most every [`BLOCKED_CACHE_FOR`].
+#[derive(Debug, Default)]
+pub struct BlockedCache(std::sync::Mutex<std::collections::HashMap<String, BlockedEntry>>);
+
+impl BlockedCache {
+    /// The blocked users of `tenant`.
+    pub async fn get(
+        &self,
+        redis: &redis::aio::ConnectionManager,
+        tenant: &str,
+    ) -> redis::RedisResult<Arc<std::collections::HashSet<String>>> {
+        if let Some((at, set)) = self.0.lock().expect("not poisoned").get(tenant)
+            && at.elapsed() < BLOCKED_CACHE_FOR
+        {
+            return Ok(set.clone());
+        }
+        let members: std::collections::HashSet<String> = redis::cmd("SMEMBERS")
+            .arg(dsar::blocked_key(tenant))
+            .query_async(&mut redis.clone())
+            .await?;
+        let set = Arc::new(members);
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .insert(tenant.to_string(), (std::time::Instant::now(), set.clone()));
+        Ok(set)
+    }
 }
 
 impl Job {
@@ -316,8 +357,8 @@ impl Job {
         if people.is_empty() {
             return signals;
         }
-        match dsar::blocked(&self.redis, tenant, &people).await {
-            Ok(erased) if erased.is_empty() => signals,
+        match self.blocked.get(&self.redis, tenant).await {
+            Ok(erased) if !people.iter().any(|p| erased.contains(p)) => signals,
             Ok(erased) => signals
                 .into_iter()
                 .filter(|s| s.people().iter().all(|p| !erased.contains(*p)))

@@ -188,6 +188,7 @@ pub async fn run(
         redis: redis.clone(),
         metrics: job_metrics.clone(),
         default_tenant: cfg.service.default_tenant.clone(),
+        blocked: job::BlockedCache::default(),
     });
     let rcfg = RunnerConfig {
         max_attempts: MAX_ATTEMPTS,

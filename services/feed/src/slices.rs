@@ -136,10 +136,14 @@ impl Slices {
         tx.commit().await
     }
 
-    /// Replace `user`'s slice in Postgres and then in Redis, both under the
-    /// slice's lock, unless the user was erased (a member of the DSAR blocked
-    /// set): the feed's DSAR erase takes the same lock and deletes both, so a
-    /// slice computed before an erasure is never stored after it.
+    /// Replace `user`'s slice in Postgres (committed first, so a reader
+    /// that falls back to Postgres never puts an older slice back in Redis)
+    /// and then in Redis, unless the user was erased (a member of the DSAR
+    /// blocked set; compliance blocks before it erases). The set is read
+    /// under the slice's lock, which the feed's DSAR erase takes too, and
+    /// again after the Redis write: a write that raced an erasure removes
+    /// what it stored, so a slice computed before an erasure never outlives
+    /// it.
     pub async fn write(
         &self,
         tenant: &str,
@@ -149,23 +153,37 @@ impl Slices {
     ) -> Result<Written, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         lock(&mut tx, tenant, user).await?;
-        match crate::dsar::blocked(&self.redis, tenant, &[user.to_string()]).await {
-            Ok(b) if !b.is_empty() => {
-                tx.rollback().await?;
-                return Ok(Written::Skipped);
-            }
-            Ok(_) => {}
-            // Redis down: Postgres still gets the slice (the Redis write
-            // below fails the same way and says so).
-            Err(e) => tracing::debug!(error = %e, "blocked set not read"),
+        if self.erased(tenant, user).await {
+            tx.rollback().await?;
+            return Ok(Written::Skipped);
         }
         pg_rows(&mut tx, tenant, user, cards, computed_ms).await?;
-        let redis = self.write_redis(tenant, user, cards, computed_ms).await;
         tx.commit().await?;
+        let redis = self.write_redis(tenant, user, cards, computed_ms).await;
+        if self.erased(tenant, user).await {
+            let _: redis::RedisResult<()> = redis::cmd("DEL")
+                .arg(key(tenant, user))
+                .arg(meta_key(tenant, user))
+                .query_async(&mut self.redis.clone())
+                .await;
+            return Ok(Written::Skipped);
+        }
         Ok(match redis {
             Ok(()) => Written::Both,
             Err(e) => Written::PostgresOnly(e.to_string()),
         })
+    }
+
+    /// Whether `user` is on the DSAR blocked set; false when Redis cannot
+    /// say (the Redis write fails the same way and says so).
+    async fn erased(&self, tenant: &str, user: &str) -> bool {
+        match crate::dsar::blocked(&self.redis, tenant, &[user.to_string()]).await {
+            Ok(b) => !b.is_empty(),
+            Err(e) => {
+                tracing::debug!(error = %e, "blocked set not read");
+                false
+            }
+        }
     }
 
     /// Whether Redis holds a slice for each (tenant, user).

@@ -403,6 +403,8 @@ async fn through_the_wire_and_erased_users_stay_out_of_the_feed() {
         }
     };
     block(subject.user_id).await;
+    // The job reads the blocked set at most every BLOCKED_CACHE_FOR.
+    tokio::time::sleep(shopstream_feed::job::BLOCKED_CACHE_FOR * 2).await;
     // Compliance blocks, then erases. The contract's erase above ran before
     // the block, so a slice the job computed before it may have been stored
     // since; the erase that follows a block leaves nothing to come back.

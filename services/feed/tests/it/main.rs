@@ -440,7 +440,19 @@ async fn activities_become_features_slices_and_pages_and_a_replay_gives_the_same
     assert!(older.next_cursor.is_empty());
 
     // Paging: clamped sizes, cursors bound to their user and sealed.
-    let all = page(&mut c, &t, &alice, 500, "", false).await.unwrap();
+    // The slice a like recomputed may predate the latest ranking refresh
+    // (every second) for a moment; it is whole once the next one lands.
+    let all = testkit::eventually("alice's whole slice", testkit::READY_TIMEOUT, || {
+        let mut c = c.clone();
+        let (t, alice) = (t.clone(), alice.clone());
+        async move {
+            page(&mut c, &t, &alice, 500, "", false)
+                .await
+                .ok()
+                .filter(|p| p.cards.len() == 8)
+        }
+    })
+    .await;
     assert!(all.clamped);
     assert_eq!(all.page_size, 50);
     assert_eq!(all.cards.len(), 8);
