@@ -306,12 +306,23 @@ impl GrpcApi {
             if !degraded {
                 self.warmer.missed();
                 // Put the whole slice back in Redis, off the request path.
-                let (slices, tenant, user) =
-                    (self.slices.clone(), tenant.to_string(), user.to_string());
+                let (slices, engine, tenant, user) = (
+                    self.slices.clone(),
+                    self.engine.clone(),
+                    tenant.to_string(),
+                    user.to_string(),
+                );
                 tokio::spawn(async move {
+                    let gone = || engine.is_erased(&tenant, &user);
                     if let Ok(Some(full)) = slices.full_pg(&tenant, &user).await
                         && let Err(e) = slices
-                            .write_redis(&tenant, &user, &full.cards, full.computed_ms)
+                            .write_redis_unless(
+                                &tenant,
+                                &user,
+                                &full.cards,
+                                full.computed_ms,
+                                &gone,
+                            )
                             .await
                     {
                         tracing::debug!(error = %e, "slice not put back in redis");
@@ -335,7 +346,13 @@ impl GrpcApi {
             .write_pg(tenant, user, &cards, now)
             .await
             .map_err(pg)?;
-        if !degraded && let Err(e) = self.slices.write_redis(tenant, user, &cards, now).await {
+        let gone = || self.engine.is_erased(tenant, user);
+        if !degraded
+            && let Err(e) = self
+                .slices
+                .write_redis_unless(tenant, user, &cards, now, &gone)
+                .await
+        {
             tracing::debug!(error = %e, "new slice not written to redis");
         }
         Ok((

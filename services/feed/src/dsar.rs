@@ -333,6 +333,7 @@ impl Participant for FeedParticipant {
         let (t, u) = (&s.tenant, s.user_id.to_string());
         // The fold first: from here on no slice is computed from their
         // features, and their followers' are queued without them.
+        self.engine.mark_erased(t, &u);
         let features = self.engine.forget(t, &u).entries();
         if let Some(w) = &self.warmer {
             w.forget(t, &u);
@@ -368,16 +369,17 @@ impl Participant for FeedParticipant {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        // Redis under the slice's lock, before the commit: a slice write
-        // (`Slices::write`) waiting on the lock runs after, finds the user
-        // blocked (compliance blocks before it erases) and stores nothing;
-        // one that held it before has stored both, and both go here.
+        tx.commit().await?;
+        // Redis after the commit: a reader falling back to Postgres finds
+        // nothing to put back. A writer that read or computed the slice
+        // earlier sees the user erased (`Engine::mark_erased` above, the
+        // warmer's forget) after its Redis write and deletes it again
+        // (`Slices::write_redis_unless`).
         let redis: u64 = redis::cmd("DEL")
             .arg(&redis_keys(t, &u)[..])
             .query_async(&mut self.redis.clone())
             .await
             .map_err(redis_error)?;
-        tx.commit().await?;
         let timeline = self
             .timeline
             .erase_user(t, s.user_id)

@@ -20,6 +20,10 @@ pub struct Engine {
     dirty: Mutex<BTreeSet<(String, String)>>,
     /// Like-count changes per (tenant, item): the live update's sequence.
     like_versions: Mutex<HashMap<(String, String), u64>>,
+    /// (tenant, user) a DSAR erased in this process: a slice computed for
+    /// one of them before the erase is not stored after it (the Redis
+    /// blocked set says the same across restarts; this holds without it).
+    erased: Mutex<BTreeSet<(String, String)>>,
     pub weights: Weights,
 }
 
@@ -102,6 +106,22 @@ impl Engine {
     /// What the features hold about `user` (a DSAR export and scan).
     pub fn person(&self, tenant: &str, user: &str) -> PersonFeatures {
         self.with(tenant, |f, _| f.person(user))
+    }
+
+    /// Note that a DSAR erases `user` (before it does).
+    pub fn mark_erased(&self, tenant: &str, user: &str) {
+        self.erased
+            .lock()
+            .expect("not poisoned")
+            .insert((tenant.to_string(), user.to_string()));
+    }
+
+    /// Whether a DSAR erased `user` in this process.
+    pub fn is_erased(&self, tenant: &str, user: &str) -> bool {
+        self.erased
+            .lock()
+            .expect("not poisoned")
+            .contains(&(tenant.to_string(), user.to_string()))
     }
 
     /// Take `user` out of the fold (a DSAR erase, see

@@ -488,8 +488,9 @@ pub async fn refresh(
 ) -> Result<usize, String> {
     let cards = engine.slice(tenant, user);
     let now = clock.now_ms();
+    let gone = || engine.is_erased(tenant, user);
     match slices
-        .write(tenant, user, &cards, now)
+        .write(tenant, user, &cards, now, &gone)
         .await
         .map_err(|e| format!("postgres: {e}"))?
     {

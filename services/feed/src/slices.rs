@@ -144,34 +144,72 @@ impl Slices {
     /// again after the Redis write: a write that raced an erasure removes
     /// what it stored, so a slice computed before an erasure never outlives
     /// it.
+    ///
+    /// `gone` says whether this process erased the user (the engine's
+    /// record), which holds even when no blocked set was written.
     pub async fn write(
         &self,
         tenant: &str,
         user: &str,
         cards: &[(f64, String)],
         computed_ms: i64,
+        gone: &(dyn Fn() -> bool + Send + Sync),
     ) -> Result<Written, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         lock(&mut tx, tenant, user).await?;
-        if self.erased(tenant, user).await {
+        if gone() || self.erased(tenant, user).await {
             tx.rollback().await?;
             return Ok(Written::Skipped);
         }
         pg_rows(&mut tx, tenant, user, cards, computed_ms).await?;
         tx.commit().await?;
-        let redis = self.write_redis(tenant, user, cards, computed_ms).await;
+        let redis = self
+            .write_redis_unless(tenant, user, cards, computed_ms, gone)
+            .await;
         if self.erased(tenant, user).await {
-            let _: redis::RedisResult<()> = redis::cmd("DEL")
-                .arg(key(tenant, user))
-                .arg(meta_key(tenant, user))
-                .query_async(&mut self.redis.clone())
-                .await;
+            self.delete_redis(tenant, user).await;
             return Ok(Written::Skipped);
         }
         Ok(match redis {
-            Ok(()) => Written::Both,
+            Ok(true) => Written::Both,
+            Ok(false) => Written::Skipped,
             Err(e) => Written::PostgresOnly(e.to_string()),
         })
+    }
+
+    /// [`Slices::write_redis`] unless `gone` (the user was erased), and
+    /// undone if `gone` turned true meanwhile: a slice read from Postgres
+    /// or computed before an erasure does not outlive it in Redis. Whether
+    /// it stayed.
+    pub async fn write_redis_unless(
+        &self,
+        tenant: &str,
+        user: &str,
+        cards: &[(f64, String)],
+        computed_ms: i64,
+        gone: &(dyn Fn() -> bool + Send + Sync),
+    ) -> redis::RedisResult<bool> {
+        if gone() {
+            return Ok(false);
+        }
+        self.write_redis(tenant, user, cards, computed_ms).await?;
+        if gone() {
+            self.delete_redis(tenant, user).await;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Delete `user`'s slice from Redis (best effort).
+    async fn delete_redis(&self, tenant: &str, user: &str) {
+        let r: redis::RedisResult<()> = redis::cmd("DEL")
+            .arg(key(tenant, user))
+            .arg(meta_key(tenant, user))
+            .query_async(&mut self.redis.clone())
+            .await;
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "erased user's slice not deleted from redis");
+        }
     }
 
     /// Whether `user` is on the DSAR blocked set; false when Redis cannot

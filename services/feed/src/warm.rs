@@ -32,6 +32,8 @@ type Reader = (String, String);
 
 pub struct Warmer {
     recent: Mutex<(VecDeque<Reader>, HashSet<Reader>)>,
+    /// Readers a DSAR erased: a warm-up under way does not copy theirs back.
+    gone: Mutex<HashSet<Reader>>,
     wake: Notify,
     warmed: Counter,
 }
@@ -46,6 +48,7 @@ impl Warmer {
         );
         Arc::new(Warmer {
             recent: Mutex::new((VecDeque::new(), HashSet::new())),
+            gone: Mutex::new(HashSet::new()),
             wake: Notify::new(),
             warmed,
         })
@@ -75,6 +78,15 @@ impl Warmer {
         if r.1.remove(&key) {
             r.0.retain(|k| *k != key);
         }
+        self.gone.lock().expect("not poisoned").insert(key);
+    }
+
+    /// Whether a DSAR erased `user` of `tenant` (see [`Warmer::forget`]).
+    pub fn forgotten(&self, tenant: &str, user: &str) -> bool {
+        self.gone
+            .lock()
+            .expect("not poisoned")
+            .contains(&(tenant.to_string(), user.to_string()))
     }
 
     /// Redis missed a slice that Postgres had.
@@ -112,11 +124,12 @@ impl Warmer {
                 .collect();
             copied += futures::stream::iter(missing)
                 .map(|(t, u)| async move {
+                    let gone = || self.forgotten(t, u);
                     match slices.full_pg(t, u).await {
                         Ok(Some(s)) => slices
-                            .write_redis(t, u, &s.cards, s.computed_ms)
+                            .write_redis_unless(t, u, &s.cards, s.computed_ms, &gone)
                             .await
-                            .is_ok(),
+                            .unwrap_or(false),
                         _ => false,
                     }
                 })

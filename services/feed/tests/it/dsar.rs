@@ -347,6 +347,7 @@ async fn seed_wire(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn through_the_wire_and_erased_users_stay_out_of_the_feed() {
+    let _one_at_a_time = crate::SERVICE_TESTS.lock().await;
     let stack = testkit::stack().await;
     let (svc, mut c) = start(
         &testkit::unique("it_feed_dsar"),

@@ -43,6 +43,14 @@ type Client = FeedServiceClient<Channel>;
 /// conflict and the refused requests add none.)
 const SHOP_EVENTS: i64 = 8 + 1 + 8 + 1 + 1 + 1 + 1 + 3;
 
+/// The tests that run a whole feed service take turns. Two feed services
+/// under test at once in this process (each replaying the shared test
+/// stack's topics from the start) made a slice come out partial now and
+/// then, with or without the DSAR changes (reproduced on the code before
+/// them, 3 runs in 8 with 4 test threads on 2 cores); the cause is not
+/// found yet (see the closing note of issue 15). One at a time, they pass.
+pub static SERVICE_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_postgres_timeline_passes_the_contract() {
     let stack = testkit::stack().await;
@@ -223,6 +231,7 @@ async fn stored_slices(database: &str, tenant: &str) -> BTreeMap<String, Vec<(St
 
 #[tokio::test(flavor = "multi_thread")]
 async fn activities_become_features_slices_and_pages_and_a_replay_gives_the_same_slices() {
+    let _one_at_a_time = SERVICE_TESTS.lock().await;
     let stack = testkit::stack().await;
     let db1 = testkit::unique("it_feed");
     let (svc1, mut c) = start(&db1, &testkit::unique("it-feed")).await;
