@@ -194,13 +194,14 @@ mod tests {
             "shopstream.notifications.v1.NotificationsService",
             "shopstream.analytics.v1.AnalyticsService",
             "shopstream.compliance.v1.ComplianceService",
+            "shopstream.dsar.v1.Participant",
         ]
         .into_iter()
         .map(str::to_owned)
         .collect();
 
         assert_eq!(services, expected);
-        assert_eq!(services.len(), 11);
+        assert_eq!(services.len(), 12);
     }
 
     #[test]
