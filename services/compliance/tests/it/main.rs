@@ -6,7 +6,7 @@
 mod sweep;
 mod workflow;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use shopstream_dsar::{Document, Erasure, Error, Export, Participant, StoreCount, Subject};
 use shopstream_runtime::testkit::{self, RunningService};
@@ -15,10 +15,13 @@ use sqlx::PgPool;
 /// How long a DSAR may take in a debug build on a busy machine.
 pub const DSAR_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A participant whose store is one table of notes about users.
+/// A participant whose store is one table of notes about users; `up` off
+/// makes it answer UNAVAILABLE (its store down), as a participant that is
+/// down does.
 #[derive(Clone)]
 pub struct Notes {
     pub pool: PgPool,
+    pub up: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Notes {
@@ -28,7 +31,18 @@ impl Notes {
             .execute(&pool)
             .await
             .unwrap();
-        Notes { pool }
+        Notes {
+            pool,
+            up: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        }
+    }
+
+    fn check_up(&self) -> Result<(), Error> {
+        if self.up.load(std::sync::atomic::Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(Error::Unavailable("the notes store is down".into()))
+        }
     }
 
     pub async fn add(&self, s: &Subject, body: &str) {
@@ -59,6 +73,7 @@ impl Participant for Notes {
     }
 
     async fn export(&self, s: &Subject) -> Result<Export, Error> {
+        self.check_up()?;
         let bodies: Vec<String> =
             sqlx::query_scalar("SELECT body FROM notes WHERE tenant_id = $1 AND user_id = $2")
                 .bind(&s.tenant)
@@ -80,6 +95,7 @@ impl Participant for Notes {
     }
 
     async fn erase(&self, s: &Subject) -> Result<Erasure, Error> {
+        self.check_up()?;
         let n = sqlx::query("DELETE FROM notes WHERE tenant_id = $1 AND user_id = $2")
             .bind(&s.tenant)
             .bind(s.user_id)
@@ -93,6 +109,7 @@ impl Participant for Notes {
     }
 
     async fn scan(&self, s: &Subject) -> Result<Vec<StoreCount>, Error> {
+        self.check_up()?;
         Ok(vec![StoreCount::new(
             "notes.postgres",
             self.count(s).await?,
@@ -101,29 +118,19 @@ impl Participant for Notes {
     }
 }
 
-/// The notes participant served over gRPC on `addr` until the handle is
-/// aborted (a crash: connections drop, the port closes).
-pub fn serve_notes(notes: &Notes, addr: SocketAddr) -> tokio::task::JoinHandle<()> {
+/// The notes participant served over gRPC on a port of its own (bound
+/// here, so no other test can take it); its URL and the server's task.
+pub async fn serve_notes(notes: &Notes) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
     let svc = shopstream_dsar::server(Arc::new(notes.clone()), "default");
-    tokio::spawn(async move {
-        // The port may still be held for a moment after an abort.
-        for _ in 0..50 {
-            let r = tonic::transport::Server::builder()
-                .add_service(svc.clone())
-                .serve(addr)
-                .await;
-            if r.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-}
-
-/// A free loopback port.
-pub fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    let task = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await;
+    });
+    (url, task)
 }
 
 pub async fn identity() -> RunningService {

@@ -14,7 +14,7 @@ use shopstream_dsar::Subject;
 use shopstream_platform::cache;
 use shopstream_runtime::testkit;
 
-use crate::{DSAR_TIMEOUT, Names, Notes, compliance, free_addr, identity, serve_notes};
+use crate::{DSAR_TIMEOUT, Names, Notes, compliance, identity, serve_notes};
 
 const TENANT: &str = "default";
 
@@ -64,12 +64,14 @@ async fn an_erasure_survives_a_down_participant_and_a_compliance_crash() {
     for i in 0..3 {
         notes.add(&subject, &format!("note {i}")).await;
     }
-    // The notes participant is down when the DSAR starts.
-    let addr = free_addr();
+    // The notes participant is down (its store answers UNAVAILABLE) when
+    // the DSAR starts.
+    notes.up.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (notes_url, server) = serve_notes(&notes).await;
     let names = Names::fresh();
     let participants = vec![
         ("identity".to_string(), id.grpc_url()),
-        ("notes".to_string(), format!("http://{addr}")),
+        ("notes".to_string(), notes_url),
     ];
     let first = compliance(&names, participants.clone(), &id.grpc_url()).await;
     let c = client(&first);
@@ -104,7 +106,7 @@ async fn an_erasure_survives_a_down_participant_and_a_compliance_crash() {
     first.crash().await;
     let second = compliance(&names, participants, &id.grpc_url()).await;
     let c = client(&second);
-    let server = serve_notes(&notes, addr);
+    notes.up.store(true, std::sync::atomic::Ordering::SeqCst);
     let done = c
         .wait(TENANT, &d.dsar_id, DSAR_TIMEOUT, |_| {})
         .await
@@ -207,14 +209,13 @@ async fn an_export_archive_holds_every_store() {
     let notes = Notes::new().await;
     let subject = Subject::new(TENANT, user, &[email.as_str()]);
     notes.add(&subject, "a note to export").await;
-    let addr = free_addr();
-    let server = serve_notes(&notes, addr);
+    let (notes_url, server) = serve_notes(&notes).await;
     let names = Names::fresh();
     let svc = compliance(
         &names,
         vec![
             ("identity".into(), id.grpc_url()),
-            ("notes".into(), format!("http://{addr}")),
+            ("notes".into(), notes_url),
         ],
         &id.grpc_url(),
     )
