@@ -14,7 +14,8 @@ pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> i64;
 }
 
-/// The operating system's clock.
+/// The operating system's clock, moved by the `clock-skew` fault when it
+/// hits this process's service (see [`crate::faults`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -24,6 +25,7 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0)
+            + crate::faults::skew_ms()
     }
 }
 

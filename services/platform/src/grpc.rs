@@ -42,10 +42,35 @@ pub async fn serve_with_tenant(
     default_tenant: String,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    serve_as(
+        "",
+        listener,
+        routes,
+        request_timeout,
+        default_tenant,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve_with_tenant`] for the service named `component`, whose calls
+/// suffer the request faults of the catalog that hit it (see
+/// [`crate::faults::request_fault`]).
+pub async fn serve_as(
+    component: &str,
+    listener: TcpListener,
+    routes: Routes,
+    request_timeout: Duration,
+    default_tenant: String,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .timeout(request_timeout)
         .layer(TraceLayer {
             default_tenant: default_tenant.into(),
+        })
+        .layer(FaultLayer {
+            component: component.into(),
         })
         .add_routes(routes)
         .serve_with_incoming_shutdown(
@@ -105,6 +130,73 @@ where
         let _ = span.set_parent(parent.clone());
         let fut = self.inner.call(req);
         Box::pin(fut.instrument(span).with_context(parent))
+    }
+}
+
+/// Applies the catalog's request faults (latency, errors) of `component`
+/// before a call reaches the service.
+#[derive(Debug, Clone)]
+pub struct FaultLayer {
+    component: std::sync::Arc<str>,
+}
+
+impl<S> tower::Layer<S> for FaultLayer {
+    type Service = FaultService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        FaultService {
+            inner,
+            component: self.component.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FaultService<S> {
+    inner: S,
+    component: std::sync::Arc<str>,
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for FaultService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    RB: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let (delay, fail) = if self.component.is_empty() {
+            (None, false)
+        } else {
+            crate::faults::request_fault(&self.component)
+        };
+        if delay.is_none() && !fail {
+            return Box::pin(self.inner.call(req));
+        }
+        // The ready clone stays in `self` for the next call's poll_ready.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let component = self.component.clone();
+        Box::pin(async move {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            if fail {
+                return Ok(tonic::Status::unavailable(format!(
+                    "{component}: failed by an injected fault (shopstream fault show)"
+                ))
+                .into_http());
+            }
+            inner.call(req).await
+        })
     }
 }
 

@@ -92,6 +92,9 @@ pub fn router(app: Router, ops: Ops) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(ops.clone());
+    // The catalog's request faults hit the service's own routes, never
+    // /healthz, /readyz and /metrics.
+    let app = app.layer(middleware::from_fn_with_state(ops.clone(), request_faults));
     app.merge(ops_routes)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(ops.body_limit_bytes))
@@ -236,6 +239,26 @@ async fn deadline(State(ops): State<Ops>, req: Request, next: Next) -> Response 
         )
         .into_response(),
     }
+}
+
+/// The request faults of the catalog that hit this service (see
+/// [`crate::faults::request_fault`]): a delay first, then maybe a 503.
+async fn request_faults(State(ops): State<Ops>, req: Request, next: Next) -> Response {
+    let (delay, fail) = crate::faults::request_fault(&ops.service);
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    if fail {
+        return Problem::new(
+            ErrorCode::Unavailable,
+            format!(
+                "{} failed this request by an injected fault (shopstream fault show)",
+                ops.service
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Turn every error response that is not problem+json yet (405 from the router,

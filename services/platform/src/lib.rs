@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod faults;
 pub mod grpc;
 pub mod health;
 pub mod http;

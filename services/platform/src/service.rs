@@ -117,6 +117,7 @@ type StartWorker<'a> =
 /// A service being declared; [`Service::run`] serves it.
 pub struct Service<'a> {
     ops: http::Ops,
+    redis_url: String,
     default_tenant: String,
     request_timeout: Duration,
     http: Router,
@@ -145,6 +146,7 @@ impl<'a> Service<'a> {
     pub fn new(cfg: &ServiceConfig) -> Service<'a> {
         Service {
             ops: http::Ops::from_config(cfg, Readiness::new()),
+            redis_url: cfg.endpoints.redis_url.clone(),
             default_tenant: cfg.default_tenant.clone(),
             request_timeout: cfg.request_timeout,
             http: Router::new(),
@@ -268,6 +270,12 @@ impl<'a> Service<'a> {
     ) -> Result<(), ServiceError> {
         let service = self.ops.service.clone();
         let stop = shutdown.child_token();
+        // The fault catalog: this process reads the flag store, and the
+        // memory and CPU hogs wait for their faults.
+        if !self.redis_url.is_empty() {
+            crate::faults::start(&self.redis_url, &service);
+        }
+        let hogs = tokio::spawn(crate::faults::run_hogs(service.clone()));
         let http_addr = listeners.http.local_addr().ok();
         let grpc_addr = listeners.grpc_addr();
         let mut parts: FuturesUnordered<LocalBoxFuture<'a, Result<(), ServiceError>>> =
@@ -304,9 +312,16 @@ impl<'a> Service<'a> {
                 let (stop, service) = (stop.clone(), service.clone());
                 let tenant = self.default_tenant.clone();
                 async move {
-                    grpc::serve_with_tenant(listener, routes, self.request_timeout, tenant, stop)
-                        .await
-                        .map_err(|source| ServiceError::Grpc { service, source })
+                    grpc::serve_as(
+                        &service,
+                        listener,
+                        routes,
+                        self.request_timeout,
+                        tenant,
+                        stop,
+                    )
+                    .await
+                    .map_err(|source| ServiceError::Grpc { service, source })
                 }
             })),
             (Some(_), None) => return Err(ServiceError::NoGrpcListener { service }),
@@ -340,6 +355,7 @@ impl<'a> Service<'a> {
                 stop.cancel();
             }
         }
+        hogs.abort();
         for step in self.on_stop {
             step.await;
         }
