@@ -3,6 +3,7 @@
 //! loopback ports from [`Ports`].
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -343,6 +344,50 @@ fn mkdir(p: &Path) -> Result<(), PrepareError> {
     std::fs::create_dir_all(p).map_err(|e| PrepareError::Setup(format!("{}: {e}", p.display())))
 }
 
+/// An override must be a plain variable name and a one-line value.
+fn check_override(key: &str, value: &str) -> Result<(), String> {
+    let name_ok = !key.is_empty()
+        && !key.starts_with(|c: char| c.is_ascii_digit())
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !name_ok {
+        return Err(format!(
+            "`{key}` is not a variable name (letters, digits and _, not starting with a digit)"
+        ));
+    }
+    if value.contains(['\n', '\r', '\0']) {
+        return Err(format!("the value of {key} spans more than one line"));
+    }
+    Ok(())
+}
+
+/// `KEY=VALUE` lines; blank lines and `#` comments are skipped.
+fn parse_overrides(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut vars = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: expected KEY=VALUE", i + 1))?;
+        check_override(key, value).map_err(|e| format!("line {}: {e}", i + 1))?;
+        vars.insert(key.to_string(), value.to_string());
+    }
+    Ok(vars)
+}
+
+fn format_overrides(kind: Kind, vars: &BTreeMap<String, String>) -> String {
+    let mut text = format!(
+        "# Environment of {}, merged over its normal environment when it starts.\n",
+        kind.name()
+    );
+    for (key, value) in vars {
+        text.push_str(&format!("{key}={value}\n"));
+    }
+    text
+}
+
 /// Everything needed to build process specs for one stack.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -394,9 +439,68 @@ impl Layout {
         }
     }
 
-    /// Prepare on-disk state (first run only) and return how to start `kind`.
-    #[rustfmt::skip]
+    /// Prepare on-disk state (first run only) and return how to start `kind`:
+    /// its normal environment with its overrides ([`Layout::read_overrides`])
+    /// merged over it.
     pub fn prepare(&self, kind: Kind) -> Result<ProcessSpec, PrepareError> {
+        let mut spec = self.prepare_base(kind)?;
+        let overrides = self.read_overrides(kind)?;
+        if !overrides.is_empty() {
+            spec.env.retain(|(k, _)| !overrides.contains_key(k));
+            spec.env.extend(overrides);
+        }
+        Ok(spec)
+    }
+
+    /// Where `kind`'s environment overrides live: `overrides/<kind>.env`
+    /// under the state root, `KEY=VALUE` lines.
+    pub fn overrides_path(&self, kind: Kind) -> PathBuf {
+        self.root
+            .join("overrides")
+            .join(format!("{}.env", kind.name()))
+    }
+
+    /// `kind`'s environment overrides; none when there is no file.
+    pub fn read_overrides(&self, kind: Kind) -> Result<BTreeMap<String, String>, PrepareError> {
+        let path = self.overrides_path(kind);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => parse_overrides(&text)
+                .map_err(|e| PrepareError::Setup(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(PrepareError::Setup(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// Replace `kind`'s overrides (none: remove the file). They apply from
+    /// the component's next start.
+    pub fn write_overrides(
+        &self,
+        kind: Kind,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<(), PrepareError> {
+        let path = self.overrides_path(kind);
+        let setup = |e: std::io::Error| PrepareError::Setup(format!("{}: {e}", path.display()));
+        if vars.is_empty() {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(setup(e)),
+                _ => Ok(()),
+            };
+        }
+        for (key, value) in vars {
+            check_override(key, value).map_err(PrepareError::Setup)?;
+        }
+        if let Some(dir) = path.parent() {
+            mkdir(dir)?;
+        }
+        let text = format_overrides(kind, vars);
+        // Written whole, then renamed: a crash never leaves half a file.
+        let tmp = path.with_extension("env.tmp");
+        std::fs::write(&tmp, text).map_err(setup)?;
+        std::fs::rename(&tmp, &path).map_err(setup)
+    }
+
+    #[rustfmt::skip]
+    fn prepare_base(&self, kind: Kind) -> Result<ProcessSpec, PrepareError> {
         let dir = self.dir(kind);
         if kind == Kind::Postgres {
             let user = postgres_user()?;
@@ -633,5 +737,91 @@ impl Layout {
             user,
             stop_signal: Kind::Postgres.stop_signal(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layout under a fresh directory of the system's temp dir.
+    fn layout(name: &str) -> Layout {
+        let root = std::env::temp_dir().join(format!(
+            "shopstream-components-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        Layout {
+            root,
+            ports: Ports::TEST,
+            exe: PathBuf::from("/bin/true"),
+        }
+    }
+
+    fn env_of(spec: &ProcessSpec, key: &str) -> Vec<String> {
+        spec.env
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    #[test]
+    fn overrides_are_persisted_and_merged_over_the_normal_environment() {
+        let l = layout("overrides");
+        assert!(l.read_overrides(Kind::Orders).unwrap().is_empty());
+        let normal = l.prepare(Kind::Orders).unwrap();
+        assert_eq!(env_of(&normal, "SHOPSTREAM_PG_PORT"), ["25432"]);
+
+        let vars = BTreeMap::from([
+            (
+                "SHOPSTREAM_ORDERS_PAYMENTS_URL".to_string(),
+                "http://127.0.0.1:40001".to_string(),
+            ),
+            ("SHOPSTREAM_PG_PORT".to_string(), "40002".to_string()),
+        ]);
+        l.write_overrides(Kind::Orders, &vars).unwrap();
+        let text = std::fs::read_to_string(l.root.join("overrides/orders.env")).unwrap();
+        assert!(text.contains("\nSHOPSTREAM_PG_PORT=40002\n"), "{text}");
+        assert_eq!(l.read_overrides(Kind::Orders).unwrap(), vars);
+
+        let spec = l.prepare(Kind::Orders).unwrap();
+        assert_eq!(env_of(&spec, "SHOPSTREAM_PG_PORT"), ["40002"]);
+        assert_eq!(
+            env_of(&spec, "SHOPSTREAM_ORDERS_PAYMENTS_URL"),
+            ["http://127.0.0.1:40001"]
+        );
+        // Other components are untouched.
+        assert_eq!(
+            env_of(&l.prepare(Kind::Payments).unwrap(), "SHOPSTREAM_PG_PORT"),
+            ["25432"]
+        );
+
+        l.write_overrides(Kind::Orders, &BTreeMap::new()).unwrap();
+        assert!(!l.overrides_path(Kind::Orders).exists());
+        assert_eq!(l.prepare(Kind::Orders).unwrap().env, normal.env);
+        let _ = std::fs::remove_dir_all(&l.root);
+    }
+
+    #[test]
+    fn bad_overrides_are_refused() {
+        let l = layout("bad-overrides");
+        for (k, v) in [
+            ("", "x"),
+            ("A B", "x"),
+            ("1X", "x"),
+            ("A=B", "x"),
+            ("OK", "two\nlines"),
+        ] {
+            let vars = BTreeMap::from([(k.to_string(), v.to_string())]);
+            assert!(
+                l.write_overrides(Kind::Orders, &vars).is_err(),
+                "{k:?}={v:?}"
+            );
+        }
+        assert_eq!(parse_overrides("# comment\n\nA=1=2\n").unwrap()["A"], "1=2");
+        let err = parse_overrides("A=1\nnonsense\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        let _ = std::fs::remove_dir_all(&l.root);
     }
 }

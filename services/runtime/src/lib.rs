@@ -8,6 +8,8 @@
 
 pub mod admin;
 pub mod components;
+pub mod fault_proxy;
+pub mod links;
 pub mod prereq;
 pub mod process;
 pub mod s3_server;

@@ -4,6 +4,7 @@
 //! component's process and readiness.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
@@ -293,6 +294,37 @@ impl Stack {
             }
         })?;
         Ok(())
+    }
+
+    /// Replace `kind`'s environment overrides (`<root>/overrides/<kind>.env`),
+    /// merged over its normal environment from its next start on: restart
+    /// it to apply them. An empty map removes them.
+    pub fn set_overrides(
+        &self,
+        kind: Kind,
+        vars: BTreeMap<String, String>,
+    ) -> Result<(), StackError> {
+        self.layout
+            .write_overrides(kind, &vars)
+            .map_err(|source| StackError::Prepare {
+                kind: kind.name(),
+                source,
+            })
+    }
+
+    /// Remove `kind`'s environment overrides (from its next start on).
+    pub fn clear_overrides(&self, kind: Kind) -> Result<(), StackError> {
+        self.set_overrides(kind, BTreeMap::new())
+    }
+
+    /// `kind`'s environment overrides; empty when it has none.
+    pub fn overrides(&self, kind: Kind) -> Result<BTreeMap<String, String>, StackError> {
+        self.layout
+            .read_overrides(kind)
+            .map_err(|source| StackError::Prepare {
+                kind: kind.name(),
+                source,
+            })
     }
 
     /// Start one component (if stopped) and wait until it is ready.
