@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 
 use crate::exit;
 
-mod checkout;
+pub(crate) mod checkout;
 mod dsar;
 mod feed;
 mod live;

@@ -9,6 +9,7 @@ mod infra;
 mod lab;
 mod mail;
 mod media;
+mod scenario;
 mod search;
 mod seed;
 mod serve;
@@ -80,7 +81,7 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Scripted, self-checking labs: `lab list`, `lab run checkout-failure`.
     Lab(lab::LabArgs),
-    /// Inject, show or clear faults at run time: `fault stripe-sim --set JSON`.
+    /// The fault catalog: `fault list`, `fault set NAME`, `fault clear`, `fault show`.
     Fault(fault::FaultArgs),
     /// What mail-sim received: `mail list`, `mail show ID`.
     Mail(mail::MailArgs),
@@ -98,6 +99,15 @@ enum Command {
     Search(search::SearchArgs),
     /// Deterministic simulations (turmoil): `sim --scenario checkout --seeds 500`.
     Sim(sim::SimArgs),
+    /// Load and chaos scenarios with an invariant verdict: `test --scenario flash-sale`.
+    ///
+    /// Goose users run journeys against the gateway while a --chaos schedule
+    /// kills, pauses, slows or cuts components; afterwards the system gets up
+    /// to 60 s to settle and every invariant (no oversell, no lost order, no
+    /// double charge, no charge the client was not told about, money and
+    /// projections agree) passes or fails. `--out DIR` writes a Markdown
+    /// summary and a chart for a pull request.
+    Test(scenario::TestArgs),
 }
 
 fn main() -> ExitCode {
@@ -125,6 +135,7 @@ fn main() -> ExitCode {
             Command::Lab(a) => lab::lab(&cli.state_dir, a).await,
             Command::Fault(a) => fault::fault(&cli.state_dir, a).await,
             Command::Sim(a) => sim::sim(a).await,
+            Command::Test(a) => scenario::test(&cli.state_dir, a).await,
             Command::Search(a) => search::search(a).await,
             Command::Mail(a) => mail::mail(a).await,
             Command::Media(a) => media::media(a).await,

@@ -26,7 +26,7 @@ pub struct Setup {
     pub run_id: String,
 }
 
-async fn inventory(
+pub(crate) async fn inventory(
     ports: &Ports,
 ) -> anyhow::Result<InventoryServiceClient<tonic::transport::Channel>> {
     let (_, grpc) = service_addrs("inventory", ports.services).expect("inventory is a service");
@@ -39,7 +39,7 @@ async fn inventory(
     ))
 }
 
-async fn set_available(
+pub(crate) async fn set_available(
     inv: &mut InventoryServiceClient<tonic::transport::Channel>,
     sku_id: &str,
     available: i64,
@@ -67,6 +67,15 @@ pub(super) async fn buyer(
     base: &str,
     run_id: &str,
 ) -> anyhow::Result<String> {
+    Ok(buyer_session(client, base, run_id).await?.0)
+}
+
+/// A fresh buyer: (access token, user id).
+pub(crate) async fn buyer_session(
+    client: &reqwest::Client,
+    base: &str,
+    run_id: &str,
+) -> anyhow::Result<(String, String)> {
     let creds = serde_json::json!({
         "email": format!("bench-buyer-{run_id}@example.com"),
         "password": "bench password for shopstream",
@@ -83,14 +92,28 @@ pub(super) async fn buyer(
         .await?
         .json()
         .await?;
-    session["access_token"]
+    let token = session["access_token"]
         .as_str()
         .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("login as the benchmark buyer failed: {session}"))
+        .ok_or_else(|| anyhow::anyhow!("login as the benchmark buyer failed: {session}"))?;
+    let user_id =
+        subject_of(&token).ok_or_else(|| anyhow::anyhow!("the access token carries no subject"))?;
+    Ok((token, user_id))
+}
+
+/// The `sub` claim of a JWT (read, not verified: our own token).
+fn subject_of(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v["sub"].as_str().map(str::to_owned)
 }
 
 /// (product_id, first sku_id) of up to `n` products.
-async fn products(
+pub(crate) async fn products(
     client: &reqwest::Client,
     base: &str,
     n: usize,

@@ -1,0 +1,362 @@
+//! Runs a chaos schedule against the native stack: process faults (SIGKILL
+//! and restart, SIGSTOP/SIGCONT), wire faults through this binary's fault
+//! proxy, backend outages, and the catalog's named faults — and undoes all
+//! of it, also when the schedule is cut short (Ctrl-C, the load ended).
+//!
+//! Wire faults need the link's `from` service to talk to a proxy: before the
+//! load, each linked service gets an environment override pointing it at a
+//! proxy of its own and is restarted once (no toxics yet); the toxics are
+//! set and cleared at the scheduled times; at the end the overrides go and
+//! the service is restarted on its direct address.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use shopstream_platform::{config::Ports, faults};
+use shopstream_runtime::{
+    Kind, Stack,
+    fault_proxy::{FaultProxy, ProxyHandle, Toxic},
+    links::Link,
+};
+
+use super::{
+    chaos::{Action, Item, Schedule},
+    report::FaultWindow,
+};
+
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub stack: Stack,
+    pub ports: Ports,
+    pub seed: u64,
+}
+
+/// What the driver changed and must undo.
+#[derive(Default)]
+struct Undo {
+    paused: Vec<(Kind, u32)>,
+    stopped: Vec<Kind>,
+    killed: Vec<Kind>,
+    proxies: BTreeMap<String, (Link, ProxyHandle)>,
+    faults: Vec<String>,
+}
+
+fn undo() -> &'static Mutex<Undo> {
+    static UNDO: OnceLock<Mutex<Undo>> = OnceLock::new();
+    UNDO.get_or_init(|| Mutex::new(Undo::default()))
+}
+
+/// Put every link the schedule names behind a proxy (before the load).
+/// Overrides left by a run that died without cleaning up (its proxies died
+/// with it) are removed first.
+pub async fn prepare(ctx: &Context, schedule: &Schedule) -> anyhow::Result<()> {
+    for kind in Kind::ALL {
+        if ctx.stack.overrides(kind).is_ok_and(|o| !o.is_empty()) {
+            eprintln!(
+                "test: {} still had the environment overrides of an earlier run; removing them",
+                kind.name()
+            );
+            ctx.stack.clear_overrides(kind)?;
+            if ctx.stack.running_pid(kind).is_some() {
+                restart(ctx, kind).await?;
+            }
+        }
+    }
+    let mut links: Vec<Link> = Vec::new();
+    for item in &schedule.items {
+        if let Some((link, _)) = wire(&item.action) {
+            if !links.contains(&link) {
+                links.push(link);
+            }
+        }
+    }
+    for link in links {
+        let upstream = link.upstream(&ctx.ports)?;
+        let proxy = FaultProxy::start("127.0.0.1:0".parse()?, upstream, ctx.seed).await?;
+        let var = link.env_var()?.to_string();
+        let value = link.rewrite_url(&link.default_url(&ctx.ports)?, proxy.local_addr());
+        // Merged: two links from one service each keep their variable.
+        let mut overrides = ctx.stack.overrides(link.from)?;
+        overrides.insert(var.clone(), value);
+        ctx.stack.set_overrides(link.from, overrides)?;
+        eprintln!(
+            "test: routing {link} through the fault proxy at {} ({var})",
+            proxy.local_addr()
+        );
+        restart(ctx, link.from).await?;
+        if let Ok(mut u) = undo().lock() {
+            u.proxies.insert(link.to_string(), (link, proxy));
+        }
+    }
+    Ok(())
+}
+
+async fn restart(ctx: &Context, kind: Kind) -> anyhow::Result<()> {
+    ctx.stack.kill_component(kind).await;
+    ctx.stack
+        .start_component(kind)
+        .await
+        .map_err(|e| anyhow::anyhow!("{} did not start again: {e}", kind.name()))
+}
+
+/// The link and toxic of a wire fault.
+fn wire(action: &Action) -> Option<(Link, Toxic)> {
+    match action {
+        Action::Latency {
+            link,
+            ms,
+            jitter_ms,
+        } => Some((*link, Toxic::latency(*ms, *jitter_ms))),
+        Action::Loss { link, percent } => Some((*link, Toxic::loss(*percent))),
+        Action::Bandwidth { link, kib_per_s } => Some((*link, Toxic::bandwidth(*kib_per_s))),
+        Action::Reset { link } => Some((*link, Toxic::ResetPeer { after_ms: 0 })),
+        Action::Blackhole { link } => Some((*link, Toxic::Timeout { ms: 0 })),
+        _ => None,
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status();
+}
+
+/// Run `schedule` from `t0`, recording each fault's window.
+pub async fn run_schedule(
+    ctx: Context,
+    schedule: Schedule,
+    t0: Instant,
+    windows: Arc<Mutex<Vec<FaultWindow>>>,
+) {
+    let mut items: Vec<Item> = schedule.items.clone();
+    items.sort_by_key(|i| i.at);
+    // Starts and ends, in time order.
+    let mut events: Vec<(Duration, bool, usize)> = Vec::new();
+    for (n, i) in items.iter().enumerate() {
+        events.push((i.at, true, n));
+        if let Some(d) = i.dur {
+            events.push((i.at + d, false, n));
+        }
+    }
+    events.sort_by_key(|e| (e.0, e.1));
+    // Each start and end runs as a task of its own, so a slow one (a
+    // restart after a kill) does not delay the next; dropping this future
+    // (the schedule cut short) aborts them all.
+    let started_at: Arc<Mutex<BTreeMap<usize, f64>>> = Arc::default();
+    let mut running = tokio::task::JoinSet::new();
+    for (at, start, n) in events {
+        let wait = at.saturating_sub(t0.elapsed());
+        tokio::time::sleep(wait).await;
+        if super::cancelled() {
+            return;
+        }
+        let (ctx, item, windows, started_at) = (
+            ctx.clone(),
+            items[n].clone(),
+            windows.clone(),
+            started_at.clone(),
+        );
+        running.spawn(async move {
+            let label = item.to_string();
+            let window = |start_s: f64, end_s: f64| {
+                if let Ok(mut w) = windows.lock() {
+                    w.push(FaultWindow {
+                        label: label.clone(),
+                        start_s,
+                        end_s,
+                    });
+                }
+            };
+            if start {
+                let begun = super::since(t0);
+                if let Ok(mut s) = started_at.lock() {
+                    s.insert(n, begun);
+                }
+                if let Err(e) = apply(&ctx, &item.action).await {
+                    eprintln!("test: chaos {label}: {e}");
+                }
+                if item.dur.is_none() {
+                    // An instant fault (a kill): its window lasts until it has recovered.
+                    window(begun, super::since(t0).max(begun + 0.5));
+                }
+            } else {
+                if let Err(e) = revert(&ctx, &item.action).await {
+                    eprintln!("test: chaos {label}: undo: {e}");
+                }
+                let begun = started_at
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.get(&n).copied())
+                    .unwrap_or(0.0);
+                window(begun, super::since(t0));
+            }
+        });
+    }
+    while running.join_next().await.is_some() {}
+}
+
+async fn apply(ctx: &Context, action: &Action) -> anyhow::Result<()> {
+    if let Some((link, toxic)) = wire(action) {
+        let u = undo().lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let (_, proxy) = u
+            .proxies
+            .get(&link.to_string())
+            .ok_or_else(|| anyhow::anyhow!("{link} is not behind a proxy"))?;
+        proxy.set(vec![toxic]);
+        return Ok(());
+    }
+    match action {
+        Action::Kill { target } => {
+            ctx.stack.kill_component(*target).await;
+            if let Ok(mut u) = undo().lock() {
+                u.killed.push(*target);
+            }
+            // A killed process is started again at once, as a supervisor would.
+            ctx.stack
+                .start_component(*target)
+                .await
+                .map_err(|e| anyhow::anyhow!("{} did not start again: {e}", target.name()))?;
+            if let Ok(mut u) = undo().lock() {
+                u.killed.retain(|k| k != target);
+            }
+        }
+        Action::Pause { target } => {
+            let pid = ctx
+                .stack
+                .running_pid(*target)
+                .ok_or_else(|| anyhow::anyhow!("{} is not running", target.name()))?;
+            signal(pid, "-STOP");
+            if let Ok(mut u) = undo().lock() {
+                u.paused.push((*target, pid));
+            }
+        }
+        Action::Outage { target } => {
+            ctx.stack.stop_component(*target).await;
+            if let Ok(mut u) = undo().lock() {
+                u.stopped.push(*target);
+            }
+        }
+        Action::Fault { name, value } => {
+            let spec = faults::spec(name).ok_or_else(|| anyhow::anyhow!("no fault {name}"))?;
+            let active = spec
+                .activate(value.as_deref(), None, None, super::now_ms())
+                .map_err(|e| anyhow::anyhow!(e))?;
+            store(ctx)
+                .await?
+                .set(&active)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            if let Ok(mut u) = undo().lock() {
+                u.faults.push(name.clone());
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn revert(ctx: &Context, action: &Action) -> anyhow::Result<()> {
+    if let Some((link, _)) = wire(action) {
+        if let Ok(u) = undo().lock() {
+            if let Some((_, p)) = u.proxies.get(&link.to_string()) {
+                p.clear();
+            }
+        }
+        return Ok(());
+    }
+    match action {
+        Action::Pause { target } => {
+            let pid = undo().lock().ok().and_then(|mut u| {
+                let i = u.paused.iter().position(|(k, _)| k == target)?;
+                Some(u.paused.remove(i).1)
+            });
+            if let Some(pid) = pid {
+                signal(pid, "-CONT");
+            }
+        }
+        Action::Outage { target } => {
+            ctx.stack
+                .start_component(*target)
+                .await
+                .map_err(|e| anyhow::anyhow!("{} did not start again: {e}", target.name()))?;
+            if let Ok(mut u) = undo().lock() {
+                u.stopped.retain(|k| k != target);
+            }
+        }
+        Action::Fault { name, .. } => {
+            store(ctx)
+                .await?
+                .clear(name)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            if let Ok(mut u) = undo().lock() {
+                u.faults.retain(|f| f != name);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn store(ctx: &Context) -> anyhow::Result<faults::Store> {
+    let url = shopstream_platform::config::Endpoints::native(ctx.ports).redis_url;
+    tokio::time::timeout(Duration::from_secs(3), faults::Store::connect(&url))
+        .await
+        .map_err(|_| anyhow::anyhow!("the fault store at {url} did not answer"))?
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Undo everything the driver did: resume paused processes, start stopped
+/// or killed ones, clear faults, take links off their proxies.
+pub async fn clear_all(ctx: &Context) {
+    let u = match undo().lock() {
+        Ok(mut u) => std::mem::take(&mut *u),
+        Err(_) => return,
+    };
+    for (_, pid) in &u.paused {
+        signal(*pid, "-CONT");
+    }
+    for kind in u.stopped.iter().chain(u.killed.iter()) {
+        if let Err(e) = ctx.stack.start_component(*kind).await {
+            eprintln!(
+                "test: {} did not start again: {e}; run `shopstream up`",
+                kind.name()
+            );
+        }
+    }
+    if !u.faults.is_empty() {
+        match store(ctx).await {
+            Ok(s) => {
+                for f in &u.faults {
+                    let _ = s.clear(f).await;
+                }
+            }
+            Err(e) => eprintln!(
+                "test: could not clear faults {:?}: {e}; run `shopstream fault clear --all`",
+                u.faults
+            ),
+        }
+    }
+    // Direct addresses back, then restarts, then the proxies go.
+    let mut restart_after: Vec<Kind> = Vec::new();
+    let mut proxies = Vec::new();
+    for (_, (link, proxy)) in u.proxies {
+        proxy.clear();
+        let _ = ctx.stack.clear_overrides(link.from);
+        if !restart_after.contains(&link.from) {
+            restart_after.push(link.from);
+        }
+        proxies.push(proxy);
+    }
+    for kind in restart_after {
+        if let Err(e) = restart(ctx, kind).await {
+            eprintln!("test: {e}; run `shopstream up`");
+        }
+    }
+    for p in proxies {
+        p.shutdown().await;
+    }
+}

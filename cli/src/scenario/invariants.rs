@@ -1,0 +1,539 @@
+//! The verdict: after the load, with every fault cleared, the system gets up
+//! to [`super::SETTLE_MAX`] to settle; then each invariant is checked through
+//! the services' public and admin APIs and passes or fails on its own.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use shopstream_labs::{Target, consistency, stripe_sim};
+use shopstream_platform::{
+    config::{SERVICE_NAMES, service_addrs},
+    grpc::{channel, with_tenant},
+};
+use shopstream_proto::{
+    common::v1::PageRequest,
+    inventory::v1::{GetStockRequest, Stock},
+    orders::v1::{
+        ListOrdersRequest, Order, OrderState, orders_service_client::OrdersServiceClient,
+    },
+};
+
+use super::{
+    journeys::Shared,
+    report::{Invariant, Report},
+};
+use crate::bench::checkout::inventory;
+
+/// p95 of placed → completed above which checkout-spike's knee is passed.
+pub const KNEE_P95: Duration = Duration::from_millis(500);
+const TENANT: &str = shopstream_platform::config::DEFAULT_TENANT;
+
+pub struct Inputs<'a> {
+    pub target: &'a Target,
+    pub http: &'a reqwest::Client,
+    pub shared: &'a Shared,
+    /// Each SKU's stock right after the scenario set it.
+    pub stock_before: &'a BTreeMap<String, Stock>,
+    pub run_started_ms: i64,
+}
+
+fn inv(name: &str, pass: bool, detail: impl Into<String>) -> Invariant {
+    Invariant {
+        name: name.to_string(),
+        pass,
+        detail: detail.into(),
+    }
+}
+
+/// Settle, then judge. Returns the invariants and how long settling took.
+pub async fn check(i: &Inputs<'_>) -> (Vec<Invariant>, Duration) {
+    let started = Instant::now();
+    let ports =
+        shopstream_platform::config::Ports::from_env(shopstream_platform::config::Ports::DEV)
+            .unwrap_or(shopstream_platform::config::Ports::DEV);
+    // Settle: every order of the run terminal, consumers caught up,
+    // the index equal to the catalog.
+    let mut last = (Vec::new(), None, Vec::new());
+    while started.elapsed() < super::SETTLE_MAX {
+        let orders = orders_of_run(i).await.unwrap_or_default();
+        let open = orders.iter().filter(|o| !terminal(o)).count();
+        let lag = consumer_lag(i.http, ports.services).await;
+        let stale = stale_projections(i).await;
+        let settled =
+            open == 0 && lag.as_ref().is_none_or(|(total, _)| *total == 0) && stale.is_empty();
+        last = (orders, lag, stale);
+        if settled || super::cancelled() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let settle = started.elapsed();
+    let (orders, lag, stale) = last;
+    let mut out = Vec::new();
+
+    // Stock: nothing oversold, every unit accounted for.
+    out.extend(stock_invariants(i, &orders).await);
+
+    // Orders: none lost, none charged without the client knowing.
+    let told = i.shared.told.lock().map(|t| t.clone()).unwrap_or_default();
+    let accepted: HashSet<&str> = told.iter().filter_map(|t| t.order_id.as_deref()).collect();
+    let by_id: HashMap<&str, &Order> = orders.iter().map(|o| (o.order_id.as_str(), o)).collect();
+    let lost: Vec<String> = accepted
+        .iter()
+        .filter(|id| !by_id.get(*id).is_some_and(|o| terminal(o)))
+        .map(|id| match by_id.get(id) {
+            Some(o) => format!("{id} still {}", state_name(o.state())),
+            None => format!("{id} missing"),
+        })
+        .collect();
+    let failed: Vec<&super::journeys::Told> =
+        told.iter().filter(|t| t.order_id.is_none()).collect();
+    let failed_answers = failed.len();
+    let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
+    for t in &failed {
+        *by_status.entry(t.status).or_default() += 1;
+    }
+    let statuses = by_status
+        .iter()
+        .map(|(s, n)| {
+            if *s == 0 {
+                format!("{n}× no answer")
+            } else {
+                format!("{n}× HTTP {s}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    // A failed answer's key, replayed by the client, would answer the order if one was stored.
+    let example_key = failed.first().map(|t| t.key.clone()).unwrap_or_default();
+    out.push(inv(
+        "no lost order: every accepted order exists and is terminal",
+        lost.is_empty(),
+        if lost.is_empty() {
+            format!("{} accepted, all completed or cancelled", accepted.len())
+        } else {
+            format!("{} of {}: {}", lost.len(), accepted.len(), first(&lost))
+        },
+    ));
+    let sim = stripe_sim::StripeSim::new(&i.target.stripe_sim_url).ok();
+    let intents = match &sim {
+        Some(s) => s.payment_intents().await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let received = |o: &Order| -> Vec<i64> {
+        stripe_sim::intents_of(&intents, &o.order_id, &o.payment_id)
+            .iter()
+            .map(|pi| pi["amount_received"].as_i64().unwrap_or(0))
+            .filter(|r| *r > 0)
+            .collect()
+    };
+    let charged_unknown: Vec<String> = orders
+        .iter()
+        .filter(|o| !accepted.contains(o.order_id.as_str()))
+        .filter(|o| o.state() == OrderState::Completed || !received(o).is_empty())
+        .map(|o| format!("{} ({})", o.order_id, state_name(o.state())))
+        .collect();
+    out.push(inv(
+        "no client that was told its order failed is charged for it",
+        charged_unknown.is_empty(),
+        if charged_unknown.is_empty() {
+            format!(
+                "{failed_answers} order request(s) answered without an order ({}); none of the run's buyers has an order it was not told about that took money",
+                if statuses.is_empty() { "none".to_string() } else { format!("{statuses}; e.g. key {example_key}") }
+            )
+        } else {
+            format!(
+                "{} order(s) took money that no client was told about: {}",
+                charged_unknown.len(),
+                first(&charged_unknown)
+            )
+        },
+    ));
+    let twice: Vec<String> = orders
+        .iter()
+        .filter_map(|o| {
+            let r = received(o);
+            let total = o.total.as_ref().map_or(0, |m| m.amount_minor);
+            (r.len() > 1 || r.iter().sum::<i64>() > total).then(|| {
+                format!(
+                    "{}: {} charge(s) summing {} of {}",
+                    o.order_id,
+                    r.len(),
+                    r.iter().sum::<i64>(),
+                    total
+                )
+            })
+        })
+        .collect();
+    out.push(inv(
+        "no order charged twice",
+        twice.is_empty() && sim.is_some(),
+        if sim.is_none() {
+            "stripe-sim could not be read".to_string()
+        } else if twice.is_empty() {
+            format!("{} orders, {} intents read", orders.len(), intents.len())
+        } else {
+            first(&twice)
+        },
+    ));
+
+    // Money: orders, payments, the provider (and analytics) agree.
+    let window = Duration::from_millis((super::now_ms() - i.run_started_ms).max(0) as u64 + 60_000);
+    let ours: HashSet<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
+    match consistency::check(i.target, TENANT, window, Duration::ZERO, super::now_ms()).await {
+        Ok(r) => {
+            let mine: Vec<&consistency::Disagreement> = r
+                .disagreements
+                .iter()
+                .filter(|d| ours.contains(d.order_id.as_str()))
+                .collect();
+            let (cancelled, other): (Vec<_>, Vec<_>) =
+                mine.iter().partition(|d| d.state == "cancelled");
+            let cancelled_n = orders
+                .iter()
+                .filter(|o| o.state() == OrderState::Cancelled)
+                .count();
+            out.push(inv(
+                "every cancelled order's money returned",
+                cancelled.is_empty(),
+                if cancelled.is_empty() {
+                    format!("{cancelled_n} cancelled, each refunded in full where money was taken")
+                } else {
+                    describe(&cancelled)
+                },
+            ));
+            out.push(inv(
+                "orders ↔ payments ↔ stripe-sim ↔ analytics agree",
+                other.is_empty(),
+                if other.is_empty() {
+                    format!("{} orders of the run checked", orders.len())
+                } else {
+                    describe(&other)
+                },
+            ));
+        }
+        Err(e) => out.push(inv(
+            "orders ↔ payments ↔ stripe-sim ↔ analytics agree",
+            false,
+            format!("the consistency check could not run: {e}"),
+        )),
+    }
+
+    // Projections.
+    out.push(inv(
+        "projections converge: the index equals the catalog, consumers caught up",
+        stale.is_empty() && lag.as_ref().is_none_or(|(t, _)| *t == 0),
+        match (&lag, stale.is_empty()) {
+            (Some((0, _)), true) => format!(
+                "{} products compared; every consumer group's lag 0",
+                i.shared.lines.len()
+            ),
+            (None, true) => format!(
+                "{} products compared; no service exposes shopstream_consumer_lag",
+                i.shared.lines.len()
+            ),
+            (Some((t, groups)), _) if *t > 0 => format!("lag {t}: {}", groups.join(", ")),
+            _ => format!("stale in the index: {}", first(&stale)),
+        },
+    ));
+    (out, settle)
+}
+
+fn describe(ds: &[&consistency::Disagreement]) -> String {
+    let parts: Vec<String> = ds
+        .iter()
+        .take(3)
+        .map(|d| format!("{} ({}): {}", d.order_id, d.state, d.problems.join("; ")))
+        .collect();
+    format!("{} order(s): {}", ds.len(), parts.join(" | "))
+}
+
+fn first(v: &[String]) -> String {
+    let mut s = v.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    if v.len() > 3 {
+        s.push_str(&format!(" and {} more", v.len() - 3));
+    }
+    s
+}
+
+fn terminal(o: &Order) -> bool {
+    matches!(o.state(), OrderState::Completed | OrderState::Cancelled)
+}
+
+fn state_name(s: OrderState) -> &'static str {
+    match s {
+        OrderState::Unspecified => "unspecified",
+        OrderState::Pending => "pending",
+        OrderState::Reserved => "reserved",
+        OrderState::Authorized => "authorized",
+        OrderState::Captured => "captured",
+        OrderState::Completed => "completed",
+        OrderState::Cancelled => "cancelled",
+    }
+}
+
+/// Every order of the run's buyers.
+async fn orders_of_run(i: &Inputs<'_>) -> Result<Vec<Order>, String> {
+    let ch = channel(
+        &i.target.orders_grpc_url,
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut api = OrdersServiceClient::new(ch);
+    let mut out = Vec::new();
+    for b in &i.shared.buyers {
+        let mut cursor = String::new();
+        loop {
+            let page = api
+                .list_orders(with_tenant(
+                    ListOrdersRequest {
+                        page: Some(PageRequest {
+                            page_size: 100,
+                            cursor: cursor.clone(),
+                        }),
+                        user_id: b.user_id.clone(),
+                        states: vec![],
+                    },
+                    TENANT,
+                ))
+                .await
+                .map_err(|s| s.message().to_string())?
+                .into_inner();
+            out.extend(page.orders);
+            cursor = page.page.map(|p| p.next_cursor).unwrap_or_default();
+            if cursor.is_empty() {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The summed `shopstream_consumer_lag` of every service and the groups
+/// that lag; `None` when no service exposes the series.
+async fn consumer_lag(http: &reqwest::Client, base_port: u16) -> Option<(u64, Vec<String>)> {
+    let mut seen = false;
+    let (mut total, mut groups) = (0u64, Vec::new());
+    for name in SERVICE_NAMES {
+        let Some((addr, _)) = service_addrs(name, base_port) else {
+            continue;
+        };
+        let Ok(r) = http.get(format!("http://{addr}/metrics")).send().await else {
+            continue;
+        };
+        let text = r.text().await.unwrap_or_default();
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("shopstream_consumer_lag{"))
+        {
+            seen = true;
+            let v = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if v > 0.0 {
+                total += v as u64;
+                groups.push(format!("{name}: {line}"));
+            }
+        }
+    }
+    seen.then_some((total, groups))
+}
+
+/// Products of the run whose indexed version differs from the catalog's.
+async fn stale_projections(i: &Inputs<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (product, _) in &i.shared.lines {
+        let catalog: Value = match i
+            .http
+            .get(format!("{}/products/{product}", i.target.gateway_url))
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(e) => {
+                out.push(format!("{product}: catalog unreadable ({e})"));
+                continue;
+            }
+        };
+        let indexed: Value = match i
+            .http
+            .get(format!(
+                "{}/debug/indexed/{product}",
+                i.target.search_http_url
+            ))
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(e) => {
+                out.push(format!("{product}: search unreadable ({e})"));
+                continue;
+            }
+        };
+        let (c, s) = (catalog["version"].as_i64(), indexed["version"].as_i64());
+        if c.is_none() || c != s {
+            out.push(format!("{product}: catalog v{c:?}, index v{s:?}"));
+        }
+    }
+    out
+}
+
+/// Stock of each SKU of the run, conserved and never oversold; then every
+/// hold still open is released and nothing may stay reserved.
+async fn stock_invariants(i: &Inputs<'_>, orders: &[Order]) -> Vec<Invariant> {
+    let ports =
+        shopstream_platform::config::Ports::from_env(shopstream_platform::config::Ports::DEV)
+            .unwrap_or(shopstream_platform::config::Ports::DEV);
+    let mut inv_api = match inventory(&ports).await {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![self::inv(
+                "no SKU oversold; stock conserved",
+                false,
+                format!("inventory unreachable: {e}"),
+            )];
+        }
+    };
+    let holds = i.shared.holds.lock().map(|h| h.clone()).unwrap_or_default();
+    let mut sold: HashMap<&str, i64> = HashMap::new();
+    for o in orders.iter().filter(|o| o.state() == OrderState::Completed) {
+        for it in &o.items {
+            if let Some(sku) = it.sku.as_ref() {
+                *sold.entry(sku.sku_id.as_str()).or_default() += i64::from(it.quantity);
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    let mut lines = Vec::new();
+    for (sku, before) in i.stock_before {
+        let now = match inv_api
+            .get_stock(GetStockRequest {
+                sku_id: sku.clone(),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner().stock.unwrap_or_default(),
+            Err(s) => {
+                problems.push(format!("{sku}: unreadable ({})", s.message()));
+                continue;
+            }
+        };
+        let held = holds.iter().filter(|h| h.2 == *sku).count() as i64;
+        let sold_n = sold.get(sku.as_str()).copied().unwrap_or(0);
+        let reserved_d = now.reserved - before.reserved;
+        let committed_d = now.committed - before.committed;
+        if now.available < 0 || now.reserved < 0 {
+            problems.push(format!(
+                "{sku}: available {} reserved {}",
+                now.available, now.reserved
+            ));
+        }
+        if held + sold_n > before.available {
+            problems.push(format!(
+                "{sku}: {held} held + {sold_n} sold > {} available",
+                before.available
+            ));
+        }
+        if before.available != now.available + reserved_d + committed_d {
+            problems.push(format!(
+                "{sku}: available {} → {} with reserved {reserved_d:+} and committed {committed_d:+} (units appeared or vanished)",
+                before.available, now.available
+            ));
+        }
+        if reserved_d != held || committed_d != sold_n {
+            problems.push(format!(
+                "{sku}: inventory says reserved {reserved_d:+} committed {committed_d:+}; clients hold {held} and completed orders bought {sold_n}"
+            ));
+        }
+        lines.push(format!(
+            "{sku}: {} units, {held} held, {sold_n} sold",
+            before.available
+        ));
+    }
+    let mut out = vec![inv(
+        "no SKU oversold; stock conserved (available + reserved + committed)",
+        problems.is_empty(),
+        if problems.is_empty() {
+            lines.join("; ")
+        } else {
+            first(&problems)
+        },
+    )];
+    // Give the holds back, then nothing may stay reserved.
+    for (id, buyer, _) in &holds {
+        let token = &i.shared.buyers[*buyer].token;
+        let _ = i
+            .http
+            .delete(format!("{}/reservations/{id}", i.target.gateway_url))
+            .bearer_auth(token)
+            .send()
+            .await;
+    }
+    let mut stuck = Vec::new();
+    for (sku, before) in i.stock_before {
+        if let Ok(r) = inv_api
+            .get_stock(GetStockRequest {
+                sku_id: sku.clone(),
+            })
+            .await
+        {
+            let now = r.into_inner().stock.unwrap_or_default();
+            if now.reserved != before.reserved {
+                stuck.push(format!(
+                    "{sku}: reserved {:+} after every hold was released",
+                    now.reserved - before.reserved
+                ));
+            }
+        }
+    }
+    out.push(inv(
+        "stock released: nothing stays reserved once holds are returned and orders end",
+        stuck.is_empty(),
+        if stuck.is_empty() {
+            format!(
+                "{} holds returned; reserved back to where it started",
+                holds.len()
+            )
+        } else {
+            first(&stuck)
+        },
+    ));
+    out
+}
+
+/// checkout-spike: the knee (the highest completed-orders rate in a second
+/// whose p95 placed → completed stayed within [`KNEE_P95`]) as a note and a
+/// parameter of the report.
+pub fn knee(report: &mut Report, per_second: &[(u64, u64)]) {
+    let limit = KNEE_P95.as_micros() as u64;
+    let ok = per_second
+        .iter()
+        .filter(|(n, p95)| *n > 0 && *p95 <= limit)
+        .map(|(n, _)| *n)
+        .max();
+    let first_over = per_second
+        .iter()
+        .enumerate()
+        .find(|(_, (n, p95))| *n > 0 && *p95 > limit);
+    report.params.insert(
+        "knee_orders_per_s".into(),
+        ok.map_or("none within 500 ms".into(), |n| n.to_string()),
+    );
+    report.notes.push(match first_over {
+        Some((t, (n, p95))) => format!(
+            "knee: up to {} orders/s completed with p95 ≤ 500 ms; p95 first passed 500 ms at t={t}s ({n} orders/s, p95 {:.0} ms)",
+            ok.unwrap_or(0),
+            *p95 as f64 / 1000.0
+        ),
+        None => format!(
+            "knee not reached: p95 placed → completed stayed ≤ 500 ms in every second (peak {} orders/s)",
+            ok.unwrap_or(0)
+        ),
+    });
+}
