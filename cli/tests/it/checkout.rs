@@ -246,12 +246,18 @@ async fn checkout_is_idempotent_survives_a_killed_worker_and_rejects_forged_webh
     let ids: Vec<_> = results
         .iter()
         .map(|(s, v, _)| {
-            assert!(*s == 201 || *s == 200, "{s} {v}");
+            // 202: stored, its saga not started within the request (a busy Temporal).
+            assert!(matches!(*s, 200..=202), "{s} {v}");
             v["order_id"].as_str().unwrap().to_string()
         })
         .collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
-    assert_eq!(results.iter().filter(|(s, _, _)| *s == 201).count(), 1);
+    // One of the five created the order; the others were answered as replays.
+    let created = results
+        .iter()
+        .filter(|(_, _, h)| h.get("idempotent-replayed").is_none())
+        .count();
+    assert_eq!(created, 1, "{results:?}");
     let order = api.settle(&ids[0], &buyer, Duration::from_secs(60)).await;
     assert_eq!(order["state"], "completed", "{order:#}");
     let (s, again, headers) = place("e2e-same-key").await;

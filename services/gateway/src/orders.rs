@@ -2,6 +2,12 @@
 //! read them and their saga steps, over the orders service's gRPC API. A
 //! caller sees only their own orders (an admin sees the whole tenant);
 //! someone else's order is indistinguishable from an absent one (404).
+//!
+//! A create is never answered as a plain failure once the order may exist:
+//! an order stored whose saga did not start in time is 202, and every
+//! error that cannot rule out a stored order says so and how to get it
+//! (the same `Idempotency-Key` again). The operator's toggle
+//! `checkout-paused` refuses new orders with 503 before anything is asked.
 
 use axum::{
     Json,
@@ -13,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use shopstream_platform::{
     ErrorCode, Problem,
     auth::Claims,
+    faults,
     http::ApiJson,
     idempotency::{IdempotencyKey, IdempotencyKeyError},
 };
@@ -36,6 +43,15 @@ const SERVICE: &str = "orders";
 
 /// Response header set when a create was answered from an earlier call.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// The operator's toggle that refuses new orders (fault catalog).
+pub const CHECKOUT_PAUSED: &str = "checkout-paused";
+/// The detail of `POST /orders` while [`CHECKOUT_PAUSED`] is on.
+pub const CHECKOUT_PAUSED_DETAIL: &str = "checkout is paused by an operator";
+/// The detail of a create that failed in a way that cannot rule out a
+/// stored order (no answer in time, orders unreachable mid-call, orders
+/// unsure itself).
+pub const MAYBE_STORED_DETAIL: &str = "orders did not confirm the order; it may have been stored: retry with the same Idempotency-Key (a replay answers the stored order)";
 
 /// One line of a new order. Prices come from the catalog, never the client.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -256,21 +272,55 @@ pub(crate) async fn visible_order(
         .ok_or_else(|| Problem::new(ErrorCode::NotFound, "no such order"))
 }
 
+/// `checkout-paused` on: the 503 that refuses a new order.
+pub fn checkout_paused() -> Result<(), Problem> {
+    match faults::hits(CHECKOUT_PAUSED, "gateway") {
+        Some(_) => Err(Problem::new(ErrorCode::Unavailable, CHECKOUT_PAUSED_DETAIL)),
+        None => Ok(()),
+    }
+}
+
+/// Orders' answer to a create → problem+json. A status that cannot rule out
+/// a stored order (the deadline passed, the connection broke, orders failed
+/// or said it may have stored it) says how to get the order; the others
+/// (invalid, unknown product, key reuse) map as for every backend.
+pub fn create_problem(s: tonic::Status) -> Problem {
+    use tonic::Code;
+    match s.code() {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Cancelled
+        | Code::Unknown
+        | Code::Internal
+        | Code::DataLoss => {
+            tracing::warn!(service = SERVICE, code = ?s.code(), message = s.message(), "order create unconfirmed");
+            Problem::new(ErrorCode::Unavailable, MAYBE_STORED_DETAIL)
+        }
+        _ => problem_of(SERVICE, s),
+    }
+}
+
 /// Place an order and start the checkout saga (asynchronous: poll the order
 /// or its events). Idempotent on `Idempotency-Key`: a replay of the same key
-/// and body answers 200 with `Idempotent-Replayed: true` and the stored order.
+/// and body answers the stored order with `Idempotent-Replayed: true`. An
+/// order stored whose saga has not started yet is 202: it starts shortly.
 #[utoipa::path(post, path = "/orders", tag = "checkout", request_body = OrderCreate, security(("bearer" = [])),
     params(("Idempotency-Key" = String, Header, description = "unique per intended order: visible ASCII, not blank, at most 255 characters", min_length = 1, max_length = 255, pattern = r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$")),
     responses(
-        (status = 201, body = OrderView, description = "a new order"),
+        (status = 201, body = OrderView, description = "a new order; its checkout saga has started",
+            headers(("Location" = String, description = "/orders/{order_id}"))),
+        (status = 202, body = OrderView, description = "accepted: the order is stored (state pending) but its checkout saga has not started yet (the workflow engine did not answer in time); orders starts it shortly, follow Location. Also a replay of such an order, with Idempotent-Replayed",
+            headers(("Location" = String, description = "/orders/{order_id}"),
+                ("Idempotent-Replayed" = String, description = "true on a replay"))),
         (status = 200, body = OrderView, description = "a replay: the stored order",
-            headers(("Idempotent-Replayed" = String, description = "true"))),
+            headers(("Idempotent-Replayed" = String, description = "true"),
+                ("Location" = String, description = "/orders/{order_id}"))),
         (status = 400, description = "no or bad Idempotency-Key; a body that is not JSON or not sent as application/json"),
         (status = 401, description = "no or invalid access token"), (status = 404, description = "an unknown product or SKU"),
         (status = 409, description = "a line lacks stock, or the same key is still being answered"),
         (status = 413, description = "body too large"),
         (status = 422, description = "invalid fields, or the key was used with another body"),
-        (status = 503, description = "orders is unavailable")))]
+        (status = 503, description = "checkout is paused by an operator (nothing was stored); or orders did not confirm the order: it may have been stored, so retry with the same Idempotency-Key (a replay answers the stored order)")))]
 pub async fn create_order(
     State(state): State<AppState>,
     User(claims): User,
@@ -278,6 +328,7 @@ pub async fn create_order(
     headers: HeaderMap,
     ApiJson(body): ApiJson<OrderCreate>,
 ) -> Result<Response, Problem> {
+    checkout_paused()?;
     let key = idempotency_key(&headers)?;
     let msg = CreateOrderRequest {
         idempotency_key: key,
@@ -300,12 +351,12 @@ pub async fn create_order(
         .clone()
         .create_order(request(msg, &claims.tid, state.upstream_timeout))
         .await
-        .map_err(|s| problem_of(SERVICE, s))?
+        .map_err(create_problem)?
         .into_inner();
     let order = resp
         .order
         .map(OrderView::from)
-        .ok_or_else(|| Problem::new(ErrorCode::Internal, "orders answered without an order"))?;
+        .ok_or_else(|| Problem::new(ErrorCode::Unavailable, MAYBE_STORED_DETAIL))?;
     if !resp.replayed {
         let now = state.clock.now_ms();
         let event = seen.event(
@@ -317,20 +368,28 @@ pub async fn create_order(
         state.analytics.record(&claims.tid, event);
     }
     let location = HeaderValue::from_str(&format!("/orders/{}", order.order_id)).ok();
-    let mut out = if resp.replayed {
-        let mut r = (StatusCode::OK, Json(order)).into_response();
-        r.headers_mut().insert(
+    let status = create_status(resp.replayed, resp.saga_start_pending);
+    let mut out = (status, Json(order)).into_response();
+    if resp.replayed {
+        out.headers_mut().insert(
             HeaderName::from_static(REPLAYED_HEADER),
             HeaderValue::from_static("true"),
         );
-        r
-    } else {
-        (StatusCode::CREATED, Json(order)).into_response()
-    };
+    }
     if let Some(l) = location {
         out.headers_mut().insert(header::LOCATION, l);
     }
     Ok(out)
+}
+
+/// 202 while the saga has not started (new or replayed), else 201 for a new
+/// order and 200 for a replay.
+pub fn create_status(replayed: bool, saga_start_pending: bool) -> StatusCode {
+    match (saga_start_pending, replayed) {
+        (true, _) => StatusCode::ACCEPTED,
+        (false, false) => StatusCode::CREATED,
+        (false, true) => StatusCode::OK,
+    }
 }
 
 /// One order: the caller's own (admins see every order).
@@ -507,6 +566,62 @@ pub async fn order_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fault view is process-wide: tests that set it hold this.
+    static FAULT_VIEW: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn checkout_paused_refuses_with_a_503_problem_only_while_on() {
+        let _view = FAULT_VIEW.lock().unwrap_or_else(|p| p.into_inner());
+        faults::set_view([]);
+        assert!(checkout_paused().is_ok());
+        let on = faults::spec(CHECKOUT_PAUSED)
+            .unwrap()
+            .activate(None, None, None, 0)
+            .unwrap();
+        assert_eq!(on.target, "gateway");
+        faults::set_view([on]);
+        let p = checkout_paused().unwrap_err();
+        assert_eq!(
+            (p.status, p.detail.as_deref()),
+            (503, Some(CHECKOUT_PAUSED_DETAIL))
+        );
+        let resp = p.into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            shopstream_platform::error::PROBLEM_CONTENT_TYPE
+        );
+        faults::set_view([]);
+        assert!(checkout_paused().is_ok());
+    }
+
+    #[test]
+    fn a_create_is_202_until_its_saga_starts_and_an_unconfirmed_one_says_how_to_resume() {
+        assert_eq!(create_status(false, false), StatusCode::CREATED);
+        assert_eq!(create_status(true, false), StatusCode::OK);
+        assert_eq!(create_status(false, true), StatusCode::ACCEPTED);
+        assert_eq!(create_status(true, true), StatusCode::ACCEPTED);
+        for code in [
+            tonic::Code::DeadlineExceeded,
+            tonic::Code::Unavailable,
+            tonic::Code::Cancelled,
+            tonic::Code::Internal,
+            tonic::Code::Unknown,
+        ] {
+            let p = create_problem(tonic::Status::new(code, "pq: connection reset"));
+            assert_eq!(p.status, 503, "{code:?}");
+            assert_eq!(p.detail.as_deref(), Some(MAYBE_STORED_DETAIL), "{code:?}");
+        }
+        let p = create_problem(tonic::Status::invalid_argument(
+            "invalid order; items[0].quantity: must be >= 1",
+        ));
+        assert_eq!((p.status, p.errors.len()), (422, 1));
+        assert_eq!(
+            create_problem(tonic::Status::not_found("unknown product")).status,
+            404
+        );
+    }
 
     #[test]
     fn states_render_as_the_contract_strings_and_parse_back() {

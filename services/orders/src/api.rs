@@ -49,8 +49,40 @@ impl From<OrdersError> for Problem {
                 tracing::error!(error = %s, "orders storage error");
                 Problem::new(ErrorCode::Unavailable, "orders storage is unavailable")
             }
+            OrdersError::MaybeStored(s) => {
+                tracing::error!(error = %s, "order insert failed without saying whether it committed");
+                Problem::new(ErrorCode::Unavailable, MAYBE_STORED)
+            }
         }
     }
+}
+
+/// The detail of an error that may hide a stored order.
+pub const MAYBE_STORED: &str = "the order may have been stored: retry with the same Idempotency-Key, and a replay answers the stored order";
+
+/// When the caller stops waiting: its `grpc-timeout` from now, if it sent one.
+fn caller_deadline<T>(req: &Request<T>) -> Option<tokio::time::Instant> {
+    let raw = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    Some(tokio::time::Instant::now() + parse_grpc_timeout(raw)?)
+}
+
+/// A `grpc-timeout` value: at most 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(raw: &str) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    if raw.len() < 2 || raw.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = raw.split_at(raw.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3_600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 pub fn pb_state(s: OrderState) -> PbState {
@@ -162,6 +194,7 @@ impl OrdersService for GrpcApi {
         req: Request<CreateOrderRequest>,
     ) -> Result<Response<CreateOrderResponse>, Status> {
         let tenant = tenant(&req, &self.default_tenant);
+        let deadline = caller_deadline(&req);
         let r = req.into_inner();
         let lines: Vec<RequestedLine> = r
             .items
@@ -177,18 +210,20 @@ impl OrdersService for GrpcApi {
             .collect();
         let (order, replayed) = self
             .orders
-            .create(
+            .create_within(
                 &tenant,
                 &r.user_id,
                 &r.idempotency_key,
                 &lines,
                 &r.payment_method,
+                deadline,
             )
             .await
             .map_err(Problem::from)?;
         Ok(Response::new(CreateOrderResponse {
             order: Some(pb_order(&order)),
             replayed,
+            saga_start_pending: !order.workflow_started,
         }))
     }
 
@@ -264,5 +299,40 @@ impl OrdersService for GrpcApi {
                 })
                 .collect(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::StoreError;
+    use std::time::Duration;
+
+    #[test]
+    fn a_callers_grpc_timeout_is_read_in_each_unit_and_nonsense_is_ignored() {
+        assert_eq!(
+            parse_grpc_timeout("2999m"),
+            Some(Duration::from_millis(2_999))
+        );
+        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout("1M"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3_600)));
+        assert_eq!(parse_grpc_timeout("500u"), Some(Duration::from_micros(500)));
+        assert_eq!(parse_grpc_timeout("7n"), Some(Duration::from_nanos(7)));
+        for bad in ["", "m", "12", "123456789m", "-1m", "1x", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_insert_that_may_have_committed_says_so_and_how_to_get_the_order() {
+        let p = Problem::from(OrdersError::MaybeStored(StoreError::Storage(
+            "connection reset during commit".into(),
+        )));
+        assert_eq!(p.status, 503);
+        assert_eq!(p.detail.as_deref(), Some(MAYBE_STORED));
+        assert!(MAYBE_STORED.contains("same Idempotency-Key"));
+        let p = Problem::from(OrdersError::Store(StoreError::Storage("down".into())));
+        assert_eq!(p.detail.as_deref(), Some("orders storage is unavailable"));
     }
 }

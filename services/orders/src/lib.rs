@@ -46,7 +46,10 @@ pub struct Config {
     pub inventory_url: String,
     pub payments_url: String,
     pub task_queue: String,
-    /// How often orders whose saga could not be started are retried.
+    /// How often the sweeper starts the sagas that did not start (Temporal
+    /// down or slow when the order was placed), and how old such an order
+    /// must be first: an order is started at most about twice this after
+    /// Temporal answers again.
     pub restart_interval: Duration,
 }
 
@@ -118,6 +121,7 @@ pub async fn run(
         .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(temporal::POLLERS))
         .build();
     let runtime = temporal::runtime()?;
+    let temporal_client = client.clone();
     let mut worker = Worker::new(&runtime, client, options)?;
     let stop_worker = worker.shutdown_handle();
     let sweeper = orders.clone();
@@ -126,6 +130,10 @@ pub async fn run(
 
     Service::new(&cfg.service)
         .check_postgres("postgres", pool)
+        .check("temporal", move || {
+            let client = temporal_client.clone();
+            async move { workflow::temporal_ready(&client).await }
+        })
         .grpc(
             shopstream_proto::orders::v1::orders_service_server::OrdersServiceServer::new(
                 api::GrpcApi {
@@ -149,7 +157,9 @@ pub async fn run(
             while shutdown::sleep_or_stop(&stop, every).await {
                 match sweeper.start_unstarted(every.as_millis() as i64).await {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(orders = n, "started sagas that had not started"),
+                    Ok(n) => {
+                        tracing::info!(orders = n, "started checkout sagas that had not started")
+                    }
                     Err(e) => tracing::warn!(error = %e, "saga start sweep failed"),
                 }
             }

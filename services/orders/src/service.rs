@@ -1,7 +1,7 @@
 //! The orders use cases: create (idempotent on the key), read, list, the
 //! saga's step log, and recording a step (the saga's only write path).
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,7 @@ use shopstream_platform::{
     ids::{FixedId, IdGen},
     outbox::Relay,
 };
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::{
@@ -21,6 +22,23 @@ use crate::{
     },
     ports::{Cursor, Order, OrderStore, PriceBook, PriceError, SagaOrder, StepRecord, StoreError},
 };
+
+/// Bound on starting an order's saga inside `CreateOrder`, well under the
+/// gateway's upstream deadline (3 s by default). A start that takes longer
+/// (Temporal down or slow, the client retrying inside) is given up for this
+/// request: the order is answered stored and not started yet (the gateway's
+/// 202), and the sweeper ([`Orders::start_unstarted`]) starts it.
+pub const START_IN_REQUEST: Duration = Duration::from_millis(1_000);
+/// What a caller's deadline keeps back from the saga start for the answer
+/// itself: the start ends at least this long before the caller stops waiting.
+pub const ANSWER_MARGIN: Duration = Duration::from_millis(300);
+/// Bound on one saga start by the sweeper.
+pub const START_IN_SWEEP: Duration = Duration::from_secs(5);
+/// Orders one sweep tries to start at most.
+pub const SWEEP_BATCH: u32 = 100;
+/// A sweep stops after this many starts in a row failed (Temporal is down:
+/// the rest would wait out their bounds too) and tries again next interval.
+pub const SWEEP_FAILURES_IN_A_ROW: usize = 3;
 
 /// `event_type` of order state changes on `order.lifecycle`.
 pub const EVENT_TYPE: &str = "order.state_changed";
@@ -89,6 +107,11 @@ pub enum OrdersError {
     Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The insert of a new order failed in a way that does not say whether
+    /// it was committed (e.g. the connection dropped during the commit): the
+    /// order may exist. A retry with the same key answers it if it does.
+    #[error("the order may have been stored: {0}")]
+    MaybeStored(StoreError),
 }
 
 /// Starts the checkout saga of an order (the Temporal adapter, or the
@@ -203,8 +226,13 @@ impl Orders {
     }
 
     /// Create an order and start its saga. Returns the order and whether it
-    /// is a replay of an earlier request with the same key.
-    #[tracing::instrument(skip(self, lines, payment_method), fields(lines = lines.len()))]
+    /// is a replay of an earlier request with the same key. The saga start
+    /// is bounded by [`START_IN_REQUEST`]; an order whose saga did not start
+    /// comes back with `workflow_started == false` (the sweeper starts it).
+    ///
+    /// Once the order is stored nothing fails: every later problem is
+    /// answered with the stored order. The insert itself failing without
+    /// saying whether it committed is [`OrdersError::MaybeStored`].
     pub async fn create(
         &self,
         tenant: &str,
@@ -212,6 +240,23 @@ impl Orders {
         key: &str,
         lines: &[RequestedLine],
         payment_method: &str,
+    ) -> Result<(Order, bool), OrdersError> {
+        self.create_within(tenant, user_id, key, lines, payment_method, None)
+            .await
+    }
+
+    /// [`Orders::create`] for a caller who stops waiting at `deadline`: the
+    /// saga start also ends [`ANSWER_MARGIN`] before it (and is skipped when
+    /// no time is left), so the answer reaches the caller.
+    #[tracing::instrument(skip(self, lines, payment_method), fields(lines = lines.len()))]
+    pub async fn create_within(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        key: &str,
+        lines: &[RequestedLine],
+        payment_method: &str,
+        deadline: Option<Instant>,
     ) -> Result<(Order, bool), OrdersError> {
         let mut errors = checkout::validate(key, lines, payment_method);
         if user_id.trim().is_empty() {
@@ -226,7 +271,7 @@ impl Orders {
         let fingerprint = checkout::fingerprint(lines, payment_method);
         // A repeat is answered from the store without asking the catalog.
         if let Some(existing) = self.store.by_key(tenant, user_id, key).await? {
-            return self.replay(existing, &fingerprint).await;
+            return self.replay(existing, &fingerprint, deadline).await;
         }
         let priced = checkout::price(lines, &self.prices_of(tenant, lines).await?)
             .map_err(OrdersError::Invalid)?;
@@ -252,56 +297,88 @@ impl Orders {
         let event = self
             .event(&order, OrderState::Pending, "")
             .map_err(|e| OrdersError::Unavailable(e.to_string()))?;
-        let (stored, created) = self.store.insert(&order, &event).await?;
+        let (mut stored, created) = self
+            .store
+            .insert(&order, &event)
+            .await
+            .map_err(OrdersError::MaybeStored)?;
         if !created {
             // Lost a race with the same key.
-            return self.replay(stored, &fingerprint).await;
+            return self.replay(stored, &fingerprint, deadline).await;
         }
+        // Stored: from here on the answer is the order, whatever happens.
         self.wake();
-        self.start(&stored).await;
+        stored.workflow_started = self.start_within(&stored, start_budget(deadline)).await;
         Ok((stored, false))
     }
 
     async fn replay(
         &self,
-        existing: Order,
+        mut existing: Order,
         fingerprint: &str,
+        deadline: Option<Instant>,
     ) -> Result<(Order, bool), OrdersError> {
         if existing.fingerprint != fingerprint {
             return Err(OrdersError::KeyReuse);
         }
         if !existing.workflow_started {
-            self.start(&existing).await;
+            existing.workflow_started = self.start_within(&existing, start_budget(deadline)).await;
         }
         Ok((existing, true))
     }
 
-    /// Start the saga; on failure the order stays unstarted and
-    /// [`Orders::start_unstarted`] tries again.
-    async fn start(&self, o: &Order) {
-        match self.starter.start(&saga_order(o)).await {
+    /// Start the saga within `budget`; whether it started. On failure (or
+    /// no answer in time) the order stays unstarted and
+    /// [`Orders::start_unstarted`] tries again. A start given up on may
+    /// still have reached Temporal: starting again is then a no-op.
+    async fn start_within(&self, o: &Order, budget: Duration) -> bool {
+        if budget.is_zero() {
+            tracing::warn!(order_id = %o.order_id, "no time left to start the checkout saga; the sweeper will");
+            return false;
+        }
+        let started = match tokio::time::timeout(budget, self.starter.start(&saga_order(o))).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {budget:?}")),
+        };
+        match started {
             Ok(()) => {
                 if let Err(e) = self.store.mark_started(&o.tenant_id, o.order_id).await {
+                    // Started all the same; the sweeper's next start of it is
+                    // a no-op that marks it.
                     tracing::warn!(order_id = %o.order_id, error = %e, "could not mark the saga started");
                 }
+                true
             }
             Err(e) => {
-                tracing::warn!(order_id = %o.order_id, error = %e, "checkout saga not started yet; will retry")
+                tracing::warn!(order_id = %o.order_id, error = %e, "checkout saga not started yet; will retry");
+                false
             }
         }
     }
 
     /// Start the sagas of orders created more than `min_age_ms` ago whose
-    /// start failed (Temporal down, a crash right after the insert).
+    /// start failed (Temporal down, a crash right after the insert), at most
+    /// [`SWEEP_BATCH`] oldest first, each start bounded by
+    /// [`START_IN_SWEEP`]; stops early after [`SWEEP_FAILURES_IN_A_ROW`]
+    /// failures in a row. Returns how many started.
     pub async fn start_unstarted(&self, min_age_ms: i64) -> Result<usize, OrdersError> {
         let due = self
             .store
-            .unstarted(self.clock.now_ms() - min_age_ms, 100)
+            .unstarted(self.clock.now_ms() - min_age_ms, SWEEP_BATCH)
             .await?;
+        let (mut started, mut failed_in_a_row) = (0, 0);
         for o in &due {
-            self.start(o).await;
+            if self.start_within(o, START_IN_SWEEP).await {
+                started += 1;
+                failed_in_a_row = 0;
+            } else {
+                failed_in_a_row += 1;
+                if failed_in_a_row >= SWEEP_FAILURES_IN_A_ROW {
+                    break;
+                }
+            }
         }
-        Ok(due.len())
+        Ok(started)
     }
 
     async fn prices_of(
@@ -417,9 +494,166 @@ impl Orders {
     }
 }
 
+/// The saga start's budget for a caller who stops waiting at `deadline`.
+fn start_budget(deadline: Option<Instant>) -> Duration {
+    match deadline {
+        Some(d) => START_IN_REQUEST.min(
+            d.saturating_duration_since(Instant::now())
+                .saturating_sub(ANSWER_MARGIN),
+        ),
+        None => START_IN_REQUEST,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::memory::MemoryOrders;
+    use shopstream_platform::{clock::ManualClock, ids::SystemIdGen};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct OnePrice;
+
+    #[async_trait]
+    impl PriceBook for OnePrice {
+        async fn prices(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<BTreeMap<String, checkout::Price>, PriceError> {
+            Ok(BTreeMap::from([(
+                "s".to_string(),
+                checkout::Price {
+                    amount_minor: 500,
+                    currency: "EUR".into(),
+                },
+            )]))
+        }
+    }
+
+    /// A workflow engine that never answers (Temporal down behind retries),
+    /// or answers at once; counts the starts asked of it.
+    struct Engine {
+        answers: std::sync::atomic::AtomicBool,
+        asked: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl SagaStarter for Engine {
+        async fn start(&self, _: &SagaOrder) -> Result<(), String> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            if self.answers.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                std::future::pending().await
+            }
+        }
+    }
+
+    fn orders(answers: bool) -> (Orders, Arc<Engine>, Arc<ManualClock>) {
+        let engine = Arc::new(Engine {
+            answers: answers.into(),
+            asked: AtomicUsize::new(0),
+        });
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let o = Orders {
+            store: Arc::new(MemoryOrders::new()),
+            prices: Arc::new(OnePrice),
+            starter: engine.clone(),
+            clock: clock.clone(),
+            ids: Arc::new(SystemIdGen),
+            relay: None,
+        };
+        (o, engine, clock)
+    }
+
+    fn line() -> Vec<RequestedLine> {
+        vec![RequestedLine {
+            product_id: "p".into(),
+            sku_id: "s".into(),
+            quantity: 1,
+        }]
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_order_whose_saga_does_not_start_in_time_is_answered_stored_and_unstarted() {
+        let (orders, engine, clock) = orders(false);
+        let asked_at = Instant::now();
+        let (order, replayed) = orders
+            .create("t", "u", "k", &line(), "pm_card_visa")
+            .await
+            .unwrap();
+        assert_eq!(
+            asked_at.elapsed(),
+            START_IN_REQUEST,
+            "bounded by the budget"
+        );
+        assert!(!replayed && !order.workflow_started);
+        assert_eq!(order.state, OrderState::Pending);
+        // A caller with little time left: the start ends before its deadline.
+        let deadline = Instant::now() + ANSWER_MARGIN + Duration::from_millis(200);
+        let (again, replayed) = orders
+            .create_within("t", "u", "k", &line(), "pm_card_visa", Some(deadline))
+            .await
+            .unwrap();
+        assert!(replayed && again.order_id == order.order_id && !again.workflow_started);
+        assert!(Instant::now() + ANSWER_MARGIN <= deadline);
+        // No time left at all: not even asked.
+        let asked = engine.asked.load(Ordering::SeqCst);
+        let (_, replayed) = orders
+            .create_within("t", "u", "k", &line(), "pm_card_visa", Some(Instant::now()))
+            .await
+            .unwrap();
+        assert!(replayed);
+        assert_eq!(engine.asked.load(Ordering::SeqCst), asked);
+
+        // The engine answers again: the sweeper starts it, and a replay
+        // then says it started.
+        engine.answers.store(true, Ordering::SeqCst);
+        assert_eq!(orders.start_unstarted(5_000).await.unwrap(), 0, "too young");
+        clock.advance_ms(5_001);
+        assert_eq!(orders.start_unstarted(5_000).await.unwrap(), 1);
+        assert_eq!(orders.start_unstarted(5_000).await.unwrap(), 0);
+        let (again, _) = orders
+            .create("t", "u", "k", &line(), "pm_card_visa")
+            .await
+            .unwrap();
+        assert!(again.workflow_started);
+        let (fresh, _) = orders
+            .create("t", "u", "k2", &line(), "pm_card_visa")
+            .await
+            .unwrap();
+        assert!(fresh.workflow_started);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sweep_gives_up_after_failures_in_a_row_and_each_start_is_bounded() {
+        let (orders, engine, clock) = orders(false);
+        for i in 0..5 {
+            orders
+                .create_within(
+                    "t",
+                    "u",
+                    &format!("k{i}"),
+                    &line(),
+                    "pm",
+                    Some(Instant::now()),
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(engine.asked.load(Ordering::SeqCst), 0);
+        clock.advance_ms(10_000);
+        let swept_at = Instant::now();
+        assert_eq!(orders.start_unstarted(5_000).await.unwrap(), 0);
+        assert_eq!(engine.asked.load(Ordering::SeqCst), SWEEP_FAILURES_IN_A_ROW);
+        assert_eq!(
+            swept_at.elapsed(),
+            START_IN_SWEEP * SWEEP_FAILURES_IN_A_ROW as u32
+        );
+        engine.answers.store(true, Ordering::SeqCst);
+        assert_eq!(orders.start_unstarted(5_000).await.unwrap(), 5);
+    }
 
     #[test]
     fn a_step_event_id_is_the_same_for_the_same_step_and_never_a_generated_one() {

@@ -4,11 +4,28 @@
 //! (state, event) through another activity. The workflow holds no business
 //! rule of its own; Temporal gives it durability (a worker crash resumes the
 //! saga where it was) and at-least-once activities (every step is idempotent).
+//!
+//! The fault `temporal-worker-paused` holds the step activities here
+//! ([`hold_if_paused`]); [`temporal_ready`] is orders' readiness check of
+//! the Temporal frontend.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
-use temporalio_client::{Client, WorkflowStartOptions, errors::WorkflowStartError};
+use shopstream_platform::faults;
+use temporalio_client::{
+    Client, RetryOptions, WorkflowStartOptions, errors::WorkflowStartError,
+    request_extensions::RetryConfigForCall,
+};
+use temporalio_common::protos::grpc::health::v1::{
+    HealthCheckRequest, health_check_response::ServingStatus,
+};
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityOptions, ApplicationFailure, LocalActivityOptions, WorkflowContext, WorkflowResult,
@@ -27,6 +44,147 @@ pub use crate::driver::STEP_ATTEMPTS;
 
 /// Task queue of the checkout workflow and its activities.
 pub const TASK_QUEUE: &str = "checkout";
+
+/// Bound on one workflow start by [`TemporalStarter`], the client's own
+/// retries included (callers may bound it tighter).
+pub const START_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The fault that holds the checkout's step activities.
+pub const PAUSE_FAULT: &str = "temporal-worker-paused";
+/// The component the pause fault hits.
+const COMPONENT: &str = "orders";
+/// How often a held activity reads the fault again (and heartbeats).
+pub const PAUSE_POLL: Duration = Duration::from_millis(250);
+/// The longest one attempt of a step waits for the pause to clear. It stays
+/// below every step's start-to-close timeout (`RetryPolicy::STEP` and
+/// `PERSISTENT`, 5 s), leaving time to run the step when the pause clears
+/// late, so an attempt ends by itself (a retryable failure) instead of
+/// being timed out by Temporal mid-wait.
+pub const PAUSE_WAIT_MAX: Duration = Duration::from_secs(3);
+const _: () = assert!(
+    PAUSE_WAIT_MAX.as_millis() + 1_000 < RetryPolicy::STEP.start_to_close.as_millis()
+        && PAUSE_WAIT_MAX.as_millis() + 1_000 < RetryPolicy::PERSISTENT.start_to_close.as_millis()
+);
+
+/// Step activities currently held by the pause fault in this process.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// How many step activities the pause fault holds in this process now.
+pub fn held_activities() -> usize {
+    HELD.load(Ordering::Relaxed)
+}
+
+/// One activity counted in [`HELD`] while it lives (a dropped wait too).
+struct Held;
+
+impl Held {
+    fn count() -> Held {
+        HELD.fetch_add(1, Ordering::Relaxed);
+        Held
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Wait while `paused()` holds, reading it every [`PAUSE_POLL`] (and
+/// calling `beat` each time), for at most `max`. `Ok(waited)` once it no
+/// longer holds; `Err(waited)` when it still held at `max`.
+pub async fn wait_while_paused<P, B, F>(
+    paused: P,
+    beat: B,
+    max: Duration,
+) -> Result<Duration, Duration>
+where
+    P: Fn() -> bool,
+    B: Fn() -> F,
+    F: std::future::Future<Output = ()>,
+{
+    let started = tokio::time::Instant::now();
+    while paused() {
+        let waited = started.elapsed();
+        if waited >= max {
+            return Err(waited);
+        }
+        beat().await;
+        tokio::time::sleep(PAUSE_POLL.min(max - waited)).await;
+    }
+    Ok(started.elapsed())
+}
+
+/// Whether `temporal-worker-paused` hits orders now.
+fn paused() -> bool {
+    faults::hits(PAUSE_FAULT, COMPONENT).is_some()
+}
+
+/// Hold a step activity while `temporal-worker-paused` hits orders: the
+/// step has not run yet, so a held saga stalls where it is and resumes
+/// when the fault clears. One attempt waits at most [`PAUSE_WAIT_MAX`];
+/// still paused then, the attempt fails (retryable) and Temporal retries it
+/// after the step's backoff, so a pause longer than that uses up attempts:
+/// finalize and the compensations retry until they succeed and simply
+/// resume; reserve, authorize and capture give up after their
+/// `STEP_ATTEMPTS` (about 10 s of pause) and the saga settles them as
+/// unknown and compensates — the order is cancelled, its payment voided or
+/// refunded and its stock released, never charged twice or kept.
+pub async fn hold_if_paused(ctx: &ActivityContext) -> Result<(), ActivityError> {
+    if !paused() {
+        return Ok(());
+    }
+    let activity = ctx.info().activity_type.clone();
+    tracing::info!(%activity, fault = PAUSE_FAULT, "checkout activity held");
+    let held = Held::count();
+    // The heartbeat lets a cancellation of the workflow reach the wait.
+    let beat = || async {
+        let _ = ctx.record_heartbeat(PAUSE_FAULT.to_string()).await;
+    };
+    let waited = tokio::select! {
+        w = wait_while_paused(paused, beat, PAUSE_WAIT_MAX) => w,
+        () = ctx.cancelled() => return Err(ActivityError::cancelled()),
+    };
+    drop(held);
+    match waited {
+        Ok(w) => {
+            tracing::info!(%activity, waited_ms = w.as_millis() as u64, "checkout activity resumed");
+            Ok(())
+        }
+        Err(w) => {
+            tracing::warn!(%activity, waited_ms = w.as_millis() as u64, "checkout activity still held; Temporal retries it");
+            Err(ActivityError::from(anyhow::anyhow!(
+                "held by {PAUSE_FAULT} for {} ms",
+                w.as_millis()
+            )))
+        }
+    }
+}
+
+/// Bound on orders' readiness check of Temporal.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(1);
+/// The frontend's service in the gRPC health protocol.
+const FRONTEND_SERVICE: &str = "temporal.api.workflowservice.v1.WorkflowService";
+
+/// Whether the Temporal frontend answers: one gRPC health check, no
+/// retries, bounded by [`READY_TIMEOUT`].
+pub async fn temporal_ready(client: &Client) -> Result<(), String> {
+    let mut req = tonic::Request::new(HealthCheckRequest {
+        service: FRONTEND_SERVICE.to_string(),
+    });
+    req.set_timeout(READY_TIMEOUT);
+    req.extensions_mut()
+        .insert(RetryConfigForCall(RetryOptions::no_retries()));
+    let mut health = client.connection().health_service();
+    let answer = tokio::time::timeout(READY_TIMEOUT, health.check(req))
+        .await
+        .map_err(|_| format!("temporal did not answer within {READY_TIMEOUT:?}"))?
+        .map_err(|s| format!("temporal: {:?}: {}", s.code(), s.message()))?;
+    match answer.into_inner().status() {
+        ServingStatus::Serving => Ok(()),
+        other => Err(format!("temporal frontend is {}", other.as_str_name())),
+    }
+}
 
 /// The driver's policy in Temporal's terms (no attempt limit is Temporal's 0).
 fn temporal_retry(p: RetryPolicy) -> temporalio_common::RetryPolicy {
@@ -221,6 +379,7 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
+        hold_if_paused(&ctx).await?;
         done(self.steps.reserve(&i.order).await, &ctx)
     }
 
@@ -230,6 +389,7 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
+        hold_if_paused(&ctx).await?;
         done(self.steps.authorize(&i.order).await, &ctx)
     }
 
@@ -239,6 +399,7 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
+        hold_if_paused(&ctx).await?;
         done(self.steps.capture(&i.order, &i.payment_id).await, &ctx)
     }
 
@@ -248,6 +409,7 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
+        hold_if_paused(&ctx).await?;
         done(self.steps.finalize(&i.order, &i.reservation_id).await, &ctx)
     }
 
@@ -257,6 +419,7 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
+        hold_if_paused(&ctx).await?;
         done(self.steps.refund(&i.order, &i.payment_id).await, &ctx)
     }
 
@@ -266,6 +429,7 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
+        hold_if_paused(&ctx).await?;
         done(
             self.steps.cancel_intent(&i.order, &i.payment_id).await,
             &ctx,
@@ -278,6 +442,7 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
+        hold_if_paused(&ctx).await?;
         done(self.steps.release(&i.order, &i.reservation_id).await, &ctx)
     }
 
@@ -318,15 +483,59 @@ impl SagaStarter for TemporalStarter {
         let id = workflow_id(&order.tenant_id, &order.order_id);
         let opts = WorkflowStartOptions::new(self.task_queue.clone(), id).build();
         let started = tokio::time::timeout(
-            Duration::from_secs(5),
+            START_TIMEOUT,
             self.client
                 .start_workflow(CheckoutWorkflow::run, order.clone(), opts),
         )
         .await
-        .map_err(|_| "temporal did not answer within 5 s".to_string())?;
+        .map_err(|_| format!("temporal did not answer within {START_TIMEOUT:?}"))?;
         match started {
             Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_activity_waits_while_the_fault_is_on_and_at_most_its_bound() {
+        // One test sets the process-wide fault view, so none races on it.
+        faults::set_view([]);
+        let beats = AtomicUsize::new(0);
+        let beat = || async {
+            beats.fetch_add(1, Ordering::Relaxed);
+        };
+        assert_eq!(
+            wait_while_paused(paused, beat, PAUSE_WAIT_MAX).await,
+            Ok(Duration::ZERO)
+        );
+        assert_eq!(beats.load(Ordering::Relaxed), 0);
+
+        let on = faults::spec(PAUSE_FAULT)
+            .unwrap()
+            .activate(None, None, None, 0)
+            .unwrap();
+        assert_eq!(on.target, COMPONENT);
+        faults::set_view([on]);
+        // Still on at the bound: the attempt gives up, having polled
+        // every PAUSE_POLL.
+        let waited = wait_while_paused(paused, beat, PAUSE_WAIT_MAX).await;
+        assert_eq!(waited, Err(PAUSE_WAIT_MAX));
+        assert_eq!(
+            beats.load(Ordering::Relaxed) as u32,
+            PAUSE_WAIT_MAX.as_millis() as u32 / PAUSE_POLL.as_millis() as u32
+        );
+
+        // Cleared mid-wait: it resumes at the next poll.
+        let clear = async {
+            tokio::time::sleep(Duration::from_millis(1_100)).await;
+            faults::set_view([]);
+        };
+        let (waited, ()) = tokio::join!(wait_while_paused(paused, beat, PAUSE_WAIT_MAX), clear);
+        assert_eq!(waited, Ok(Duration::from_millis(1_250)));
+        assert!(!paused());
     }
 }

@@ -45,6 +45,9 @@ const FOREIGN_ORDER: &str = "order-of-someone-else";
 const SKU: &str = "LAMP-1";
 const PAYMENT: &str = "pay-1";
 const GOOD_SIGNATURE: &str = "t=1,v1=good";
+/// Payment methods that script the fake orders' answer.
+const PM_SAGA_PENDING: &str = "pm_saga_pending";
+const PM_ANSWER_LOST: &str = "pm_answer_lost";
 
 fn eur(amount_minor: i64) -> Option<Money> {
     Some(Money {
@@ -94,6 +97,12 @@ impl OrdersService for FakeOrders {
     ) -> Result<Response<CreateOrderResponse>, Status> {
         tenant_of(&req)?;
         let r = req.into_inner();
+        // Scripted: orders stored the order, then the answer was lost.
+        if r.payment_method == PM_ANSWER_LOST {
+            return Err(Status::deadline_exceeded("no answer in time"));
+        }
+        // Scripted: stored, but the saga did not start in time.
+        let pending = r.payment_method == PM_SAGA_PENDING;
         let mut orders = self.by_key.lock().unwrap();
         if let Some((seen, order)) = orders.get(&r.idempotency_key) {
             if *seen != r {
@@ -104,6 +113,7 @@ impl OrdersService for FakeOrders {
             return Ok(Response::new(CreateOrderResponse {
                 order: Some(order.clone()),
                 replayed: true,
+                saga_start_pending: pending,
             }));
         }
         let items: Vec<OrderItem> = r
@@ -133,6 +143,7 @@ impl OrdersService for FakeOrders {
         Ok(Response::new(CreateOrderResponse {
             order: Some(order),
             replayed: false,
+            saga_start_pending: pending,
         }))
     }
 
@@ -510,6 +521,54 @@ async fn an_order_needs_a_token_and_a_key_and_replays_by_key() {
     assert_eq!(p["errors"][0]["field"], "items", "{p}");
 }
 
+/// An order stored whose saga has not started is 202 with Location and the
+/// pending order (its replay too, marked replayed); a create whose answer
+/// was lost is a 503 that says the order may exist and how to get it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_whose_saga_has_not_started_is_accepted_and_a_lost_answer_says_how_to_resume() {
+    let t = checkout_system().await;
+    let ann = t.customer("ann@example.com").await;
+    let mut body = order_body(1);
+    body["payment_method"] = json!(PM_SAGA_PENDING);
+
+    let r = t.post_order(&ann, Some("k-pending"), &body).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    assert!(r.headers().get("idempotent-replayed").is_none());
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let order: Value = r.json().await.unwrap();
+    assert_eq!(order["state"], "pending");
+    assert_eq!(
+        location,
+        format!("/orders/{}", order["order_id"].as_str().unwrap())
+    );
+    let r = t.post_order(&ann, Some("k-pending"), &body).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    assert_eq!(r.headers()["location"], location.as_str());
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["order_id"],
+        order["order_id"]
+    );
+    let r = t.get(&location, &ann).await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    body["payment_method"] = json!(PM_ANSWER_LOST);
+    let r = t.post_order(&ann, Some("k-lost"), &body).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    problem_json(&r);
+    let p: Value = r.json().await.unwrap();
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("may have been stored") && detail.contains("same Idempotency-Key"),
+        "{p}"
+    );
+}
+
 /// Reads: own order and its steps; another user's order is 404 for a
 /// customer and readable by an admin.
 #[tokio::test(flavor = "multi_thread")]
@@ -740,6 +799,23 @@ async fn every_checkout_route_is_documented() {
             "{path} missing from OpenAPI"
         );
     }
+    // POST /orders: accepted-not-started and the paused / unconfirmed 503.
+    let create = &doc["paths"]["/orders"]["post"]["responses"];
+    for code in ["200", "201", "202", "503"] {
+        assert!(
+            create.get(code).is_some(),
+            "POST /orders {code} undocumented"
+        );
+    }
+    assert!(
+        create["202"]["headers"].get("Location").is_some(),
+        "{create}"
+    );
+    let unavailable = create["503"]["description"].as_str().unwrap();
+    assert!(
+        unavailable.contains("paused") && unavailable.contains("Idempotency-Key"),
+        "{unavailable}"
+    );
     for schema in [
         "OrderView",
         "OrderCreate",

@@ -1,11 +1,14 @@
 //! The gateway end to end: identity, catalog and gateway served in-process
 //! against the real test stack, driven over HTTP like a browser or the CLI.
 //! `checkout` adds in-process fakes of the orders, inventory and payments
-//! backends; `dsar` covers the DSAR participant and suppression.
+//! backends; `dsar` covers the DSAR participant and suppression;
+//! `temporal_outage` kills a private Temporal under a real orders service
+//! while orders are placed.
 
 mod checkout;
 mod dsar;
 mod search;
+mod temporal_outage;
 
 use std::time::Duration;
 

@@ -243,6 +243,8 @@ async fn the_participant_passes_the_dsar_contract_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_participant_passes_the_dsar_contract_over_grpc() {
+    // A running service polls the fault store into the process's view.
+    let _view = crate::saga::FAULT_VIEW.read().await;
     let database = testkit::unique("it_orders_dsar");
     let running = testkit::spawn_service::<shopstream_orders::Server>(|service| Config {
         service,

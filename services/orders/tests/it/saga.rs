@@ -17,7 +17,7 @@ use shopstream_orders::{
     domain::checkout::{Price, RequestedLine},
     ports::{PriceBook, PriceError, SagaOrder, SagaSteps, StepReply, Transient},
     service::{EVENT_TYPE, OrderStateChanged, OrderStepRecorded, OrdersError, STEP_EVENT_TYPE},
-    workflow::{CheckoutActivities, CheckoutWorkflow, TemporalStarter},
+    workflow::{self, CheckoutActivities, CheckoutWorkflow, TemporalStarter},
 };
 use shopstream_platform::{
     clock::SystemClock,
@@ -26,6 +26,7 @@ use shopstream_platform::{
         EventBus,
         kafka::{KafkaBus, KafkaSettings},
     },
+    faults,
     ids::SystemIdGen,
     outbox::{self, Relay},
     temporal::{self, PollerBehavior, Worker, WorkerOptions},
@@ -160,9 +161,24 @@ struct Env {
     bus: Arc<dyn EventBus>,
 }
 
+/// The fault view is process-wide: the test that sets it holds this for
+/// writing; every other test whose sagas (or service) read it, for reading.
+pub static FAULT_VIEW: std::sync::LazyLock<tokio::sync::RwLock<()>> =
+    std::sync::LazyLock::new(|| tokio::sync::RwLock::new(()));
+
 /// Orders on a fresh database, a worker on a fresh task queue; runs `body`
 /// while the worker runs on the same task (it is not Send).
 async fn with_checkout<F, Fut>(body: F)
+where
+    F: FnOnce(Env) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _view = FAULT_VIEW.read().await;
+    checkout(body).await;
+}
+
+/// [`with_checkout`] for a caller that holds [`FAULT_VIEW`] itself.
+async fn checkout<F, Fut>(body: F)
 where
     F: FnOnce(Env) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -519,6 +535,58 @@ async fn one_key_one_order_one_charge_and_a_changed_body_is_refused() {
             .await
             .unwrap();
         assert_eq!(mine.len(), 1);
+    })
+    .await;
+}
+
+/// `temporal-worker-paused`: the saga's first step waits instead of running
+/// (nothing reaches inventory or payments, the order stays pending) and the
+/// saga goes on from there once the fault clears.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_worker_holds_the_saga_until_the_fault_clears() {
+    let _only = FAULT_VIEW.write().await;
+    checkout(|env| async move {
+        let pause = faults::spec(workflow::PAUSE_FAULT)
+            .unwrap()
+            .activate(None, None, None, 0)
+            .unwrap();
+        faults::set_view([pause]);
+        let t = testkit::unique("t");
+        let (order, _) = env
+            .orders
+            .create(&t, "u1", "k1", &[line("a", 1)], "pm_card_visa")
+            .await
+            .unwrap();
+        assert!(order.workflow_started);
+        testkit::eventually(
+            "the first step to be held",
+            Duration::from_secs(60),
+            || async { (workflow::held_activities() > 0).then_some(()) },
+        )
+        .await;
+        let id = order.order_id.to_string();
+        assert!(
+            env.script.calls(&id).is_empty(),
+            "{:?}",
+            env.script.calls(&id)
+        );
+        let held = env.orders.get(&t, order.order_id).await.unwrap();
+        assert_eq!(held.state.as_str(), "pending");
+        assert!(
+            env.orders
+                .steps(&t, order.order_id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        faults::set_view([]);
+        assert_eq!(settle(&env.orders, &t, order.order_id).await, "completed");
+        assert_eq!(
+            env.script.calls(&id),
+            ["reserve", "authorize", "capture", "finalize"]
+        );
+        assert_eq!(workflow::held_activities(), 0);
     })
     .await;
 }
