@@ -20,6 +20,7 @@ use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationE
 use shopstream_platform::{
     clock::Clock,
     events::{Envelope, EventBus, EventError},
+    faults,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -63,6 +64,19 @@ pub enum PipelineError {
     Db(#[from] shopstream_platform::db::DbError),
     #[error("invalid postgres url: {0}")]
     Url(String),
+}
+
+/// How a session ended without an error.
+enum SessionEnd {
+    Shutdown,
+    /// The catalog's `cdc-paused` is on.
+    Paused,
+}
+
+/// Whether the catalog's `cdc-paused` is on: cdc reads nothing from any
+/// slot, which retains the WAL until it resumes.
+fn paused() -> bool {
+    faults::hits("cdc-paused", "cdc").is_some()
 }
 
 /// Where and as whom the replication connection goes.
@@ -133,16 +147,24 @@ impl Pipeline {
         CdcMetrics::labels(&self.source.database)
     }
 
-    /// Stream until `shutdown`, reconnecting after errors.
+    /// Stream until `shutdown`, reconnecting after errors; while the
+    /// catalog's `cdc-paused` is on, read nothing (see [`paused`]).
     pub async fn run(self, shutdown: CancellationToken) {
         let mut checkpoint = 0u64;
         let mut backoff = MIN_BACKOFF;
         let mut pool: Option<PgPool> = None;
         while !shutdown.is_cancelled() {
+            if paused() && !self.wait_while_paused(&shutdown).await {
+                return;
+            }
             let res = self.session(&mut pool, &mut checkpoint, &shutdown).await;
             self.streaming.store(false, Ordering::Relaxed);
             match res {
-                Ok(()) => return,
+                Ok(SessionEnd::Shutdown) => return,
+                Ok(SessionEnd::Paused) => {
+                    backoff = MIN_BACKOFF;
+                    continue;
+                }
                 Err(e) => {
                     self.metrics
                         .session_errors
@@ -162,6 +184,27 @@ impl Pipeline {
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+    }
+
+    /// Wait, reading nothing, until `cdc-paused` clears; false on shutdown.
+    async fn wait_while_paused(&self, shutdown: &CancellationToken) -> bool {
+        tracing::warn!(
+            fault = "cdc-paused",
+            database = %self.source.database,
+            slot = %self.source.slot,
+            "cdc paused: not reading the WAL; the slot retains it"
+        );
+        while paused() {
+            if !shopstream_platform::shutdown::sleep_or_stop(shutdown, faults::POLL_EVERY).await {
+                return false;
+            }
+        }
+        tracing::info!(
+            database = %self.source.database,
+            slot = %self.source.slot,
+            "cdc resumed"
+        );
+        true
     }
 
     /// Create the publication and the slot if needed (idempotent); true if
@@ -190,7 +233,7 @@ impl Pipeline {
         pool: &mut Option<PgPool>,
         checkpoint: &mut u64,
         shutdown: &CancellationToken,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<SessionEnd, PipelineError> {
         let pool = match pool {
             Some(p) => p.clone(),
             None => {
@@ -253,12 +296,22 @@ impl Pipeline {
         let mut state = StreamState::new();
         let mut batch = Batch::default();
         let mut skipping = false;
+        let mut pause_check = tokio::time::interval(faults::POLL_EVERY);
         loop {
             let next = if batch.is_empty() {
                 tokio::select! {
                     _ = shutdown.cancelled() => {
                         client.stop();
-                        return Ok(());
+                        return Ok(SessionEnd::Shutdown);
+                    }
+                    // Everything read so far is published: stop reading
+                    // (what was received and not acknowledged comes again).
+                    _ = pause_check.tick() => {
+                        if paused() {
+                            client.stop();
+                            return Ok(SessionEnd::Paused);
+                        }
+                        continue;
                     }
                     r = client.recv() => r,
                 }

@@ -241,6 +241,10 @@ pub async fn run(
             let slices = slices.clone();
             move |stop| warmer.run(slices, stop)
         })
+        .task("cache-flush", {
+            let slices = slices.clone();
+            move |stop| crate::slices::flush_on_fault(slices, stop)
+        })
         .task("rankings", {
             let engine = engine.clone();
             move |stop| job::refresh_rankings(engine, stop)

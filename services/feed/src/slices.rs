@@ -4,8 +4,12 @@
 //! rows in Postgres, the durable copy that serves when Redis misses or is
 //! down and repopulates it.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use redis::aio::ConnectionManager;
+use shopstream_platform::{faults, shutdown::sleep_or_stop};
 use sqlx::{PgPool, Row};
+use tokio_util::sync::CancellationToken;
 
 use crate::domain::{
     cursor::{FeedPosition, after},
@@ -14,6 +18,10 @@ use crate::domain::{
 
 /// How long an unread slice stays in Redis.
 pub const SLICE_TTL_S: u64 = 24 * 3600;
+/// Keys looked at per `SCAN` step of a flush.
+const FLUSH_SCAN_COUNT: usize = 1_000;
+/// The catalog fault that flushes every slice from Redis once per set.
+pub const CACHE_FLUSH: &str = "feed-cache-flush";
 
 /// A stored slice's cards (best first) and when it was computed.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -200,6 +208,33 @@ impl Slices {
         Ok(true)
     }
 
+    /// Delete every slice of every tenant from Redis (`DEL` of its keys, as
+    /// an erasure deletes one); how many keys went. Postgres keeps serving
+    /// them and readers put them back.
+    pub async fn flush_redis(&self) -> redis::RedisResult<usize> {
+        let mut conn = self.redis.clone();
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("feed:*")
+                .arg("COUNT")
+                .arg(FLUSH_SCAN_COUNT)
+                .query_async(&mut conn)
+                .await?;
+            if !keys.is_empty() {
+                let n: usize = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
     /// Delete `user`'s slice from Redis (best effort).
     async fn delete_redis(&self, tenant: &str, user: &str) {
         let r: redis::RedisResult<()> = redis::cmd("DEL")
@@ -315,5 +350,24 @@ impl Slices {
     /// The whole stored slice of `user` (to put back into Redis).
     pub async fn full_pg(&self, tenant: &str, user: &str) -> Result<Option<Stored>, sqlx::Error> {
         self.read_pg(tenant, user, None, SLICE_LEN).await
+    }
+}
+
+/// The catalog's `feed-cache-flush`: each time it is set, flush every slice
+/// from Redis once (a cold cache). Runs until `stop`.
+pub async fn flush_on_fault(slices: Slices, stop: CancellationToken) {
+    let seen = AtomicI64::new(0);
+    while sleep_or_stop(&stop, faults::POLL_EVERY).await {
+        if !faults::once(CACHE_FLUSH, "feed", &seen) {
+            continue;
+        }
+        match slices.flush_redis().await {
+            Ok(keys) => tracing::warn!(fault = CACHE_FLUSH, keys, "feed slices flushed from redis"),
+            Err(e) => {
+                // Not done: try again at the next look.
+                seen.store(0, Ordering::SeqCst);
+                tracing::warn!(fault = CACHE_FLUSH, error = %e, "feed slices not flushed; retrying");
+            }
+        }
     }
 }

@@ -60,6 +60,19 @@ impl Inventory {
         if !errors.is_empty() {
             return Err(InventoryError::Invalid(errors));
         }
+        // The catalog's `reservation-ttl-short` replaces the TTL asked for.
+        let ttl = match shopstream_platform::faults::value("reservation-ttl-short", "inventory") {
+            Some(short_s) => {
+                tracing::info!(
+                    fault = "reservation-ttl-short",
+                    ttl_s = short_s,
+                    asked_ttl_s = ttl,
+                    "reservation expires early"
+                );
+                u32::try_from(short_s).unwrap_or(ttl)
+            }
+            None => ttl,
+        };
         let expires = self.clock.now_ms() + i64::from(ttl) * 1000;
         Ok(self
             .store

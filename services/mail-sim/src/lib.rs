@@ -5,7 +5,9 @@
 //! (`DELETE /messages?to=ADDR`, a DSAR erasure; see [`api`]), and takes
 //! injected faults at run time
 //! (`/_sim/faults`): the next N messages refused with 421 (temporary), every
-//! message refused with 550 (permanent), or a delay before each accept.
+//! message refused with 550 (permanent), or a delay before each accept; and
+//! the fault catalog's `email-provider-failing`: a share of messages refused
+//! with 503.
 //!
 //! It runs on the service kit. It serves no gRPC: its second listener is the
 //! SMTP one (`SHOPSTREAM_MAIL_SIM_SMTP_ADDR`, default its second port).
@@ -29,6 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use smtp::Refusal;
 pub use store::Store;
+
+/// The catalog fault that refuses a share of messages.
+const PROVIDER_FAILING: &str = "email-provider-failing";
 
 /// Largest message accepted (the EHLO `SIZE` it announces).
 pub const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
@@ -94,11 +99,15 @@ impl Faults {
     }
 
     /// Whether the message now starting (`MAIL FROM`) is refused; uses up a
-    /// temporary refusal.
+    /// temporary refusal. The catalog's `email-provider-failing` refuses its
+    /// share of messages too (a fresh draw per message).
     pub fn on_mail(&self) -> Option<Refusal> {
         let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if f.permanent {
             Some(Refusal::Permanent)
+        } else if shopstream_platform::faults::roll(PROVIDER_FAILING, "mail-sim") {
+            tracing::info!(fault = PROVIDER_FAILING, "message refused (503)");
+            Some(Refusal::Unavailable)
         } else if f.temporary > 0 {
             f.temporary -= 1;
             Some(Refusal::Temporary)

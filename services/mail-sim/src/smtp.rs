@@ -94,6 +94,14 @@ async fn session(
                     .await?;
                     continue;
                 }
+                Some(Refusal::Unavailable) => {
+                    reply(
+                        &mut w,
+                        "503 5.3.0 mail-sim: the e-mail provider is failing (injected fault: email-provider-failing)",
+                    )
+                    .await?;
+                    continue;
+                }
                 None => {}
             }
             match address(arg) {
@@ -180,6 +188,8 @@ pub enum Refusal {
     Temporary,
     /// 550: retrying cannot help.
     Permanent,
+    /// 503: the catalog's `email-provider-failing` refused this one.
+    Unavailable,
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
-//! Media's fault switch, until the shared fault catalog exists: make the
-//! next N attempts of a step fail, slow a step down, or make moderation
-//! reject the next N assets. Set over media's HTTP port (`PUT /faults/{step}`,
-//! `GET /faults`, `DELETE /faults`); held in the process, so a restart
-//! clears it.
+//! Media's fault switch: make the next N attempts of a step fail, slow a
+//! step down, or make moderation reject the next N assets. Set over media's
+//! HTTP port (`PUT /faults/{step}`, `GET /faults`, `DELETE /faults`); held in
+//! the process, so a restart clears it. The fault catalog's
+//! `media-thumbnail-failing` acts through the same decision: every thumbnail
+//! attempt fails while it is on.
 
 use std::{collections::BTreeMap, sync::Mutex, time::Duration};
 
@@ -34,6 +35,12 @@ pub struct Faults {
     steps: Mutex<BTreeMap<Step, StepFault>>,
 }
 
+/// The catalog fault that fails every thumbnail attempt.
+pub const THUMBNAIL_FAILING: &str = "media-thumbnail-failing";
+/// [`Decision::fail`] when the catalog fails the attempt: failures go on
+/// until the fault is cleared.
+pub const UNTIL_CLEARED: u32 = u32::MAX;
+
 /// What the fault switch decides for one attempt.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Decision {
@@ -61,8 +68,20 @@ impl Faults {
         self.steps.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Consume what applies to one attempt of `step`.
+    /// Consume what applies to one attempt of `step`: the switch's faults,
+    /// and the catalog's `media-thumbnail-failing`.
     pub fn take(&self, step: Step) -> Decision {
+        let mut d = self.take_switched(step);
+        if step == Step::Thumbnail
+            && shopstream_platform::faults::hits(THUMBNAIL_FAILING, "media").is_some()
+        {
+            tracing::warn!(fault = THUMBNAIL_FAILING, "thumbnail attempt fails");
+            d.fail = Some(UNTIL_CLEARED);
+        }
+        d
+    }
+
+    fn take_switched(&self, step: Step) -> Decision {
         let mut m = self.steps.lock().unwrap_or_else(|e| e.into_inner());
         let Some(f) = m.get_mut(&step) else {
             return Decision::default();

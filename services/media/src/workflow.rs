@@ -180,8 +180,13 @@ impl MediaActivities {
                 tokio::time::sleep(fault.delay).await;
             }
             if let Some(left) = fault.fail {
+                let more = if left == crate::faults::UNTIL_CLEARED {
+                    format!("until {} is cleared", crate::faults::THUMBNAIL_FAILING)
+                } else {
+                    format!("{left} more to come")
+                };
                 return Err(StepError::Retryable(format!(
-                    "injected fault: {} fails ({left} more to come)",
+                    "injected fault: {} fails ({more})",
                     step.as_str()
                 )));
             }

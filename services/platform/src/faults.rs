@@ -192,13 +192,13 @@ impl FaultSpec {
                 ));
             }
         };
-        if let Some(d) = for_ {
-            if d.is_zero() || d > MAX_FOR {
-                return Err(format!(
-                    "--for must be between 1 s and {} s",
-                    MAX_FOR.as_secs()
-                ));
-            }
+        if let Some(d) = for_
+            && (d.is_zero() || d > MAX_FOR)
+        {
+            return Err(format!(
+                "--for must be between 1 s and {} s",
+                MAX_FOR.as_secs()
+            ));
         }
         if self.effect == Effect::Outage && for_.is_none() {
             return Err(format!(
@@ -410,7 +410,7 @@ pub const CATALOG: &[FaultSpec] = &[
         Some(100),
         PCT,
         Effect::Local,
-        "the e-mail provider refuses this share of messages (503)",
+        "the e-mail provider refuses this share of messages with a permanent 503 (notifications dead-letters them)",
     ),
     f(
         "media-thumbnail-failing",

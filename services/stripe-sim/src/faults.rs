@@ -1,4 +1,8 @@
-//! Fault injection for labs and chaos tests, set through `/_sim/faults`.
+//! Fault injection for labs and chaos tests, set through `/_sim/faults`,
+//! and the fault catalog's faults that hit stripe-sim (see
+//! `shopstream_platform::faults`), which act through the same code paths:
+//! `payment-decline-rate`, `capture-lost-after-effect`, `webhook-drop`,
+//! `webhook-duplicate`, `webhook-delay`.
 //!
 //! An injected failure answers before the operation runs, so nothing changes
 //! and no idempotent result is stored: a retry (same key or not) executes for
@@ -8,6 +12,12 @@
 //! `Idempotency-Key` then replays the real result, as with Stripe.
 
 use serde::{Deserialize, Serialize};
+use shopstream_platform::faults as catalog;
+
+use crate::domain::CardDecline;
+
+/// The component the catalog's faults name for this simulator.
+pub const COMPONENT: &str = "stripe-sim";
 
 /// Upper bounds on what can be injected.
 pub const MAX_LATENCY_MS: u64 = 60_000;
@@ -173,6 +183,68 @@ impl Faults {
             delay_ms: self.delay_webhooks_ms,
         }
     }
+}
+
+/// The failure the fault catalog arms for one call of `op`, when no
+/// `fail_next` rule did: with `capture-lost-after-effect` every capture
+/// runs and then answers 500, as an `after_effect` rule would.
+pub fn catalog_failure(op: Operation) -> Option<FailRule> {
+    if op != Operation::Capture || catalog::hits("capture-lost-after-effect", COMPONENT).is_none() {
+        return None;
+    }
+    tracing::info!(
+        fault = "capture-lost-after-effect",
+        "capture runs, then its answer is lost"
+    );
+    Some(FailRule {
+        operation: op,
+        status: 500,
+        count: 1,
+        after_effect: true,
+    })
+}
+
+/// The decline `payment-decline-rate` imposes on one card confirmation
+/// (a fresh draw per confirmation); `None` when the card decides.
+pub fn catalog_decline() -> Option<CardDecline> {
+    if !catalog::roll("payment-decline-rate", COMPONENT) {
+        return None;
+    }
+    tracing::info!(
+        fault = "payment-decline-rate",
+        "card confirmation declined (card_declined)"
+    );
+    Some(CardDecline {
+        code: "card_declined",
+        decline_code: "generic_decline",
+        message: "Your card was declined.",
+        param: None,
+    })
+}
+
+/// `plan` with the catalog's webhook faults on top: `webhook-drop` delivers
+/// nothing, `webhook-duplicate` delivers twice, `webhook-delay` waits at
+/// least its value before the first attempt.
+pub fn with_catalog(mut plan: WebhookPlan) -> WebhookPlan {
+    if catalog::hits("webhook-drop", COMPONENT).is_some() {
+        tracing::info!(fault = "webhook-drop", "webhook not delivered");
+        plan.copies = 0;
+    } else if plan.copies == 1 && catalog::hits("webhook-duplicate", COMPONENT).is_some() {
+        tracing::info!(fault = "webhook-duplicate", "webhook delivered twice");
+        plan.copies = 2;
+    }
+    if let Some(ms) = catalog::value("webhook-delay", COMPONENT) {
+        let ms = u64::try_from(ms).unwrap_or(0).min(MAX_WEBHOOK_DELAY_MS);
+        if ms > plan.delay_ms {
+            tracing::info!(
+                fault = "webhook-delay",
+                delay_ms = ms,
+                "webhook delivery delayed"
+            );
+            plan.delay_ms = ms;
+        }
+    }
+    plan
 }
 
 #[cfg(test)]

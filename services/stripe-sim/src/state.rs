@@ -123,7 +123,7 @@ impl StripeState {
             idempotency_key: ctx.idempotency_key.clone(),
         };
         if self.webhooks.is_enabled() {
-            let plan = self.faults.take_webhook_plan();
+            let plan = crate::faults::with_catalog(self.faults.take_webhook_plan());
             if plan.copies == 0 {
                 tracing::info!(event_id = %event.id, "webhook dropped by fault injection");
             }
@@ -208,7 +208,7 @@ impl StripeState {
         }
         let charge = self.new_id("ch");
         // A refused confirmation (e.g. no payment method) creates nothing, as with Stripe.
-        let outcome = pi.confirm(None, charge)?;
+        let outcome = pi.confirm_or_decline(None, charge, crate::faults::catalog_decline())?;
         let id = pi.id.clone();
         self.intents.insert(id.clone(), pi);
         self.after_confirm(&id, outcome, ctx)
@@ -221,8 +221,9 @@ impl StripeState {
     /// `POST /v1/payment_intents/{id}/confirm`
     pub fn confirm_intent(&mut self, id: &str, form: &Form, ctx: &RequestCtx) -> ApiResult {
         let charge = self.new_id("ch");
+        let decline = crate::faults::catalog_decline();
         let pi = self.intent_mut(id)?;
-        let outcome = pi.confirm(form.string("payment_method"), charge)?;
+        let outcome = pi.confirm_or_decline(form.string("payment_method"), charge, decline)?;
         self.after_confirm(id, outcome, ctx)
     }
 

@@ -4,6 +4,7 @@
 //! table's CHECK constraints back it up.
 
 use async_trait::async_trait;
+use shopstream_platform::faults;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
@@ -249,6 +250,19 @@ impl InventoryStore for PgInventory {
             .execute(&mut *tx)
             .await
             .map_err(storage)?;
+        }
+        // The catalog's `inventory-lock-contention`: the held stock rows
+        // stay locked this much longer, inside the transaction.
+        if let Some(ms) = faults::value("inventory-lock-contention", "inventory") {
+            tracing::info!(
+                fault = "inventory-lock-contention",
+                hold_ms = ms,
+                "stock rows held locked longer"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(
+                u64::try_from(ms).unwrap_or(0),
+            ))
+            .await;
         }
         tx.commit().await.map_err(storage)?;
         Ok(Reservation {

@@ -22,12 +22,17 @@ use stripe_core::{
     refund::CreateRefund,
 };
 
+use shopstream_platform::faults;
 use uuid::Uuid;
 
 use crate::{
     domain::{IntentState, Observation},
     ports::{Intent, NewIntent, Provider, ProviderError, RefundMade},
 };
+
+/// The catalog fault that makes every provider call fail as a refused
+/// connection.
+const PROVIDER_UNREACHABLE: &str = "payment-provider-unreachable";
 
 /// Metadata keys on every intent.
 pub const METADATA_ORDER_ID: &str = "order_id";
@@ -77,11 +82,23 @@ impl StripeProvider {
     }
 
     /// Bound a call by the deadline (the client's own timeout covers one
-    /// attempt; this also covers connecting and a stuck body).
+    /// attempt; this also covers connecting and a stuck body). While the
+    /// catalog's `payment-provider-unreachable` is on, the call is not made
+    /// and fails as a refused connection does (async-stripe's transport
+    /// error, through [`map_error`]).
     async fn bounded<T>(
         &self,
         f: impl Future<Output = Result<T, StripeError>>,
     ) -> Result<T, ProviderError> {
+        if faults::hits(PROVIDER_UNREACHABLE, "payments").is_some() {
+            tracing::warn!(
+                fault = PROVIDER_UNREACHABLE,
+                "provider call refused: connection refused"
+            );
+            return Err(map_error(StripeError::ClientError(format!(
+                "client error (Connect): connection refused (injected by {PROVIDER_UNREACHABLE})"
+            ))));
+        }
         match tokio::time::timeout(self.timeout + Duration::from_millis(100), f).await {
             Ok(r) => r.map_err(map_error),
             Err(_) => Err(ProviderError::Unavailable(format!(

@@ -180,7 +180,10 @@ async fn execute(
     };
     let request = (format!("{method} {}", uri.path()), form.canonical());
     let mut sim = state.lock();
-    let fault = sim.faults.take_failure(op);
+    let fault = sim
+        .faults
+        .take_failure(op)
+        .or_else(|| crate::faults::catalog_failure(op));
     if let Some(rule) = &fault
         && !rule.after_effect
     {

@@ -277,6 +277,17 @@ impl PaymentIntent {
         payment_method: Option<String>,
         charge_id: String,
     ) -> Result<Confirmed, DomainError> {
+        self.confirm_or_decline(payment_method, charge_id, None)
+    }
+
+    /// [`PaymentIntent::confirm`], declined with `decline` whatever the card
+    /// would do (an injected decline rate) when one is given.
+    pub fn confirm_or_decline(
+        &mut self,
+        payment_method: Option<String>,
+        charge_id: String,
+        decline: Option<CardDecline>,
+    ) -> Result<Confirmed, DomainError> {
         if !matches!(
             self.status,
             Status::RequiresPaymentMethod | Status::RequiresConfirmation
@@ -295,7 +306,11 @@ impl PaymentIntent {
         let card =
             cards::lookup(&pm).ok_or_else(|| DomainError::UnknownPaymentMethod(pm.clone()))?;
         self.latest_charge = Some(charge_id.clone());
-        match &card.outcome {
+        let outcome = match decline {
+            Some(d) => CardOutcome::Decline(d),
+            None => card.outcome.clone(),
+        };
+        match &outcome {
             CardOutcome::Approve => {
                 self.payment_method = Some(pm);
                 self.last_payment_error = None;
