@@ -315,7 +315,10 @@ async fn orders_of_run(i: &Inputs<'_>) -> Result<Vec<Order>, String> {
 
 /// The summed `shopstream_consumer_lag` of every service and the groups
 /// that lag; `None` when no service exposes the series.
-async fn consumer_lag(http: &reqwest::Client, base_port: u16) -> Option<(u64, Vec<String>)> {
+pub(super) async fn consumer_lag(
+    http: &reqwest::Client,
+    base_port: u16,
+) -> Option<(u64, Vec<String>)> {
     let mut seen = false;
     let (mut total, mut groups) = (0u64, Vec::new());
     for name in SERVICE_NAMES {

@@ -44,6 +44,10 @@ const FLASH_SKUS: usize = 3;
 const CHECKOUT_PRODUCTS: usize = 10;
 /// Units per product in checkout-spike (never the limit there).
 const CHECKOUT_STOCK: i64 = 100_000;
+/// The longest a scenario waits for consumers to catch up before its load.
+const PREFLIGHT_MAX: Duration = Duration::from_secs(120);
+/// Times one order is asked for with its key when no answer or a 503 came.
+const ORDER_ATTEMPTS: u32 = 3;
 /// How long a checkout journey follows its saga.
 const FOLLOW_SAGA: Duration = Duration::from_secs(30);
 
@@ -157,16 +161,26 @@ async fn place_order(
         "items": [{"product_id": line.0, "sku_id": line.1, "quantity": 1}],
         "payment_method": "pm_card_visa",
     });
-    let (status, v) = send(
-        user,
-        "order",
-        GooseMethod::Post,
-        "/orders",
-        Some(body),
-        &[("Idempotency-Key", key.clone())],
-        &[],
-    )
-    .await?;
+    // As a careful client does: no answer, or a 503 that may hide a stored
+    // order, is asked again with the same key (a replay answers the order).
+    let mut attempt = 0;
+    let (status, v) = loop {
+        attempt += 1;
+        let (status, v) = send(
+            user,
+            "order",
+            GooseMethod::Post,
+            "/orders",
+            Some(body.clone()),
+            &[("Idempotency-Key", key.clone())],
+            &[],
+        )
+        .await?;
+        if !matches!(status, 0 | 503) || attempt == ORDER_ATTEMPTS || super::cancelled() {
+            break (status, v);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let order_id = v["order_id"].as_str().map(str::to_owned);
     if let Ok(mut t) = s.told.lock() {
         t.push(Told {
@@ -471,6 +485,25 @@ pub async fn run(
         let (token, user_id) = buyer_session(&http, &base, &format!("{run_id}-{i}")).await?;
         buyers.push(Buyer { token, user_id });
     }
+    // A system still working off a backlog (a fresh seed) would fail the
+    // convergence check for reasons of its own: wait, bounded, until every
+    // consumer group has caught up.
+    let preflight = Instant::now();
+    let mut lag = invariants::consumer_lag(&http, ctx.ports.services).await;
+    while lag.as_ref().is_some_and(|(t, _)| *t > 0) && preflight.elapsed() < PREFLIGHT_MAX {
+        if preflight.elapsed() > Duration::from_secs(2) && preflight.elapsed().as_secs() % 10 == 0 {
+            eprintln!(
+                "test: waiting for consumers to catch up before the load (lag {})",
+                lag.as_ref().map_or(0, |l| l.0)
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        lag = invariants::consumer_lag(&http, ctx.ports.services).await;
+    }
+    let preflight_phase = Phase {
+        name: "pre-flight: consumers caught up before the load".into(),
+        took_ms: preflight.elapsed().as_millis() as u64,
+    };
     // Links with wire faults go behind their proxies before the load starts.
     if let Err(e) = driver::prepare(ctx, schedule).await {
         driver::clear_all(ctx).await;
@@ -579,6 +612,9 @@ pub async fn run(
     // The load is bounded in time whatever Goose does: a flash sale with
     // iterations, the others with run time or a test plan, and this guard.
     let guard = plan.duration + Duration::from_secs(30);
+    // Goose prints progress on stdout whatever its configuration says;
+    // stdout is the report's, so it goes to stderr while Goose runs.
+    let stdout_saved = StdoutToStderr::start();
     let metrics = tokio::select! {
         m = attack.execute() => Some(m),
         _ = tokio::time::sleep(guard) => {
@@ -586,6 +622,7 @@ pub async fn run(
             None
         }
     };
+    drop(stdout_saved);
     for c in churners {
         let _ = c.await;
     }
@@ -686,11 +723,37 @@ pub async fn run(
         });
     }
     report.invariants = inv;
+    report.phases.push(preflight_phase);
     report.phases.push(Phase {
         name: "settle (after load and faults)".into(),
         took_ms: settle.as_millis() as u64,
     });
     Ok(Ok(report))
+}
+
+/// Points fd 1 at stderr until dropped, then restores it.
+struct StdoutToStderr(Option<std::os::fd::OwnedFd>);
+
+impl StdoutToStderr {
+    fn start() -> StdoutToStderr {
+        use std::{io::Write as _, os::fd::AsFd as _};
+        let _ = std::io::stdout().flush();
+        let saved = rustix::io::dup(std::io::stdout().as_fd()).ok();
+        if saved.is_some() {
+            let _ = rustix::stdio::dup2_stdout(std::io::stderr().as_fd());
+        }
+        StdoutToStderr(saved)
+    }
+}
+
+impl Drop for StdoutToStderr {
+    fn drop(&mut self) {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        if let Some(fd) = self.0.take() {
+            let _ = rustix::stdio::dup2_stdout(&fd);
+        }
+    }
 }
 
 /// checkout-spike's Goose test plan: background buyers, a ramp to `peak`,

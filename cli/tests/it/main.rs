@@ -3,8 +3,10 @@
 //! and `fault` in [`lab`].
 
 mod checkout;
+mod faults;
 mod lab;
 mod live;
+mod scenario;
 
 use shopstream_runtime::Kind;
 use std::{

@@ -1,0 +1,234 @@
+//! `shopstream test` end to end: the cheap refusals, then a short slice of
+//! `flash-sale` with one `kill:orders` and one wire latency fault against a
+//! fresh stack of its own, which must pass every invariant; then the same
+//! slice while an operator's mistake corrupts a SKU's stock, which the
+//! verdict must catch (exit 1, the stock invariant failed).
+
+use std::process::Command;
+
+use super::{BIN, Cleanup, temp_dir, text};
+
+/// This module's ports: 21xxx, apart from every other stack of the tests.
+const PORTS: [(&str, &str); 8] = [
+    ("SHOPSTREAM_PG_PORT", "21432"),
+    ("SHOPSTREAM_REDIS_PORT", "21379"),
+    ("SHOPSTREAM_KAFKA_PORT", "21092"),
+    ("SHOPSTREAM_TEMPORAL_PORT", "21233"),
+    ("SHOPSTREAM_TEMPORAL_HTTP_PORT", "21243"),
+    ("SHOPSTREAM_TEMPORAL_METRICS_PORT", "21263"),
+    ("SHOPSTREAM_S3_PORT", "21000"),
+    ("SHOPSTREAM_SERVICES_PORT_BASE", "21100"),
+];
+
+#[test]
+fn test_refuses_unknown_scenarios_bad_chaos_and_a_stack_that_is_not_up() {
+    let state = temp_dir("scenario-refusals");
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("SHOPSTREAM_STATE_DIR", &state)
+            .envs(PORTS)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["test", "--list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for name in ["flash-sale", "checkout-spike", "browse", "cold-start"] {
+        assert!(text(&out).contains(name), "{}", text(&out));
+    }
+    let out = run(&["test", "--scenario", "stampede"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("flash-sale"),
+        "names the valid ones: {}",
+        text(&out)
+    );
+    let out = run(&[
+        "test",
+        "--scenario",
+        "flash-sale",
+        "--duration",
+        "10",
+        "--chaos",
+        "kill:orders@20s",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "beyond the duration: {}",
+        text(&out)
+    );
+    let out = run(&[
+        "test",
+        "--scenario",
+        "flash-sale",
+        "--chaos",
+        "melt:orders@1s",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = run(&["test", "--scenario", "flash-sale", "--duration", "5"]);
+    assert_eq!(out.status.code(), Some(4), "nothing is up: {}", text(&out));
+    assert!(text(&out).contains("shopstream up"), "{}", text(&out));
+    let out = run(&["test", "--scenario", "cold-start"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "cold-start needs --yes: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_flash_sale_slice_with_a_kill_and_wire_latency_passes_and_corruption_fails_it() {
+    let state = temp_dir("scenario-flash-sale");
+    let _cleanup = Cleanup(state.clone());
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("SHOPSTREAM_STATE_DIR", &state)
+            .envs(PORTS)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["up", "--no-install"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // No pictures: the media pipeline is not what this test is about.
+    let out = run(&["seed", "--images", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let dir = state.join("report");
+    let out = run(&[
+        "test",
+        "--scenario",
+        "flash-sale",
+        "--duration",
+        "30",
+        "--users",
+        "400",
+        "--rate",
+        "40",
+        "--stock",
+        "60",
+        "--orders",
+        "12",
+        "--chaos",
+        "kill:orders@4s, latency:orders->inventory=150ms±50@6s+6s",
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let all = text(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{all}"));
+    let invariants = report["invariants"].as_array().expect("invariants");
+    assert!(invariants.len() >= 7, "{report:#}");
+    for i in invariants {
+        assert_eq!(i["pass"], true, "{}: {}\n\n{all}", i["name"], i["detail"]);
+    }
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    // The faults ran: two windows, the kill and the latency.
+    let faults = report["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 2, "{report:#}");
+    assert!(
+        report["headline"]["count"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+    for f in ["report.json", "summary.md", "chart.svg"] {
+        assert!(dir.join(f).exists(), "{f} written");
+    }
+    // Every fault is cleared and nothing stays stopped.
+    let out = run(&["fault", "show", "--json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "[]",
+        "{}",
+        text(&out)
+    );
+    let out = run(&["status", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "everything ready again: {}",
+        text(&out)
+    );
+
+    // An operator's mistake during the load: a sale SKU's stock raised by
+    // hand (units appear from nowhere). The verdict must say so.
+    let corrupt = std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_secs(6));
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(raise_stock_by_hand(5))
+    });
+    let out = run(&[
+        "test",
+        "--scenario",
+        "flash-sale",
+        "--duration",
+        "20",
+        "--users",
+        "200",
+        "--rate",
+        "20",
+        "--stock",
+        "30",
+        "--orders",
+        "4",
+        "--json",
+    ]);
+    let raised = corrupt.join().unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "the verdict fails: {all}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stock = report["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"].as_str().unwrap().starts_with("no SKU oversold"))
+        .unwrap();
+    assert_eq!(stock["pass"], false, "{report:#}");
+    assert!(
+        stock["detail"].as_str().unwrap().contains(&raised),
+        "names the SKU {raised}: {report:#}"
+    );
+}
+
+/// Raise the on-hand stock of the first product's first SKU (one the flash
+/// sale sells) by `units`, straight through inventory's admin gRPC, as an
+/// operator would by mistake; returns the SKU id.
+async fn raise_stock_by_hand(units: i64) -> String {
+    use shopstream_proto::inventory::v1::{
+        GetStockRequest, SetStockRequest, inventory_service_client::InventoryServiceClient,
+    };
+    let (gateway, _) = shopstream_platform::config::service_addrs("gateway", 21100).unwrap();
+    let (_, inventory) = shopstream_platform::config::service_addrs("inventory", 21100).unwrap();
+    let page: serde_json::Value = reqwest::get(format!("http://{gateway}/products?limit=3"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sku = page["items"][0]["skus"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut inv = InventoryServiceClient::connect(format!("http://{inventory}"))
+        .await
+        .unwrap();
+    let now = inv
+        .get_stock(GetStockRequest {
+            sku_id: sku.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stock
+        .unwrap();
+    inv.set_stock(SetStockRequest {
+        sku_id: sku.clone(),
+        on_hand: now.on_hand + units,
+    })
+    .await
+    .unwrap();
+    sku
+}
