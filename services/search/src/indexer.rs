@@ -1,6 +1,10 @@
 //! The `product.events` consumer: parse the CDC record, hydrate the product
 //! from the catalog, write it to the index under external versioning. Runs
 //! inside the platform consumer runner (bounded retries, `<topic>.dlq`).
+//!
+//! The `search-indexing-stalled` fault holds it: while it is set, the runner
+//! applies nothing and acknowledges nothing (see [`Handler::held_by`]), so the
+//! group's lag grows, and every event is applied once the fault clears.
 
 use std::sync::Arc;
 
@@ -8,10 +12,13 @@ use async_trait::async_trait;
 use prometheus_client::{
     encoding::EncodeLabelSet, metrics::counter::Counter, metrics::family::Family,
 };
-use shopstream_platform::events::{
-    Delivery,
-    dedupe::Deduper,
-    runner::{Handler, HandlerError},
+use shopstream_platform::{
+    events::{
+        Delivery,
+        dedupe::Deduper,
+        runner::{Handler, HandlerError},
+    },
+    faults,
 };
 use uuid::Uuid;
 
@@ -22,6 +29,14 @@ use crate::{
     },
     ports::{CatalogError, CatalogSource, IndexError, SearchIndex},
 };
+
+/// The fault that stops search's consumer from applying product events.
+pub const INDEXING_STALLED: &str = "search-indexing-stalled";
+
+/// Whether [`INDEXING_STALLED`] holds the indexer now.
+pub fn indexing_stalled() -> bool {
+    faults::hits(INDEXING_STALLED, crate::config::SERVICE_NAME).is_some()
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -125,6 +140,10 @@ impl Handler for Indexer {
             .unwrap_or_else(|| self.default_tenant.clone());
         self.apply(&tenant, &ev).await.map(|_| ())
     }
+
+    fn held_by(&self) -> Option<&'static str> {
+        indexing_stalled().then_some(INDEXING_STALLED)
+    }
 }
 
 /// Dedupe by event id is unnecessary here: every write is ordered by the
@@ -141,5 +160,28 @@ impl Deduper for VersionedNoDedupe {
 
     async fn mark(&self, _group: &str, _event_id: Uuid) -> Result<(), sqlx::Error> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_indexing_stalled_holds_the_indexer_only_while_set_for_search() {
+        // The only test of this binary that touches the process-wide fault
+        // view, so no other test sees it.
+        let spec = faults::spec(INDEXING_STALLED).expect("in the catalog");
+        assert_eq!(spec.component, crate::config::SERVICE_NAME);
+        assert!(!indexing_stalled());
+        faults::set_view([spec.activate(None, None, None, 0).unwrap()]);
+        assert!(indexing_stalled());
+        faults::set_view([faults::Active {
+            target: "catalog".into(),
+            ..spec.activate(None, None, None, 0).unwrap()
+        }]);
+        assert!(!indexing_stalled(), "it hits search only");
+        faults::set_view([]);
+        assert!(!indexing_stalled());
     }
 }

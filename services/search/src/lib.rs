@@ -160,46 +160,48 @@ pub async fn run(
     let (start_catalog, start_index) = (catalog.clone(), index.clone());
     let rcfg = RunnerConfig {
         max_attempts: HANDLER_MAX_ATTEMPTS,
+        health: runner::ConsumerHealth::new(svc.metrics(), &cfg.consumer_group),
         ..RunnerConfig::new(&cfg.consumer_group, &[cfg.topic.as_str()])
     };
     let final_index = index.clone();
-    svc.http(api::http::routes(
-        index.clone(),
-        catalog.clone(),
-        cfg.service.default_tenant.clone(),
-    ))
-    .grpc(
-        shopstream_proto::search::v1::search_service_server::SearchServiceServer::new(
-            api::grpc::GrpcApi {
-                index,
-                default_tenant: cfg.service.default_tenant.clone(),
-            },
-        ),
-    )
-    .task("reconcile-at-start", move |_| async move {
-        if reconcile_on_start
-            && let Err(e) = reconcile(&*start_catalog, &*start_index, &tenant).await
-        {
-            tracing::warn!(error = %e, "reconcile at start failed");
-        }
-    })
-    .task("product-events", move |stop| {
-        runner::run_until_stopped(
-            bus,
-            Arc::new(VersionedNoDedupe),
-            indexer,
-            rcfg,
-            stop,
-            CONSUMER_RESTART_DELAY,
+    svc.check("consumer", rcfg.health.readiness())
+        .http(api::http::routes(
+            index.clone(),
+            catalog.clone(),
+            cfg.service.default_tenant.clone(),
+        ))
+        .grpc(
+            shopstream_proto::search::v1::search_service_server::SearchServiceServer::new(
+                api::grpc::GrpcApi {
+                    index,
+                    default_tenant: cfg.service.default_tenant.clone(),
+                },
+            ),
         )
-    })
-    // Make what was staged durable before leaving.
-    .on_stop(async move {
-        if let Err(e) = final_index.refresh().await {
-            tracing::warn!(error = %e, "final index commit failed");
-        }
-    })
-    .run(listeners, shutdown)
-    .await?;
+        .task("reconcile-at-start", move |_| async move {
+            if reconcile_on_start
+                && let Err(e) = reconcile(&*start_catalog, &*start_index, &tenant).await
+            {
+                tracing::warn!(error = %e, "reconcile at start failed");
+            }
+        })
+        .task("product-events", move |stop| {
+            runner::run_until_stopped(
+                bus,
+                Arc::new(VersionedNoDedupe),
+                indexer,
+                rcfg,
+                stop,
+                CONSUMER_RESTART_DELAY,
+            )
+        })
+        // Make what was staged durable before leaving.
+        .on_stop(async move {
+            if let Err(e) = final_index.refresh().await {
+                tracing::warn!(error = %e, "final index commit failed");
+            }
+        })
+        .run(listeners, shutdown)
+        .await?;
     Ok(())
 }

@@ -264,6 +264,102 @@ pub async fn survives_broker_restart<F, Fut>(
     sub.close().await.expect("close");
 }
 
+/// Read `group`'s lag until its total is `want` (commits may land a moment
+/// after the acknowledgement); panic after [`IDLE_LIMIT`].
+async fn lag_becomes(
+    bus: &dyn EventBus,
+    group: &str,
+    topics: &[String],
+    want: i64,
+) -> super::GroupLag {
+    let started = Instant::now();
+    loop {
+        let lag = bus.lag(group, topics).await.expect("lag");
+        if lag.total() == want {
+            return lag;
+        }
+        assert!(
+            started.elapsed() < IDLE_LIMIT,
+            "lag of {group} stayed {} (wanted {want}): {lag:?}",
+            lag.total()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A group's lag is what it has not committed: every partition is listed,
+/// those the group never committed on count from the earliest record, a
+/// graceful close commits what was acknowledged, reading the lag does not
+/// disturb a member that is consuming, and a topic that does not exist adds
+/// nothing.
+pub async fn lag_follows_the_groups_commits(bus: Arc<dyn EventBus>, topic: &str) {
+    bus.ensure_topic(topic, 3).await.expect("topic");
+    let group = format!("{topic}-group");
+    let topics = vec![topic.to_string()];
+
+    let lag = bus.lag(&group, &topics).await.expect("lag");
+    assert_eq!(lag.group, group);
+    let mut parts: Vec<i32> = lag.partitions.iter().map(|p| p.partition).collect();
+    parts.sort_unstable();
+    assert_eq!(parts, vec![0, 1, 2], "every partition is listed: {lag:?}");
+    assert_eq!(lag.total(), 0, "nothing published yet: {lag:?}");
+
+    let events: Vec<Envelope> = (0..30).map(|i| envelope(i % 10, i / 10)).collect();
+    bus.publish_batch(topic, &events).await.expect("publish");
+    let lag = lag_becomes(&*bus, &group, &topics, 30).await;
+    assert!(
+        lag.partitions.iter().all(|p| p.committed.is_none()),
+        "the group never committed: {lag:?}"
+    );
+    assert_eq!(lag.by_topic().get(topic), Some(&30));
+
+    // Ten processed and acknowledged, then a graceful close: 20 behind.
+    let mut sub = bus.subscribe(&group, &topics).await.expect("subscribe");
+    let mut check = OrderCheck::default();
+    consume_until(&mut sub, &mut check, 10).await;
+    sub.close().await.expect("close");
+    let lag = lag_becomes(&*bus, &group, &topics, 20).await;
+    assert_eq!(
+        lag.partitions
+            .iter()
+            .map(|p| p.high_watermark - p.low_watermark)
+            .sum::<i64>(),
+        30,
+        "{lag:?}"
+    );
+
+    // A member consumes the rest while the lag is read over and over.
+    let mut sub = bus.subscribe(&group, &topics).await.expect("subscribe");
+    let reader = {
+        let (bus, group, topics) = (bus.clone(), group.clone(), topics.clone());
+        tokio::spawn(async move {
+            let mut reads = 0u32;
+            loop {
+                let lag = bus.lag(&group, &topics).await.expect("lag while consuming");
+                reads += 1;
+                if lag.total() == 0 {
+                    return reads;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    consume_until(&mut sub, &mut check, 30).await;
+    sub.close().await.expect("close");
+    let reads = tokio::time::timeout(IDLE_LIMIT, reader)
+        .await
+        .expect("the lag did not reach 0 after everything was acknowledged and closed")
+        .expect("reader");
+    assert!(reads >= 1);
+
+    let missing = vec![format!("{topic}-missing")];
+    let lag = bus
+        .lag(&group, &missing)
+        .await
+        .expect("lag of a missing topic");
+    assert_eq!(lag.total(), 0, "{lag:?}");
+}
+
 struct PoisonHandler {
     calls: AtomicU32,
     flaky_failures_left: AtomicU32,
@@ -390,6 +486,11 @@ mod tests {
         let bus = MemoryBus::new();
         // The in-memory bus has no separate broker: a "restart" keeps the same state.
         survives_broker_restart(Arc::new(bus), "mem.restart", 2_000, || async {}).await;
+    }
+
+    #[tokio::test]
+    async fn memory_bus_lag_follows_the_groups_commits() {
+        lag_follows_the_groups_commits(Arc::new(MemoryBus::new()), "mem.lag").await;
     }
 
     #[tokio::test]

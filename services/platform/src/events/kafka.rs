@@ -6,24 +6,59 @@
 //! waits (tansu holds every fetch for the full wait), acks=all with an
 //! idempotent producer, no auto-commit, offsets stored only on ack, and
 //! consumers closed with a timeout.
+//!
+//! The group session timeout is long ([`SESSION_TIMEOUT`]) because of a tansu
+//! 0.6.0 bug: when a member's heartbeat arrives after its session expired (a
+//! broker or a consumer stopped for longer than the timeout), the broker
+//! drops the member but keeps it as the group's leader; every member that
+//! joins after it waits for that leader's assignment for ever (SyncGroup
+//! answers REBALANCE_IN_PROGRESS; librdkafka rejoins every 3 s and logs
+//! nothing above debug), and the state is stored, so re-subscribing or
+//! restarting the consumer does not help. A stall shorter than the session
+//! timeout never expires the member, on either side.
 
 use std::{
-    sync::Arc,
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
 use rdkafka::{
-    ClientConfig, Message,
+    ClientConfig, ClientContext, Message, Offset, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
-    consumer::{CommitMode, Consumer, StreamConsumer},
+    config::RDKafkaLogLevel,
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer, future_producer::OwnedDeliveryResult},
 };
 
-use super::{Delivery, Envelope, EventBus, EventError, Subscription};
+use super::{
+    Delivery, Envelope, EventBus, EventError, FaultLookup, GroupLag, PartitionLag, Subscription,
+};
+use crate::faults;
+
+/// Consumer group session timeout: a broker or consumer that stops for
+/// less than this (SIGSTOP, a long GC-like pause, a laptop lid) costs the
+/// group nothing (see the module docs for what a longer stop does on tansu).
+/// Kafka's own default; the price is that a crashed member's partitions
+/// move to its replacement only after this long.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+/// How often a member heartbeats (and so learns of a rebalance).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The component the `broker-slow` fault names.
+pub const BROKER_COMPONENT: &str = "kafka";
+
+/// The `broker-slow` fault: while it is set, every publish and every fetch
+/// of this process's bus waits its value first.
+async fn broker_slow(fault_value: FaultLookup) {
+    if let Some(ms) = fault_value("broker-slow", BROKER_COMPONENT) {
+        tokio::time::sleep(Duration::from_millis(u64::try_from(ms).unwrap_or(0))).await;
+    }
+}
 
 /// Client settings; the defaults are safe on the native broker.
 #[derive(Debug, Clone)]
@@ -44,6 +79,13 @@ pub struct KafkaSettings {
     pub op_timeout: Duration,
     /// Concurrent in-flight publishes in `publish_batch`.
     pub max_in_flight_publishes: usize,
+    /// The fault catalog (`broker-slow`).
+    pub fault_value: FaultLookup,
+    /// librdkafka debug contexts (`cgrp,fetch,protocol`...) for diagnosis;
+    /// their lines go to the log at debug level.
+    pub debug: Option<String>,
+    /// See [`SESSION_TIMEOUT`].
+    pub session_timeout: Duration,
 }
 
 impl KafkaSettings {
@@ -57,11 +99,15 @@ impl KafkaSettings {
             commit_interval: Duration::from_millis(200),
             op_timeout: Duration::from_secs(10),
             max_in_flight_publishes: 1_000,
+            fault_value: faults::value,
+            debug: None,
+            session_timeout: SESSION_TIMEOUT,
         }
     }
 
     /// [`KafkaSettings::new`] with `SHOPSTREAM_KAFKA_BATCH_NUM_MESSAGES` and
-    /// `SHOPSTREAM_KAFKA_FETCH_WAIT_MAX_MS` applied (a real Kafka wants batching).
+    /// `SHOPSTREAM_KAFKA_FETCH_WAIT_MAX_MS` applied (a real Kafka wants
+    /// batching), and `SHOPSTREAM_KAFKA_DEBUG` (librdkafka's `debug`).
     pub fn from_env(brokers: &str) -> Result<KafkaSettings, crate::config::ConfigError> {
         let d = KafkaSettings::new(brokers);
         Ok(KafkaSettings {
@@ -73,6 +119,9 @@ impl KafkaSettings {
                 "SHOPSTREAM_KAFKA_FETCH_WAIT_MAX_MS",
                 d.fetch_wait_max_ms,
             )?,
+            debug: std::env::var("SHOPSTREAM_KAFKA_DEBUG")
+                .ok()
+                .filter(|v| !v.is_empty()),
             ..d
         })
     }
@@ -82,6 +131,9 @@ impl KafkaSettings {
         c.set("bootstrap.servers", &self.brokers)
             .set("broker.address.family", "v4")
             .set("socket.connection.setup.timeout.ms", "5000");
+        if let Some(d) = &self.debug {
+            c.set("debug", d).set_log_level(RDKafkaLogLevel::Debug);
+        }
         c
     }
 }
@@ -96,6 +148,8 @@ pub struct KafkaBus {
     settings: KafkaSettings,
     producer: FutureProducer,
     admin: Arc<AdminClient<DefaultClientContext>>,
+    /// One lag reader per group, kept: see [`LagReader`].
+    lag_readers: Arc<Mutex<BTreeMap<String, Arc<LagReader>>>>,
 }
 
 impl std::fmt::Debug for KafkaBus {
@@ -139,7 +193,29 @@ impl KafkaBus {
             settings,
             producer,
             admin: Arc::new(admin),
+            lag_readers: Arc::default(),
         })
+    }
+
+    /// The lag reader of `group`, created on first use.
+    fn lag_reader(&self, group: &str) -> Result<Arc<LagReader>, EventError> {
+        let mut readers = self.lag_readers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = readers.get(group) {
+            return Ok(r.clone());
+        }
+        let consumer: BaseConsumer = self
+            .settings
+            .base()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .create()
+            .map_err(broker_err)?;
+        let reader = Arc::new(LagReader {
+            consumer: Some(consumer),
+        });
+        readers.insert(group.to_string(), reader.clone());
+        Ok(reader)
     }
 
     fn record<'a>(topic: &'a str, e: &'a Envelope) -> FutureRecord<'a, str, [u8]> {
@@ -194,6 +270,7 @@ impl EventBus for KafkaBus {
     }
 
     async fn publish(&self, topic: &str, event: &Envelope) -> Result<(), EventError> {
+        broker_slow(self.settings.fault_value).await;
         let timeout = Duration::from_millis(u64::from(self.settings.message_timeout_ms));
         self.producer
             .send(Self::record(topic, event), timeout)
@@ -215,6 +292,7 @@ impl EventBus for KafkaBus {
         // `send_result` enqueues synchronously, so records enter the producer in
         // slice order; the idempotent producer keeps that order per partition
         // with many requests in flight.
+        broker_slow(self.settings.fault_value).await;
         let mut pending = std::collections::VecDeque::new();
         for e in events {
             loop {
@@ -249,7 +327,7 @@ impl EventBus for KafkaBus {
         group: &str,
         topics: &[String],
     ) -> Result<Box<dyn Subscription>, EventError> {
-        let consumer: StreamConsumer = self
+        let consumer: StreamConsumer<GroupContext> = self
             .settings
             .base()
             .set("group.id", group)
@@ -260,9 +338,20 @@ impl EventBus for KafkaBus {
                 "fetch.wait.max.ms",
                 self.settings.fetch_wait_max_ms.to_string(),
             )
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
-            .create()
+            .set(
+                "session.timeout.ms",
+                self.settings.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                HEARTBEAT_INTERVAL
+                    .min(self.settings.session_timeout / 3)
+                    .as_millis()
+                    .to_string(),
+            )
+            .create_with_context(GroupContext {
+                group: group.to_string(),
+            })
             .map_err(broker_err)?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(broker_err)?;
@@ -273,10 +362,147 @@ impl EventBus for KafkaBus {
             last_commit: Instant::now(),
         }))
     }
+
+    async fn lag(&self, group: &str, topics: &[String]) -> Result<GroupLag, EventError> {
+        let reader = self.lag_reader(group)?;
+        let (group, topics) = (group.to_string(), topics.to_vec());
+        let timeout = self.settings.op_timeout;
+        tokio::task::spawn_blocking(move || reader.read(&group, &topics, timeout))
+            .await
+            .map_err(|e| EventError::Broker(e.to_string()))?
+    }
+}
+
+/// Reads a group's committed offsets and the partitions' watermarks through
+/// a consumer that carries the group's id but never subscribes, so it never
+/// joins the group nor disturbs its members. Kept for the bus's lifetime and
+/// dropped on a thread of its own: librdkafka can block in close after
+/// `committed()` (see NOTES.md).
+struct LagReader {
+    consumer: Option<BaseConsumer>,
+}
+
+impl LagReader {
+    fn read(
+        &self,
+        group: &str,
+        topics: &[String],
+        timeout: Duration,
+    ) -> Result<GroupLag, EventError> {
+        let Some(c) = &self.consumer else {
+            return Err(EventError::Closed);
+        };
+        let mut tpl = TopicPartitionList::new();
+        for t in topics {
+            let md = c.fetch_metadata(Some(t), timeout).map_err(broker_err)?;
+            for mt in md.topics().iter().filter(|mt| mt.name() == t) {
+                // A topic the broker does not know comes back with an error
+                // and no partitions: it contributes nothing.
+                for p in mt.partitions() {
+                    tpl.add_partition(t, p.id());
+                }
+            }
+        }
+        let committed = c
+            .committed_offsets(tpl.clone(), timeout)
+            .map_err(broker_err)?;
+        let mut partitions = Vec::new();
+        for e in tpl.elements() {
+            let (low, high) = c
+                .fetch_watermarks(e.topic(), e.partition(), timeout)
+                .map_err(broker_err)?;
+            let committed =
+                committed
+                    .find_partition(e.topic(), e.partition())
+                    .and_then(|c| match c.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+            partitions.push(PartitionLag {
+                topic: e.topic().to_string(),
+                partition: e.partition(),
+                committed,
+                low_watermark: low.max(0),
+                high_watermark: high.max(0),
+            });
+        }
+        // Serve the client's queued events (logs, errors), so they do not pile up.
+        let _ = c.poll(Duration::ZERO);
+        Ok(GroupLag {
+            group: group.to_string(),
+            partitions,
+        })
+    }
+}
+
+impl Drop for LagReader {
+    fn drop(&mut self) {
+        if let Some(c) = self.consumer.take() {
+            let _ = std::thread::Builder::new()
+                .name("kafka-lag-reader-close".into())
+                .spawn(move || drop(c));
+        }
+    }
+}
+
+/// The subscription's client context: librdkafka's log lines and errors go
+/// to the service's log with the group named, and so does every rebalance.
+struct GroupContext {
+    group: String,
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        let group = &self.group;
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(%group, facility = fac, "librdkafka: {log_message}");
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(%group, facility = fac, "librdkafka: {log_message}");
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(%group, facility = fac, "librdkafka: {log_message}");
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(%group, facility = fac, "librdkafka: {log_message}");
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(group = %self.group, %error, reason, "kafka consumer error");
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let list = |tpl: &TopicPartitionList| {
+            tpl.elements()
+                .iter()
+                .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(group = %self.group, partitions = %list(tpl), "kafka partitions assigned");
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(group = %self.group, partitions = %list(tpl), "kafka partitions revoked");
+            }
+            Rebalance::Error(e) => {
+                tracing::error!(group = %self.group, error = %e, "kafka rebalance failed");
+            }
+        }
+    }
 }
 
 struct KafkaSubscription {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<GroupContext>>,
     settings: KafkaSettings,
     uncommitted: u32,
     last_commit: Instant,
@@ -295,7 +521,7 @@ impl KafkaSubscription {
 
     /// Drop the consumer off the async runtime with a bound: librdkafka's
     /// close can block (see NOTES: `committed()` on a partially committed group).
-    async fn drop_bounded(consumer: Arc<StreamConsumer>, timeout: Duration) {
+    async fn drop_bounded(consumer: Arc<StreamConsumer<GroupContext>>, timeout: Duration) {
         let handle = tokio::task::spawn_blocking(move || drop(consumer));
         if tokio::time::timeout(timeout, handle).await.is_err() {
             tracing::warn!("kafka consumer close timed out");
@@ -309,6 +535,7 @@ impl Subscription for KafkaSubscription {
         if self.uncommitted > 0 && self.last_commit.elapsed() >= self.settings.commit_interval {
             self.commit_async()?;
         }
+        broker_slow(self.settings.fault_value).await;
         let msg = match tokio::time::timeout(wait, self.consumer.recv()).await {
             Err(_) => return Ok(None),
             Ok(Err(e)) => return Err(broker_err(e)),

@@ -14,7 +14,9 @@ use std::{
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{Delivery, Envelope, EventBus, EventError, Subscription, fnv1a};
+use super::{
+    Delivery, Envelope, EventBus, EventError, GroupLag, PartitionLag, Subscription, fnv1a,
+};
 
 /// Partitions given to a topic created implicitly by a publish.
 pub const DEFAULT_PARTITIONS: i32 = 3;
@@ -114,6 +116,33 @@ impl EventBus for MemoryBus {
             positions,
             cursor: 0,
         }))
+    }
+
+    async fn lag(&self, group: &str, topics: &[String]) -> Result<GroupLag, EventError> {
+        let st = self.lock();
+        let mut partitions = Vec::new();
+        for t in topics {
+            let Some(parts) = st.topics.get(t) else {
+                continue;
+            };
+            for (p, events) in parts.iter().enumerate() {
+                let p = p as i32;
+                partitions.push(PartitionLag {
+                    topic: t.clone(),
+                    partition: p,
+                    committed: st
+                        .committed
+                        .get(&(group.to_string(), t.clone(), p))
+                        .copied(),
+                    low_watermark: 0,
+                    high_watermark: events.len() as i64,
+                });
+            }
+        }
+        Ok(GroupLag {
+            group: group.to_string(),
+            partitions,
+        })
     }
 }
 

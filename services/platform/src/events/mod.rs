@@ -38,6 +38,11 @@ pub mod header {
     pub const DLQ_ATTEMPTS: &str = "dlq-attempts";
 }
 
+/// How the event code looks a fault's value up: [`crate::faults::value`] in
+/// services; tests pass their own, so they need not touch the process-wide
+/// view that other tests (and the fault poller) share.
+pub type FaultLookup = fn(name: &str, component: &str) -> Option<i64>;
+
 /// The dead-letter topic of `topic`.
 pub fn dlq_topic(topic: &str) -> String {
     format!("{topic}.dlq")
@@ -187,6 +192,65 @@ pub enum EventError {
     Closed,
 }
 
+/// Where a consumer group stands on one partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// The group's committed position: the next offset it will process.
+    /// `None` when the group never committed on this partition.
+    pub committed: Option<i64>,
+    /// The earliest offset the partition still holds.
+    pub low_watermark: i64,
+    /// One past the last offset written.
+    pub high_watermark: i64,
+}
+
+impl PartitionLag {
+    /// Where the group resumes: its committed position, or the earliest
+    /// record held when it has none (consumers start at the earliest).
+    pub fn position(&self) -> i64 {
+        self.committed
+            .unwrap_or(self.low_watermark)
+            .max(self.low_watermark)
+    }
+
+    /// Records written that the group has not committed as processed.
+    pub fn lag(&self) -> i64 {
+        (self.high_watermark - self.position()).max(0)
+    }
+}
+
+/// A consumer group's lag on its topics, partition by partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupLag {
+    pub group: String,
+    pub partitions: Vec<PartitionLag>,
+}
+
+impl GroupLag {
+    /// Records behind, over every partition.
+    pub fn total(&self) -> i64 {
+        self.partitions.iter().map(PartitionLag::lag).sum()
+    }
+
+    /// Records behind per topic (every topic asked about appears, 0 included).
+    pub fn by_topic(&self) -> BTreeMap<String, i64> {
+        let mut out = BTreeMap::new();
+        for p in &self.partitions {
+            *out.entry(p.topic.clone()).or_insert(0) += p.lag();
+        }
+        out
+    }
+
+    /// The sum of the group's positions: it grows exactly when the group
+    /// commits progress somewhere (used to tell a group that moves from one
+    /// that does not).
+    pub fn position_sum(&self) -> i64 {
+        self.partitions.iter().map(PartitionLag::position).sum()
+    }
+}
+
 /// The event backbone.
 ///
 /// Contract (checked by [`contract`]):
@@ -218,6 +282,17 @@ pub trait EventBus: Send + Sync + 'static {
         group: &str,
         topics: &[String],
     ) -> Result<Box<dyn Subscription>, EventError>;
+
+    /// How far `group` is behind on `topics`: for every partition of each
+    /// topic, the group's committed position against the high watermark.
+    ///
+    /// MUST NOT join the group or otherwise disturb its members (it is read
+    /// while they consume); MUST list every partition of every topic that
+    /// exists, those the group never committed on included (their lag counts
+    /// from the earliest record held); a topic that does not exist has no
+    /// partitions. Positions are what was *committed*: acknowledgements an
+    /// adapter has not committed yet still count as lag.
+    async fn lag(&self, group: &str, topics: &[String]) -> Result<GroupLag, EventError>;
 }
 
 /// A consumer-group member. Events of one partition arrive in order; the

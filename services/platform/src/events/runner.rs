@@ -1,13 +1,49 @@
 //! The consumer loop every service uses: receive, skip what this group already
 //! processed, call the handler with bounded retries and backoff, send what
 //! still fails to `<topic>.dlq` with the reason in a header, then acknowledge.
+//!
+//! The runner also watches its own progress. It reads the group's lag every
+//! [`LAG_REFRESH`]; when no record has arrived for [`STALL_AFTER`] while the
+//! group is behind and not moving, the subscription is stalled: the runner
+//! abandons it, logs an error and subscribes again. What it sees goes to a
+//! [`ConsumerHealth`] the service passes in: lag, restarts and stalls on
+//! `/metrics`, and a readiness check.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_trait::async_trait;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Delivery, EventBus, EventError, dedupe::Deduper, dlq_topic, header};
+use super::{
+    Delivery, EventBus, EventError, FaultLookup, GroupLag, dedupe::Deduper, dlq_topic, header,
+};
+use crate::{faults, metrics::Metrics};
+
+/// No record for this long while the group is behind and not moving: the
+/// subscription is stalled and is abandoned.
+pub const STALL_AFTER: Duration = Duration::from_secs(20);
+/// How often the runner reads its group's lag (the detector and `/metrics`).
+pub const LAG_REFRESH: Duration = Duration::from_secs(5);
+/// Bound on one lag read.
+pub const LAG_TIMEOUT: Duration = Duration::from_secs(10);
+/// This many restarts within [`RESTART_WINDOW`], with no record since the
+/// last, make a consumer "restarting repeatedly": not ready.
+pub const REPEATED_RESTARTS: usize = 3;
+pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// A lag reading counts for the detector only when taken this long after the
+/// last record (acknowledgements are committed in batches, every 200 ms).
+const COMMIT_SETTLE: Duration = Duration::from_secs(1);
+/// How often a held handler ([`Handler::held_by`]) is asked again.
+const HOLD_POLL: Duration = faults::POLL_EVERY;
 
 /// Why a handler failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +61,15 @@ pub enum HandlerError {
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError>;
+
+    /// The fault holding this handler back, if one is (`None` by default).
+    /// While it is `Some`, the runner applies nothing: it keeps the event it
+    /// holds unacknowledged and waits, and its stall detector reports a
+    /// stall *by that fault* (counted, not restarted: a new subscription
+    /// would be held the same way, and readiness stays as it was).
+    fn held_by(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +82,15 @@ pub struct RunnerConfig {
     pub backoff_max: Duration,
     /// How long one poll waits before checking for shutdown.
     pub poll_wait: Duration,
+    /// See [`STALL_AFTER`].
+    pub stall_after: Duration,
+    /// See [`LAG_REFRESH`].
+    pub lag_refresh: Duration,
+    /// Where the runner reports; [`RunnerConfig::new`] gives one registered
+    /// nowhere, a service passes [`ConsumerHealth::new`].
+    pub health: ConsumerHealth,
+    /// The fault catalog (`consumer-crash-loop`).
+    pub fault_value: FaultLookup,
 }
 
 impl RunnerConfig {
@@ -48,6 +102,10 @@ impl RunnerConfig {
             backoff_base: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             poll_wait: Duration::from_millis(250),
+            stall_after: STALL_AFTER,
+            lag_refresh: LAG_REFRESH,
+            health: ConsumerHealth::detached(group),
+            fault_value: faults::value,
         }
     }
 }
@@ -67,6 +125,307 @@ pub enum RunnerError {
     Bus(#[from] EventError),
     #[error("dedupe store: {0}")]
     Dedupe(#[from] sqlx::Error),
+    /// The stall detector gave up on the subscription.
+    #[error("stalled: no record for {quiet_s} s while the group is {lag} records behind")]
+    Stalled { quiet_s: u64, lag: i64 },
+    /// The `consumer-crash-loop` fault.
+    #[error("crashed by fault consumer-crash-loop (every {every_s} s)")]
+    CrashInjected { every_s: i64 },
+}
+
+impl RunnerError {
+    /// The `reason` label of `consumer_restarts_total` for this failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RunnerError::Bus(_) => "bus",
+            RunnerError::Dedupe(_) => "dedupe",
+            RunnerError::Stalled { .. } => "stalled",
+            RunnerError::CrashInjected { .. } => "fault",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LagLabels {
+    pub group: String,
+    pub topic: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub group: String,
+    pub reason: String,
+}
+
+/// A stall the detector saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stall {
+    /// No record while behind: the subscription is abandoned.
+    NoProgress { quiet_s: u64, lag: i64 },
+    /// The handler is held by this fault ([`Handler::held_by`]).
+    Fault(&'static str),
+}
+
+#[derive(Debug, Default)]
+struct HealthState {
+    /// Subscribed, received a record, or saw the group's position move.
+    progress_at: Option<Instant>,
+    last_record_at: Option<Instant>,
+    /// The latest lag reading: when, total, position sum.
+    lag: Option<(Instant, i64, i64)>,
+    stalled: Option<Stall>,
+    /// The quiet spell the current stall was counted for.
+    stall_counted_since: Option<Instant>,
+    held_by: Option<&'static str>,
+    /// Restarts within the window: when and why.
+    restarts: VecDeque<(Instant, &'static str)>,
+}
+
+struct HealthInner {
+    group: String,
+    lag: Family<LagLabels, Gauge>,
+    restarts: Family<ReasonLabels, Counter>,
+    stalls: Family<ReasonLabels, Counter>,
+    state: Mutex<HealthState>,
+}
+
+/// A consumer's health as its runner sees it, shared with the service:
+/// `shopstream_consumer_lag{group,topic}` (records behind, summed over
+/// partitions, refreshed every [`LAG_REFRESH`]),
+/// `shopstream_consumer_restarts_total{group,reason}` (`stalled`, `fault`,
+/// `bus`, `dedupe`), `shopstream_consumer_stalls_total{group,reason}`
+/// (`stalled`, `fault`), and a readiness check ([`ConsumerHealth::status`]).
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct ConsumerHealth {
+    inner: Arc<HealthInner>,
+}
+
+impl std::fmt::Debug for ConsumerHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerHealth")
+            .field("group", &self.inner.group)
+            .finish()
+    }
+}
+
+impl ConsumerHealth {
+    /// The health of consumer group `group`, on `metrics` (one per group a
+    /// service consumes in).
+    pub fn new(metrics: &Metrics, group: &str) -> ConsumerHealth {
+        let h = ConsumerHealth::detached(group);
+        metrics.register(
+            "consumer_lag",
+            "Records the consumer group has not committed, per topic (summed over partitions)",
+            h.inner.lag.clone(),
+        );
+        metrics.register(
+            "consumer_restarts",
+            "Times the consumer abandoned its subscription and subscribed again, by reason",
+            h.inner.restarts.clone(),
+        );
+        metrics.register(
+            "consumer_stalls",
+            "Stalls the consumer's detector saw (no record while behind), by reason",
+            h.inner.stalls.clone(),
+        );
+        h
+    }
+
+    /// One registered nowhere (tests, tools).
+    pub fn detached(group: &str) -> ConsumerHealth {
+        ConsumerHealth {
+            inner: Arc::new(HealthInner {
+                group: group.to_string(),
+                lag: Family::default(),
+                restarts: Family::default(),
+                stalls: Family::default(),
+                state: Mutex::new(HealthState::default()),
+            }),
+        }
+    }
+
+    pub fn group(&self) -> &str {
+        &self.inner.group
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reason(&self, reason: &str) -> ReasonLabels {
+        ReasonLabels {
+            group: self.inner.group.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The latest lag reading's total, if one was taken.
+    pub fn lag(&self) -> Option<i64> {
+        self.state().lag.map(|(_, total, _)| total)
+    }
+
+    /// Restarts counted with `reason`.
+    pub fn restarts(&self, reason: &str) -> u64 {
+        self.inner
+            .restarts
+            .get_or_create(&self.reason(reason))
+            .get()
+    }
+
+    /// Stalls counted with `reason`.
+    pub fn stalls(&self, reason: &str) -> u64 {
+        self.inner.stalls.get_or_create(&self.reason(reason)).get()
+    }
+
+    /// The stall the detector currently sees, if any.
+    pub fn stalled(&self) -> Option<Stall> {
+        self.state().stalled.clone()
+    }
+
+    /// Ready unless the consumer is stalled (not by a fault) or has
+    /// restarted [`REPEATED_RESTARTS`] times within [`RESTART_WINDOW`]
+    /// without receiving a record since; ready again once it receives one.
+    pub fn status(&self) -> Result<(), String> {
+        let now = Instant::now();
+        let mut st = self.state();
+        let group = &self.inner.group;
+        if let Some(Stall::NoProgress { quiet_s, lag }) = st.stalled {
+            return Err(format!(
+                "consumer group {group} is stalled: no record for {quiet_s} s while {lag} behind"
+            ));
+        }
+        while st
+            .restarts
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > RESTART_WINDOW)
+        {
+            st.restarts.pop_front();
+        }
+        let last_restart = st.restarts.back().map(|(at, _)| *at);
+        let progressed_since = match (st.last_record_at, last_restart) {
+            (Some(rec), Some(restart)) => rec > restart,
+            _ => false,
+        };
+        if st.restarts.len() >= REPEATED_RESTARTS && !progressed_since {
+            let mut reasons: Vec<&str> = st.restarts.iter().map(|(_, r)| *r).collect();
+            reasons.sort_unstable();
+            reasons.dedup();
+            return Err(format!(
+                "consumer group {group} restarted {} times within {} s ({}) with no record since",
+                st.restarts.len(),
+                RESTART_WINDOW.as_secs(),
+                reasons.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`ConsumerHealth::status`] as a check for `Service::check`.
+    pub fn readiness(
+        &self,
+    ) -> impl Fn() -> std::future::Ready<Result<(), String>> + Send + Sync + 'static {
+        let h = self.clone();
+        move || std::future::ready(h.status())
+    }
+
+    fn subscribed(&self) {
+        self.state().progress_at = Some(Instant::now());
+    }
+
+    fn received(&self) {
+        let now = Instant::now();
+        let mut st = self.state();
+        st.progress_at = Some(now);
+        st.last_record_at = Some(now);
+        if st.stalled.take().is_some() {
+            tracing::info!(group = %self.inner.group, "consumer progresses again");
+        }
+    }
+
+    fn held(&self, by: Option<&'static str>) {
+        self.state().held_by = by;
+    }
+
+    fn restarted(&self, reason: &'static str) {
+        self.inner
+            .restarts
+            .get_or_create(&self.reason(reason))
+            .inc();
+        let mut st = self.state();
+        st.restarts.push_back((Instant::now(), reason));
+        while st.restarts.len() > REPEATED_RESTARTS.max(1) * 4 {
+            st.restarts.pop_front();
+        }
+    }
+
+    /// Record a lag reading of `topics` (each gets a gauge, 0 included).
+    fn lag_read(&self, lag: &GroupLag, topics: &[String]) {
+        let by_topic = lag.by_topic();
+        for t in topics {
+            self.inner
+                .lag
+                .get_or_create(&LagLabels {
+                    group: self.inner.group.clone(),
+                    topic: t.clone(),
+                })
+                .set(by_topic.get(t).copied().unwrap_or(0));
+        }
+        let now = Instant::now();
+        let (total, positions) = (lag.total(), lag.position_sum());
+        let mut st = self.state();
+        if st.lag.is_some_and(|(_, _, before)| before != positions) {
+            // The group moved (another member, or a commit of ours).
+            st.progress_at = Some(now);
+        }
+        if total == 0 && st.stalled.take().is_some() {
+            tracing::info!(group = %self.inner.group, "consumer caught up");
+        }
+        st.lag = Some((now, total, positions));
+    }
+
+    /// The stall the detector sees now, counted and logged when it starts.
+    fn check_stall(&self, stall_after: Duration) -> Option<Stall> {
+        let now = Instant::now();
+        let mut st = self.state();
+        let quiet_since = st.progress_at?;
+        let (read_at, lag, _) = st.lag?;
+        let quiet = now.duration_since(quiet_since);
+        if quiet < stall_after || read_at < quiet_since + COMMIT_SETTLE || lag <= 0 {
+            return None;
+        }
+        let stall = match st.held_by {
+            Some(fault) => Stall::Fault(fault),
+            None => Stall::NoProgress {
+                quiet_s: quiet.as_secs(),
+                lag,
+            },
+        };
+        let new = st.stall_counted_since != Some(quiet_since)
+            || st
+                .stalled
+                .as_ref()
+                .is_none_or(|s| std::mem::discriminant(s) != std::mem::discriminant(&stall));
+        if new {
+            st.stall_counted_since = Some(quiet_since);
+            let group = &self.inner.group;
+            match &stall {
+                Stall::Fault(fault) => {
+                    self.inner.stalls.get_or_create(&self.reason("fault")).inc();
+                    tracing::warn!(%group, %fault, lag, quiet_s = quiet.as_secs(), "consumer stalled by a fault; not restarting it");
+                }
+                Stall::NoProgress { .. } => {
+                    self.inner
+                        .stalls
+                        .get_or_create(&self.reason("stalled"))
+                        .inc();
+                    tracing::error!(%group, lag, quiet_s = quiet.as_secs(), "consumer stalled: no record while the group is behind; abandoning the subscription");
+                }
+            }
+        }
+        st.stalled = Some(stall.clone());
+        Some(stall)
+    }
 }
 
 /// Exponential backoff for attempt `n` (1-based), capped.
@@ -81,7 +440,10 @@ pub fn exponential_backoff(base: Duration, max: Duration, attempt: u32) -> Durat
 }
 
 /// Consume until `shutdown` is cancelled (or, with `stop_when_idle`, until a
-/// poll returns nothing), then commit and leave the group.
+/// poll returns nothing), then commit and leave the group. Fails when the bus
+/// or dedupe store does, when the stall detector gives up on the
+/// subscription, and when the `consumer-crash-loop` fault hits this group;
+/// the subscription is then abandoned (as a crash would), not closed.
 pub async fn run(
     bus: Arc<dyn EventBus>,
     dedupe: Arc<dyn Deduper>,
@@ -90,35 +452,97 @@ pub async fn run(
     shutdown: CancellationToken,
     stop_when_idle: bool,
 ) -> Result<RunStats, RunnerError> {
+    let health = cfg.health.clone();
     let mut sub = bus.subscribe(&cfg.group, &cfg.topics).await?;
+    health.subscribed();
+    let started = Instant::now();
     let mut stats = RunStats::default();
-    let result = loop {
-        let next = tokio::select! {
-            _ = shutdown.cancelled() => break Ok(()),
-            n = sub.next(cfg.poll_wait) => n,
+    let result = {
+        let consume = async {
+            loop {
+                if let Some(Stall::NoProgress { quiet_s, lag }) =
+                    health.check_stall(cfg.stall_after)
+                {
+                    return Err(RunnerError::Stalled { quiet_s, lag });
+                }
+                if let Some(every_s) = (cfg.fault_value)("consumer-crash-loop", &cfg.group)
+                    && started.elapsed() >= Duration::from_secs(u64::try_from(every_s).unwrap_or(0))
+                {
+                    return Err(RunnerError::CrashInjected { every_s });
+                }
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    n = sub.next(cfg.poll_wait) => n,
+                };
+                let d = match next {
+                    Ok(Some(d)) => d,
+                    Ok(None) if stop_when_idle => return Ok(()),
+                    Ok(None) => continue,
+                    Err(e) => return Err(RunnerError::from(e)),
+                };
+                health.received();
+                // A held handler applies nothing: wait, the event unacknowledged.
+                while let Some(fault) = handler.held_by() {
+                    health.held(Some(fault));
+                    health.check_stall(cfg.stall_after);
+                    if !crate::shutdown::sleep_or_stop(&shutdown, HOLD_POLL).await {
+                        return Ok(());
+                    }
+                }
+                health.held(None);
+                process(&*bus, &*dedupe, &*handler, &cfg, &d, &mut stats).await?;
+                sub.ack(&d).await?;
+            }
         };
-        let d = match next {
-            Ok(Some(d)) => d,
-            Ok(None) if stop_when_idle => break Ok(()),
-            Ok(None) => continue,
-            Err(e) => break Err(RunnerError::from(e)),
-        };
-        if let Err(e) = process(&*bus, &*dedupe, &*handler, &cfg, &d, &mut stats).await {
-            break Err(e);
-        }
-        if let Err(e) = sub.ack(&d).await {
-            break Err(e.into());
+        tokio::select! {
+            r = consume => r,
+            never = watch_lag(&*bus, &cfg) => match never {},
         }
     };
-    let closed = sub.close().await;
-    result?;
-    closed?;
-    Ok(stats)
+    health.held(None);
+    match result {
+        Err(e @ (RunnerError::Stalled { .. } | RunnerError::CrashInjected { .. })) => {
+            sub.abort().await;
+            Err(e)
+        }
+        result => {
+            let closed = sub.close().await;
+            result?;
+            closed?;
+            Ok(stats)
+        }
+    }
+}
+
+/// Read the group's lag into its health every `cfg.lag_refresh`, for as
+/// long as it is polled.
+async fn watch_lag(bus: &dyn EventBus, cfg: &RunnerConfig) -> std::convert::Infallible {
+    let mut failing = false;
+    loop {
+        match tokio::time::timeout(LAG_TIMEOUT, bus.lag(&cfg.group, &cfg.topics)).await {
+            Ok(Ok(lag)) => {
+                cfg.health.lag_read(&lag, &cfg.topics);
+                failing = false;
+            }
+            Ok(Err(e)) if !failing => {
+                tracing::warn!(group = %cfg.group, error = %e, "reading the consumer group's lag failed");
+                failing = true;
+            }
+            Err(_) if !failing => {
+                tracing::warn!(group = %cfg.group, timeout_s = LAG_TIMEOUT.as_secs(), "reading the consumer group's lag timed out");
+                failing = true;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(cfg.lag_refresh).await;
+    }
 }
 
 /// A service's consumer task: [`run`] until `stop`, starting again
 /// `restart_delay` after each failure (a broker outage, a lost group
-/// membership), so one bad spell never ends the service's consumption.
+/// membership, a stalled subscription, an injected crash), each counted in
+/// `cfg.health` with its reason, so one bad spell never ends the service's
+/// consumption.
 pub async fn run_until_stopped(
     bus: Arc<dyn EventBus>,
     dedupe: Arc<dyn Deduper>,
@@ -128,6 +552,7 @@ pub async fn run_until_stopped(
     restart_delay: Duration,
 ) {
     let topics = cfg.topics.join(",");
+    let health = cfg.health.clone();
     while !stop.is_cancelled() {
         let run = run(
             bus.clone(),
@@ -140,7 +565,9 @@ pub async fn run_until_stopped(
         match run.await {
             Ok(stats) => tracing::info!(?stats, %topics, "consumer stopped"),
             Err(e) => {
-                tracing::error!(error = %e, %topics, "consumer failed, restarting");
+                let reason = e.reason();
+                tracing::error!(error = %e, reason, group = %cfg.group, %topics, "consumer failed, restarting");
+                health.restarted(reason);
                 crate::shutdown::sleep_or_stop(&stop, restart_delay).await;
             }
         }
@@ -216,7 +643,14 @@ async fn dead_letter(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
     use super::*;
+    use crate::{
+        clock::SystemClock,
+        events::{Envelope, Subscription, dedupe::MemoryDeduper, memory::MemoryBus},
+        ids::SystemIdGen,
+    };
 
     #[test]
     fn backoff_doubles_and_is_capped() {
@@ -225,5 +659,288 @@ mod tests {
         assert_eq!(backoff(&cfg, 2), Duration::from_millis(100));
         assert_eq!(backoff(&cfg, 3), Duration::from_millis(200));
         assert_eq!(backoff(&cfg, 40), Duration::from_secs(2));
+    }
+
+    async fn publish(bus: &MemoryBus, topic: &str, n: u32) {
+        for i in 0..n {
+            let e = Envelope::new(
+                "test.event",
+                1,
+                "t1",
+                &format!("k{i}"),
+                &serde_json::json!({ "i": i }),
+                &SystemClock,
+                &SystemIdGen,
+            )
+            .unwrap();
+            bus.publish(topic, &e).await.unwrap();
+        }
+    }
+
+    /// Counts what it handled; holds everything back while `held` is set.
+    #[derive(Default)]
+    struct Counting {
+        handled: AtomicU32,
+        held: AtomicBool,
+    }
+
+    #[async_trait]
+    impl Handler for Counting {
+        async fn handle(&self, _d: &Delivery) -> Result<(), HandlerError> {
+            self.handled.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+
+        fn held_by(&self) -> Option<&'static str> {
+            self.held.load(Ordering::SeqCst).then_some("test-hold")
+        }
+    }
+
+    /// The in-memory bus, except that its first `deaf` subscriptions never
+    /// deliver anything and its first `refuse` subscribes fail: the
+    /// subscription that went deaf after a broker pause, and a broker outage.
+    struct Flaky {
+        inner: MemoryBus,
+        deaf: AtomicU32,
+        refuse: AtomicU32,
+    }
+
+    struct Deaf;
+
+    #[async_trait]
+    impl Subscription for Deaf {
+        async fn next(&mut self, wait: Duration) -> Result<Option<Delivery>, EventError> {
+            tokio::time::sleep(wait).await;
+            Ok(None)
+        }
+        async fn ack(&mut self, _d: &Delivery) -> Result<(), EventError> {
+            Ok(())
+        }
+        async fn close(self: Box<Self>) -> Result<(), EventError> {
+            Ok(())
+        }
+        async fn abort(self: Box<Self>) {}
+    }
+
+    fn take_one(n: &AtomicU32) -> bool {
+        n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+            .is_ok()
+    }
+
+    #[async_trait]
+    impl EventBus for Flaky {
+        async fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<(), EventError> {
+            self.inner.ensure_topic(topic, partitions).await
+        }
+        async fn publish(&self, topic: &str, event: &Envelope) -> Result<(), EventError> {
+            self.inner.publish(topic, event).await
+        }
+        async fn subscribe(
+            &self,
+            group: &str,
+            topics: &[String],
+        ) -> Result<Box<dyn Subscription>, EventError> {
+            if take_one(&self.refuse) {
+                return Err(EventError::Broker("connection refused".into()));
+            }
+            if take_one(&self.deaf) {
+                return Ok(Box::new(Deaf));
+            }
+            self.inner.subscribe(group, topics).await
+        }
+        async fn lag(&self, group: &str, topics: &[String]) -> Result<GroupLag, EventError> {
+            self.inner.lag(group, topics).await
+        }
+    }
+
+    fn flaky(inner: &MemoryBus, deaf: u32, refuse: u32) -> Arc<Flaky> {
+        Arc::new(Flaky {
+            inner: inner.clone(),
+            deaf: AtomicU32::new(deaf),
+            refuse: AtomicU32::new(refuse),
+        })
+    }
+
+    /// Poll `cond` on (paused) time until it holds.
+    async fn until(what: &str, cond: impl Fn() -> bool) {
+        for _ in 0..100_000 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("never: {what}");
+    }
+
+    fn start(
+        bus: Arc<dyn EventBus>,
+        handler: Arc<Counting>,
+        cfg: RunnerConfig,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run_until_stopped(
+            bus,
+            Arc::new(MemoryDeduper::default()),
+            handler,
+            cfg,
+            stop.clone(),
+            Duration::from_secs(1),
+        ));
+        (stop, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deaf_subscription_is_abandoned_reported_and_replaced() {
+        let mem = MemoryBus::new();
+        publish(&mem, "t", 5).await;
+        let metrics = Metrics::new("svc");
+        let cfg = RunnerConfig {
+            health: ConsumerHealth::new(&metrics, "g"),
+            ..RunnerConfig::new("g", &["t"])
+        };
+        let health = cfg.health.clone();
+        let handler = Arc::new(Counting::default());
+        let (stop, task) = start(flaky(&mem, 2, 0), handler.clone(), cfg);
+
+        until("the first stall", || health.restarts("stalled") >= 1).await;
+        let not_ready = health.status().unwrap_err();
+        assert!(not_ready.contains("stalled"), "{not_ready}");
+        assert_eq!(handler.handled.load(Ordering::SeqCst), 0);
+
+        until("everything handled", || {
+            handler.handled.load(Ordering::SeqCst) == 5
+        })
+        .await;
+        until("lag read as 0", || health.lag() == Some(0)).await;
+        assert_eq!(
+            health.restarts("stalled"),
+            2,
+            "one restart per deaf subscription"
+        );
+        assert_eq!(health.stalls("stalled"), 2);
+        assert_eq!(health.status(), Ok(()), "ready again once it progresses");
+        let text = metrics.render();
+        let restarts = crate::metrics::sum_series(
+            &text,
+            "shopstream_consumer_restarts_total",
+            &["group=\"g\"", "reason=\"stalled\""],
+        );
+        assert_eq!(restarts, 2.0, "{text}");
+        assert!(
+            text.contains("shopstream_consumer_lag{") && text.contains("topic=\"t\""),
+            "{text}"
+        );
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_consumer_that_is_caught_up_is_not_stalled() {
+        let mem = MemoryBus::new();
+        publish(&mem, "t", 3).await;
+        let cfg = RunnerConfig::new("g", &["t"]);
+        let health = cfg.health.clone();
+        let handler = Arc::new(Counting::default());
+        let (stop, task) = start(Arc::new(mem.clone()), handler.clone(), cfg);
+        until("handled", || handler.handled.load(Ordering::SeqCst) == 3).await;
+        // Long quiet, nothing behind: no stall, no restart.
+        tokio::time::sleep(STALL_AFTER * 5).await;
+        assert_eq!(health.lag(), Some(0));
+        assert_eq!(health.stalled(), None);
+        assert_eq!(health.restarts("stalled"), 0);
+        assert_eq!(health.status(), Ok(()));
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn repeated_failures_make_it_unready_until_a_record_arrives() {
+        let mem = MemoryBus::new();
+        publish(&mem, "t", 1).await;
+        let cfg = RunnerConfig::new("g", &["t"]);
+        let health = cfg.health.clone();
+        let handler = Arc::new(Counting::default());
+        let (stop, task) = start(flaky(&mem, 0, 3), handler.clone(), cfg);
+        until("three failures", || health.restarts("bus") == 3).await;
+        let not_ready = health.status().unwrap_err();
+        assert!(not_ready.contains("restarted 3 times"), "{not_ready}");
+        assert!(not_ready.contains("bus"), "{not_ready}");
+        until("handled", || handler.handled.load(Ordering::SeqCst) == 1).await;
+        assert_eq!(health.status(), Ok(()));
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    fn crash_group_crashy_every_2_s(name: &str, component: &str) -> Option<i64> {
+        (name == "consumer-crash-loop" && component == "crashy").then_some(2)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn consumer_crash_loop_crashes_only_the_group_it_targets() {
+        let mem = MemoryBus::new();
+        publish(&mem, "t", 4).await;
+        let crashy = RunnerConfig {
+            fault_value: crash_group_crashy_every_2_s,
+            ..RunnerConfig::new("crashy", &["t"])
+        };
+        let calm = RunnerConfig {
+            fault_value: crash_group_crashy_every_2_s,
+            ..RunnerConfig::new("calm", &["t"])
+        };
+        let (crashy_health, calm_health) = (crashy.health.clone(), calm.health.clone());
+        let (h1, h2) = (Arc::new(Counting::default()), Arc::new(Counting::default()));
+        let (stop1, t1) = start(Arc::new(mem.clone()), h1.clone(), crashy);
+        let (stop2, t2) = start(Arc::new(mem.clone()), h2.clone(), calm);
+        until("three injected crashes", || {
+            crashy_health.restarts("fault") >= 3
+        })
+        .await;
+        assert!(
+            h1.handled.load(Ordering::SeqCst) >= 4,
+            "it still consumes between crashes"
+        );
+        assert_eq!(h2.handled.load(Ordering::SeqCst), 4);
+        assert_eq!(calm_health.restarts("fault"), 0);
+        for (stop, t) in [(stop1, t1), (stop2, t2)] {
+            stop.cancel();
+            t.await.unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_handler_waits_unacknowledged_and_is_a_stall_by_its_fault() {
+        let mem = MemoryBus::new();
+        publish(&mem, "t", 3).await;
+        let cfg = RunnerConfig::new("g", &["t"]);
+        let health = cfg.health.clone();
+        let handler = Arc::new(Counting::default());
+        handler.held.store(true, Ordering::SeqCst);
+        let (stop, task) = start(Arc::new(mem.clone()), handler.clone(), cfg);
+
+        until("a stall by the fault", || health.stalls("fault") == 1).await;
+        assert_eq!(health.stalled(), Some(Stall::Fault("test-hold")));
+        tokio::time::sleep(STALL_AFTER * 3).await;
+        assert_eq!(handler.handled.load(Ordering::SeqCst), 0);
+        assert_eq!(health.lag(), Some(3), "nothing acknowledged");
+        assert_eq!(health.stalls("fault"), 1, "one stall, counted once");
+        for reason in ["stalled", "fault", "bus", "dedupe"] {
+            assert_eq!(
+                health.restarts(reason),
+                0,
+                "a held consumer is not restarted"
+            );
+        }
+        assert_eq!(
+            health.status(),
+            Ok(()),
+            "a fault's stall leaves readiness alone"
+        );
+
+        handler.held.store(false, Ordering::SeqCst);
+        until("handled", || handler.handled.load(Ordering::SeqCst) == 3).await;
+        until("caught up", || health.lag() == Some(0)).await;
+        assert_eq!(health.stalled(), None);
+        stop.cancel();
+        task.await.unwrap();
     }
 }

@@ -13,7 +13,7 @@ use shopstream_platform::{
     },
     ids::SystemIdGen,
 };
-use shopstream_runtime::{Kind, Stack, testkit};
+use shopstream_runtime::{Kind, testkit};
 
 async fn bus() -> Arc<dyn EventBus> {
     let stack = testkit::stack().await;
@@ -120,20 +120,16 @@ async fn contract_order_and_no_loss_across_consumer_restarts_at_scale() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn contract_lag_follows_the_groups_commits() {
+    contract::lag_follows_the_groups_commits(bus().await, &testkit::unique("it_lag")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn contract_no_loss_across_a_broker_restart() {
     // A broker of its own, so restarting it cannot disturb other tests.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut ports = shopstream_platform::config::Ports::TEST;
-    ports.kafka = port;
-    let root = testkit::stack_dir().with_file_name(testkit::unique("broker-restart"));
-    let stack = Stack::new(&root, ports, testkit::shopstream_bin());
-    stack.start_component(Kind::Kafka).await.unwrap();
-    let bus: Arc<dyn EventBus> = Arc::new(
-        KafkaBus::new(KafkaSettings::from_env(&format!("127.0.0.1:{port}")).unwrap()).unwrap(),
-    );
+    let (stack, brokers) = crate::consumer_stall::private_broker("broker-restart").await;
+    let bus: Arc<dyn EventBus> =
+        Arc::new(KafkaBus::new(KafkaSettings::from_env(&brokers).unwrap()).unwrap());
     let restart_stack = stack.clone();
     contract::survives_broker_restart(bus, "restart.contract", 20_000, || async move {
         // kill -9: acknowledged events must survive a crash, not just a clean stop

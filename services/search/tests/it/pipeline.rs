@@ -12,6 +12,7 @@ use shopstream_platform::{
         Envelope, EventBus, dlq_topic, header,
         kafka::{KafkaBus, KafkaSettings},
     },
+    metrics::sum_series,
 };
 use shopstream_proto::search::v1::{
     FacetField, QueryRequest, search_service_client::SearchServiceClient,
@@ -242,6 +243,38 @@ async fn events_are_hydrated_deduplicated_ordered_and_poison_is_dead_lettered() 
         "{metrics}"
     );
     assert!(metrics.contains("outcome=\"stale\""), "{metrics}");
+
+    // The consumer's health: its group's lag on /metrics reaches 0 once
+    // everything is applied, and it is one of the readiness checks.
+    let topic_label = format!("topic=\"{}\"", app.topic);
+    let metrics_url = app.url("/metrics");
+    testkit::eventually("the consumer lag reads 0", Duration::from_secs(60), || {
+        let (url, label) = (metrics_url.clone(), topic_label.clone());
+        async move {
+            let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+            let shown = text
+                .lines()
+                .any(|l| l.starts_with("shopstream_consumer_lag{") && l.contains(&label));
+            let lag = sum_series(&text, "shopstream_consumer_lag", &[&label]);
+            (shown && lag == 0.0).then_some(())
+        }
+    })
+    .await;
+    let ready: serde_json::Value = reqwest::get(app.url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["ready"], true, "{ready}");
+    assert!(
+        ready["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "consumer" && c["ok"] == true),
+        "{ready}"
+    );
     assert!(
         reqwest::get(app.url("/debug/indexed/nope"))
             .await
