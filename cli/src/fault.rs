@@ -476,10 +476,10 @@ pub async fn outage(
 }
 
 async fn clear(args: ClearArgs) -> anyhow::Result<u8> {
-    if let Some(name) = &args.name {
-        if faults::spec(name).is_none() {
-            return Ok(unknown(name));
-        }
+    if let Some(name) = &args.name
+        && faults::spec(name).is_none()
+    {
+        return Ok(unknown(name));
     }
     let store = match store().await {
         Ok(s) => s,

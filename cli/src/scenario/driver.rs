@@ -67,10 +67,10 @@ pub async fn prepare(ctx: &Context, schedule: &Schedule) -> anyhow::Result<()> {
     }
     let mut links: Vec<Link> = Vec::new();
     for item in &schedule.items {
-        if let Some((link, _)) = wire(&item.action) {
-            if !links.contains(&link) {
-                links.push(link);
-            }
+        if let Some((link, _)) = wire(&item.action)
+            && !links.contains(&link)
+        {
+            links.push(link);
         }
     }
     for link in links {
@@ -260,10 +260,10 @@ async fn apply(ctx: &Context, action: &Action) -> anyhow::Result<()> {
 
 async fn revert(ctx: &Context, action: &Action) -> anyhow::Result<()> {
     if let Some((link, _)) = wire(action) {
-        if let Ok(u) = undo().lock() {
-            if let Some((_, p)) = u.proxies.get(&link.to_string()) {
-                p.clear();
-            }
+        if let Ok(u) = undo().lock()
+            && let Some((_, p)) = u.proxies.get(&link.to_string())
+        {
+            p.clear();
         }
         return Ok(());
     }

@@ -491,7 +491,9 @@ pub async fn run(
     let preflight = Instant::now();
     let mut lag = invariants::consumer_lag(&http, ctx.ports.services).await;
     while lag.as_ref().is_some_and(|(t, _)| *t > 0) && preflight.elapsed() < PREFLIGHT_MAX {
-        if preflight.elapsed() > Duration::from_secs(2) && preflight.elapsed().as_secs() % 10 == 0 {
+        if preflight.elapsed() > Duration::from_secs(2)
+            && preflight.elapsed().as_secs().is_multiple_of(10)
+        {
             eprintln!(
                 "test: waiting for consumers to catch up before the load (lag {})",
                 lag.as_ref().map_or(0, |l| l.0)

@@ -80,7 +80,7 @@ impl Recorder {
             .map(|h| {
                 (
                     h.len(),
-                    if h.len() > 0 {
+                    if !h.is_empty() {
                         h.value_at_quantile(0.95)
                     } else {
                         0
@@ -110,7 +110,7 @@ impl Recorder {
     pub fn headline_summary(&self, name: &str, over_s: f64) -> Option<Headline> {
         let g = self.inner.lock().ok()?;
         let h = &g.headline;
-        (h.len() > 0).then(|| Headline {
+        (!h.is_empty()).then(|| Headline {
             name: name.to_string(),
             count: h.len(),
             rate_per_s: h.len() as f64 / over_s.max(1e-9),
