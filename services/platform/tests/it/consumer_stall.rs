@@ -357,7 +357,7 @@ async fn broker_slow_delays_every_publish_and_fetch() {
     assert!(started.elapsed() >= Duration::from_millis(300));
 
     let mut sub = slow
-        .subscribe(&format!("{topic}-g"), &[topic.clone()])
+        .subscribe(&format!("{topic}-g"), std::slice::from_ref(&topic))
         .await
         .unwrap();
     let started = Instant::now();
