@@ -16,40 +16,15 @@ use shopstream_runtime::{Kind, Stack, testkit};
 
 use super::{BIN, Cleanup, temp_dir, text};
 
-/// This module's ports: 20xxx, apart from every other stack in the tests.
-const PORTS: [(&str, &str); 8] = [
-    ("SHOPSTREAM_PG_PORT", "20432"),
-    ("SHOPSTREAM_REDIS_PORT", "20379"),
-    ("SHOPSTREAM_KAFKA_PORT", "20092"),
-    ("SHOPSTREAM_TEMPORAL_PORT", "20233"),
-    ("SHOPSTREAM_TEMPORAL_HTTP_PORT", "20243"),
-    ("SHOPSTREAM_TEMPORAL_METRICS_PORT", "20263"),
-    ("SHOPSTREAM_S3_PORT", "20000"),
-    ("SHOPSTREAM_SERVICES_PORT_BASE", "20100"),
-];
-
-const PORTS_STRUCT: Ports = Ports {
-    postgres: 20432,
-    redis: 20379,
-    kafka: 20092,
-    temporal: 20233,
-    temporal_http: 20243,
-    temporal_metrics: 20263,
-    s3: 20000,
-    services: 20100,
-};
+/// This module's stack: 20xxx (see [`super::ports`]).
+const PORTS: Ports = super::ports(20);
 
 fn cli(state: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(BIN)
-        .args(args)
-        .env("SHOPSTREAM_STATE_DIR", state)
-        .envs(PORTS)
-        .output()
-        .unwrap()
+    super::cli(state, &PORTS, args)
 }
 
 fn url(kind: Kind, path: &str) -> String {
-    let (http, _) = kind.service_addrs(&PORTS_STRUCT).unwrap();
+    let (http, _) = kind.service_addrs(&PORTS).unwrap();
     format!("http://{http}{path}")
 }
 
@@ -285,7 +260,7 @@ async fn checkout_is_idempotent_survives_a_killed_worker_and_rejects_forged_webh
     let killed_id = v["order_id"].as_str().unwrap().to_string();
     api.wait_state(&killed_id, &buyer, &["authorized"], Duration::from_secs(30))
         .await;
-    let stack = Stack::new(&state, PORTS_STRUCT, BIN);
+    let stack = Stack::new(&state, PORTS, BIN);
     stack.kill_component(Kind::Orders).await;
     assert!(stack.running_pid(Kind::Orders).is_none());
     api.faults(json!({"latency_ms": 0})).await;
@@ -492,7 +467,7 @@ async fn feed_end_to_end(
     assert_eq!(mine["activities"].as_array().unwrap().len(), 1, "{mine}");
 
     // The feed process down: 503 with Retry-After, never a hang.
-    let stack = Stack::new(state, PORTS_STRUCT, BIN);
+    let stack = Stack::new(state, PORTS, BIN);
     stack.kill_component(Kind::Feed).await;
     let (s, v, h) = api
         .call(reqwest::Method::GET, &feed_url, Some(buyer), &[], None)
@@ -632,7 +607,7 @@ async fn second_gateway(state: &Path) -> SecondGateway {
     let log = std::fs::File::create(state.join("second-gateway.log")).unwrap();
     let child = tokio::process::Command::new(BIN)
         .args(["serve", "gateway"])
-        .envs(PORTS)
+        .envs(PORTS.env_vars())
         .env("SHOPSTREAM_GATEWAY_HTTP_ADDR", addr.to_string())
         .env("SHOPSTREAM_GATEWAY_GRPC_ADDR", grpc.to_string())
         .stdout(log.try_clone().unwrap())

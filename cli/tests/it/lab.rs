@@ -4,20 +4,12 @@
 
 use std::process::Command;
 
-use super::{BIN, Cleanup, temp_dir, text};
+use shopstream_platform::config::Ports;
 
-/// Ports of this module's stack: the `up` tests use 23xxx and 24xxx, the test
-/// kit 25xxx-29xxx; these are 22xxx, all below the ephemeral range.
-const PORTS: [(&str, &str); 8] = [
-    ("SHOPSTREAM_PG_PORT", "22432"),
-    ("SHOPSTREAM_REDIS_PORT", "22379"),
-    ("SHOPSTREAM_KAFKA_PORT", "22092"),
-    ("SHOPSTREAM_TEMPORAL_PORT", "22233"),
-    ("SHOPSTREAM_TEMPORAL_HTTP_PORT", "22243"),
-    ("SHOPSTREAM_TEMPORAL_METRICS_PORT", "22263"),
-    ("SHOPSTREAM_S3_PORT", "22000"),
-    ("SHOPSTREAM_SERVICES_PORT_BASE", "22100"),
-];
+use super::{BIN, Cleanup, NOTHING_UP, cli, temp_dir, text};
+
+/// This module's stacks: 22xxx, and [`CDC_PORTS`] (see [`super::ports`]).
+const PORTS: Ports = super::ports(22);
 
 fn json(stdout: &[u8], all: &str) -> serde_json::Value {
     serde_json::from_slice(stdout)
@@ -49,12 +41,11 @@ fn lab_list_unknown_labs_and_an_unreachable_system_answer_fast() {
 
     // Nothing listens on these ports: exit 4 with one report on stdout.
     let state = temp_dir("lab-nothing-up");
-    let out = Command::new(BIN)
-        .args(["lab", "run", "checkout-failure", "--json", "--no-boot"])
-        .env("SHOPSTREAM_STATE_DIR", &state)
-        .envs(PORTS.map(|(k, v)| (k, v.replacen("22", "21", 1))))
-        .output()
-        .unwrap();
+    let out = cli(
+        &state,
+        &NOTHING_UP,
+        &["lab", "run", "checkout-failure", "--json", "--no-boot"],
+    );
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     let report = json(&out.stdout, &text(&out));
     assert_eq!(report["passed"], false);
@@ -72,7 +63,7 @@ fn lab_list_unknown_labs_and_an_unreachable_system_answer_fast() {
             "fault",
             "stripe-sim",
             "--url",
-            "http://127.0.0.1:21099",
+            "http://127.0.0.1:13099",
             "--show",
         ])
         .output()
@@ -96,14 +87,7 @@ fn lab_list_unknown_labs_and_an_unreachable_system_answer_fast() {
 fn the_checkout_failure_and_order_live_labs_pass_against_a_fresh_stack() {
     let state = temp_dir("lab-checkout-failure");
     let _cleanup = Cleanup(state.clone());
-    let run = |args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .env("SHOPSTREAM_STATE_DIR", &state)
-            .envs(PORTS)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| cli(&state, &PORTS, args);
 
     // Boots (as `up`) and seeds (as `seed`) the stack first, then runs the lab.
     let out = run(&["lab", "run", "checkout-failure", "--json", "--no-install"]);
@@ -302,31 +286,20 @@ fn the_checkout_failure_and_order_live_labs_pass_against_a_fresh_stack() {
 }
 
 /// Ports of the `cdc-latency` stack: 19xxx, clear of the dev stack's 19092
-/// (Kafka) and 19000 (S3) and of the other tests' 20xxx-29xxx; services
+/// (Kafka) and 19000 (S3) and of the other tests' stacks; services
 /// 19500..19518.
-const CDC_PORTS: [(&str, &str); 8] = [
-    ("SHOPSTREAM_PG_PORT", "19432"),
-    ("SHOPSTREAM_REDIS_PORT", "19379"),
-    ("SHOPSTREAM_KAFKA_PORT", "19192"),
-    ("SHOPSTREAM_TEMPORAL_PORT", "19233"),
-    ("SHOPSTREAM_TEMPORAL_HTTP_PORT", "19243"),
-    ("SHOPSTREAM_TEMPORAL_METRICS_PORT", "19263"),
-    ("SHOPSTREAM_S3_PORT", "19300"),
-    ("SHOPSTREAM_SERVICES_PORT_BASE", "19500"),
-];
+const CDC_PORTS: Ports = Ports {
+    kafka: 19192,
+    s3: 19300,
+    services: 19500,
+    ..super::ports(19)
+};
 
 #[test]
 fn the_cdc_latency_lab_passes_against_a_fresh_stack() {
     let state = temp_dir("lab-cdc-latency");
     let _cleanup = Cleanup(state.clone());
-    let run = |args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .env("SHOPSTREAM_STATE_DIR", &state)
-            .envs(CDC_PORTS)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| cli(&state, &CDC_PORTS, args);
 
     let out = run(&["lab", "run", "cdc-latency", "--json", "--no-install"]);
     let report = json(&out.stdout, &text(&out));

@@ -8,6 +8,7 @@ mod lab;
 mod live;
 mod scenario;
 
+use shopstream_platform::config::Ports;
 use shopstream_runtime::Kind;
 use std::{
     path::{Path, PathBuf},
@@ -16,27 +17,50 @@ use std::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_shopstream");
 
-/// Ports of their own, so this test never meets the dev or test stack, and all
-/// below Linux's ephemeral range (32768+), where any outgoing connection could
-/// be holding one for a moment.
-const PORTS: [(&str, &str); 8] = [
-    ("SHOPSTREAM_PG_PORT", "23432"),
-    ("SHOPSTREAM_REDIS_PORT", "23379"),
-    ("SHOPSTREAM_KAFKA_PORT", "23092"),
-    ("SHOPSTREAM_TEMPORAL_PORT", "23233"),
-    ("SHOPSTREAM_TEMPORAL_HTTP_PORT", "23243"),
-    ("SHOPSTREAM_TEMPORAL_METRICS_PORT", "23263"),
-    ("SHOPSTREAM_S3_PORT", "23000"),
-    ("SHOPSTREAM_SERVICES_PORT_BASE", "23100"),
-];
+/// Every stack these tests boot has ports of its own, all below Linux's
+/// ephemeral range (32768+), where any outgoing connection could be holding
+/// one for a moment, and clear of the dev stack (`Ports::DEV`) and the test
+/// kit's shared stack (25xxx-29xxx). By leading digits: 13 never booted (the
+/// "nothing is up" checks), 14 [`faults`], 19 the cdc-latency lab, 20
+/// [`checkout`], 21 [`scenario`], 22 the other labs, 23 and 24 `up` here.
+const fn ports(prefix: u16) -> Ports {
+    let base = prefix * 1000;
+    Ports {
+        postgres: base + 432,
+        redis: base + 379,
+        kafka: base + 92,
+        temporal: base + 233,
+        temporal_http: base + 243,
+        temporal_metrics: base + 263,
+        s3: base,
+        services: base + 100,
+    }
+}
 
-fn run(state: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
+/// Ports on which nothing is ever started.
+const NOTHING_UP: Ports = ports(13);
+
+/// This module's stacks: 23xxx, and 24xxx for the `--watch` one.
+const PORTS: Ports = ports(23);
+
+/// `shopstream ARGS` against the stack in `state` on `ports`.
+fn cli(state: &Path, ports: &Ports, args: &[&str]) -> Output {
+    cli_command(state, ports)
         .args(args)
-        .env("SHOPSTREAM_STATE_DIR", state)
-        .envs(PORTS)
         .output()
         .expect("run shopstream")
+}
+
+/// The `shopstream` command for the stack in `state` on `ports`, to be given
+/// its arguments (and stdio) by the caller.
+fn cli_command(state: &Path, ports: &Ports) -> Command {
+    let mut c = Command::new(BIN);
+    c.env("SHOPSTREAM_STATE_DIR", state).envs(ports.env_vars());
+    c
+}
+
+fn run(state: &Path, args: &[&str]) -> Output {
+    cli(state, &PORTS, args)
 }
 
 fn text(o: &Output) -> String {
@@ -156,10 +180,8 @@ fn doctor_names_a_missing_redis_server_and_how_to_install_it() {
 
     // `up` fails fast, names the binary, and starts nothing.
     let state = temp_dir("up-without-redis");
-    let out = Command::new(BIN)
+    let out = cli_command(&state, &PORTS)
         .args(["up", "--no-install"])
-        .env("SHOPSTREAM_STATE_DIR", &state)
-        .envs(PORTS)
         .env("PATH", &bin_dir)
         .output()
         .unwrap();
@@ -195,11 +217,9 @@ fn doctor_names_a_missing_redis_server_and_how_to_install_it() {
     }
     std::os::unix::fs::symlink("/bin/sh", no_python.join("sh")).unwrap();
     let empty_cache = temp_dir("empty-cache");
-    let out = Command::new(BIN)
+    let out = cli_command(&state, &PORTS)
         .args(["up"])
-        .env("SHOPSTREAM_STATE_DIR", &state)
         .env("SHOPSTREAM_CACHE_DIR", &empty_cache)
-        .envs(PORTS)
         .env("PATH", &no_python)
         .output()
         .unwrap();
@@ -304,10 +324,8 @@ fn up_watch_restarts_a_component_killed_with_sigkill() {
     // Declared after `_cleanup`, so dropped first: on a failed assertion the
     // watcher stops before `down`, instead of restarting what `down` stops.
     let mut watch = KillOnDrop(
-        Command::new(BIN)
+        cli_command(&state, &ports(24))
             .args(["up", "--watch", "--no-install"])
-            .env("SHOPSTREAM_STATE_DIR", &state)
-            .envs(PORTS.map(|(k, v)| (k, v.replacen("23", "24", 1))))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -4,33 +4,18 @@
 //! slice while an operator's mistake corrupts a SKU's stock, which the
 //! verdict must catch (exit 1, the stock invariant failed).
 
-use std::process::Command;
+use shopstream_platform::config::Ports;
 
-use super::{BIN, Cleanup, temp_dir, text};
+use super::{Cleanup, NOTHING_UP, cli, temp_dir, text};
 
-/// This module's ports: 21xxx, apart from every other stack of the tests.
-const PORTS: [(&str, &str); 8] = [
-    ("SHOPSTREAM_PG_PORT", "21432"),
-    ("SHOPSTREAM_REDIS_PORT", "21379"),
-    ("SHOPSTREAM_KAFKA_PORT", "21092"),
-    ("SHOPSTREAM_TEMPORAL_PORT", "21233"),
-    ("SHOPSTREAM_TEMPORAL_HTTP_PORT", "21243"),
-    ("SHOPSTREAM_TEMPORAL_METRICS_PORT", "21263"),
-    ("SHOPSTREAM_S3_PORT", "21000"),
-    ("SHOPSTREAM_SERVICES_PORT_BASE", "21100"),
-];
+/// This module's stack: 21xxx (see [`super::ports`]).
+const PORTS: Ports = super::ports(21);
 
 #[test]
 fn test_refuses_unknown_scenarios_bad_chaos_and_a_stack_that_is_not_up() {
     let state = temp_dir("scenario-refusals");
-    let run = |args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .env("SHOPSTREAM_STATE_DIR", &state)
-            .envs(PORTS)
-            .output()
-            .unwrap()
-    };
+    // Nothing is up there, whatever the other test of this module is doing.
+    let run = |args: &[&str]| cli(&state, &NOTHING_UP, args);
     let out = run(&["test", "--list"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     for name in ["flash-sale", "checkout-spike", "browse", "cold-start"] {
@@ -82,14 +67,7 @@ fn test_refuses_unknown_scenarios_bad_chaos_and_a_stack_that_is_not_up() {
 fn a_flash_sale_slice_with_a_kill_and_wire_latency_passes_and_corruption_fails_it() {
     let state = temp_dir("scenario-flash-sale");
     let _cleanup = Cleanup(state.clone());
-    let run = |args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .env("SHOPSTREAM_STATE_DIR", &state)
-            .envs(PORTS)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| cli(&state, &PORTS, args);
     let out = run(&["up", "--no-install"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // No pictures: the media pipeline is not what this test is about.
@@ -154,30 +132,51 @@ fn a_flash_sale_slice_with_a_kill_and_wire_latency_passes_and_corruption_fails_i
 
     // An operator's mistake during the load: a sale SKU's stock raised by
     // hand (units appear from nowhere). The verdict must say so.
-    let corrupt = std::thread::spawn(|| {
-        std::thread::sleep(std::time::Duration::from_secs(6));
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(raise_stock_by_hand(5))
+    // It lands once the load has begun (the line the scenario prints then),
+    // after the verdict's "before" picture, however long the pre-flight took.
+    let mut child = super::cli_command(&state, &PORTS)
+        .args([
+            "test",
+            "--scenario",
+            "flash-sale",
+            "--duration",
+            "20",
+            "--users",
+            "200",
+            "--rate",
+            "20",
+            "--stock",
+            "30",
+            "--orders",
+            "4",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let corrupt = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        let mut raised = None;
+        for line in lines.by_ref().map_while(Result::ok) {
+            if raised.is_none() && line.contains("users for up to") {
+                raised = Some(
+                    tokio::runtime::Runtime::new()
+                        .unwrap()
+                        .block_on(raise_stock_by_hand(5)),
+                );
+            }
+            seen.push(line);
+        }
+        (raised, seen.join("\n"))
     });
-    let out = run(&[
-        "test",
-        "--scenario",
-        "flash-sale",
-        "--duration",
-        "20",
-        "--users",
-        "200",
-        "--rate",
-        "20",
-        "--stock",
-        "30",
-        "--orders",
-        "4",
-        "--json",
-    ]);
-    let raised = corrupt.join().unwrap();
-    let all = text(&out);
+    let out = child.wait_with_output().unwrap();
+    let (raised, stderr) = corrupt.join().unwrap();
+    let all = format!("{}{stderr}", String::from_utf8_lossy(&out.stdout));
+    let raised = raised.unwrap_or_else(|| panic!("the load never began: {all}"));
     assert_eq!(out.status.code(), Some(1), "the verdict fails: {all}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let stock = report["invariants"]
@@ -200,8 +199,10 @@ async fn raise_stock_by_hand(units: i64) -> String {
     use shopstream_proto::inventory::v1::{
         GetStockRequest, SetStockRequest, inventory_service_client::InventoryServiceClient,
     };
-    let (gateway, _) = shopstream_platform::config::service_addrs("gateway", 21100).unwrap();
-    let (_, inventory) = shopstream_platform::config::service_addrs("inventory", 21100).unwrap();
+    let (gateway, _) =
+        shopstream_platform::config::service_addrs("gateway", PORTS.services).unwrap();
+    let (_, inventory) =
+        shopstream_platform::config::service_addrs("inventory", PORTS.services).unwrap();
     let page: serde_json::Value = reqwest::get(format!("http://{gateway}/products?limit=3"))
         .await
         .unwrap()

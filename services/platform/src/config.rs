@@ -108,6 +108,27 @@ impl Ports {
             services: env_parse("SHOPSTREAM_SERVICES_PORT_BASE", base.services)?,
         })
     }
+
+    /// The variables [`Ports::from_env`] reads, set to these ports: what a
+    /// child process (a service, or a test's `shopstream`) needs to find this stack.
+    pub fn env_vars(&self) -> [(&'static str, String); 8] {
+        [
+            ("SHOPSTREAM_PG_PORT", self.postgres.to_string()),
+            ("SHOPSTREAM_REDIS_PORT", self.redis.to_string()),
+            ("SHOPSTREAM_KAFKA_PORT", self.kafka.to_string()),
+            ("SHOPSTREAM_TEMPORAL_PORT", self.temporal.to_string()),
+            (
+                "SHOPSTREAM_TEMPORAL_HTTP_PORT",
+                self.temporal_http.to_string(),
+            ),
+            (
+                "SHOPSTREAM_TEMPORAL_METRICS_PORT",
+                self.temporal_metrics.to_string(),
+            ),
+            ("SHOPSTREAM_S3_PORT", self.s3.to_string()),
+            ("SHOPSTREAM_SERVICES_PORT_BASE", self.services.to_string()),
+        ]
+    }
 }
 
 /// The services, in port order (see [`Ports::services`]).

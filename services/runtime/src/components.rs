@@ -630,20 +630,13 @@ impl Layout {
             .service_addrs(&p)
             .map(|(h, g)| (h.to_string(), g.to_string()))
             .unwrap_or_default();
-        vec![
+        let mut env = vec![
             (format!("SHOPSTREAM_{upper}_HTTP_ADDR"), http),
             (format!("SHOPSTREAM_{upper}_GRPC_ADDR"), grpc),
-            (
-                "SHOPSTREAM_SERVICES_PORT_BASE".into(),
-                p.services.to_string(),
-            ),
-            ("SHOPSTREAM_PG_PORT".into(), p.postgres.to_string()),
-            ("SHOPSTREAM_REDIS_PORT".into(), p.redis.to_string()),
-            ("SHOPSTREAM_KAFKA_PORT".into(), p.kafka.to_string()),
-            ("SHOPSTREAM_TEMPORAL_PORT".into(), p.temporal.to_string()),
-            ("SHOPSTREAM_S3_PORT".into(), p.s3.to_string()),
             ("SHOPSTREAM_LOG_FORMAT".into(), "json".into()),
-        ]
+        ];
+        env.extend(p.env_vars().map(|(k, v)| (k.to_string(), v)));
+        env
     }
 
     /// Postgres runs as an unprivileged account when we are root; if that
