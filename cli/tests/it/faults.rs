@@ -25,29 +25,8 @@ use shopstream_runtime::{Kind, Stack};
 
 use super::{BIN, Cleanup, temp_dir, text};
 
-/// This module's ports: 14xxx, apart from every other stack of the tests
-/// (19xxx-29xxx) and the dev stack (15xxx-19xxx).
-const PORTS: [(&str, &str); 8] = [
-    ("SHOPSTREAM_PG_PORT", "14432"),
-    ("SHOPSTREAM_REDIS_PORT", "14379"),
-    ("SHOPSTREAM_KAFKA_PORT", "14092"),
-    ("SHOPSTREAM_TEMPORAL_PORT", "14233"),
-    ("SHOPSTREAM_TEMPORAL_HTTP_PORT", "14243"),
-    ("SHOPSTREAM_TEMPORAL_METRICS_PORT", "14263"),
-    ("SHOPSTREAM_S3_PORT", "14000"),
-    ("SHOPSTREAM_SERVICES_PORT_BASE", "14100"),
-];
-
-const PORTS_STRUCT: Ports = Ports {
-    postgres: 14432,
-    redis: 14379,
-    kafka: 14092,
-    temporal: 14233,
-    temporal_http: 14243,
-    temporal_metrics: 14263,
-    s3: 14000,
-    services: 14100,
-};
+/// This module's stack: 14xxx (see [`super::ports`]).
+const PORTS: Ports = super::ports(14);
 
 /// Bound on one probe: set, symptom, clear, recovery.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(180);
@@ -55,9 +34,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(180);
 const WITHIN: Duration = Duration::from_secs(60);
 /// How often a condition is looked at again.
 const POLL: Duration = Duration::from_millis(200);
-/// After a change in the store, every process has read it: they poll every
-/// `faults::POLL_EVERY` (500 ms) and a change takes effect within 1 s.
-const PICKUP: Duration = Duration::from_millis(1_500);
 /// How long a probe watches for something that must not happen (an edit
 /// reaching search while indexing is stalled, a webhook while they drop).
 /// Normal latencies on this stack are well under it.
@@ -160,16 +136,11 @@ async fn every_catalog_fault_bites_where_it_should_and_clears() {
 }
 
 fn cli(state: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(BIN)
-        .args(args)
-        .env("SHOPSTREAM_STATE_DIR", state)
-        .envs(PORTS)
-        .output()
-        .unwrap()
+    super::cli(state, &PORTS, args)
 }
 
 fn url(kind: Kind, path: &str) -> String {
-    let (http, _) = kind.service_addrs(&PORTS_STRUCT).unwrap();
+    let (http, _) = kind.service_addrs(&PORTS).unwrap();
     format!("http://{http}{path}")
 }
 
@@ -247,7 +218,7 @@ impl Ctx {
             .unwrap();
         let mut ctx = Ctx {
             state: state.to_path_buf(),
-            stack: Stack::new(state, PORTS_STRUCT, BIN),
+            stack: Stack::new(state, PORTS, BIN),
             http,
             admin: String::new(),
             buyer: String::new(),
@@ -390,7 +361,7 @@ impl Ctx {
             .arg("fault")
             .args(args)
             .env("SHOPSTREAM_STATE_DIR", &self.state)
-            .envs(PORTS)
+            .envs(PORTS.env_vars())
             .output()
             .await
             .map_err(|e| format!("shopstream fault: {e}"))?;
@@ -414,14 +385,39 @@ impl Ctx {
             args.extend(["--value", v]);
         }
         self.fault(&args).await?;
-        tokio::time::sleep(PICKUP).await;
-        Ok(())
+        self.picked_up(name, true).await
     }
 
     async fn clear(&self, name: &str) -> Result<(), String> {
         self.fault(&["clear", name]).await?;
-        tokio::time::sleep(PICKUP).await;
-        Ok(())
+        self.picked_up(name, false).await
+    }
+
+    /// Until every running service process has read the store's change:
+    /// `name` in its view (`shopstream_fault_active` on its `/metrics`) or
+    /// gone from it. Processes poll the store every `faults::POLL_EVERY`.
+    async fn picked_up(&self, name: &str, set: bool) -> Result<(), String> {
+        let label = format!("fault=\"{name}\"");
+        let what = format!(
+            "every service sees {name} {}",
+            if set { "set" } else { "cleared" }
+        );
+        until(&what, WITHIN, || async {
+            for kind in Kind::SERVICES {
+                if self.stack.running_pid(kind).is_none() {
+                    continue;
+                }
+                let v = self
+                    .metric(kind, "shopstream_fault_active", &[&label])
+                    .await
+                    .ok()?;
+                if (v > 0.0) != set {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await
     }
 
     /// Between probes: Redis running, nothing set.
@@ -438,7 +434,24 @@ impl Ctx {
         {
             eprintln!("{e}");
         }
-        tokio::time::sleep(PICKUP).await;
+        if let Err(e) = until("no service sees a fault", WITHIN, || async {
+            for kind in Kind::SERVICES {
+                if self.stack.running_pid(kind).is_some()
+                    && self
+                        .metric(kind, "shopstream_fault_active", &[])
+                        .await
+                        .ok()?
+                        > 0.0
+                {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await
+        {
+            eprintln!("{e}");
+        }
     }
 
     // ---- metrics and processes ----
@@ -1245,7 +1258,7 @@ async fn feed_cache_flush(c: Arc<Ctx>) -> Result<(), String> {
             .await)
     };
     let cached = || async {
-        let mut conn = redis::Client::open(Endpoints::native(PORTS_STRUCT).redis_url)
+        let mut conn = redis::Client::open(Endpoints::native(PORTS).redis_url)
             .ok()?
             .get_multiplexed_async_connection()
             .await

@@ -898,7 +898,21 @@ mod tests {
         assert!(once("feed-cache-flush", "feed", &seen));
         assert!(!once("feed-cache-flush", "feed", &seen), "once per set");
         assert_eq!(snapshot().len(), 3);
+        // /metrics shows what the view holds, expired faults left out.
+        let metrics = crate::metrics::Metrics::new("catalog");
+        let active = |text: &str, fault: &str| {
+            crate::metrics::sum_series(
+                text,
+                "shopstream_fault_active",
+                &[&format!("fault=\"{fault}\"")],
+            )
+        };
+        let text = metrics.render();
+        assert_eq!(active(&text, "catalog-slow"), 1.0, "{text}");
+        assert_eq!(active(&text, "cdc-paused"), 0.0, "{text}");
         set_view([]);
         assert_eq!(request_fault("catalog"), (None, false));
+        let text = metrics.render();
+        assert_eq!(active(&text, "catalog-slow"), 0.0, "cleared: {text}");
     }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -16,6 +16,13 @@ pub struct RequestLabels {
     pub method: String,
     pub route: String,
     pub status: u16,
+}
+
+/// Labels of `shopstream_fault_active`: a catalog fault and the component it hits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FaultLabels {
+    fault: String,
+    target: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -31,6 +38,7 @@ pub struct Metrics {
     registry: Arc<RwLock<Registry>>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    fault_active: Family<FaultLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -61,10 +69,17 @@ impl Metrics {
             "Request latency",
             request_seconds.clone(),
         );
+        let fault_active = Family::<FaultLabels, Gauge>::default();
+        registry.register(
+            "fault_active",
+            "Catalog faults in this process's view of the fault store (1 while active)",
+            fault_active.clone(),
+        );
         Metrics {
             registry: Arc::new(RwLock::new(registry)),
             requests,
             request_seconds,
+            fault_active,
         }
     }
 
@@ -92,6 +107,18 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        // What this process would apply right now: a fault shows here once
+        // the process's poller has read it (within half a second of
+        // `shopstream fault set`), and goes when it is cleared or expires.
+        self.fault_active.clear();
+        for a in crate::faults::snapshot() {
+            self.fault_active
+                .get_or_create(&FaultLabels {
+                    fault: a.name,
+                    target: a.target,
+                })
+                .set(1);
+        }
         let mut out = String::new();
         if let Ok(r) = self.registry.read() {
             let _ = encode(&mut out, &r);
