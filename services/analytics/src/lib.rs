@@ -313,6 +313,7 @@ pub async fn run(
     }
     let rcfg = RunnerConfig {
         max_attempts: MAX_ATTEMPTS,
+        health: runner::ConsumerHealth::new(svc.metrics(), &cfg.consumer_group),
         ..RunnerConfig::new(&cfg.consumer_group, &topics)
     };
     let api = api::GrpcApi {
@@ -322,6 +323,7 @@ pub async fn run(
     };
     let participant = dsar::Participant::new(rollups.clone());
     svc.check_postgres("postgres", pool)
+        .check("consumer", rcfg.health.readiness())
         .grpc(AnalyticsServiceServer::new(api))
         .grpc(shopstream_dsar::server(
             Arc::new(participant),

@@ -192,6 +192,7 @@ pub async fn run(
     });
     let rcfg = RunnerConfig {
         max_attempts: MAX_ATTEMPTS,
+        health: runner::ConsumerHealth::new(svc.metrics(), &cfg.consumer_group),
         ..RunnerConfig::new(&cfg.consumer_group, &job::TOPICS)
     };
     let api = api::GrpcApi {
@@ -217,6 +218,7 @@ pub async fn run(
     let clock = cfg.clock.clone();
     // Redis is not a readiness check: without it pages come from Postgres.
     svc.check_postgres("postgres", pool)
+        .check("consumer", rcfg.health.readiness())
         .check("timeline", move || {
             let t = timeline.clone();
             async move { t.ping().await.map_err(|e| e.to_string()) }

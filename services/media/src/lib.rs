@@ -218,6 +218,7 @@ pub async fn run(
     });
     let rcfg = RunnerConfig {
         max_attempts: MAX_ATTEMPTS,
+        health: runner::ConsumerHealth::new(svc.metrics(), &cfg.consumer_group),
         ..RunnerConfig::new(&cfg.consumer_group, &[cfg.work_topic.as_str()])
     };
     let participant = dsar::MediaParticipant {
@@ -237,6 +238,7 @@ pub async fn run(
         placeholder_base: cfg.placeholder_base.clone(),
     };
     svc.check_postgres("postgres", pool)
+        .check("consumer", rcfg.health.readiness())
         .grpc(MediaServiceServer::new(api))
         .grpc(shopstream_dsar::server(
             Arc::new(participant),

@@ -433,6 +433,7 @@ pub async fn run(
     }
     let rcfg = RunnerConfig {
         max_attempts: MAX_ATTEMPTS,
+        health: runner::ConsumerHealth::new(svc.metrics(), &cfg.consumer_group),
         ..RunnerConfig::new(&cfg.consumer_group, &topics)
     };
     let api = api::GrpcApi {
@@ -451,6 +452,7 @@ pub async fn run(
     let dead_letters = api::http_routes(redis.clone(), cfg.mailer.stream.clone());
     svc.http(dead_letters)
         .check_postgres("postgres", pool)
+        .check("consumer", rcfg.health.readiness())
         .check("redis", move || {
             let r = redis.clone();
             async move { cache::ping(&r).await }
