@@ -22,7 +22,7 @@ use shopstream_platform::grpc::{channel, with_tenant};
 use shopstream_proto::{
     analytics::v1::{GetOrderFactsRequest, analytics_service_client::AnalyticsServiceClient},
     common::v1::PageRequest,
-    orders::v1::{ListOrdersRequest, OrderState, orders_service_client::OrdersServiceClient},
+    orders::v1::{ListOrdersRequest, orders_service_client::OrdersServiceClient},
     payments::v1::{
         GetPaymentRequest, get_payment_request::By, payments_service_client::PaymentsServiceClient,
     },
@@ -192,18 +192,6 @@ pub fn judge(
     p
 }
 
-fn state_name(s: OrderState) -> &'static str {
-    match s {
-        OrderState::Unspecified => "unspecified",
-        OrderState::Pending => "pending",
-        OrderState::Reserved => "reserved",
-        OrderState::Authorized => "authorized",
-        OrderState::Captured => "captured",
-        OrderState::Completed => "completed",
-        OrderState::Cancelled => "cancelled",
-    }
-}
-
 fn unreachable(what: &str, url: &str, e: impl std::fmt::Display) -> LabError {
     LabError::NotReady(format!(
         "cannot reach {what} at {url} ({e}); is the system up? (`shopstream up`)"
@@ -265,7 +253,7 @@ pub async fn check(
                 break 'pages;
             }
             orders.push(OrderSide {
-                state: state_name(o.state()).to_string(),
+                state: o.state().name().to_string(),
                 total_minor: o.total.as_ref().map_or(0, |m| m.amount_minor),
                 updated_at_ms: o.updated_at_ms,
                 order_id: o.order_id,

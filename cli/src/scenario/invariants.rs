@@ -85,7 +85,7 @@ pub async fn check(i: &Inputs<'_>) -> (Vec<Invariant>, Duration) {
         .iter()
         .filter(|id| !by_id.get(*id).is_some_and(|o| terminal(o)))
         .map(|id| match by_id.get(id) {
-            Some(o) => format!("{id} still {}", state_name(o.state())),
+            Some(o) => format!("{id} still {}", o.state().name()),
             None => format!("{id} missing"),
         })
         .collect();
@@ -134,7 +134,7 @@ pub async fn check(i: &Inputs<'_>) -> (Vec<Invariant>, Duration) {
         .iter()
         .filter(|o| !accepted.contains(o.order_id.as_str()))
         .filter(|o| o.state() == OrderState::Completed || !received(o).is_empty())
-        .map(|o| format!("{} ({})", o.order_id, state_name(o.state())))
+        .map(|o| format!("{} ({})", o.order_id, o.state().name()))
         .collect();
     out.push(inv(
         "no client that was told its order failed is charged for it",
@@ -261,18 +261,6 @@ fn first(v: &[String]) -> String {
 
 fn terminal(o: &Order) -> bool {
     matches!(o.state(), OrderState::Completed | OrderState::Cancelled)
-}
-
-fn state_name(s: OrderState) -> &'static str {
-    match s {
-        OrderState::Unspecified => "unspecified",
-        OrderState::Pending => "pending",
-        OrderState::Reserved => "reserved",
-        OrderState::Authorized => "authorized",
-        OrderState::Captured => "captured",
-        OrderState::Completed => "completed",
-        OrderState::Cancelled => "cancelled",
-    }
 }
 
 /// Every order of the run's buyers.

@@ -139,18 +139,6 @@ pub struct OrderEventsView {
     pub steps: Vec<OrderStepView>,
 }
 
-pub fn order_state(s: OrderState) -> &'static str {
-    match s {
-        OrderState::Unspecified => "unspecified",
-        OrderState::Pending => "pending",
-        OrderState::Reserved => "reserved",
-        OrderState::Authorized => "authorized",
-        OrderState::Captured => "captured",
-        OrderState::Completed => "completed",
-        OrderState::Cancelled => "cancelled",
-    }
-}
-
 fn parse_state(s: &str) -> Option<OrderState> {
     [
         OrderState::Pending,
@@ -161,7 +149,7 @@ fn parse_state(s: &str) -> Option<OrderState> {
         OrderState::Cancelled,
     ]
     .into_iter()
-    .find(|st| order_state(*st) == s)
+    .find(|st| st.name() == s)
 }
 
 pub fn cancel_reason(r: CancelReason) -> Option<&'static str> {
@@ -194,7 +182,7 @@ fn line_view(i: &OrderItem) -> OrderLineView {
 impl From<Order> for OrderView {
     fn from(o: Order) -> Self {
         OrderView {
-            state: order_state(o.state()).to_string(),
+            state: o.state().name().to_string(),
             cancel_reason: cancel_reason(o.cancel_reason()).map(str::to_owned),
             items: o.items.iter().map(line_view).collect(),
             total_minor: minor(&o.total),
@@ -213,7 +201,7 @@ impl From<Order> for OrderView {
 impl From<OrderStep> for OrderStepView {
     fn from(s: OrderStep) -> Self {
         OrderStepView {
-            state: order_state(s.state()).to_string(),
+            state: s.state().name().to_string(),
             seq: s.seq,
             step: s.step,
             outcome: s.outcome,
@@ -557,7 +545,7 @@ pub async fn order_events(
         }
     }
     Ok(Json(OrderEventsView {
-        state: order_state(order.state()).to_string(),
+        state: order.state().name().to_string(),
         order_id: order.order_id,
         steps,
     }))
@@ -629,7 +617,7 @@ mod tests {
             (OrderState::Pending, "pending"),
             (OrderState::Cancelled, "cancelled"),
         ] {
-            assert_eq!(order_state(st), s);
+            assert_eq!(st.name(), s);
             assert_eq!(parse_state(s), Some(st));
         }
         assert_eq!(parse_state("unspecified"), None);

@@ -113,6 +113,23 @@ proto_package!(
     "shopstream.events.v1"
 );
 
+impl orders::v1::OrderState {
+    /// The state as the REST API, the CLI and reports spell it: `completed`
+    /// (prost's `as_str_name` gives the proto spelling, `ORDER_STATE_COMPLETED`).
+    pub fn name(self) -> &'static str {
+        use orders::v1::OrderState as S;
+        match self {
+            S::Unspecified => "unspecified",
+            S::Pending => "pending",
+            S::Reserved => "reserved",
+            S::Authorized => "authorized",
+            S::Captured => "captured",
+            S::Completed => "completed",
+            S::Cancelled => "cancelled",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
