@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 
 scripts/bootstrap.sh
+# CI builds once from a fresh clone, so incremental-compilation state would
+# only take disk (it is kept per crate for the test build and again for
+# clippy's); a CI run once ran out of space during clippy.
+if [ -n "${CI:-}" ]; then
+  export CARGO_INCREMENTAL=0
+fi
 echo "== build"
 # One build for everything below: the tests, and the binary they start, with
 # the test-only features (the test kit, the adapters' contract suites) that
@@ -85,6 +91,7 @@ clippy=$?
 set -e
 echo "== measured"
 grep -hE '^(kafka contract|memory contract):' target/test-output.log || true
+echo "disk: target $(du -sh target 2>/dev/null | cut -f1), $(df -h --output=avail . | tail -1 | tr -d ' ') free"
 for step in "${failed[@]}"; do
   echo "FAILED: $step"
 done
