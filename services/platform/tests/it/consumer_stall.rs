@@ -6,10 +6,7 @@
 
 use std::{
     collections::BTreeSet,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU32, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -166,15 +163,91 @@ async fn a_subscription_consumes_again_after_a_13_s_broker_pause() {
 #[derive(Default)]
 struct Collect {
     ids: Mutex<BTreeSet<uuid::Uuid>>,
-    calls: AtomicU32,
 }
 
 #[async_trait]
 impl Handler for Collect {
     async fn handle(&self, d: &Delivery) -> Result<(), HandlerError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
         self.ids.lock().unwrap().insert(d.envelope.id);
         Ok(())
+    }
+}
+
+/// A runner in group `{name}-g` on a broker of its own that handled `n`
+/// events, was paused for [`PAUSE`] (SIGSTOP, SIGCONT), and has `n` more
+/// published after it thawed.
+struct PausedRunner {
+    stack: Stack,
+    handler: Arc<Collect>,
+    health: ConsumerHealth,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    /// When the broker was let go again.
+    thawed: Instant,
+}
+
+impl PausedRunner {
+    async fn start(
+        name: &str,
+        n: usize,
+        settings: impl FnOnce(KafkaSettings) -> KafkaSettings,
+        config: impl FnOnce(RunnerConfig) -> RunnerConfig,
+    ) -> PausedRunner {
+        log_to_stderr();
+        let (stack, brokers) = private_broker(name).await;
+        let bus: Arc<dyn EventBus> =
+            Arc::new(KafkaBus::new(settings(KafkaSettings::from_env(&brokers).unwrap())).unwrap());
+        let topic = format!("{name}.t");
+        bus.ensure_topic(&topic, 3).await.unwrap();
+        let cfg = config(RunnerConfig::new(&format!("{name}-g"), &[topic.as_str()]));
+        let health = cfg.health.clone();
+        let handler = Arc::new(Collect::default());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(runner::run_until_stopped(
+            bus.clone(),
+            Arc::new(MemoryDeduper::default()),
+            handler.clone(),
+            cfg,
+            stop.clone(),
+            Duration::from_secs(1),
+        ));
+        bus.publish_batch(&topic, &events(0, n)).await.unwrap();
+        let r = PausedRunner {
+            stack,
+            handler,
+            health,
+            stop,
+            task,
+            thawed: Instant::now(),
+        };
+        r.until_handled(n, "before the pause").await;
+        signal(&r.stack, "-STOP");
+        tokio::time::sleep(PAUSE).await;
+        signal(&r.stack, "-CONT");
+        let r = PausedRunner {
+            thawed: Instant::now(),
+            ..r
+        };
+        bus.publish_batch(&topic, &events(n, n)).await.unwrap();
+        r
+    }
+
+    fn handled(&self) -> usize {
+        self.handler.ids.lock().unwrap().len()
+    }
+
+    async fn until_handled(&self, n: usize, what: &str) {
+        let h = self.handler.clone();
+        testkit::eventually(&format!("{n} handled {what}"), CATCH_UP_LIMIT, move || {
+            std::future::ready((h.ids.lock().unwrap().len() >= n).then_some(()))
+        })
+        .await;
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap();
+        self.stack.down(true).await.unwrap();
     }
 }
 
@@ -182,46 +255,11 @@ impl Handler for Collect {
 /// thaws, its lag on `/metrics` returns to 0, and it is ready.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_runner_catches_up_after_a_13_s_broker_pause() {
-    log_to_stderr();
-    let (stack, brokers) = private_broker("stall-runner").await;
-    let bus: Arc<dyn EventBus> =
-        Arc::new(KafkaBus::new(KafkaSettings::from_env(&brokers).unwrap()).unwrap());
-    let topic = "stall.runner";
-    bus.ensure_topic(topic, 3).await.unwrap();
     let metrics = Metrics::new("stall-test");
-    let cfg = RunnerConfig {
-        health: ConsumerHealth::new(&metrics, "stall-runner-g"),
-        ..RunnerConfig::new("stall-runner-g", &[topic])
-    };
-    let health = cfg.health.clone();
-    let handler = Arc::new(Collect::default());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(runner::run_until_stopped(
-        bus.clone(),
-        Arc::new(MemoryDeduper::default()),
-        handler.clone(),
-        cfg,
-        stop.clone(),
-        Duration::from_secs(1),
-    ));
-    let first = events(0, 100);
-    bus.publish_batch(topic, &first).await.unwrap();
-    let handled = |n: usize| {
-        let h = handler.clone();
-        move || {
-            let h = h.clone();
-            async move { (h.ids.lock().unwrap().len() >= n).then_some(()) }
-        }
-    };
-    testkit::eventually("the first 100 handled", CATCH_UP_LIMIT, handled(100)).await;
-
-    signal(&stack, "-STOP");
-    tokio::time::sleep(PAUSE).await;
-    signal(&stack, "-CONT");
-    let thawed = Instant::now();
-    bus.publish_batch(topic, &events(100, 100)).await.unwrap();
-    testkit::eventually("all 200 handled", CATCH_UP_LIMIT, handled(200)).await;
-    let caught_up_after = thawed.elapsed();
+    let health = ConsumerHealth::new(&metrics, "stall-runner-g");
+    let r = PausedRunner::start("stall-runner", 100, |s| s, |c| RunnerConfig { health, ..c }).await;
+    r.until_handled(200, "after the pause").await;
+    let caught_up_after = r.thawed.elapsed();
     let lag_gauge = |want: f64| {
         let m = metrics.clone();
         move || {
@@ -229,7 +267,7 @@ async fn the_runner_catches_up_after_a_13_s_broker_pause() {
             let v = sum_series(
                 &text,
                 "shopstream_consumer_lag",
-                &["topic=\"stall.runner\""],
+                &["topic=\"stall-runner.t\""],
             );
             let present = text.contains("shopstream_consumer_lag{");
             std::future::ready((present && v == want).then_some(()))
@@ -239,18 +277,16 @@ async fn the_runner_catches_up_after_a_13_s_broker_pause() {
     let text = metrics.render();
     eprintln!(
         "caught up {caught_up_after:?} after the broker thawed; restarts: stalled {}, bus {}; ready: {:?}\n{}",
-        health.restarts("stalled"),
-        health.restarts("bus"),
-        health.status(),
+        r.health.restarts("stalled"),
+        r.health.restarts("bus"),
+        r.health.status(),
         text.lines()
             .filter(|l| l.starts_with("shopstream_consumer"))
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert_eq!(health.status(), Ok(()));
-    stop.cancel();
-    task.await.unwrap();
-    stack.down(true).await.unwrap();
+    assert_eq!(r.health.status(), Ok(()));
+    r.stop().await;
 }
 
 /// Past the session timeout tansu 0.6.0 may keep the expired member as the
@@ -261,46 +297,21 @@ async fn the_runner_catches_up_after_a_13_s_broker_pause() {
 /// 13 s pause exceed it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pause_past_the_session_timeout_ends_caught_up_or_reported() {
-    log_to_stderr();
-    let (stack, brokers) = private_broker("stall-past-session").await;
-    let bus: Arc<dyn EventBus> = Arc::new(
-        KafkaBus::new(KafkaSettings {
+    let r = PausedRunner::start(
+        "stall-past",
+        50,
+        |s| KafkaSettings {
             session_timeout: Duration::from_secs(6),
-            ..KafkaSettings::from_env(&brokers).unwrap()
-        })
-        .unwrap(),
-    );
-    let topic = "stall.past";
-    bus.ensure_topic(topic, 3).await.unwrap();
-    let cfg = RunnerConfig {
-        stall_after: Duration::from_secs(8),
-        lag_refresh: Duration::from_secs(1),
-        ..RunnerConfig::new("stall-past-g", &[topic])
-    };
-    let health = cfg.health.clone();
-    let handler = Arc::new(Collect::default());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(runner::run_until_stopped(
-        bus.clone(),
-        Arc::new(MemoryDeduper::default()),
-        handler.clone(),
-        cfg,
-        stop.clone(),
-        Duration::from_secs(1),
-    ));
-    bus.publish_batch(topic, &events(0, 50)).await.unwrap();
-    let h = handler.clone();
-    testkit::eventually("the first 50 handled", CATCH_UP_LIMIT, move || {
-        let n = h.ids.lock().unwrap().len();
-        std::future::ready((n >= 50).then_some(()))
-    })
+            ..s
+        },
+        |c| RunnerConfig {
+            stall_after: Duration::from_secs(8),
+            lag_refresh: Duration::from_secs(1),
+            ..c
+        },
+    )
     .await;
-
-    signal(&stack, "-STOP");
-    tokio::time::sleep(PAUSE).await;
-    signal(&stack, "-CONT");
-    bus.publish_batch(topic, &events(50, 50)).await.unwrap();
-    let (h, hl) = (handler.clone(), health.clone());
+    let (h, hl) = (r.handler.clone(), r.health.clone());
     let outcome = testkit::eventually("caught up or reported", CATCH_UP_LIMIT, move || {
         let caught_up = h.ids.lock().unwrap().len() >= 100;
         let reported = hl.restarts("stalled") >= 1 && hl.status().is_err();
@@ -313,18 +324,16 @@ async fn a_pause_past_the_session_timeout_ends_caught_up_or_reported() {
     .await;
     eprintln!(
         "after a pause past the session timeout: {outcome}; handled {}, stalls {}, restarts (stalled) {}, ready: {:?}",
-        handler.ids.lock().unwrap().len(),
-        health.stalls("stalled"),
-        health.restarts("stalled"),
-        health.status()
+        r.handled(),
+        r.health.stalls("stalled"),
+        r.health.restarts("stalled"),
+        r.health.status()
     );
     if outcome == "reported" {
-        let not_ready = health.status().unwrap_err();
+        let not_ready = r.health.status().unwrap_err();
         assert!(not_ready.contains("stall-past-g"), "{not_ready}");
     }
-    stop.cancel();
-    task.await.unwrap();
-    stack.down(true).await.unwrap();
+    r.stop().await;
 }
 
 fn broker_slow_300_ms(name: &str, component: &str) -> Option<i64> {
