@@ -520,12 +520,14 @@ async fn orders_placed_while_temporal_is_down_are_accepted_and_no_refused_order_
         .await;
     assert!(not_ready.to_string().contains("temporal"), "{not_ready}");
 
+    // BACK from the moment the restart begins: an order answered while
+    // Temporal comes up is not one placed while it was down.
+    phase.store(BACK, Ordering::SeqCst);
     temporal
         .stack
         .start_component(Kind::Temporal)
         .await
         .expect("temporal back");
-    phase.store(BACK, Ordering::SeqCst);
     testkit::wait_http_ok(&readyz, SETTLE).await;
     wait_answers(
         &placed,
