@@ -5,7 +5,9 @@
 //! `KIND:TARGET@T+D` (start `T` after the load starts, for `D`):
 //! `kill:orders@10s, pause:payments@20s+5s,
 //! latency:payments->stripe-sim=300ms±50ms@15s+20s,
-//! loss:orders->inventory=5%@30s+10s, outage:redis@40s+10s`.
+//! loss:orders->inventory=5%@30s+10s, outage:redis@40s+10s`, and
+//! `packet-loss:orders->inventory=5%@30s+10s` (real packets, dropped by the
+//! kernel on a private network; see `shopstream_runtime::lossy_path`).
 
 use std::{fmt, time::Duration};
 
@@ -14,11 +16,12 @@ use shopstream_runtime::{Kind, links::Link};
 /// What `--chaos` accepts, for error messages.
 pub const SYNTAX: &str = "kill:COMPONENT@T, pause:COMPONENT@T+D, \
      latency:A->B=MSms[±JITTERms]@T+D, loss:A->B=P%@T+D, bandwidth:A->B=NKiB@T+D, \
-     reset:A->B@T+D, blackhole:A->B@T+D, outage:BACKEND@T+D, fault:NAME[=VALUE]@T+D \
+     reset:A->B@T+D, blackhole:A->B@T+D, packet-loss:A->B=P%@T+D, outage:BACKEND@T+D, \
+     fault:NAME[=VALUE]@T+D \
      (times like 10s, 1500ms, 2m; `random` draws a schedule from --seed)";
 
 /// The kinds of item, as written.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     "kill",
     "pause",
     "latency",
@@ -28,6 +31,7 @@ pub const KINDS: [&str; 9] = [
     "blackhole",
     "outage",
     "fault",
+    "packet-loss",
 ];
 
 /// Most items one schedule may hold.
@@ -77,6 +81,12 @@ pub enum Action {
     Blackhole {
         link: Link,
     },
+    /// Real packets of the link dropped by the kernel, in percent, on a
+    /// private network namespace (needs root, `ip` and `nft`).
+    PacketLoss {
+        link: Link,
+        percent: u8,
+    },
     /// A backend stopped for the item's duration, then started again.
     Outage {
         target: Kind,
@@ -99,6 +109,7 @@ impl Action {
             Action::Bandwidth { .. } => "bandwidth",
             Action::Reset { .. } => "reset",
             Action::Blackhole { .. } => "blackhole",
+            Action::PacketLoss { .. } => "packet-loss",
             Action::Outage { .. } => "outage",
             Action::Fault { .. } => "fault",
         }
@@ -115,7 +126,8 @@ impl Action {
             | Action::Loss { link, .. }
             | Action::Bandwidth { link, .. }
             | Action::Reset { link }
-            | Action::Blackhole { link } => link.to_string(),
+            | Action::Blackhole { link }
+            | Action::PacketLoss { link, .. } => link.to_string(),
             Action::Fault { name, .. } => format!("fault:{name}"),
         }
     }
@@ -339,6 +351,13 @@ fn parse_action(head: &str, is_fault: &dyn Fn(&str) -> bool) -> Result<Action, S
                 kib_per_s: kib_per_s(value)?,
             }
         }
+        "packet-loss" => {
+            let (link, value) = link_and_value(rest, "packet-loss", "5%")?;
+            Action::PacketLoss {
+                link,
+                percent: percent(value)?,
+            }
+        }
         "reset" => Action::Reset { link: link(rest)? },
         "blackhole" => Action::Blackhole { link: link(rest)? },
         "fault" => {
@@ -467,7 +486,9 @@ impl fmt::Display for Action {
                 }
                 Ok(())
             }
-            Action::Loss { percent, .. } => write!(f, "={percent}%"),
+            Action::Loss { percent, .. } | Action::PacketLoss { percent, .. } => {
+                write!(f, "={percent}%")
+            }
             Action::Bandwidth { kib_per_s, .. } => write!(f, "={kib_per_s}KiB"),
             Action::Fault { value: Some(v), .. } => write!(f, "={v}"),
             _ => Ok(()),
@@ -546,7 +567,8 @@ pub fn random(seed: u64, duration: Duration, catalog: &[&str]) -> Schedule {
     let mut rng = SplitMix64(seed);
     let wanted = rng.between(3, 6) as usize;
     let links = Link::all();
-    let mut kinds: Vec<&str> = KINDS.to_vec();
+    // Packet loss needs root and a private network: never drawn at random.
+    let mut kinds: Vec<&str> = KINDS.into_iter().filter(|k| *k != "packet-loss").collect();
     if catalog.is_empty() {
         kinds.retain(|k| *k != "fault");
     }
@@ -876,6 +898,8 @@ mod tests {
                 }
             ),
             (link.clone(), 1..=100u8).prop_map(|(link, percent)| Action::Loss { link, percent }),
+            (link.clone(), 1..=100u8)
+                .prop_map(|(link, percent)| Action::PacketLoss { link, percent }),
             (link.clone(), 1..=MAX_BANDWIDTH_KIB_PER_S)
                 .prop_map(|(link, kib_per_s)| Action::Bandwidth { link, kib_per_s }),
             link.clone().prop_map(|link| Action::Reset { link }),

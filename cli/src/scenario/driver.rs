@@ -8,6 +8,12 @@
 //! proxy of its own and is restarted once (no toxics yet); the toxics are
 //! set and cleared at the scheduled times; at the end the overrides go and
 //! the service is restarted on its direct address.
+//!
+//! A link with `packet-loss` items gets a private network as well
+//! ([`LossyPath`]): the service talks to a relay inside a network namespace
+//! of this run's own, the relay to the link's proxy on the host end of the
+//! veth pair, and the kernel drops the scheduled share of the packets that
+//! cross it.
 
 use std::{
     collections::BTreeMap,
@@ -20,6 +26,7 @@ use shopstream_runtime::{
     Kind, Stack,
     fault_proxy::{FaultProxy, ProxyHandle, Toxic},
     links::Link,
+    lossy_path::{self, LossyPath},
 };
 
 use super::{
@@ -41,6 +48,8 @@ struct Undo {
     stopped: Vec<Kind>,
     killed: Vec<Kind>,
     proxies: BTreeMap<String, (Link, ProxyHandle)>,
+    /// Links with packet loss: their private networks.
+    paths: BTreeMap<String, LossyPath>,
     faults: Vec<String>,
 }
 
@@ -66,26 +75,61 @@ pub async fn prepare(ctx: &Context, schedule: &Schedule) -> anyhow::Result<()> {
         }
     }
     let mut links: Vec<Link> = Vec::new();
+    let mut lossy: Vec<Link> = Vec::new();
     for item in &schedule.items {
-        if let Some((link, _)) = wire(&item.action)
+        let link = match &item.action {
+            Action::PacketLoss { link, .. } => {
+                if !lossy.contains(link) {
+                    lossy.push(*link);
+                }
+                Some(*link)
+            }
+            a => wire(a).map(|(link, _)| link),
+        };
+        if let Some(link) = link
             && !links.contains(&link)
         {
             links.push(link);
         }
     }
+    if !lossy.is_empty() {
+        for name in lossy_path::remove_stale() {
+            eprintln!("test: removed the network namespace {name} of a run that died");
+        }
+    }
     for link in links {
         let upstream = link.upstream(&ctx.ports)?;
-        let proxy = FaultProxy::start("127.0.0.1:0".parse()?, upstream, ctx.seed).await?;
+        // The service connects to the proxy, or (packet loss) to the relay
+        // in the link's namespace, which forwards to the proxy.
+        let (proxy, connect_to) = match lossy.iter().position(|l| *l == link) {
+            Some(k) => {
+                let mut path = LossyPath::create(k as u8)
+                    .map_err(|e| anyhow::anyhow!("a private network for {link}: {e}"))?;
+                let proxy =
+                    FaultProxy::start((path.host_ip(), 0).into(), upstream, ctx.seed).await?;
+                let relay = path.start_relay(proxy.local_addr(), ctx.seed).await?;
+                eprintln!(
+                    "test: {link} crosses the network namespace {} (relay {relay})",
+                    path.netns()
+                );
+                if let Ok(mut u) = undo().lock() {
+                    u.paths.insert(link.to_string(), path);
+                }
+                (proxy, relay)
+            }
+            None => {
+                let proxy = FaultProxy::start("127.0.0.1:0".parse()?, upstream, ctx.seed).await?;
+                let at = proxy.local_addr();
+                (proxy, at)
+            }
+        };
         let var = link.env_var()?.to_string();
-        let value = link.rewrite_url(&link.default_url(&ctx.ports)?, proxy.local_addr());
+        let value = link.rewrite_url(&link.default_url(&ctx.ports)?, connect_to);
         // Merged: two links from one service each keep their variable.
         let mut overrides = ctx.stack.overrides(link.from)?;
         overrides.insert(var.clone(), value);
         ctx.stack.set_overrides(link.from, overrides)?;
-        eprintln!(
-            "test: routing {link} through the fault proxy at {} ({var})",
-            proxy.local_addr()
-        );
+        eprintln!("test: routing {link} through the fault proxy at {connect_to} ({var})");
         restart(ctx, link.from).await?;
         if let Ok(mut u) = undo().lock() {
             u.proxies.insert(link.to_string(), (link, proxy));
@@ -199,6 +243,14 @@ pub async fn run_schedule(
 }
 
 async fn apply(ctx: &Context, action: &Action) -> anyhow::Result<()> {
+    if let Action::PacketLoss { link, percent } = action {
+        let u = undo().lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let path = u
+            .paths
+            .get(&link.to_string())
+            .ok_or_else(|| anyhow::anyhow!("{link} has no private network"))?;
+        return Ok(path.set_loss(*percent)?);
+    }
     if let Some((link, toxic)) = wire(action) {
         let u = undo().lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         let (_, proxy) = u
@@ -259,6 +311,16 @@ async fn apply(ctx: &Context, action: &Action) -> anyhow::Result<()> {
 }
 
 async fn revert(ctx: &Context, action: &Action) -> anyhow::Result<()> {
+    if let Action::PacketLoss { link, .. } = action {
+        if let Ok(u) = undo().lock()
+            && let Some(path) = u.paths.get(&link.to_string())
+        {
+            let dropped = path.dropped();
+            path.clear_loss()?;
+            eprintln!("test: packet-loss:{link}: the kernel dropped {dropped} packets");
+        }
+        return Ok(());
+    }
     if let Some((link, _)) = wire(action) {
         if let Ok(u) = undo().lock()
             && let Some((_, p)) = u.proxies.get(&link.to_string())
@@ -359,4 +421,6 @@ pub async fn clear_all(ctx: &Context) {
     for p in proxies {
         p.shutdown().await;
     }
+    // Last, the private networks (deleting a namespace deletes its veth pair).
+    drop(u.paths);
 }

@@ -96,11 +96,13 @@ pub const SETTLE_MAX: Duration = Duration::from_secs(60);
     pause:SERVICE@T+D            SIGSTOP, SIGCONT after D\n  \
     latency:A->B=300ms±50@T+D    the A→B connection through the fault proxy\n  \
     loss:A->B=5%@T+D  bandwidth:A->B=64KiB@T+D  reset:A->B@T+D  blackhole:A->B@T+D\n  \
+    packet-loss:A->B=5%@T+D      real packets dropped by the kernel (root, iproute2, nftables)\n  \
     outage:postgres|redis|kafka|temporal|s3@T+D\n  \
     fault:NAME[=VALUE]@T+D       a fault of `shopstream fault list`\n  \
     random                       a replayable schedule drawn from --seed\n\n\
     Exit codes: 0 every invariant held, 1 an invariant failed (or the run was \
-    interrupted), 2 usage error (unknown scenario, bad --chaos), 4 the system is not up.")]
+    interrupted), 2 usage error (unknown scenario, bad --chaos), 3 a prerequisite is missing (packet-loss \
+    without root, iproute2 or nftables), 4 the system is not up.")]
 pub struct TestArgs {
     /// The scenario to run (see --list).
     #[arg(long, required_unless_present = "list")]
@@ -206,6 +208,15 @@ pub async fn test(state_dir: &Path, args: TestArgs) -> anyhow::Result<u8> {
             }
         }
     };
+    if schedule
+        .items
+        .iter()
+        .any(|i| matches!(i.action, chaos::Action::PacketLoss { .. }))
+        && let Err(e) = shopstream_runtime::lossy_path::preflight()
+    {
+        eprintln!("error: --chaos: {e}");
+        return Ok(3);
+    }
     let ports = Ports::from_env(Ports::DEV)?;
     let stack = Stack::new(state_dir, ports, std::env::current_exe()?);
     install_ctrlc();

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod components;
 pub mod fault_proxy;
 pub mod links;
+pub mod lossy_path;
 pub mod prereq;
 pub mod process;
 pub mod s3_server;
