@@ -42,8 +42,10 @@ failed=()
 
 echo "== tests"
 set +e
-# --show-output prints what passing tests measured (e.g. the Kafka contract rates)
-cargo test --workspace -- --show-output 2>&1 | tee target/test-output.log
+# --show-output prints what passing tests measured (e.g. the Kafka contract rates);
+# --no-fail-fast runs every crate's tests even after one fails, so one red
+# crate does not hide another.
+cargo test --workspace --no-fail-fast -- --show-output 2>&1 | tee target/test-output.log
 status=${PIPESTATUS[0]}
 [ "$status" -eq 0 ] || failed+=("cargo test")
 # The simulator's bug zoo (a cargo feature): every deliberately broken variant
@@ -76,6 +78,13 @@ cache_dir="${cache_dir:-$HOME/.cache/shopstream}"
 book=$?
 [ "$book" -eq 0 ] || failed+=("book")
 [ "$status" -eq 0 ] && status=$book
+# The deployment files (Dockerfile, compose/, infra/), checked statically:
+# nothing here has a Docker engine or a cloud account (see the script).
+echo "== deployment files"
+scripts/validate-deploy.sh
+deploy=$?
+[ "$deploy" -eq 0 ] || failed+=("deployment files")
+[ "$status" -eq 0 ] && status=$deploy
 # What a reviewer checks: formatting, and clippy with warnings denied (it
 # reuses the check profile's artifacts, not the test build's).
 echo "== cargo fmt --check"
