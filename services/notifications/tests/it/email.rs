@@ -17,7 +17,10 @@ use shopstream_platform::{
     cache,
     clock::SystemClock,
     config::DEFAULT_TENANT,
-    events::{Envelope, EventBus, kafka::KafkaBus},
+    events::{
+        Envelope, EventBus,
+        kafka::{KafkaBus, SESSION_TIMEOUT},
+    },
     ids::SystemIdGen,
 };
 use shopstream_runtime::testkit::{self, ServiceProcess};
@@ -164,7 +167,11 @@ impl World {
 
     /// Wait until mail-sim holds `n` messages; they come newest first.
     async fn wait_messages(&self, n: usize) -> Vec<Value> {
-        testkit::eventually(&format!("{n} messages in mail-sim"), MAIL_WAIT, || async {
+        self.wait_messages_within(n, MAIL_WAIT).await
+    }
+
+    async fn wait_messages_within(&self, n: usize, within: Duration) -> Vec<Value> {
+        testkit::eventually(&format!("{n} messages in mail-sim"), within, || async {
             let m = self.messages().await;
             (m.len() >= n).then_some(m)
         })
@@ -353,7 +360,10 @@ async fn a_crash_between_send_and_ack_sends_exactly_one_more_copy_with_the_same_
     w.bus.publish(&w.topics.orders, &completed).await.unwrap();
     w.order_state(order, "cancelled", Some("user_requested"))
         .await;
-    let all = w.wait_messages(3).await;
+    // The crashed process never left the consumer group: its partitions
+    // come to the restarted one only once its session expires
+    // (`kafka::SESSION_TIMEOUT`, 45 s; ADR 0002 says why it is that long).
+    let all = w.wait_messages_within(3, SESSION_TIMEOUT + MAIL_WAIT).await;
     assert!(
         all[0]["subject"]
             .as_str()
