@@ -611,13 +611,14 @@ async fn pump(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Instant as StdInstant;
 
     use super::*;
 
-    /// A tokio echo server on a free loopback port.
-    async fn echo_server() -> SocketAddr {
+    /// A tokio echo server on a free loopback port (the lossy path's tests
+    /// use it too).
+    pub(crate) async fn echo_server() -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {

@@ -357,24 +357,11 @@ pub fn remove_stale() -> Vec<String> {
 mod tests {
     use tokio::{
         io::{AsyncReadExt, AsyncWriteExt},
-        net::{TcpListener, TcpStream},
+        net::TcpStream,
     };
 
     use super::*;
-
-    async fn echo_server() -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let (mut r, mut w) = s.split();
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                });
-            }
-        });
-        addr
-    }
+    use crate::fault_proxy::tests::echo_server;
 
     /// Through the namespace with 10 % of packets dropped: every byte comes
     /// back intact (TCP retransmitted what the kernel dropped), the rule
