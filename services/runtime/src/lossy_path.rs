@@ -48,7 +48,10 @@ pub fn preflight() -> Result<(), String> {
                 .into(),
         );
     }
-    let missing: Vec<&str> = ["ip", "nft"].into_iter().filter(|c| !on_path(c)).collect();
+    let missing: Vec<&str> = ["ip", "nft"]
+        .into_iter()
+        .filter(|c| program(c).is_none())
+        .collect();
     if !missing.is_empty() {
         return Err(format!(
             "packet loss needs {}: apt-get install -y iproute2 nftables",
@@ -58,28 +61,20 @@ pub fn preflight() -> Result<(), String> {
     Ok(())
 }
 
-fn on_path(cmd: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join(cmd).is_file())
-            || ["/usr/sbin", "/sbin"]
-                .iter()
-                .any(|d| Path::new(d).join(cmd).is_file())
-    })
-}
-
 /// `cmd` in /usr/sbin or /sbin (where Debian puts `ip` and `nft`, often
-/// off a user's PATH), else as PATH finds it.
-fn program(cmd: &str) -> std::path::PathBuf {
+/// off a user's PATH), else where PATH has it.
+fn program(cmd: &str) -> Option<std::path::PathBuf> {
     ["/usr/sbin", "/sbin"]
         .iter()
         .map(|d| Path::new(d).join(cmd))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| cmd.into())
+        .or_else(|| crate::prereq::which(cmd))
 }
 
 /// Run a command and fail with its stderr; bounded by [`COMMAND_TIMEOUT`].
 fn run(cmd: &str, args: &[&str]) -> io::Result<()> {
-    let mut child = Command::new(program(cmd))
+    let program = program(cmd).ok_or_else(|| io::Error::other(format!("{cmd} not found")))?;
+    let mut child = Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -290,7 +285,8 @@ impl LossyPath {
 
     /// Packets the current rule has dropped (0 without a rule).
     pub fn dropped(&self) -> u64 {
-        let out = Command::new(program("ip"))
+        let Some(ip) = program("ip") else { return 0 };
+        let out = Command::new(ip)
             .args([
                 "netns",
                 "exec",
