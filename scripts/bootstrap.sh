@@ -6,13 +6,14 @@
 set -euo pipefail
 
 need_pkgs=()
-for pkg in postgresql redis-server sqlite3 protobuf-compiler libprotobuf-dev mold python3-venv build-essential pkg-config curl ffmpeg iproute2 nftables; do
+for pkg in postgresql redis-server sqlite3 protobuf-compiler libprotobuf-dev mold python3-venv build-essential pkg-config curl ffmpeg iproute2 nftables tmux; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 # libprotobuf-dev: the well-known .proto files (field_mask.proto, ...) that the
 # Temporal SDK build imports; --no-install-recommends leaves it out otherwise.
 # postgresql pulls the versioned server package; its binaries live off PATH.
 # ffmpeg: media's clip steps (and the tests and benchmark that make clips).
+# tmux: the test that drives `shopstream dash` in a real terminal.
 # iproute2, nftables: `packet-loss` chaos (a private network namespace whose
 # kernel drops real packets; services/runtime/src/lossy_path.rs).
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then

@@ -2,6 +2,7 @@
 
 mod bench;
 mod consistency;
+mod dash;
 mod dsar;
 mod fault;
 mod feed;
@@ -16,6 +17,7 @@ mod serve;
 mod sim;
 mod stats;
 mod table;
+mod trace;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -108,6 +110,20 @@ enum Command {
     /// projections agree) passes or fails. `--out DIR` writes a Markdown
     /// summary and a chart for a pull request.
     Test(scenario::TestArgs),
+    /// One order's life as a waterfall: `trace ORDER_ID` or `trace TRACE_ID`.
+    ///
+    /// Read from the stack's trace collector (`otel`, started by `up`): the
+    /// gateway request, each saga step and its attempts, the gRPC calls,
+    /// outbox events and the consumers that handled them, with durations;
+    /// retries, compensations and errors are marked.
+    Trace(trace::TraceArgs),
+    /// The live dashboard: components, event rates per topic, consumer lag,
+    /// orders by state, saga step latencies, CDC lag, faults, recent traces.
+    ///
+    /// Reads every service's /metrics and the trace collector, at most every
+    /// 250 ms. Enter on a trace opens its waterfall; `--once [--json]` prints
+    /// one snapshot for scripts and CI.
+    Dash(dash::DashArgs),
 }
 
 fn main() -> ExitCode {
@@ -143,6 +159,8 @@ fn main() -> ExitCode {
             Command::Dsar(a) => dsar::dsar(a).await,
             Command::Stats(a) => stats::stats(a).await,
             Command::Consistency(a) => consistency::consistency(a).await,
+            Command::Trace(a) => trace::trace(a).await,
+            Command::Dash(a) => dash::dash(&cli.state_dir, a).await,
         }
     });
     match code {

@@ -40,16 +40,27 @@ const SERVICES: &[(&str, Start)] = &[
     ("media", start::<shopstream_media::Server>),
     ("feed", start::<shopstream_feed::Server>),
     ("compliance", start::<shopstream_compliance::Server>),
+    ("otel", start::<shopstream_runtime::otel::Server>),
 ];
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Which server: s3, stripe-sim, mail-sim, identity, catalog, inventory, gateway, orders, payments, cdc, search, notifications, analytics, media.
+    /// Which server: s3, otel (the trace collector), stripe-sim, mail-sim, identity, catalog, inventory, gateway, orders, payments, cdc, search, notifications, analytics, media, feed, compliance.
     name: String,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
-    telemetry::init(&args.name, telemetry::LogFormat::from_env(), None)?;
+    // Traces go to `SHOPSTREAM_OTLP_ENDPOINT` when it is set (`up` points
+    // every service at its collector); the collector itself never exports,
+    // or each export would produce spans to export.
+    let otlp = std::env::var("SHOPSTREAM_OTLP_ENDPOINT")
+        .ok()
+        .filter(|v| !v.is_empty() && args.name != "otel");
+    telemetry::init(
+        &args.name,
+        telemetry::LogFormat::from_env(),
+        otlp.as_deref(),
+    )?;
     if let Some((_, start)) = SERVICES.iter().find(|(n, _)| *n == args.name) {
         start(shutdown::on_signal())
             .await

@@ -617,6 +617,13 @@ pub async fn run(
     // Goose prints progress on stdout whatever its configuration says;
     // stdout is the report's, so it goes to stderr while Goose runs.
     let stdout_saved = StdoutToStderr::start();
+    // `shopstream dash` shows the run's progress from this file.
+    let progress = tokio::spawn(write_progress(
+        progress_path(ctx.stack.root()),
+        plan.scenario,
+        plan.duration,
+        t0,
+    ));
     let metrics = tokio::select! {
         m = attack.execute() => Some(m),
         _ = tokio::time::sleep(guard) => {
@@ -625,6 +632,8 @@ pub async fn run(
         }
     };
     drop(stdout_saved);
+    progress.abort();
+    let _ = std::fs::remove_file(progress_path(ctx.stack.root()));
     for c in churners {
         let _ = c.await;
     }
@@ -939,4 +948,38 @@ async fn first_checkout(http: &reqwest::Client, base: &str) -> anyhow::Result<St
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     anyhow::bail!("order {id} did not finish within 60 s")
+}
+
+/// Where a running scenario writes its progress (read by `shopstream dash`).
+pub fn progress_path(state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join("scenario-progress.json")
+}
+
+/// Every second until aborted: the scenario's name, elapsed and planned
+/// seconds, and the requests and errors so far (the recorder's counts).
+async fn write_progress(
+    path: std::path::PathBuf,
+    name: &'static str,
+    planned: Duration,
+    t0: Instant,
+) {
+    loop {
+        let (requests, errors) = shared()
+            .rec
+            .seconds()
+            .iter()
+            .fold((0, 0), |(r, e), s| (r + s.requests, e + s.errors));
+        let doc = serde_json::json!({
+            "name": name,
+            "elapsed_s": t0.elapsed().as_secs_f64(),
+            "duration_s": planned.as_secs_f64(),
+            "requests": requests,
+            "errors": errors,
+        });
+        let tmp = path.with_extension("json.tmp");
+        if std::fs::write(&tmp, doc.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

@@ -14,6 +14,8 @@ pub mod chaos;
 mod driver;
 mod invariants;
 mod journeys;
+
+pub(crate) use journeys::progress_path;
 mod recorder;
 pub mod report;
 

@@ -253,6 +253,16 @@ async fn checkout_is_idempotent_survives_a_killed_worker_and_rejects_forged_webh
         (Some(1), Some(49))
     );
 
+    // 1b. The order's life is one trace in the collector `up` started: the
+    // gateway's request, the four saga steps in order, the outbox event.
+    trace_of_a_completed_order(&state, &ids[0]);
+    // 1c. The dashboard in a real terminal sees the next order move.
+    dash_in_a_terminal(&state, async {
+        let (s, v, _) = place("e2e-dash-key").await;
+        assert!(matches!(s, 201 | 202), "{s} {v}");
+    })
+    .await;
+
     // 2. Kill the orders process (SIGKILL) while the capture is in flight.
     api.faults(json!({"latency_ms": 2500})).await;
     let (s, v, _) = place("e2e-kill-key").await;
@@ -620,5 +630,167 @@ async fn second_gateway(state: &Path) -> SecondGateway {
     SecondGateway {
         base,
         _child: child,
+    }
+}
+
+/// `shopstream trace ORDER --json` after the order completed: the trace that
+/// placed it holds the gateway's `POST /orders`, the saga's four steps after
+/// it in causal order, and the `order.lifecycle` event leaving the outbox.
+fn trace_of_a_completed_order(state: &Path, order_id: &str) {
+    let out = cli(state, &["trace", order_id, "--json", "--wait", "30"]);
+    assert_eq!(out.status.code(), Some(0), "trace: {}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["order_id"], order_id);
+    let traces = doc["traces"].as_array().unwrap();
+    let placed = traces
+        .iter()
+        .find(|t| {
+            t["spans"].as_array().unwrap().iter().any(|s| {
+                s["service"] == "gateway" && s["name"] == "POST /orders" && s["depth"] == 0
+            })
+        })
+        .unwrap_or_else(|| panic!("no trace starts at the gateway's POST /orders: {doc:#}"));
+    let spans = placed["spans"].as_array().unwrap();
+    let at = |pred: &dyn Fn(&Value) -> bool, what: &str| {
+        spans
+            .iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("no {what} in trace {}: {placed:#}", placed["trace_id"]))
+    };
+    let request = at(&|s| s["name"] == "POST /orders", "POST /orders");
+    let mut last = request;
+    for step in ["reserve", "authorize", "capture", "finalize"] {
+        let i = at(
+            &|s| s["name"] == format!("saga {step}") && s["service"] == "orders",
+            &format!("saga {step}"),
+        );
+        assert!(
+            i > last,
+            "saga {step} at {i}, before its predecessor at {last}: {placed:#}"
+        );
+        assert!(
+            spans[i]["depth"].as_u64().unwrap() > 0,
+            "saga {step} is not under the request"
+        );
+        last = i;
+    }
+    let event = at(
+        &|s| s["name"] == "publish order.lifecycle" && s["kind"] == "producer",
+        "publish order.lifecycle",
+    );
+    assert!(event > request, "{placed:#}");
+    // Causal order: every span's parent comes before it.
+    for (i, s) in spans.iter().enumerate() {
+        if let Some(parent) = s["parent_span_id"].as_str()
+            && let Some(p) = spans.iter().position(|x| x["span_id"] == parent)
+        {
+            assert!(p < i, "span {i} ({}) precedes its parent {p}", s["name"]);
+        }
+    }
+    // And the text view draws the same trace.
+    let out = cli(
+        state,
+        &[
+            "trace",
+            placed["trace_id"].as_str().unwrap(),
+            "--width",
+            "120",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "trace: {}", text(&out));
+    let waterfall = String::from_utf8_lossy(&out.stdout);
+    assert!(waterfall.contains("gateway POST /orders"), "{waterfall}");
+    assert!(waterfall.contains("orders saga capture"), "{waterfall}");
+}
+
+/// `shopstream dash` under tmux: it draws, an order placed while it runs
+/// shows as a live `order.lifecycle` rate and one more completed order,
+/// `?` opens the help, `q` quits and ends the session.
+async fn dash_in_a_terminal(state: &Path, place: impl std::future::Future<Output = ()>) {
+    let socket = format!("shopstream-dash-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        std::process::Command::new("tmux")
+            .args(["-L", &socket])
+            .args(args)
+            .output()
+            .expect("tmux (scripts/bootstrap.sh installs it)")
+    };
+    let env: Vec<String> = PORTS
+        .env_vars()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let command = format!(
+        "env {} SHOPSTREAM_STATE_DIR={} {BIN} dash --refresh-ms 500",
+        env.join(" "),
+        state.display()
+    );
+    let out = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "dash",
+        "-x",
+        "140",
+        "-y",
+        "45",
+        &command,
+    ]);
+    assert!(out.status.success(), "tmux: {}", text(&out));
+    struct Kill<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["kill-server"]);
+        }
+    }
+    let _kill = Kill(&tmux);
+    let pane = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", "dash"]).stdout).into_owned()
+    };
+    let number_after = |screen: &str, label: &str| -> Option<f64> {
+        screen.lines().find_map(|l| {
+            let rest = &l[l.find(label)? + label.len()..];
+            rest.split_whitespace().next()?.parse::<f64>().ok()
+        })
+    };
+    let until = |what: &str, ok: &dyn Fn(&str) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = pane();
+            if ok(&screen) {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dash never showed {what}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    let first = until("every component ready", &|s| {
+        s.contains("components 21/21 ready")
+    });
+    let completed_before = number_after(&first, "│completed").unwrap_or(0.0);
+    place.await;
+    // The rate is per refresh, so it is caught while it is non-zero.
+    let saw_rate = std::cell::Cell::new(false);
+    let moved = until("the order moving", &|s| {
+        if number_after(s, "│order.lifecycle").is_some_and(|r| r > 0.0) {
+            saw_rate.set(true);
+        }
+        saw_rate.get() && number_after(s, "│completed").is_some_and(|n| n > completed_before)
+    });
+    assert!(moved.contains("saga step"), "{moved}");
+    tmux(&["send-keys", "-t", "dash", "?"]);
+    until("the help", &|s| s.contains("Help · Esc to close"));
+    tmux(&["send-keys", "-t", "dash", "q"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tmux(&["has-session", "-t", "dash"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "q did not quit:\n{}",
+            pane()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -111,11 +111,15 @@ pub async fn run(
         &cfg.payments_url,
         timeout,
     )?);
+    let svc = Service::new(&cfg.service);
+    let saga_metrics = workflow::SagaMetrics::register(svc.metrics());
+    let by_state = adapters::postgres::OrdersByState::register(svc.metrics(), pool.clone());
     let options = WorkerOptions::new(cfg.task_queue.clone())
         .register_workflow::<workflow::CheckoutWorkflow>()?
         .register_activities(workflow::CheckoutActivities {
             orders: orders.clone(),
             steps,
+            metrics: saga_metrics,
         })
         .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(temporal::POLLERS))
         .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(temporal::POLLERS))
@@ -128,8 +132,7 @@ pub async fn run(
     let participant = Arc::new(dsar::OrdersParticipant::new(pool.clone()));
     let every = cfg.restart_interval;
 
-    Service::new(&cfg.service)
-        .check_postgres("postgres", pool)
+    svc.check_postgres("postgres", pool)
         .check("temporal", move || {
             let client = temporal_client.clone();
             async move { workflow::temporal_ready(&client).await }
@@ -153,6 +156,7 @@ pub async fn run(
             stop_worker();
         })
         .task("outbox", |stop| relay.run(stop))
+        .task("orders-by-state", move |stop| by_state.run(stop))
         .task("saga-start-sweeper", move |stop| async move {
             while shutdown::sleep_or_stop(&stop, every).await {
                 match sweeper.start_unstarted(every.as_millis() as i64).await {

@@ -139,6 +139,11 @@ pub struct SagaOrder {
     pub total_minor: i64,
     pub currency: String,
     pub payment_method: String,
+    /// The W3C `traceparent` of the request that placed the order, so the
+    /// saga's steps join its trace (`shopstream trace ORDER`). Absent in
+    /// histories written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// How a step ended, short of an infrastructure failure.

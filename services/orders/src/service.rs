@@ -139,6 +139,15 @@ impl std::fmt::Debug for Orders {
 }
 
 /// What the saga needs of an order.
+/// The `traceparent` of the current span, if there is one.
+fn current_traceparent() -> Option<String> {
+    let mut headers = std::collections::BTreeMap::new();
+    shopstream_platform::telemetry::inject(&mut shopstream_platform::telemetry::MapCarrier(
+        &mut headers,
+    ));
+    headers.remove("traceparent")
+}
+
 pub fn saga_order(o: &Order) -> SagaOrder {
     SagaOrder {
         tenant_id: o.tenant_id.clone(),
@@ -152,6 +161,7 @@ pub fn saga_order(o: &Order) -> SagaOrder {
         total_minor: o.total_minor,
         currency: o.currency.clone(),
         payment_method: o.payment_method.clone(),
+        traceparent: current_traceparent(),
     }
 }
 

@@ -10,6 +10,7 @@
 //! the Temporal frontend.
 
 use std::{
+    future::Future,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -17,8 +18,12 @@ use std::{
     time::Duration,
 };
 
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+};
 use serde::{Deserialize, Serialize};
-use shopstream_platform::faults;
+use shopstream_platform::{faults, telemetry};
 use temporalio_client::{
     Client, RetryOptions, WorkflowStartOptions, errors::WorkflowStartError,
     request_extensions::RetryConfigForCall,
@@ -31,6 +36,8 @@ use temporalio_sdk::{
     ActivityOptions, ApplicationFailure, LocalActivityOptions, WorkflowContext, WorkflowResult,
     activities::{ActivityContext, ActivityError},
 };
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use uuid::Uuid;
 
 use crate::{
@@ -233,6 +240,9 @@ pub struct RecordInput {
     pub tenant_id: String,
     pub order_id: String,
     pub step: StepRecord,
+    /// The order's trace (see [`SagaOrder::traceparent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 #[workflow]
@@ -282,6 +292,7 @@ impl CheckoutWorkflow {
                     &input.reservation_id,
                     &input.payment_id,
                 ),
+                traceparent: input.order.traceparent.clone(),
             };
             // A local activity: a short write in this worker's own database,
             // recorded as a marker, with no task-queue round trip.
@@ -350,11 +361,151 @@ fn root_cause(e: &dyn std::error::Error) -> String {
     cur.to_string()
 }
 
+/// The saga's own numbers on orders' `/metrics`: how long each step's
+/// attempts take and how often the saga compensates.
+#[derive(Clone)]
+pub struct SagaMetrics {
+    steps: Family<StepLabels, Histogram, fn() -> Histogram>,
+    compensations: Family<CompensationLabels, Counter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StepLabels {
+    step: String,
+    /// `done`, `rejected` or `retry` (a transient failure Temporal retries).
+    outcome: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CompensationLabels {
+    step: String,
+}
+
+fn step_histogram() -> Histogram {
+    // 1 ms .. ~33 s
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 16,
+    ))
+}
+
+/// Registered nowhere (tests).
+impl Default for SagaMetrics {
+    fn default() -> SagaMetrics {
+        SagaMetrics {
+            steps: Family::new_with_constructor(step_histogram),
+            compensations: Family::default(),
+        }
+    }
+}
+
+impl SagaMetrics {
+    /// Register `saga_step_seconds` and `saga_compensations` on `metrics`.
+    pub fn register(metrics: &shopstream_platform::metrics::Metrics) -> SagaMetrics {
+        let m = SagaMetrics::default();
+        metrics.register(
+            "saga_step_seconds",
+            "Duration of one attempt of a saga step (compensations included), by step and outcome",
+            m.steps.clone(),
+        );
+        metrics.register(
+            "saga_compensations",
+            "Compensating steps the saga ran to completion, by step",
+            m.compensations.clone(),
+        );
+        m
+    }
+}
+
+impl std::fmt::Debug for SagaMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SagaMetrics")
+    }
+}
+
 /// The activities: each one a call through the `SagaSteps` port, or the
 /// step log through the orders service.
 pub struct CheckoutActivities {
     pub orders: Orders,
     pub steps: Arc<dyn SagaSteps>,
+    pub metrics: SagaMetrics,
+}
+
+/// The span of one saga activity, a child of the request that placed the
+/// order (its `traceparent` travels in the workflow input).
+fn saga_span(ctx: &ActivityContext, order: &SagaOrder, step: &str) -> tracing::Span {
+    let compensation = matches!(step, "refund" | "cancel_intent" | "release");
+    let span = tracing::info_span!(
+        "saga",
+        otel.name = %format!("saga {step}"),
+        otel.kind = "internal",
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        order_id = %order.order_id,
+        tenant_id = %order.tenant_id,
+        step = %step,
+        attempt = ctx.info().attempt,
+        saga.compensation = compensation,
+        outcome = tracing::field::Empty,
+    );
+    if let Some(tp) = &order.traceparent {
+        let headers = std::collections::BTreeMap::from([("traceparent".to_string(), tp.clone())]);
+        let _ = span.set_parent(telemetry::extract(&telemetry::MapExtractor(&headers)));
+    }
+    span
+}
+
+impl CheckoutActivities {
+    /// Run one step's call (after the pause fault lets it) inside its span,
+    /// and record its duration and outcome.
+    async fn step(
+        &self,
+        ctx: &ActivityContext,
+        order: &SagaOrder,
+        step: &'static str,
+        call: impl Future<Output = Result<StepReply, crate::ports::Transient>>,
+    ) -> Result<StepResult, ActivityError> {
+        let span = saga_span(ctx, order, step);
+        let started = std::time::Instant::now();
+        let reply = async {
+            hold_if_paused(ctx).await?;
+            Ok::<_, ActivityError>(call.await)
+        }
+        .instrument(span.clone())
+        .await?;
+        let outcome = match &reply {
+            Ok(StepReply::Done { .. }) => "done",
+            Ok(StepReply::Rejected { .. }) => "rejected",
+            Err(_) => "retry",
+        };
+        span.record("outcome", outcome);
+        match &reply {
+            Err(t) => {
+                span.record("otel.status_code", "error");
+                span.record("otel.status_description", t.0.as_str());
+            }
+            Ok(StepReply::Rejected { reason, .. }) => {
+                span.record("otel.status_description", reason.as_str());
+            }
+            Ok(StepReply::Done { .. }) => {}
+        }
+        self.metrics
+            .steps
+            .get_or_create(&StepLabels {
+                step: step.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        if outcome == "done" && matches!(step, "refund" | "cancel_intent" | "release") {
+            self.metrics
+                .compensations
+                .get_or_create(&CompensationLabels {
+                    step: step.to_string(),
+                })
+                .inc();
+        }
+        let _entered = span.enter();
+        done(reply, ctx)
+    }
 }
 
 fn done(
@@ -379,8 +530,8 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
-        hold_if_paused(&ctx).await?;
-        done(self.steps.reserve(&i.order).await, &ctx)
+        self.step(&ctx, &i.order, "reserve", self.steps.reserve(&i.order))
+            .await
     }
 
     #[activity]
@@ -389,8 +540,8 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
-        hold_if_paused(&ctx).await?;
-        done(self.steps.authorize(&i.order).await, &ctx)
+        self.step(&ctx, &i.order, "authorize", self.steps.authorize(&i.order))
+            .await
     }
 
     #[activity]
@@ -399,8 +550,8 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
-        hold_if_paused(&ctx).await?;
-        done(self.steps.capture(&i.order, &i.payment_id).await, &ctx)
+        let call = self.steps.capture(&i.order, &i.payment_id);
+        self.step(&ctx, &i.order, "capture", call).await
     }
 
     #[activity]
@@ -409,8 +560,8 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
-        hold_if_paused(&ctx).await?;
-        done(self.steps.finalize(&i.order, &i.reservation_id).await, &ctx)
+        let call = self.steps.finalize(&i.order, &i.reservation_id);
+        self.step(&ctx, &i.order, "finalize", call).await
     }
 
     #[activity]
@@ -419,8 +570,8 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
-        hold_if_paused(&ctx).await?;
-        done(self.steps.refund(&i.order, &i.payment_id).await, &ctx)
+        let call = self.steps.refund(&i.order, &i.payment_id);
+        self.step(&ctx, &i.order, "refund", call).await
     }
 
     #[activity]
@@ -429,11 +580,8 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
-        hold_if_paused(&ctx).await?;
-        done(
-            self.steps.cancel_intent(&i.order, &i.payment_id).await,
-            &ctx,
-        )
+        let call = self.steps.cancel_intent(&i.order, &i.payment_id);
+        self.step(&ctx, &i.order, "cancel_intent", call).await
     }
 
     #[activity]
@@ -442,27 +590,44 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
-        hold_if_paused(&ctx).await?;
-        done(self.steps.release(&i.order, &i.reservation_id).await, &ctx)
+        let call = self.steps.release(&i.order, &i.reservation_id);
+        self.step(&ctx, &i.order, "release", call).await
     }
 
-    /// Write a step to the order (idempotent per seq).
+    /// Write a step to the order (idempotent per seq). Its span carries the
+    /// order's trace, so the `order.lifecycle` event it writes does too.
     #[activity]
     pub async fn record(
         self: Arc<Self>,
         _ctx: ActivityContext,
         mut r: RecordInput,
     ) -> Result<(), ActivityError> {
-        let id: Uuid = r
-            .order_id
-            .parse()
-            .map_err(|e| ActivityError::from(anyhow::anyhow!("order id {}: {e}", r.order_id)))?;
-        r.step.at_ms = self.orders.clock.now_ms();
-        self.orders
-            .record(&r.tenant_id, id, &r.step)
-            .await
-            .map_err(|e| ActivityError::from(anyhow::anyhow!("{e}")))?;
-        Ok(())
+        let span = tracing::info_span!(
+            "saga",
+            otel.name = %format!("saga record {} {}", r.step.step, r.step.outcome),
+            otel.kind = "internal",
+            order_id = %r.order_id,
+            tenant_id = %r.tenant_id,
+            seq = r.step.seq,
+        );
+        if let Some(tp) = &r.traceparent {
+            let headers =
+                std::collections::BTreeMap::from([("traceparent".to_string(), tp.clone())]);
+            let _ = span.set_parent(telemetry::extract(&telemetry::MapExtractor(&headers)));
+        }
+        async move {
+            let id: Uuid = r.order_id.parse().map_err(|e| {
+                ActivityError::from(anyhow::anyhow!("order id {}: {e}", r.order_id))
+            })?;
+            r.step.at_ms = self.orders.clock.now_ms();
+            self.orders
+                .record(&r.tenant_id, id, &r.step)
+                .await
+                .map_err(|e| ActivityError::from(anyhow::anyhow!("{e}")))?;
+            Ok(())
+        }
+        .instrument(span)
+        .await
     }
 }
 

@@ -148,6 +148,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "media",
     "feed",
     "compliance",
+    "otel",
 ];
 
 /// A service's gRPC port is its HTTP port plus this (room for 50 services).

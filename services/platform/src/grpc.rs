@@ -126,7 +126,13 @@ where
             .and_then(|v| v.to_str().ok())
             .filter(|s| !s.is_empty())
             .unwrap_or(&self.default_tenant);
-        let span = tracing::info_span!("grpc", path = %req.uri().path(), tenant_id = %tenant_id);
+        let span = tracing::info_span!(
+            "grpc",
+            otel.name = %req.uri().path().trim_start_matches('/'),
+            otel.kind = "server",
+            path = %req.uri().path(),
+            tenant_id = %tenant_id
+        );
         let _ = span.set_parent(parent.clone());
         let fut = self.inner.call(req);
         Box::pin(fut.instrument(span).with_context(parent))

@@ -182,6 +182,9 @@ async fn observe(State(ops): State<Ops>, req: Request, next: Next) -> Response {
     let parent = telemetry::extract(&telemetry::HeaderExtractor(req.headers()));
     let span = tracing::info_span!(
         "http",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
         service = %ops.service,
         method = %method,
         route = %route,
@@ -211,6 +214,9 @@ async fn observe(State(ops): State<Ops>, req: Request, next: Next) -> Response {
         .with_context(parent)
         .await;
     span.record("status", resp.status().as_u16());
+    if resp.status().is_server_error() {
+        span.record("otel.status_code", "error");
+    }
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     // One log line per request, carrying the span's route, request id and trace id.
     span.in_scope(|| {

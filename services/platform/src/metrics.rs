@@ -1,7 +1,7 @@
 //! Prometheus metrics: one registry per process, standard HTTP/gRPC request
 //! metrics, and the text exposition served at `/metrics`.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -23,6 +23,46 @@ pub struct RequestLabels {
 struct FaultLabels {
     fault: String,
     target: String,
+}
+
+/// Labels of `shopstream_events_published_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TopicLabels {
+    topic: String,
+}
+
+/// Labels of `shopstream_events_consumed_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct GroupTopicLabels {
+    group: String,
+    topic: String,
+}
+
+/// Records this process published, per topic. Process-wide (one service per
+/// process), because publishing happens in the event bus, which holds no
+/// registry; every [`Metrics`] registers it.
+static EVENTS_PUBLISHED: LazyLock<Family<TopicLabels, Counter>> = LazyLock::new(Family::default);
+/// Records this process's consumer groups handled, per group and topic.
+static EVENTS_CONSUMED: LazyLock<Family<GroupTopicLabels, Counter>> =
+    LazyLock::new(Family::default);
+
+/// Count `n` records published to `topic` (the event bus calls this).
+pub fn count_published(topic: &str, n: u64) {
+    EVENTS_PUBLISHED
+        .get_or_create(&TopicLabels {
+            topic: topic.to_string(),
+        })
+        .inc_by(n);
+}
+
+/// Count one record of `topic` handled by consumer group `group`.
+pub fn count_consumed(group: &str, topic: &str) {
+    EVENTS_CONSUMED
+        .get_or_create(&GroupTopicLabels {
+            group: group.to_string(),
+            topic: topic.to_string(),
+        })
+        .inc();
 }
 
 fn latency_histogram() -> Histogram {
@@ -74,6 +114,16 @@ impl Metrics {
             "fault_active",
             "Catalog faults in this process's view of the fault store (1 while active)",
             fault_active.clone(),
+        );
+        registry.register(
+            "events_published",
+            "Event records this process published, per topic",
+            EVENTS_PUBLISHED.clone(),
+        );
+        registry.register(
+            "events_consumed",
+            "Event records this process's consumer groups handled (dead-lettered ones included), per group and topic",
+            EVENTS_CONSUMED.clone(),
         );
         Metrics {
             registry: Arc::new(RwLock::new(registry)),
@@ -159,5 +209,28 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn event_counts_show_on_every_registry_of_the_process() {
+        count_published("metrics-test.events", 3);
+        count_consumed("metrics-test-group", "metrics-test.events");
+        let text = Metrics::new("feed").render();
+        assert!(
+            sum_series(
+                &text,
+                "shopstream_events_published_total",
+                &["topic=\"metrics-test.events\""]
+            ) >= 3.0,
+            "{text}"
+        );
+        assert!(
+            sum_series(
+                &text,
+                "shopstream_events_consumed_total",
+                &["group=\"metrics-test-group\""]
+            ) >= 1.0,
+            "{text}"
+        );
     }
 }

@@ -27,6 +27,24 @@ pub enum OutboxError {
     Event(#[from] EventError),
 }
 
+/// The span of one event going from the outbox to the broker.
+fn publish_span(topic: &str, e: &Envelope) -> tracing::Span {
+    let span = tracing::info_span!(
+        "publish",
+        otel.name = %format!("publish {topic}"),
+        otel.kind = "producer",
+        topic = %topic,
+        event_type = %e.event_type,
+        event_id = %e.id,
+        outbox = true,
+    );
+    let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(
+        &span,
+        crate::telemetry::extract(&crate::telemetry::MapExtractor(&e.headers)),
+    );
+    span
+}
+
 /// Create the outbox table and its index of unpublished rows (idempotent).
 pub async fn ensure_table(pool: &PgPool) -> Result<(), OutboxError> {
     // One statement per call: the extended protocol takes one at a time.
@@ -169,7 +187,11 @@ impl Relay {
             }
         }
         for (topic, batch) in &runs {
+            // A producer span per event, continuing the trace the request that
+            // wrote it stored in its headers; they end when the batch is out.
+            let spans: Vec<tracing::Span> = batch.iter().map(|e| publish_span(topic, e)).collect();
             self.bus.publish_batch(topic, batch).await?;
+            drop(spans);
         }
         sqlx::query("UPDATE event_outbox SET published_at = now() WHERE seq = ANY($1)")
             .bind(&seqs)

@@ -16,7 +16,7 @@ use opentelemetry::{
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{EnvFilter, Layer as _, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,12 @@ impl LogFormat {
 }
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// How often finished spans are exported when an OTLP endpoint is set.
+pub const EXPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Spans whose target (module path) starts with this are exported; see [`init`].
+pub const SPAN_TARGET_PREFIX: &str = "shopstream";
 
 /// Errors while setting up telemetry.
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +73,18 @@ pub fn init(
                     endpoint: endpoint.to_string(),
                     source,
                 })?;
+            // Spans leave at least every second (the SDK's default is 5 s), so
+            // `shopstream trace` and `dash` show a request moments after it ends.
+            // `OTEL_BSP_SCHEDULE_DELAY` (ms) still overrides.
+            let mut batch = opentelemetry_sdk::trace::BatchConfigBuilder::default();
+            if std::env::var_os("OTEL_BSP_SCHEDULE_DELAY").is_none() {
+                batch = batch.with_scheduled_delay(EXPORT_EVERY);
+            }
+            let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+                .with_batch_config(batch.build())
+                .build();
             SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
+                .with_span_processor(processor)
                 .with_resource(
                     opentelemetry_sdk::Resource::builder()
                         .with_service_name(service.to_string())
@@ -83,7 +99,20 @@ pub fn init(
     let _ = PROVIDER.set(provider);
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    // Only our own spans become OpenTelemetry spans: the Temporal SDK, tonic
+    // and hyper have spans of their own at `info` that would bury a request's
+    // few dozen in thousands of polls.
+    // Source locations, thread names and busy/idle times would triple what
+    // each span carries to the collector and tell a reader of a waterfall nothing.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            meta.target().starts_with(SPAN_TARGET_PREFIX)
+        }));
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let _ = match format {
         LogFormat::Json => registry

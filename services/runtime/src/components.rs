@@ -50,6 +50,9 @@ pub enum Kind {
     /// DSARs: export and erasure across every participant (a Temporal
     /// worker), the audit chain and certificates.
     Compliance,
+    /// The trace collector (`serve otel`): every service exports its spans
+    /// to it; `shopstream trace` and `dash` read them back.
+    Otel,
 }
 
 impl Kind {
@@ -62,7 +65,9 @@ impl Kind {
         Kind::S3,
     ];
     /// Services, started once the infrastructure is ready.
-    pub const SERVICES: [Kind; 15] = [
+    /// The collector comes first, so the others' first spans have somewhere to go.
+    pub const SERVICES: [Kind; 16] = [
+        Kind::Otel,
         Kind::Identity,
         Kind::Catalog,
         Kind::Inventory,
@@ -80,12 +85,13 @@ impl Kind {
         Kind::Compliance,
     ];
     /// Everything, in start order; `down` stops in reverse.
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 21] = [
         Kind::Postgres,
         Kind::Redis,
         Kind::Kafka,
         Kind::Temporal,
         Kind::S3,
+        Kind::Otel,
         Kind::Identity,
         Kind::Catalog,
         Kind::Inventory,
@@ -140,6 +146,7 @@ impl Kind {
             Kind::Media => "media",
             Kind::Feed => "feed",
             Kind::Compliance => "compliance",
+            Kind::Otel => "otel",
         }
     }
 
@@ -168,7 +175,8 @@ impl Kind {
             | Kind::Analytics
             | Kind::Media
             | Kind::Feed
-            | Kind::Compliance => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
+            | Kind::Compliance
+            | Kind::Otel => self.service_addrs(ports).map_or(0, |(h, _)| h.port()),
         }
     }
 
@@ -194,7 +202,8 @@ impl Kind {
             | Kind::Analytics
             | Kind::Media
             | Kind::Feed
-            | Kind::Compliance => self
+            | Kind::Compliance
+            | Kind::Otel => self
                 .service_addrs(ports)
                 .map(|(h, _)| format!("http://{h}"))
                 .unwrap_or_default(),
@@ -431,7 +440,8 @@ impl Layout {
             | Kind::Analytics
             | Kind::Media
             | Kind::Feed
-            | Kind::Compliance => vec![],
+            | Kind::Compliance
+            | Kind::Otel => vec![],
         };
         match need.iter().find(|(_, p)| p.is_none()) {
             Some((name, _)) => Err(missing(name)),
@@ -577,7 +587,8 @@ impl Layout {
             | Kind::Analytics
             | Kind::Media
             | Kind::Feed
-            | Kind::Compliance => {
+            | Kind::Compliance
+            | Kind::Otel => {
                 let mut s = spec(kind, self.exe.clone(), strings(&["serve", kind.name()]), dir);
                 s.env = self.service_env(kind);
                 // stripe-sim delivers its webhooks to payments.
@@ -636,6 +647,12 @@ impl Layout {
             ("SHOPSTREAM_LOG_FORMAT".into(), "json".into()),
         ];
         env.extend(p.env_vars().map(|(k, v)| (k.to_string(), v)));
+        // Spans go to this stack's collector (the collector itself never exports).
+        if kind != Kind::Otel
+            && let Some((_, otlp)) = Kind::Otel.service_addrs(&p)
+        {
+            env.push(("SHOPSTREAM_OTLP_ENDPOINT".into(), format!("http://{otlp}")));
+        }
         env
     }
 

@@ -11,6 +11,7 @@ pub mod components;
 pub mod fault_proxy;
 pub mod links;
 pub mod lossy_path;
+pub mod otel;
 pub mod prereq;
 pub mod process;
 pub mod s3_server;

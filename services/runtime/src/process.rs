@@ -168,6 +168,119 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
     tree
 }
 
+/// One reading of every process's `/proc/<pid>/stat`: parents, CPU time,
+/// resident memory and start time, so a caller watching many process trees
+/// (`shopstream dash`) scans `/proc` once per refresh instead of once per tree.
+#[derive(Debug, Clone, Default)]
+pub struct ProcTable {
+    procs: std::collections::HashMap<u32, ProcStat>,
+    /// Seconds since boot when the table was read.
+    uptime_s: f64,
+    ticks_per_s: f64,
+    page_kib: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcStat {
+    ppid: u32,
+    /// utime + stime, in clock ticks.
+    cpu_ticks: u64,
+    rss_pages: u64,
+    /// Start time after boot, in clock ticks.
+    start_ticks: u64,
+}
+
+/// The fields of one `/proc/<pid>/stat` line that [`ProcTable`] keeps.
+fn parse_stat(text: &str) -> Option<ProcStat> {
+    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
+    let (_, rest) = text.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is field 3 (state); field n is f[n - 3].
+    let num = |n: usize| f.get(n - 3)?.parse::<u64>().ok();
+    Some(ProcStat {
+        ppid: u32::try_from(num(4)?).ok()?,
+        cpu_ticks: num(14)? + num(15)?,
+        start_ticks: num(22)?,
+        rss_pages: num(24)?,
+    })
+}
+
+impl ProcTable {
+    /// Read every process now.
+    pub fn read() -> ProcTable {
+        let mut procs = std::collections::HashMap::new();
+        if let Ok(entries) = fs::read_dir("/proc") {
+            for e in entries.flatten() {
+                let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                    continue;
+                };
+                if let Some(st) = fs::read_to_string(format!("/proc/{p}/stat"))
+                    .ok()
+                    .as_deref()
+                    .and_then(parse_stat)
+                {
+                    procs.insert(p, st);
+                }
+            }
+        }
+        let uptime_s = fs::read_to_string("/proc/uptime")
+            .ok()
+            .and_then(|t| t.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
+        let sysconf = |v| nix::unistd::sysconf(v).ok().flatten().filter(|n| *n > 0);
+        ProcTable {
+            procs,
+            uptime_s,
+            ticks_per_s: sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap_or(100) as f64,
+            page_kib: (sysconf(nix::unistd::SysconfVar::PAGE_SIZE).unwrap_or(4096) / 1024) as u64,
+        }
+    }
+
+    /// `pid` and its descendants, as the table saw them.
+    pub fn tree(&self, pid: u32) -> Vec<u32> {
+        if !self.procs.contains_key(&pid) {
+            return Vec::new();
+        }
+        let mut tree = vec![pid];
+        let mut i = 0;
+        while i < tree.len() {
+            let cur = tree[i];
+            tree.extend(
+                self.procs
+                    .iter()
+                    .filter(|(_, st)| st.ppid == cur)
+                    .map(|(p, _)| *p),
+            );
+            i += 1;
+        }
+        tree
+    }
+
+    /// CPU seconds (user + system) the tree of `pid` has used so far.
+    pub fn tree_cpu_s(&self, pid: u32) -> f64 {
+        let ticks: u64 = self.tree(pid).iter().map(|p| self.procs[p].cpu_ticks).sum();
+        ticks as f64 / self.ticks_per_s
+    }
+
+    /// Resident memory of the tree of `pid`, in KiB (shared pages counted
+    /// once per process, as in [`TreeMemory::rss_kib`]).
+    pub fn tree_rss_kib(&self, pid: u32) -> u64 {
+        self.tree(pid)
+            .iter()
+            .map(|p| self.procs[p].rss_pages * self.page_kib)
+            .sum()
+    }
+
+    /// How long `pid` has been running.
+    pub fn age(&self, pid: u32) -> Option<Duration> {
+        let st = self.procs.get(&pid)?;
+        let started_s = st.start_ticks as f64 / self.ticks_per_s;
+        Some(Duration::from_secs_f64(
+            (self.uptime_s - started_s).max(0.0),
+        ))
+    }
+}
+
 /// Memory of a process tree, in KiB.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TreeMemory {
@@ -364,5 +477,22 @@ Locked:                0 kB
             assert!(!is_alive(p), "pid {p} survived");
         }
         let _ = fs::remove_dir_all(dir);
+    }
+    #[test]
+    fn the_proc_table_reads_this_process_and_parses_stat_lines() {
+        let st = parse_stat(
+            "42 (a (weird) name) S 7 42 42 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 4 0 12345 999 321 18446744073709551615",
+        )
+        .unwrap();
+        assert_eq!(
+            (st.ppid, st.cpu_ticks, st.start_ticks, st.rss_pages),
+            (7, 300, 12345, 321)
+        );
+        let me = std::process::id();
+        let t = ProcTable::read();
+        assert_eq!(t.tree(me).first(), Some(&me));
+        assert!(t.tree_rss_kib(me) > 0);
+        assert!(t.age(me).is_some());
+        assert!(t.tree(u32::MAX).is_empty());
     }
 }

@@ -486,7 +486,8 @@ impl Stack {
                 | Kind::Analytics
                 | Kind::Media
                 | Kind::Feed
-                | Kind::Compliance => {
+                | Kind::Compliance
+                | Kind::Otel => {
                     let (addr, _) = kind
                         .service_addrs(&self.layout.ports)
                         .ok_or_else(|| "no address".to_string())?;

@@ -30,6 +30,72 @@ impl PgOrders {
     }
 }
 
+/// `shopstream_orders_by_state{state}`: how many orders are in each state
+/// now, over every tenant, counted every [`OrdersByState::EVERY`] (the
+/// dashboard's "orders by state").
+#[derive(Debug, Clone)]
+pub struct OrdersByState {
+    pool: PgPool,
+    gauge: prometheus_client::metrics::family::Family<
+        StateLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+pub struct StateLabels {
+    state: String,
+}
+
+impl OrdersByState {
+    /// How often the counts are refreshed.
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+    pub fn register(
+        metrics: &shopstream_platform::metrics::Metrics,
+        pool: PgPool,
+    ) -> OrdersByState {
+        let o = OrdersByState {
+            pool,
+            gauge: Default::default(),
+        };
+        metrics.register(
+            "orders_by_state",
+            "Orders in each state now, over every tenant",
+            o.gauge.clone(),
+        );
+        o
+    }
+
+    /// Count once: a state no order is in any more reads 0.
+    pub async fn refresh(&self) -> Result<(), sqlx::Error> {
+        let rows = sqlx::query("SELECT state, count(*) AS n FROM orders GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        self.gauge.clear();
+        for r in rows {
+            self.gauge
+                .get_or_create(&StateLabels {
+                    state: r.get("state"),
+                })
+                .set(r.get::<i64, _>("n"));
+        }
+        Ok(())
+    }
+
+    /// Refresh until `stop`.
+    pub async fn run(self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            if let Err(e) = self.refresh().await {
+                tracing::debug!(error = %e, "counting orders by state failed; trying again");
+            }
+            if !shopstream_platform::shutdown::sleep_or_stop(&stop, Self::EVERY).await {
+                return;
+            }
+        }
+    }
+}
+
 fn storage(e: impl std::fmt::Display) -> StoreError {
     StoreError::Storage(e.to_string())
 }

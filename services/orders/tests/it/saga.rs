@@ -212,6 +212,7 @@ where
         .register_workflow::<CheckoutWorkflow>()
         .unwrap()
         .register_activities(CheckoutActivities {
+            metrics: Default::default(),
             orders: orders.clone(),
             steps: script.clone(),
         })

@@ -275,7 +275,7 @@ impl EventBus for KafkaBus {
         self.producer
             .send(Self::record(topic, event), timeout)
             .await
-            .map(|_| ())
+            .map(|_| crate::metrics::count_published(topic, 1))
             .map_err(|(e, _)| broker_err(e))
     }
 
@@ -319,6 +319,7 @@ impl EventBus for KafkaBus {
         while let Some(f) = pending.pop_front() {
             check(f.await)?;
         }
+        crate::metrics::count_published(topic, events.len() as u64);
         Ok(())
     }
 

@@ -82,6 +82,7 @@ impl EventBus for MemoryBus {
             let p = fnv1a(event.key.as_bytes()) as usize % parts.len();
             parts[p].push(event.clone());
         }
+        crate::metrics::count_published(topic, 1);
         self.notify.notify_waiters();
         Ok(())
     }

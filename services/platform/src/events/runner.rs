@@ -22,6 +22,7 @@ use prometheus_client::{
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::{
     Delivery, EventBus, EventError, FaultLookup, GroupLag, dedupe::Deduper, dlq_topic, header,
@@ -594,11 +595,31 @@ async fn process(
         stats.duplicates_skipped += 1;
         return Ok(());
     }
+    // One span per handled record, continuing the trace the event carries:
+    // the producer's request, then this consumer, in one waterfall.
+    let span = tracing::info_span!(
+        "consume",
+        otel.name = %format!("consume {}", d.topic),
+        otel.kind = "consumer",
+        group = %cfg.group,
+        topic = %d.topic,
+        event_type = %d.envelope.event_type,
+        event_id = %id,
+        attempts = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(
+        &span,
+        crate::telemetry::extract(&crate::telemetry::MapExtractor(&d.envelope.headers)),
+    );
     let mut attempt = 1;
     loop {
-        match handler.handle(d).await {
+        let handled = handler.handle(d).instrument(span.clone()).await;
+        span.record("attempts", attempt);
+        match handled {
             Ok(()) => {
                 dedupe.mark(&cfg.group, id).await?;
+                crate::metrics::count_consumed(&cfg.group, &d.topic);
                 stats.processed += 1;
                 return Ok(());
             }
@@ -612,6 +633,8 @@ async fn process(
                 tracing::error!(event_id = %id, attempt, error = %e, "dead-lettering event");
                 dead_letter(bus, cfg, d, &e.to_string(), attempt).await?;
                 dedupe.mark(&cfg.group, id).await?;
+                crate::metrics::count_consumed(&cfg.group, &d.topic);
+                span.record("otel.status_code", "error");
                 stats.dead_lettered += 1;
                 return Ok(());
             }
