@@ -2,8 +2,9 @@
 # Boot Shopstream natively on a fresh Debian/Ubuntu machine and show it running.
 # Installs what it needs (idempotently), builds the one binary, starts the
 # infrastructure and the services, seeds the demo data, prints the status, and
-# runs the headline lab: a checkout whose payment fails at capture, compensated
-# by the saga (stock returned, payment voided, order cancelled with a reason).
+# ends with `shopstream demo`: a narrated tour (search freshness, a live order
+# and its trace, a payment failure compensated, a refund, the simulator, a DSAR
+# certificate, a flash sale) in at most three minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,8 +19,8 @@ echo "== seed (admin account, 600 products, their pictures through the media pip
 "$bin" seed
 echo "== status"
 "$bin" status
-echo "== headline lab: checkout-failure"
-"$bin" lab run checkout-failure --no-boot
 echo
 echo "Gateway: http://127.0.0.1:18080  (API docs: http://127.0.0.1:18080/docs/)"
 echo "Stop everything with: $bin down   (add --purge to delete all state)"
+echo "== the tour (watch it live with \`$bin dash\` in a second terminal)"
+"$bin" demo --no-pause

@@ -3,6 +3,7 @@
 mod bench;
 mod consistency;
 mod dash;
+mod demo;
 mod dsar;
 mod fault;
 mod feed;
@@ -124,6 +125,15 @@ enum Command {
     /// 250 ms. Enter on a trace opens its waterfall; `--once [--json]` prints
     /// one snapshot for scripts and CI.
     Dash(dash::DashArgs),
+    /// A narrated tour of the running system in at most three minutes:
+    /// footprint, search freshness, a live order and its trace, a compensated
+    /// payment failure, a refund, the simulator, a DSAR certificate, a flash sale.
+    ///
+    /// Run it against a booted, seeded stack with `shopstream dash` open in a
+    /// second terminal; each step says what to watch there. `--pace fast`
+    /// never pauses; `--no-pause` never waits for Enter; `--json` prints each
+    /// step's outcome, numbers and duration at the end.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -161,6 +171,7 @@ fn main() -> ExitCode {
             Command::Consistency(a) => consistency::consistency(a).await,
             Command::Trace(a) => trace::trace(a).await,
             Command::Dash(a) => dash::dash(&cli.state_dir, a).await,
+            Command::Demo(a) => demo::demo(&cli.state_dir, a).await,
         }
     });
     match code {

@@ -203,6 +203,9 @@ struct Totals {
     search_buckets: Option<Buckets>,
 }
 
+/// Routes of health checks and scrapes, left out of the request rate.
+pub const PROBE_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 impl Totals {
     fn add(&mut self, s: &Sample, value: f64) {
         let bucket = |s: &Sample| s.label("le").and_then(prom::parse_value).map(Le);
@@ -217,7 +220,10 @@ impl Totals {
                     *self.consumed_by_group.entry(g.to_string()).or_default() += value;
                 }
             }
-            metric::REQUESTS => *self.requests.get_or_insert(0.0) += value,
+            // Probes (this dashboard's own among them) are not traffic.
+            metric::REQUESTS if !s.label("route").is_some_and(|r| PROBE_ROUTES.contains(&r)) => {
+                *self.requests.get_or_insert(0.0) += value;
+            }
             metric::SAGA_COMPENSATIONS => *self.compensations.get_or_insert(0.0) += value,
             name if name.strip_suffix("_bucket") == Some(metric::SAGA_STEP_SECONDS) => {
                 if let (Some(step), Some(le)) = (s.label("step"), bucket(s)) {
@@ -991,5 +997,27 @@ mod tests {
                 .windows(2)
                 .all(|w| w[0].start_unix_nano > w[1].start_unix_nano)
         );
+    }
+    #[test]
+    fn probes_are_not_counted_as_requests() {
+        let text = |n: u32| {
+            format!(
+                "shopstream_requests_total{{route=\"/readyz\",service=\"gateway\"}} {}\n\
+                 shopstream_requests_total{{route=\"/metrics\",service=\"gateway\"}} {}\n\
+                 shopstream_requests_total{{route=\"/orders\",service=\"gateway\"}} {}\n",
+                n * 100,
+                n * 100,
+                n * 3
+            )
+        };
+        let mut m = Model::default();
+        for (i, at) in [0u64, 1_000].into_iter().enumerate() {
+            m.apply(Tick {
+                at_ms: at,
+                metrics: vec![("gateway".into(), text(i as u32 + 1))],
+                ..Tick::default()
+            });
+        }
+        assert_close(m.panels().requests_per_s, 3.0);
     }
 }

@@ -301,20 +301,23 @@ pub fn histogram(samples_ms: &[f64]) -> Vec<String> {
 
 /// What `GET /debug/indexed/{id}` answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Indexed {
-    version: i64,
-    searchable_ts_ms: Option<i64>,
-    commit_to_searchable_ms: Option<i64>,
+pub struct Indexed {
+    pub version: i64,
+    /// When search made this version visible to queries (Unix ms).
+    pub searchable_ts_ms: Option<i64>,
+    /// Search's own measure: the source commit (cdc's header) → searchable.
+    pub commit_to_searchable_ms: Option<i64>,
 }
 
+/// Search's debug surface: which version of a product the index holds.
 #[derive(Clone)]
-struct SearchDebug {
+pub struct SearchDebug {
     http: reqwest::Client,
     base: String,
 }
 
 impl SearchDebug {
-    fn new(base: &str) -> Result<SearchDebug, LabError> {
+    pub fn new(base: &str) -> Result<SearchDebug, LabError> {
         Ok(SearchDebug {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
@@ -324,7 +327,8 @@ impl SearchDebug {
         })
     }
 
-    async fn indexed(&self, product_id: &str) -> Result<Option<Indexed>, LabError> {
+    /// The version of `product_id` the index holds; `None` when it holds none.
+    pub async fn indexed(&self, product_id: &str) -> Result<Option<Indexed>, LabError> {
         let url = format!("{}/debug/indexed/{product_id}", self.base);
         let r = self
             .http
@@ -426,25 +430,13 @@ async fn edit_loop(
             .get(&p.id)
             .copied()
             .unwrap_or(p.start_version);
-        let body = json!({"description": format!("{} — cdc-latency edit {n}", p.title)});
-        let if_match = format!("\"{version}\"");
-        let r = gateway
-            .send(
-                reqwest::Method::PATCH,
-                &format!("/admin/products/{}", p.id),
-                Some(&body),
-                &[("If-Match", &if_match)],
-            )
-            .await;
+        let description = format!("{} — cdc-latency edit {n}", p.title);
+        let r = edit_description(&gateway, &p.id, version, &description).await;
         let mut w = written.lock().unwrap_or_else(|e| e.into_inner());
-        match r.map(|a| a.body["version"].as_i64()) {
-            Ok(Some(v)) => {
+        match r {
+            Ok(v) => {
                 w.versions.entry(p.id.clone()).or_default().insert(v);
                 w.current.insert(p.id.clone(), v);
-            }
-            Ok(None) => {
-                w.failed += 1;
-                w.last_error = Some("PATCH answered without a version".into());
             }
             Err(e) => {
                 w.failed += 1;
@@ -452,6 +444,31 @@ async fn edit_loop(
             }
         }
     }
+}
+
+/// One edit through the admin API (`gateway` logged in as an admin):
+/// `PATCH /admin/products/{id}` sets the description, `If-Match` carries
+/// `version`, the version the caller last saw. Returns the product's new
+/// version, the one to follow through cdc into the index.
+pub async fn edit_description(
+    gateway: &Gateway,
+    product_id: &str,
+    version: i64,
+    description: &str,
+) -> Result<i64, LabError> {
+    let body = json!({ "description": description });
+    let if_match = format!("\"{version}\"");
+    gateway
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/admin/products/{product_id}"),
+            Some(&body),
+            &[("If-Match", &if_match)],
+        )
+        .await?
+        .body["version"]
+        .as_i64()
+        .ok_or_else(|| LabError::Failed("PATCH answered without a version".into()))
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
@@ -1137,7 +1154,7 @@ fn report_phase1_latencies(
 }
 
 /// Percent-encode a query value (letters, digits and `-._~` stay).
-fn url_escape(s: &str) -> String {
+pub fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {

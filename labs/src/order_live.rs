@@ -59,14 +59,14 @@ const INTRO: &str = "A buyer often watches an order on two screens at once. Shop
 
 /// One step as a subscriber saw it.
 #[derive(Debug, Clone)]
-struct Seen {
-    seq: u64,
-    step: String,
-    state: String,
+pub struct Seen {
+    pub seq: u64,
+    pub step: String,
+    pub state: String,
     /// Receipt − the step's commit, in ms.
-    latency_ms: i64,
+    pub latency_ms: i64,
     /// Came through a resume after the drop.
-    resumed: bool,
+    pub resumed: bool,
 }
 
 fn now_ms() -> i64 {
@@ -76,7 +76,8 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-type Log = Arc<Mutex<Vec<Seen>>>;
+/// The steps a subscriber saw, in arrival order (shared with whoever shows them).
+pub type Log = Arc<Mutex<Vec<Seen>>>;
 
 fn push(log: &Log, seq: u64, data: &Value, committed_ms: i64, resumed: bool) -> bool {
     let seen = Seen {
@@ -92,8 +93,15 @@ fn push(log: &Log, seq: u64, data: &Value, committed_ms: i64, resumed: bool) -> 
     terminal(&data["state"])
 }
 
-/// The SSE subscriber: reads until the order ends.
-async fn follow_sse(base: String, token: String, order: String, log: Log) -> Result<(), String> {
+/// The SSE subscriber (`GET {base}/orders/{order}/stream` as the holder of
+/// `token`): appends each step to `log` as it arrives, until the order ends.
+/// It has no deadline of its own: the caller bounds it.
+pub async fn follow_sse(
+    base: String,
+    token: String,
+    order: String,
+    log: Log,
+) -> Result<(), String> {
     let client = reqwest::Client::new();
     let mut resp = client
         .get(format!("{base}/orders/{order}/stream"))
@@ -183,6 +191,108 @@ async fn follow_ws(
     .await
     .map_err(|e| e.to_string())?;
     read_ws(&mut ws, &log, true, None).await.map(|_| ())
+}
+
+/// Pick the first seeded product and make `units` of its first SKU
+/// available (on hand = held units + `units`, through inventory's operator
+/// call SetStock); `(product_id, sku_id, available)`.
+pub async fn stock_a_product(
+    gateway: &Gateway,
+    inventory: &Inventory,
+    units: i64,
+) -> Result<(String, String, i64), LabError> {
+    let page = gateway.get("/products?limit=1").await?;
+    let product = page["items"].get(0).ok_or_else(|| {
+        LabError::NotReady("the catalog is empty: load the demo data with `shopstream seed`".into())
+    })?;
+    let product_id = product["id"].as_str().unwrap_or_default().to_string();
+    let sku_id = product["skus"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let reserved = inventory.stock(&sku_id).await?.map_or(0, |s| s.reserved);
+    let s = inventory.set_on_hand(&sku_id, reserved + units).await?;
+    Ok((product_id, sku_id, s.available))
+}
+
+/// `POST /orders` as the buyer `gateway` is logged in as: one unit of
+/// `sku_id`, paid with Stripe's test card that succeeds; the order's id.
+pub async fn place_order(
+    gateway: &Gateway,
+    product_id: &str,
+    sku_id: &str,
+    idempotency_key: &str,
+) -> Result<String, LabError> {
+    let body = json!({
+        "items": [{"product_id": product_id, "sku_id": sku_id, "quantity": 1}],
+        "payment_method": TEST_CARD,
+    });
+    let a = gateway
+        .send(
+            reqwest::Method::POST,
+            "/orders",
+            Some(&body),
+            &[("Idempotency-Key", idempotency_key)],
+        )
+        .await?;
+    let id = a.body["order_id"].as_str().unwrap_or_default().to_string();
+    if id.is_empty() {
+        return Err(LabError::Failed(
+            "POST /orders answered without order_id".into(),
+        ));
+    }
+    Ok(id)
+}
+
+/// Refund everything captured of `payment_id` (`admin` logged in as an
+/// admin): `POST /payments/{id}/refund`; the answer holds the payment after
+/// the refund and the provider's refund id.
+pub async fn refund_in_full(
+    admin: &Gateway,
+    payment_id: &str,
+    reason: &str,
+    idempotency_key: &str,
+) -> Result<crate::target::Answer, LabError> {
+    admin
+        .send(
+            reqwest::Method::POST,
+            &format!("/payments/{payment_id}/refund"),
+            Some(&json!({ "reason": reason })),
+            &[("Idempotency-Key", idempotency_key)],
+        )
+        .await
+}
+
+/// The subject of the refund e-mail of `order_id` in mail-sim
+/// (`GET {mail_sim_url}/messages`), if it arrived.
+pub async fn refund_mail(
+    http: &reqwest::Client,
+    mail_sim_url: &str,
+    order_id: &str,
+) -> Result<Option<String>, LabError> {
+    let url = format!("{mail_sim_url}/messages");
+    let r = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| crate::target::unreachable("mail-sim", &url, &e))?;
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(crate::target::status_error(&url, status, &body));
+    }
+    let list: Value =
+        serde_json::from_str(&body).map_err(|e| LabError::Failed(format!("{url}: {e}")))?;
+    // Subjects name the order by the first 8 characters of its id.
+    let short: String = order_id.chars().take(8).collect();
+    Ok(list["messages"].as_array().and_then(|m| {
+        m.iter().find_map(|m| {
+            m["subject"]
+                .as_str()
+                .filter(|s| s.starts_with("Refund of") && s.ends_with(&short))
+                .map(str::to_owned)
+        })
+    }))
 }
 
 /// Today's (last row's) orders completed and refunds (all currencies) of a
@@ -277,22 +387,10 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
 
     let (product_id, sku_id) = lab
         .action("pick a seeded product and make 10 units available", async {
-            let page = buyer.get("/products?limit=1").await?;
-            let product = page["items"].get(0).ok_or_else(|| {
-                LabError::NotReady(
-                    "the catalog is empty: load the demo data with `shopstream seed`".into(),
-                )
-            })?;
-            let product_id = product["id"].as_str().unwrap_or_default().to_string();
-            let sku_id = product["skus"][0]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let reserved = inventory.stock(&sku_id).await?.map_or(0, |s| s.reserved);
-            let s = inventory.set_on_hand(&sku_id, reserved + 10).await?;
+            let (product_id, sku_id, available) = stock_a_product(&buyer, &inventory, 10).await?;
             Ok((
                 (product_id, sku_id.clone()),
-                format!("sku {sku_id}: {} available", s.available),
+                format!("sku {sku_id}: {available} available"),
             ))
         })
         .await?;
@@ -311,28 +409,8 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
     .await?;
 
     let place = |key: String| {
-        let body = json!({
-            "items": [{"product_id": product_id, "sku_id": sku_id, "quantity": 1}],
-            "payment_method": TEST_CARD,
-        });
-        let buyer = buyer.clone();
-        async move {
-            let a = buyer
-                .send(
-                    reqwest::Method::POST,
-                    "/orders",
-                    Some(&body),
-                    &[("Idempotency-Key", &key)],
-                )
-                .await?;
-            let id = a.body["order_id"].as_str().unwrap_or_default().to_string();
-            if id.is_empty() {
-                return Err(LabError::Failed(
-                    "POST /orders answered without order_id".into(),
-                ));
-            }
-            Ok(id)
-        }
+        let (buyer, product_id, sku_id) = (buyer.clone(), product_id.clone(), sku_id.clone());
+        async move { place_order(&buyer, &product_id, &sku_id, &key).await }
     };
     let order_id = lab
         .action("place an order: 1 unit, pm_card_visa", async {
@@ -479,14 +557,7 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
          the refund e-mail.",
     );
     lab.action("refund the order in full (admin)", async {
-        let a = admin
-            .send(
-                reqwest::Method::POST,
-                &format!("/payments/{payment_id}/refund"),
-                Some(&json!({"reason": "lab"})),
-                &[("Idempotency-Key", &format!("lab-refund-{suffix}"))],
-            )
-            .await?;
+        let a = refund_in_full(&admin, &payment_id, "lab", &format!("lab-refund-{suffix}")).await?;
         Ok((
             (),
             format!(
@@ -503,22 +574,10 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
         MAIL_DEADLINE,
         POLL,
         || {
-            let (get_json, url, short) = (
-                get_json,
-                format!("{}/messages", target.mail_sim_url),
-                short.clone(),
-            );
+            let (http, url, order_id) = (&http, &target.mail_sim_url, &order_id);
             async move {
-                let list = get_json(url).await?;
-                let found = list["messages"].as_array().and_then(|m| {
-                    m.iter().find(|m| {
-                        m["subject"]
-                            .as_str()
-                            .is_some_and(|s| s.starts_with("Refund of") && s.ends_with(&short))
-                    })
-                });
-                Ok(match found {
-                    Some(m) => Probe::Ready((), format!("{:?}", m["subject"])),
+                Ok(match refund_mail(http, url, order_id).await? {
+                    Some(subject) => Probe::Ready((), format!("{subject:?}")),
                     None => Probe::Waiting("not there yet".into()),
                 })
             }

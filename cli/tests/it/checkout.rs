@@ -675,7 +675,7 @@ fn trace_of_a_completed_order(state: &Path, order_id: &str) {
         last = i;
     }
     let event = at(
-        &|s| s["name"] == "publish order.lifecycle" && s["kind"] == "producer",
+        &|s| s["name"] == "publish order.lifecycle order.state_changed" && s["kind"] == "producer",
         "publish order.lifecycle",
     );
     assert!(event > request, "{placed:#}");

@@ -383,3 +383,43 @@ fn up_watch_restarts_a_component_killed_with_sigkill() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(processes_mentioning(state.to_str().unwrap()).is_empty());
 }
+
+/// With nothing running, `dash --once` draws every component as down with
+/// the way to start the stack and exits 4; `trace` exits 4 naming the
+/// collector and how to start it; a malformed size is a usage error.
+#[test]
+fn dash_and_trace_without_a_stack_say_how_to_start_it() {
+    let state = temp_dir("dash-nothing-up");
+    let _cleanup = Cleanup(state.clone());
+    let out = cli(&state, &NOTHING_UP, &["dash", "--once", "--size", "120x30"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let frame = String::from_utf8_lossy(&out.stdout);
+    assert!(frame.contains("components 0/21 ready"), "{frame}");
+    assert!(frame.contains("start it with `shopstream up`"), "{frame}");
+    let out = cli(&state, &NOTHING_UP, &["dash", "--once", "--json"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let snapshot: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snapshot["all_down"], true, "{snapshot:#}");
+    assert!(
+        snapshot["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["state"] == "down"),
+        "{snapshot:#}"
+    );
+    let out = cli(&state, &NOTHING_UP, &["dash", "--once", "--size", "wide"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = cli(
+        &state,
+        &NOTHING_UP,
+        &["trace", "0af7651916cd43dd8448eb211c80319c"],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        text(&out).contains("trace collector is not reachable")
+            && text(&out).contains("shopstream up"),
+        "{}",
+        text(&out)
+    );
+}

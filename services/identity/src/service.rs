@@ -88,7 +88,7 @@ fn new_refresh_token() -> String {
 }
 
 impl Identity {
-    #[tracing::instrument(skip(self, password), fields(tenant))]
+    #[tracing::instrument(skip(self, email, password), fields(tenant))]
     pub async fn signup(
         &self,
         tenant: &str,
@@ -122,7 +122,7 @@ impl Identity {
         Ok(user)
     }
 
-    #[tracing::instrument(skip(self, password), fields(tenant))]
+    #[tracing::instrument(skip(self, email, password), fields(tenant))]
     pub async fn login(
         &self,
         tenant: &str,

@@ -258,7 +258,7 @@ impl Orders {
     /// [`Orders::create`] for a caller who stops waiting at `deadline`: the
     /// saga start also ends [`ANSWER_MARGIN`] before it (and is skipped when
     /// no time is left), so the answer reaches the caller.
-    #[tracing::instrument(skip(self, lines, payment_method), fields(lines = lines.len()))]
+    #[tracing::instrument(skip(self, user_id, lines, payment_method), fields(lines = lines.len()))]
     pub async fn create_within(
         &self,
         tenant: &str,

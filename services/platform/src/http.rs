@@ -169,6 +169,9 @@ fn request_id(headers: &http::HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Routes of health checks and scrapes.
+const PROBE_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 /// Extract the caller's trace context, run the request inside a span that
 /// continues it, and record request metrics by matched route.
 async fn observe(State(ops): State<Ops>, req: Request, next: Next) -> Response {
@@ -179,6 +182,19 @@ async fn observe(State(ops): State<Ops>, req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
+    // Probes (a supervisor's /readyz, a scraper's /metrics, `dash` doing
+    // both every second) are counted but neither traced nor logged: they
+    // would bury the requests a reader looks for.
+    if PROBE_ROUTES.contains(&route.as_str()) {
+        let resp = next.run(req).await;
+        ops.metrics.observe_request(
+            &method,
+            &route,
+            resp.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+        return resp;
+    }
     let parent = telemetry::extract(&telemetry::HeaderExtractor(req.headers()));
     let span = tracing::info_span!(
         "http",

@@ -31,7 +31,7 @@ pub enum OutboxError {
 fn publish_span(topic: &str, e: &Envelope) -> tracing::Span {
     let span = tracing::info_span!(
         "publish",
-        otel.name = %format!("publish {topic}"),
+        otel.name = %format!("publish {topic} {}", e.event_type),
         otel.kind = "producer",
         topic = %topic,
         event_type = %e.event_type,

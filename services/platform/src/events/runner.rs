@@ -599,7 +599,7 @@ async fn process(
     // the producer's request, then this consumer, in one waterfall.
     let span = tracing::info_span!(
         "consume",
-        otel.name = %format!("consume {}", d.topic),
+        otel.name = %format!("consume {} {}", d.topic, d.envelope.event_type),
         otel.kind = "consumer",
         group = %cfg.group,
         topic = %d.topic,
