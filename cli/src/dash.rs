@@ -58,6 +58,8 @@ const CALL_TIMEOUT: Duration = Duration::from_millis(400);
 const STARTING_GRACE: Duration = Duration::from_secs(60);
 /// A scenario progress file older than this belongs to a run that ended.
 const PROGRESS_STALE: Duration = Duration::from_secs(5);
+/// How long a component found ready is taken to stay ready without asking.
+const READY_EVERY: Duration = Duration::from_secs(5);
 /// Traces asked of the collector per poll.
 const TRACES: usize = 50;
 
@@ -71,6 +73,8 @@ struct StackSource {
     t0: Instant,
     /// CPU seconds per component at the previous poll, for CPU %.
     cpu_before: HashMap<&'static str, (f64, Instant)>,
+    /// Components last found ready: their pid and when they were asked.
+    ready_at: HashMap<Kind, (u32, Instant)>,
 }
 
 impl StackSource {
@@ -79,13 +83,23 @@ impl StackSource {
         let now = Instant::now();
         let http = &self.http;
         let ports = self.ports;
-        // Readiness: a service answers /readyz; infrastructure accepts a connection.
+        // Readiness: a service answers /readyz; infrastructure accepts a
+        // connection. A component found ready is asked again after
+        // READY_EVERY (each /readyz runs the service's own checks); one that
+        // is not, at every refresh.
+        let ready_before = &self.ready_at;
         let readiness = Kind::ALL.map(|kind| {
             let pid = self.stack.running_pid(kind);
+            let recent = ready_before
+                .get(&kind)
+                .is_some_and(|(p, at)| Some(*p) == pid && now.duration_since(*at) < READY_EVERY);
             async move {
                 let Some(pid) = pid else {
-                    return (kind, None, Ok(()));
+                    return (kind, None, Ok(()), false);
                 };
+                if recent {
+                    return (kind, Some(pid), Ok(()), false);
+                }
                 let probe = match kind.service_addrs(&ports) {
                     Some((addr, _)) => get_ok(http, &format!("http://{addr}/readyz")).await,
                     None => tokio::time::timeout(
@@ -96,7 +110,7 @@ impl StackSource {
                     .map_err(|_| "no answer".to_string())
                     .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string())),
                 };
-                (kind, Some(pid), probe)
+                (kind, Some(pid), probe, true)
             }
         });
         let metrics = Kind::SERVICES.map(|kind| async move {
@@ -116,8 +130,17 @@ impl StackSource {
             }
         );
         let mut components = Vec::new();
-        for (kind, pid, probe) in readiness {
+        for (kind, pid, probe, probed) in readiness {
             let name = kind.name();
+            match (pid, &probe) {
+                (Some(pid), Ok(())) if probed => {
+                    self.ready_at.insert(kind, (pid, now));
+                }
+                (Some(_), Ok(())) => {}
+                _ => {
+                    self.ready_at.remove(&kind);
+                }
+            }
             let Some(pid) = pid else {
                 components.push(ComponentInput {
                     name: name.into(),
@@ -221,6 +244,7 @@ pub async fn dash(state_dir: &Path, args: DashArgs) -> anyhow::Result<u8> {
         rt: tokio::runtime::Handle::current(),
         t0: Instant::now(),
         cpu_before: HashMap::new(),
+        ready_at: HashMap::new(),
     };
     if args.once {
         let mut app = App::new();
