@@ -69,6 +69,24 @@ fi
 fuzz_down
 [ "$fuzz" -eq 0 ] || failed+=("api fuzz")
 [ "$status" -eq 0 ] && status=$fuzz
+# The three-minute tour (`shopstream demo`, what scripts/demo.sh ends with),
+# on a fresh stack of its own on the fuzz ports: every step must pass; it
+# prints its own time against the 180 s budget. Seeded without pictures
+# (the tour needs products, not their thumbnails).
+echo "== demo"
+if env "${fuzz_env[@]}" "$bin" up --no-install --state-dir "$fuzz_dir" >/dev/null &&
+  env "${fuzz_env[@]}" "$bin" seed --images 0 --state-dir "$fuzz_dir" >/dev/null; then
+  env "${fuzz_env[@]}" timeout 600 "$bin" demo --no-pause --pace fast --state-dir "$fuzz_dir" \
+    >target/demo-output.log 2>&1
+  demo=$?
+  tail -n 25 target/demo-output.log
+else
+  echo "demo: the stack did not come up or could not be seeded (logs in $fuzz_dir/logs)"
+  demo=1
+fi
+fuzz_down
+[ "$demo" -eq 0 ] || failed+=("demo (its output: target/demo-output.log)")
+[ "$status" -eq 0 ] && status=$demo
 # The book builds, and every `shopstream` command the docs show names a
 # subcommand and flags that the binary's --help lists.
 echo "== book"

@@ -1538,7 +1538,7 @@ mod tests {
         }
         // A step that winds down on Ctrl-C must finish inside its limit, or
         // the limit would drop it halfway through undoing what it did.
-        assert!(PAYMENT_FAILURE.winds_down && FLASH_SALE.winds_down);
+        const { assert!(PAYMENT_FAILURE.winds_down && FLASH_SALE.winds_down) };
         assert!(LAB_DEADLINE + kit::CLEANUP_TIMEOUT < PAYMENT_FAILURE.limit);
         assert!(FLASH_SALE_LIMIT + CHILD_GRACE < FLASH_SALE.limit);
     }

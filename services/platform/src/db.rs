@@ -37,8 +37,15 @@ fn valid_name(name: &str) -> bool {
 
 /// Create `database` on the server at `server_url` (no database part) if missing.
 pub async fn ensure_database(server_url: &str, database: &str) -> Result<(), DbError> {
-    if !valid_name(database) {
-        return Err(DbError::InvalidName(database.to_string()));
+    ensure_databases(server_url, &[database]).await
+}
+
+/// Create each of `databases` that is missing, over one connection (a
+/// readiness probe that checks a dozen databases should not fork a dozen
+/// Postgres backends).
+pub async fn ensure_databases(server_url: &str, databases: &[&str]) -> Result<(), DbError> {
+    if let Some(bad) = databases.iter().find(|d| !valid_name(d)) {
+        return Err(DbError::InvalidName(bad.to_string()));
     }
     let admin_url = format!("{}/postgres", server_url.trim_end_matches('/'));
     let opts: PgConnectOptions = admin_url.parse().map_err(|source| DbError::Connect {
@@ -55,12 +62,16 @@ pub async fn ensure_database(server_url: &str, database: &str) -> Result<(), DbE
             url: admin_url.clone(),
             source,
         })?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(database)
-            .fetch_one(&mut conn)
+    let names: Vec<String> = databases.iter().map(|d| d.to_string()).collect();
+    let existing: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname = ANY($1)")
+            .bind(&names)
+            .fetch_all(&mut conn)
             .await?;
-    if !exists {
+    for database in databases
+        .iter()
+        .filter(|d| !existing.iter().any(|e| e == *d))
+    {
         // The name was validated above; identifiers cannot be bound as parameters.
         match sqlx::query(&format!("CREATE DATABASE \"{database}\""))
             .execute(&mut conn)

@@ -36,6 +36,7 @@ fn publish_span(topic: &str, e: &Envelope) -> tracing::Span {
         topic = %topic,
         event_type = %e.event_type,
         event_id = %e.id,
+        tenant_id = %e.tenant_id,
         outbox = true,
     );
     let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(

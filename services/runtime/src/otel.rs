@@ -5,8 +5,8 @@
 //! bounded in-memory [`TraceStore`] and answers `shopstream trace` and
 //! `shopstream dash` over HTTP:
 //!
-//! - `GET /v1/traces?order_id=&service=&limit=` — the newest traces first, as
-//!   [`TraceSummary`] rows;
+//! - `GET /v1/traces?order_id=&service=&since_unix_ms=&until_unix_ms=&limit=`
+//!   — the newest traces first, as [`TraceSummary`] rows;
 //! - `GET /v1/traces/{trace_id}` — one trace's spans;
 //! - `GET /v1/orders/{order_id}` — every trace that touched an order (its
 //!   placement, a later refund, the sweeper's start), oldest first.
@@ -396,7 +396,14 @@ impl TraceStore {
         if let Some(service) = &q.service {
             rows.retain(|r| &r.root_service == service);
         }
-        rows.sort_by(|a, b| b.start_unix_nano.cmp(&a.start_unix_nano));
+        let ms = |t: u64| t / 1_000_000;
+        if let Some(since) = q.since_unix_ms {
+            rows.retain(|r| ms(r.start_unix_nano) >= since);
+        }
+        if let Some(until) = q.until_unix_ms {
+            rows.retain(|r| ms(r.start_unix_nano) < until);
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.start_unix_nano));
         rows.truncate(q.limit.unwrap_or(LIST_DEFAULT).min(LIST_MAX));
         rows
     }
@@ -418,6 +425,10 @@ pub struct ListQuery {
     pub order_id: Option<String>,
     /// The root span's service.
     pub service: Option<String>,
+    /// Traces that started at or after this time (unix milliseconds).
+    pub since_unix_ms: Option<u64>,
+    /// Traces that started before this time (unix milliseconds).
+    pub until_unix_ms: Option<u64>,
     pub limit: Option<usize>,
 }
 
@@ -792,6 +803,18 @@ mod tests {
         });
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].trace_id, "t2");
+        // A time window: t2 started at 500 ns, t3 at 900 ns (both in the
+        // first millisecond of 1970), so a window of [0, 1) ms holds all.
+        let window = |since, until| {
+            store
+                .list(&ListQuery {
+                    since_unix_ms: Some(since),
+                    until_unix_ms: Some(until),
+                    ..ListQuery::default()
+                })
+                .len()
+        };
+        assert_eq!((window(0, 1), window(1, 2)), (3, 0));
     }
 
     #[test]

@@ -440,14 +440,9 @@ impl Stack {
         let bound = Duration::from_secs(5);
         let probe = async {
             match kind {
-                Kind::Postgres => {
-                    for name in SERVICE_DATABASES {
-                        db::ensure_database(&e.postgres_url, name)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    }
-                    Ok(())
-                }
+                Kind::Postgres => db::ensure_databases(&e.postgres_url, SERVICE_DATABASES)
+                    .await
+                    .map_err(|e| e.to_string()),
                 Kind::Redis => {
                     let mut c = cache::connect(&e.redis_url)
                         .await

@@ -605,6 +605,7 @@ async fn process(
         topic = %d.topic,
         event_type = %d.envelope.event_type,
         event_id = %id,
+        tenant_id = %d.envelope.tenant_id,
         attempts = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
