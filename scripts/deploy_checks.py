@@ -31,10 +31,27 @@ def config_rs():
     return (root / "services/platform/src/config.rs").read_text()
 
 
+# Services of SERVICE_NAMES that only the native runtime runs, and why.
+NATIVE_ONLY = {
+    "otel": "the native runtime's trace collector; compose sends traces to Jaeger "
+    "(full profile) and AWS to the ADOT collector (ADR 0015)",
+}
+
+
 @functools.cache
-def service_names():
+def all_service_names():
     """SERVICE_NAMES, in order: service i listens on 18080 + i."""
     return re.findall(r'"([a-z-]+)"', re.search(r"pub const SERVICE_NAMES: &\[&str\] = &\[(.*?)\];", config_rs(), re.S).group(1))
+
+
+@functools.cache
+def service_names():
+    """The services compose and Terraform deploy: SERVICE_NAMES without the
+    native-only ones. Those come last, so every other service keeps its index."""
+    names = all_service_names()
+    deployed = [n for n in names if n not in NATIVE_ONLY]
+    assert deployed == names[: len(deployed)], f"native-only services must come last in SERVICE_NAMES: {names}"
+    return deployed
 
 
 @functools.cache
