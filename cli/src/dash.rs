@@ -174,7 +174,7 @@ impl StackSource {
         }
         let stack_hint = components.iter().all(|c| !c.running).then(|| {
             format!(
-                "nothing is running in {}: start it with `shopstream up`",
+                "nothing is running in {}\nstart it with `shopstream up`",
                 self.stack.root().display()
             )
         });

@@ -168,6 +168,94 @@ mod tests {
     use super::*;
     use crate::fixtures;
 
+    /// Set in the child this test starts inside tmux: it runs the real
+    /// terminal loop with a source that panics on its second poll.
+    const PANIC_CHILD: &str = "SHOPSTREAM_DASH_PANIC_CHILD";
+    const PANIC_MESSAGE: &str = "the source broke on purpose";
+
+    struct PanickingSource(u32);
+
+    impl Source for PanickingSource {
+        fn poll(&mut self) -> Tick {
+            self.0 += 1;
+            assert!(self.0 < 2, "{PANIC_MESSAGE}");
+            fixtures::all_down_tick()
+        }
+        fn trace(&mut self, _: &str) -> Result<Trace, String> {
+            Err("no traces here".into())
+        }
+    }
+
+    /// A panic inside the loop leaves the terminal as it found it: cooked
+    /// mode with echo (`stty` says so), the main screen, and the panic
+    /// message on it for the user to read. Driven in a real terminal: this
+    /// test re-runs itself as a child inside a tmux session.
+    #[test]
+    fn a_panic_restores_the_terminal_and_shows_its_message() {
+        if std::env::var_os(PANIC_CHILD).is_some() {
+            let _ = run_terminal(PanickingSource(0), MIN_REFRESH);
+            unreachable!("the source panics on its second poll");
+        }
+        let exe = std::env::current_exe().unwrap();
+        let dir = std::env::temp_dir().join(format!("dash-panic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stty = dir.join("stty");
+        let socket = format!("shopstream-dash-panic-{}", std::process::id());
+        let tmux = |args: &[&str]| {
+            std::process::Command::new("tmux")
+                .args(["-L", &socket])
+                .args(args)
+                .output()
+                .expect("tmux (scripts/bootstrap.sh installs it)")
+        };
+        struct Kill<'a>(
+            &'a dyn Fn(&[&str]) -> std::process::Output,
+            std::path::PathBuf,
+        );
+        impl Drop for Kill<'_> {
+            fn drop(&mut self) {
+                let _ = (self.0)(&["kill-server"]);
+                let _ = std::fs::remove_dir_all(&self.1);
+            }
+        }
+        let _kill = Kill(&tmux, dir.clone());
+        // The pane's shell runs the child, then records the terminal's modes
+        // and waits so the pane can be read.
+        let script = format!(
+            "env {PANIC_CHILD}=1 RUST_BACKTRACE=0 {exe} --exact \
+             terminal::tests::a_panic_restores_the_terminal_and_shows_its_message \
+             --nocapture --test-threads 1; stty -a > {stty}.tmp && mv {stty}.tmp {stty}; sleep 60",
+            exe = exe.display(),
+            stty = stty.display()
+        );
+        let out = tmux(&["new-session", "-d", "-x", "100", "-y", "30", &script]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !stty.exists() {
+            assert!(Instant::now() < deadline, "the child never finished");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let modes = std::fs::read_to_string(&stty).unwrap();
+        let words: Vec<&str> = modes.split_whitespace().collect();
+        for mode in ["icanon", "echo", "isig"] {
+            assert!(words.contains(&mode), "{mode} not restored: {modes}");
+        }
+        let pane = String::from_utf8_lossy(&tmux(&["capture-pane", "-p"]).stdout).into_owned();
+        assert!(pane.contains(PANIC_MESSAGE), "{pane}");
+        // Left the alternate screen: the dashboard's frame is not what shows.
+        assert!(!pane.contains("The stack is down"), "{pane}");
+        assert!(
+            tmux(&["display-message", "-p", "#{alternate_on}"])
+                .stdout
+                .starts_with(b"0"),
+            "still on the alternate screen"
+        );
+    }
+
     #[test]
     fn a_recording_is_each_frame_as_rendered_text_then_a_separator() {
         let app = fixtures::app();

@@ -356,8 +356,8 @@ fn all_down_shows_the_stack_hint() {
         &region(&screen, 12..17, 32..88),
         &[
             "╔ The stack is down ══════════════════════════════════╗",
-            "║  nothing is running: start it with `shopstream up`  ║",
             "║                                                     ║",
+            "║  nothing is running: start it with `shopstream up`  ║",
             "║                                                     ║",
             "╚═════════════════════════════════════════════════════╝",
         ],
@@ -366,6 +366,39 @@ fn all_down_shows_the_stack_hint() {
         screen[0],
         " shopstream dash   components 0/3 ready   requests —/s"
     );
+}
+
+/// A state directory's path can be longer than the overlay is wide: it wraps,
+/// and the command to type keeps a line of its own (CI's checkout path once
+/// split "`shopstream up`" across two lines).
+#[test]
+fn a_long_hint_wraps_and_keeps_the_command_on_its_own_line() {
+    let mut tick = fixtures::all_down_tick();
+    let path = format!(
+        "/check/{}/target/tmp/dash-nothing-up-18994",
+        "work/main".repeat(12)
+    );
+    tick.stack_hint = Some(format!(
+        "nothing is running in {path}\nstart it with `shopstream up`"
+    ));
+    let mut app = App::new();
+    app.apply(tick);
+    let screen = lines(&app, 120, 30);
+    assert!(
+        screen
+            .iter()
+            .any(|l| l.contains("║") && l.contains(" start it with `shopstream up` ")),
+        "{}",
+        screen.join("\n")
+    );
+    // The whole path is there, wrapped over as many rows as it needs.
+    let inside: String = screen
+        .iter()
+        .filter(|l| l.contains('║'))
+        .map(|l| l.split('║').nth(1).unwrap_or("").trim())
+        .collect();
+    assert!(inside.contains("work/mainwork/main"), "{inside}");
+    assert!(inside.contains("dash-nothing-up-18994"), "{inside}");
 }
 
 #[test]

@@ -611,14 +611,28 @@ fn render_stack_hint(frame: &mut Frame, body: Rect, p: &Panels) {
         .stack_hint
         .clone()
         .unwrap_or_else(|| "nothing is running: start it with `shopstream up`".to_string());
-    let width = u16::try_from(hint.chars().count())
+    // One line per `\n`, so the command a user must type keeps a line of its
+    // own however long the state directory's path before it is.
+    let longest = hint.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    let width = u16::try_from(longest)
         .unwrap_or(u16::MAX)
         .saturating_add(6)
         .clamp(40, body.width.saturating_sub(4).max(40));
-    let area = centered(body, width, 5);
+    let inner = usize::from(width.saturating_sub(2)).max(1);
+    let rows: usize = hint
+        .lines()
+        .map(|l| l.chars().count().div_ceil(inner).max(1))
+        .sum();
+    let height = u16::try_from(rows + 4)
+        .unwrap_or(u16::MAX)
+        .min(body.height.max(5));
+    let area = centered(body, width, height);
     frame.render_widget(Clear, area);
+    let lines: Vec<Line> = std::iter::once(Line::default())
+        .chain(hint.lines().map(|l| Line::from(l.to_string())))
+        .collect();
     frame.render_widget(
-        Paragraph::new(hint)
+        Paragraph::new(lines)
             .alignment(Alignment::Center)
             .wrap(Wrap { trim: true })
             .style(Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD))

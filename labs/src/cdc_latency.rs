@@ -327,6 +327,32 @@ impl SearchDebug {
         })
     }
 
+    /// How many `product.events` records search has yet to index: its
+    /// `shopstream_consumer_lag` summed over partitions (0 once caught up).
+    pub async fn consumer_lag(&self) -> Result<f64, LabError> {
+        let url = format!("{}/metrics", self.base);
+        let text = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| unreachable("search", &self.base, &e))?
+            .text()
+            .await
+            .map_err(|e| unreachable("search", &self.base, &e))?;
+        if !text.contains("shopstream_consumer_lag") {
+            return Err(LabError::NotReady(
+                "search's /metrics has no consumer lag yet (its consumer has not joined)".into(),
+            ));
+        }
+        Ok(shopstream_platform::metrics::sum_series(
+            &text,
+            "shopstream_consumer_lag",
+            &[],
+        ))
+    }
+
     /// The version of `product_id` the index holds; `None` when it holds none.
     pub async fn indexed(&self, product_id: &str) -> Result<Option<Indexed>, LabError> {
         let url = format!("{}/debug/indexed/{product_id}", self.base);

@@ -18,7 +18,7 @@ use shopstream_proto::compliance::v1::Dsar;
 
 use crate::{
     kit::{Lab, LabError, Probe},
-    media,
+    media, order_live,
     target::{Gateway, Inventory, Target},
 };
 
@@ -38,7 +38,6 @@ const INTRO: &str = "A data subject access request (DSAR) runs as a Temporal wor
     signed with Ed25519 and chained into a write-once audit log in S3.";
 
 const PASSWORD: &str = "dsar lab password";
-const TEST_CARD: &str = "pm_card_visa";
 const ORDER_DEADLINE: Duration = Duration::from_secs(60);
 const MAIL_DEADLINE: Duration = Duration::from_secs(45);
 const MEDIA_DEADLINE: Duration = Duration::from_secs(60);
@@ -128,36 +127,15 @@ pub async fn script(lab: Lab, target: Target) -> Result<(), LabError> {
         .await?;
     let (product_id, sku_id) = lab
         .action("pick a seeded product and make 5 units available", async {
-            let page = buyer.get("/products?limit=1").await?;
-            let product = page["items"].get(0).ok_or_else(|| {
-                LabError::NotReady(
-                    "the catalog is empty: load the demo data with `shopstream seed`".into(),
-                )
-            })?;
-            let product_id = product["id"].as_str().unwrap_or_default().to_string();
-            let sku_id = product["skus"][0]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let reserved = inventory.stock(&sku_id).await?.map_or(0, |s| s.reserved);
-            inventory.set_on_hand(&sku_id, reserved + 5).await?;
+            let (product_id, sku_id, _) =
+                order_live::stock_a_product(&buyer, &inventory, 5).await?;
             Ok(((product_id, sku_id.clone()), format!("sku {sku_id}")))
         })
         .await?;
     let order_id = lab
         .action("the shopper orders one unit", async {
-            let a = buyer
-                .send(
-                    reqwest::Method::POST,
-                    "/orders",
-                    Some(&json!({
-                        "items": [{"product_id": product_id, "sku_id": sku_id, "quantity": 1}],
-                        "payment_method": TEST_CARD,
-                    })),
-                    &[("Idempotency-Key", &format!("dsar-{run}"))],
-                )
+            let id = order_live::place_order(&buyer, &product_id, &sku_id, &format!("dsar-{run}"))
                 .await?;
-            let id = a.body["order_id"].as_str().unwrap_or_default().to_string();
             Ok((id.clone(), format!("order {id}")))
         })
         .await?;

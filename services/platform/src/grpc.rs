@@ -104,9 +104,9 @@ pub struct TraceService<S> {
     default_tenant: std::sync::Arc<str>,
 }
 
-impl<S, B> tower::Service<http::Request<B>> for TraceService<S>
+impl<S, B, RB> tower::Service<http::Request<B>> for TraceService<S>
 where
-    S: tower::Service<http::Request<B>>,
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -130,13 +130,55 @@ where
             "grpc",
             otel.name = %req.uri().path().trim_start_matches('/'),
             otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            rpc.grpc.status_code = tracing::field::Empty,
             path = %req.uri().path(),
             tenant_id = %tenant_id
         );
         let _ = span.set_parent(parent.clone());
+        let method = req.uri().path().trim_start_matches('/').to_string();
+        let started = std::time::Instant::now();
         let fut = self.inner.call(req);
-        Box::pin(fut.instrument(span).with_context(parent))
+        let recorder = span.clone();
+        Box::pin(
+            async move {
+                let resp = fut.await?;
+                // A failed unary call is "trailers-only": its status is in the
+                // headers. A success carries 0 in the trailers, unseen here,
+                // so a call without a status in its headers counts as OK.
+                let code = resp
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok());
+                if let Some(code) = code {
+                    recorder.record("rpc.grpc.status_code", code);
+                    if server_error(tonic::Code::from(code)) {
+                        recorder.record("otel.status_code", "error");
+                    }
+                }
+                crate::metrics::observe_grpc(
+                    &method,
+                    code.map_or(tonic::Code::Ok, tonic::Code::from),
+                    started.elapsed().as_secs_f64(),
+                );
+                Ok(resp)
+            }
+            .instrument(span)
+            .with_context(parent),
+        )
     }
+}
+
+/// Whether a status means the server failed, the OpenTelemetry convention for
+/// gRPC server spans: a caller's mistake (not found, invalid argument, failed
+/// precondition…) is the caller's, not an error of this span.
+fn server_error(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        Unknown | DeadlineExceeded | Unimplemented | Internal | Unavailable | DataLoss
+    )
 }
 
 /// Applies the catalog's request faults (latency, errors) of `component`
@@ -285,6 +327,94 @@ mod tests {
         req.metadata_mut()
             .insert(TENANT_METADATA_KEY, "acme".parse().unwrap());
         assert_eq!(tenant(&req, "default"), "acme");
+    }
+
+    /// The fields recorded on spans after they were created, as `name=value`.
+    #[derive(Clone, Default)]
+    struct Recorded(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl<Sub: tracing::Subscriber> tracing_subscriber::Layer<Sub> for Recorded {
+        fn on_record(
+            &self,
+            _: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            _: tracing_subscriber::layer::Context<'_, Sub>,
+        ) {
+            struct Visit<'a>(&'a mut Vec<String>);
+            impl tracing::field::Visit for Visit<'_> {
+                fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                    self.0.push(format!("{}={v:?}", f.name()));
+                }
+            }
+            values.record(&mut Visit(&mut self.0.lock().unwrap()));
+        }
+    }
+
+    /// What one call through [`TraceService`] records when the inner service
+    /// answers with `grpc_status` in the headers (a trailers-only answer).
+    async fn recorded_for(grpc_status: Option<tonic::Code>) -> Vec<String> {
+        use tower::{Layer as _, ServiceExt as _};
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let recorded = Recorded::default();
+        let subscriber = tracing_subscriber::registry().with(recorded.clone());
+        let _default = tracing::subscriber::set_default(subscriber);
+        let inner = tower::service_fn(move |_: http::Request<()>| async move {
+            let mut resp = http::Response::new(());
+            if let Some(code) = grpc_status {
+                resp.headers_mut()
+                    .insert("grpc-status", (code as i32).to_string().parse().unwrap());
+            }
+            Ok::<_, std::convert::Infallible>(resp)
+        });
+        let layer = TraceLayer {
+            default_tenant: "default".into(),
+        };
+        let req = http::Request::builder()
+            .uri("/shopstream.inventory.v1.Inventory/Reserve")
+            .body(())
+            .unwrap();
+        layer.layer(inner).oneshot(req).await.unwrap();
+        let fields = recorded.0.lock().unwrap().clone();
+        fields
+    }
+
+    #[tokio::test]
+    async fn a_server_failure_marks_the_span_an_error_and_a_callers_mistake_does_not() {
+        let internal = recorded_for(Some(tonic::Code::Internal)).await;
+        assert!(
+            internal.contains(&"otel.status_code=\"error\"".to_string()),
+            "{internal:?}"
+        );
+        assert!(
+            internal.contains(&"rpc.grpc.status_code=13".to_string()),
+            "{internal:?}"
+        );
+        let unavailable = recorded_for(Some(tonic::Code::Unavailable)).await;
+        assert!(
+            unavailable
+                .iter()
+                .any(|f| f.starts_with("otel.status_code"))
+        );
+        let not_found = recorded_for(Some(tonic::Code::NotFound)).await;
+        assert_eq!(not_found, vec!["rpc.grpc.status_code=5".to_string()]);
+        let ok = recorded_for(None).await;
+        assert!(ok.is_empty(), "{ok:?}");
+        // Each call is on /metrics, per method and status.
+        let text = crate::metrics::Metrics::new("test").render();
+        let reserve = |code: &str| {
+            crate::metrics::sum_series(
+                &text,
+                "shopstream_grpc_server_handled_total",
+                &[
+                    "method=\"shopstream.inventory.v1.Inventory/Reserve\"",
+                    &format!("code=\"{code}\""),
+                ],
+            )
+        };
+        // Other tests in this process may serve calls too: at least ours.
+        assert!(reserve("Internal") >= 1.0, "{text}");
+        assert!(reserve("NotFound") >= 1.0, "{text}");
+        assert!(reserve("Ok") >= 1.0, "{text}");
     }
 
     #[tokio::test]

@@ -46,6 +46,32 @@ static EVENTS_PUBLISHED: LazyLock<Family<TopicLabels, Counter>> = LazyLock::new(
 static EVENTS_CONSUMED: LazyLock<Family<GroupTopicLabels, Counter>> =
     LazyLock::new(Family::default);
 
+/// Labels of `shopstream_grpc_server_handled_total` and its histogram.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct GrpcLabels {
+    /// `package.Service/Method`
+    method: String,
+    /// The status code's name (`Ok`, `NotFound`, `Unavailable`…).
+    code: String,
+}
+
+/// gRPC calls this process served, per method and status. Process-wide like
+/// the event counters: the trace layer that observes them holds no registry.
+static GRPC_HANDLED: LazyLock<Family<GrpcLabels, Counter>> = LazyLock::new(Family::default);
+static GRPC_SECONDS: LazyLock<Family<GrpcLabels, Histogram, fn() -> Histogram>> =
+    LazyLock::new(|| Family::new_with_constructor(latency_histogram));
+
+/// Count one served gRPC call of `method` (`package.Service/Method`) that
+/// answered `code` after `seconds`.
+pub fn observe_grpc(method: &str, code: tonic::Code, seconds: f64) {
+    let labels = GrpcLabels {
+        method: method.to_string(),
+        code: format!("{code:?}"),
+    };
+    GRPC_HANDLED.get_or_create(&labels).inc();
+    GRPC_SECONDS.get_or_create(&labels).observe(seconds);
+}
+
 /// Count `n` records published to `topic` (the event bus calls this).
 pub fn count_published(topic: &str, n: u64) {
     EVENTS_PUBLISHED
@@ -124,6 +150,16 @@ impl Metrics {
             "events_consumed",
             "Event records this process's consumer groups handled (dead-lettered ones included), per group and topic",
             EVENTS_CONSUMED.clone(),
+        );
+        registry.register(
+            "grpc_server_handled",
+            "gRPC calls this process served, per method and status code",
+            GRPC_HANDLED.clone(),
+        );
+        registry.register(
+            "grpc_server_handling_seconds",
+            "Time to a served gRPC call's response headers (a unary call's whole handling), per method and status code",
+            GRPC_SECONDS.clone(),
         );
         Metrics {
             registry: Arc::new(RwLock::new(registry)),

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The numbers issue 17's closing note asks for, on a booted stack:
+#   1. `shopstream dash` at rest: its CPU (share of one core) and PSS;
+#   2. the same while a flash-sale scenario runs;
+#   3. the trace collector's PSS once it holds its limit of traces.
+# Usage: scripts/measure-dash.sh [BIN] [SECONDS]   (BIN defaults to
+# target/release/shopstream; the stack must be up and seeded, e.g.
+# `BIN up && BIN seed`). The dash runs in a detached tmux session, so it has
+# a real terminal (140x45) and redraws as it would for a user.
+set -euo pipefail
+bin="${1:-target/release/shopstream}"
+window="${2:-30}"
+otel_http="${SHOPSTREAM_OTEL_URL:-http://127.0.0.1:18095}"
+socket="measure-dash-$$"
+tck=$(getconf CLK_TCK)
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+pss_mib() { awk '/^Pss:/ {printf "%.1f", $2 / 1024}' "/proc/$1/smaps_rollup"; }
+# CPU share of one core over $window seconds, as a percentage.
+cpu_pct() {
+  local pid=$1 a b
+  a=$(cpu_ticks "$pid")
+  sleep "$window"
+  b=$(cpu_ticks "$pid")
+  awk -v a="$a" -v b="$b" -v t="$tck" -v w="$window" 'BEGIN {printf "%.2f", (b - a) / t / w * 100}'
+}
+
+tmux -L "$socket" new-session -d -x 140 -y 45 "$bin dash"
+trap 'tmux -L "$socket" kill-server 2>/dev/null || true' EXIT
+sleep 5
+dash=$(pgrep -f -n "^$bin dash$")
+echo "dash pid $dash ($bin), window ${window}s"
+
+echo "1. at rest: dash CPU $(cpu_pct "$dash") % of a core, PSS $(pss_mib "$dash") MiB"
+
+"$bin" test --scenario flash-sale --duration "$((window + 20))" --json >/tmp/measure-dash-scenario.json 2>/dev/null &
+scenario=$!
+sleep 10
+echo "2. flash sale: dash CPU $(cpu_pct "$dash") % of a core, PSS $(pss_mib "$dash") MiB"
+wait "$scenario" || echo "   (the scenario's verdict was not a pass: /tmp/measure-dash-scenario.json)"
+
+otel=$("$bin" status --json | python3 -c 'import json, sys; print(next(c["pid"] for c in json.load(sys.stdin)["components"] if c["name"] == "otel"))')
+traces=$(curl -s --max-time 5 "$otel_http/metrics" | awk '/^shopstream_otel_traces / {print $2}')
+evicted=$(curl -s --max-time 5 "$otel_http/metrics" | awk '/^shopstream_otel_traces_evicted_total/ {s += $2} END {print s + 0}')
+echo "3. collector: $traces traces held, $evicted evicted, PSS $(pss_mib "$otel") MiB"
