@@ -127,26 +127,56 @@ pub fn owner_key(tenant: &str, reservation_id: &str) -> String {
     format!("hold-owner:{tenant}:{reservation_id}")
 }
 
-/// Hold stock for the caller (under a fresh hold key `hold-<uuid>`).
+/// The key inventory stores the hold under (its `order_id`, one hold per
+/// key). Without an `Idempotency-Key` it is fresh. With one it is derived
+/// from the tenant, the caller and the key, so a retry after a lost answer
+/// (a 503 while inventory was still committing) finds the same hold instead
+/// of holding the units a second time, and another caller's equal key is a
+/// different hold. Hashed, so neither the user id nor the key is stored.
+fn hold_key(tenant: &str, user: &str, idempotency_key: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    match idempotency_key {
+        None => format!("hold-{}", SystemIdGen.new_id()),
+        Some(key) => {
+            let digest = Sha256::new()
+                .chain_update(tenant)
+                .chain_update([0])
+                .chain_update(user)
+                .chain_update([0])
+                .chain_update(key)
+                .finalize();
+            format!("hold-key-{}", hex::encode(&digest[..16]))
+        }
+    }
+}
+
+/// Hold stock for the caller. With an `Idempotency-Key`, a retry answers the
+/// same hold (as it is now: held, or released/expired holding nothing).
 #[utoipa::path(post, path = "/reservations", tag = "checkout", request_body = ReservationCreate, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "optional; makes a retry answer the same hold instead of holding again: visible ASCII, not blank, at most 255 characters", min_length = 1, max_length = 255)),
     responses((status = 201, body = ReservationView),
-        (status = 400, description = "the body is not JSON, or not sent as application/json"),
+        (status = 400, description = "the body is not JSON, or not sent as application/json; a bad Idempotency-Key"),
         (status = 401, description = "no or invalid access token"), (status = 404, description = "an unknown SKU"),
-        (status = 409, description = "a line lacks stock"), (status = 413, description = "body too large"),
-        (status = 422, description = "invalid lines"), (status = 503, description = "inventory is unavailable")))]
+        (status = 409, description = "a line lacks stock; or the Idempotency-Key was used for other lines"), (status = 413, description = "body too large"),
+        (status = 422, description = "invalid lines"), (status = 503, description = "inventory is unavailable: with an Idempotency-Key, retry with the same key to learn whether the hold was made")))]
 pub async fn reserve(
     State(state): State<AppState>,
     User(claims): User,
     seen: Seen,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<ReservationCreate>,
 ) -> Result<(StatusCode, Json<ReservationView>), Problem> {
+    let key = headers
+        .contains_key("idempotency-key")
+        .then(|| crate::orders::idempotency_key(&headers))
+        .transpose()?;
     let first_sku = body
         .items
         .first()
         .map(|l| l.sku_id.clone())
         .unwrap_or_default();
     let msg = ReserveRequest {
-        order_id: format!("hold-{}", SystemIdGen.new_id()),
+        order_id: hold_key(&claims.tid, &claims.sub, key.as_deref()),
         items: body
             .items
             .into_iter()
@@ -165,7 +195,24 @@ pub async fn reserve(
         .clone()
         .reserve(request(msg, &claims.tid, state.upstream_timeout))
         .await
-        .map_err(|s| problem_of(SERVICE, s))?
+        .map_err(|s| {
+            let p = problem_of(SERVICE, s);
+            // The one conflict a keyed request adds: inventory's "already
+            // holds a different reservation" for a key reused with other lines.
+            if key.is_some()
+                && p.status == 409
+                && p.detail
+                    .as_deref()
+                    .is_some_and(|d| d.contains("different reservation"))
+            {
+                Problem::new(
+                    ErrorCode::Conflict,
+                    "this Idempotency-Key was used for a reservation of other lines",
+                )
+            } else {
+                p
+            }
+        })?
         .into_inner();
     let now = state.clock.now_ms();
     let event = seen.event(Action::AddToCart, &first_sku, Some(&claims.sub), now);

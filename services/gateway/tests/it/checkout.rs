@@ -217,6 +217,13 @@ impl InventoryService for FakeInventory {
         if !r.order_id.starts_with("hold-") {
             return Err(Status::internal(format!("hold key {:?}", r.order_id)));
         }
+        // Inventory's answer to a hold key reused for other lines.
+        if r.items.iter().any(|i| i.quantity == 3) {
+            return Err(Status::aborted(format!(
+                "order {} already holds a different reservation",
+                r.order_id
+            )));
+        }
         if r.items.iter().any(|i| i.quantity > 5) {
             return Err(Status::aborted("insufficient stock for LAMP-1"));
         }
@@ -668,6 +675,65 @@ async fn a_reservation_is_released_only_by_its_holder() {
             .await
             .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
+}
+
+/// With an `Idempotency-Key` a retry reaches inventory under the same hold
+/// key (inventory answers the existing hold: its contract suite checks that
+/// the units are held once); another caller's equal key, or no key, is
+/// another hold; inventory's mismatch for other lines is a 409 naming the
+/// key; a bad key is 400 and reaches nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keyed_reservation_retried_is_the_same_hold() {
+    let t = checkout_system().await;
+    let ann = t.customer("ann@example.com").await;
+    let bob = t.customer("bob@example.com").await;
+    let reserve = |token: String, key: Option<String>, quantity: u32| {
+        let mut rb = t.c.post(t.url("/reservations")).bearer_auth(token);
+        if let Some(key) = key {
+            rb = rb.header("Idempotency-Key", key);
+        }
+        async move {
+            let r = rb
+                .json(&json!({"items": [{"sku_id": SKU, "quantity": quantity}], "ttl_s": 60}))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let key = || Some("cart-1".to_string());
+    let (status, first) = reserve(ann.clone(), key(), 2).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, again) = reserve(ann.clone(), key(), 2).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(again["reservation_id"], first["reservation_id"]);
+    let (_, bobs) = reserve(bob.clone(), key(), 2).await;
+    assert_ne!(bobs["reservation_id"], first["reservation_id"]);
+    let (_, unkeyed) = reserve(ann.clone(), None, 2).await;
+    let (_, unkeyed_again) = reserve(ann.clone(), None, 2).await;
+    assert_ne!(unkeyed["reservation_id"], unkeyed_again["reservation_id"]);
+    assert_ne!(unkeyed["reservation_id"], first["reservation_id"]);
+
+    let (status, p) = reserve(ann.clone(), key(), 3).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    assert_eq!(
+        p["detail"],
+        "this Idempotency-Key was used for a reservation of other lines"
+    );
+    // Without a key the same answer is inventory's own words.
+    let (status, p) = reserve(ann.clone(), None, 3).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("already holds"),
+        "{p}"
+    );
+
+    let (status, p) = reserve(ann.clone(), Some("k".repeat(300)), 1).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("Idempotency-Key"),
+        "{p}"
+    );
 }
 
 /// Stock: public read, admin write.
