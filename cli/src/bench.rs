@@ -130,6 +130,7 @@ pub struct BenchArgs {
     /// Gateway base URL (default: this stack's gateway).
     #[arg(long)]
     url: Option<String>,
+    /// Print each target's figures as one JSON document instead of a table.
     #[arg(long)]
     json: bool,
 }

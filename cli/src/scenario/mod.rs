@@ -139,6 +139,7 @@ pub struct TestArgs {
     /// cold-start only: agree to `down --purge` of this stack.
     #[arg(long)]
     yes: bool,
+    /// Print the report (or the list) as JSON instead of the terminal summary.
     #[arg(long)]
     json: bool,
 }

@@ -374,8 +374,7 @@ mod tests {
             .body(())
             .unwrap();
         layer.layer(inner).oneshot(req).await.unwrap();
-        let fields = recorded.0.lock().unwrap().clone();
-        fields
+        recorded.0.lock().unwrap().clone()
     }
 
     #[tokio::test]

@@ -58,7 +58,7 @@ struct GrpcLabels {
 /// gRPC calls this process served, per method and status. Process-wide like
 /// the event counters: the trace layer that observes them holds no registry.
 static GRPC_HANDLED: LazyLock<Family<GrpcLabels, Counter>> = LazyLock::new(Family::default);
-static GRPC_SECONDS: LazyLock<Family<GrpcLabels, Histogram, fn() -> Histogram>> =
+static GRPC_SECONDS: LazyLock<LatencyFamily<GrpcLabels>> =
     LazyLock::new(|| Family::new_with_constructor(latency_histogram));
 
 /// Count one served gRPC call of `method` (`package.Service/Method`) that
@@ -91,6 +91,9 @@ pub fn count_consumed(group: &str, topic: &str) {
         .inc();
 }
 
+/// A family of latency histograms (see [`latency_histogram`]) per label set.
+type LatencyFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms .. ~16 s
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -103,7 +106,7 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Arc<RwLock<Registry>>,
     pub requests: Family<RequestLabels, Counter>,
-    pub request_seconds: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    pub request_seconds: LatencyFamily<RequestLabels>,
     fault_active: Family<FaultLabels, Gauge>,
 }
 
