@@ -150,6 +150,41 @@ fn hold_key(tenant: &str, user: &str, idempotency_key: Option<&str>) -> String {
     }
 }
 
+/// What a client is told after a write the hold may or may not have taken.
+pub const MAYBE_HELD_DETAIL: &str = "inventory did not confirm the hold; it may have been made: retry with the same Idempotency-Key (a replay answers the hold)";
+/// The same, to a client that sent no key and so cannot find the hold.
+pub const MAYBE_HELD_UNKEYED_DETAIL: &str = "inventory did not confirm the hold; it may have been made and will lapse by its TTL (send an Idempotency-Key to be able to retry safely)";
+
+/// Inventory's answer to a reserve → problem+json. As for orders' create, a
+/// status that cannot rule out a made hold (the deadline passed, the
+/// connection broke) is a 503 that says so, never a 500; a keyed request's
+/// reuse of its key for other lines is a 409 naming the key.
+fn reserve_problem(s: tonic::Status, keyed: bool) -> Problem {
+    if crate::orders::unconfirmed(s.code()) {
+        tracing::warn!(service = SERVICE, code = ?s.code(), message = s.message(), "reservation unconfirmed");
+        let detail = if keyed {
+            MAYBE_HELD_DETAIL
+        } else {
+            MAYBE_HELD_UNKEYED_DETAIL
+        };
+        return Problem::new(ErrorCode::Unavailable, detail);
+    }
+    let p = problem_of(SERVICE, s);
+    // Inventory's "already holds a different reservation" for a hold key.
+    let reused = p
+        .detail
+        .as_deref()
+        .is_some_and(|d| d.contains("different reservation"));
+    if keyed && p.status == 409 && reused {
+        Problem::new(
+            ErrorCode::Conflict,
+            "this Idempotency-Key was used for a reservation of other lines",
+        )
+    } else {
+        p
+    }
+}
+
 /// Hold stock for the caller. With an `Idempotency-Key`, a retry answers the
 /// same hold (as it is now: held, or released/expired holding nothing).
 #[utoipa::path(post, path = "/reservations", tag = "checkout", request_body = ReservationCreate, security(("bearer" = [])),
@@ -158,7 +193,7 @@ fn hold_key(tenant: &str, user: &str, idempotency_key: Option<&str>) -> String {
         (status = 400, description = "the body is not JSON, or not sent as application/json; a bad Idempotency-Key"),
         (status = 401, description = "no or invalid access token"), (status = 404, description = "an unknown SKU"),
         (status = 409, description = "a line lacks stock; or the Idempotency-Key was used for other lines"), (status = 413, description = "body too large"),
-        (status = 422, description = "invalid lines"), (status = 503, description = "inventory is unavailable: with an Idempotency-Key, retry with the same key to learn whether the hold was made")))]
+        (status = 422, description = "invalid lines"), (status = 503, description = "inventory is unavailable, or did not confirm the hold (the deadline passed, the connection broke): with an Idempotency-Key, retry with the same key to learn whether the hold was made")))]
 pub async fn reserve(
     State(state): State<AppState>,
     User(claims): User,
@@ -195,24 +230,7 @@ pub async fn reserve(
         .clone()
         .reserve(request(msg, &claims.tid, state.upstream_timeout))
         .await
-        .map_err(|s| {
-            let p = problem_of(SERVICE, s);
-            // The one conflict a keyed request adds: inventory's "already
-            // holds a different reservation" for a key reused with other lines.
-            if key.is_some()
-                && p.status == 409
-                && p.detail
-                    .as_deref()
-                    .is_some_and(|d| d.contains("different reservation"))
-            {
-                Problem::new(
-                    ErrorCode::Conflict,
-                    "this Idempotency-Key was used for a reservation of other lines",
-                )
-            } else {
-                p
-            }
-        })?
+        .map_err(|s| reserve_problem(s, key.is_some()))?
         .into_inner();
     let now = state.clock.now_ms();
     let event = seen.event(Action::AddToCart, &first_sku, Some(&claims.sub), now);

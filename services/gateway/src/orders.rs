@@ -273,19 +273,28 @@ pub fn checkout_paused() -> Result<(), Problem> {
 /// or said it may have stored it) says how to get the order; the others
 /// (invalid, unknown product, key reuse) map as for every backend.
 pub fn create_problem(s: tonic::Status) -> Problem {
-    use tonic::Code;
-    match s.code() {
-        Code::Unavailable
-        | Code::DeadlineExceeded
-        | Code::Cancelled
-        | Code::Unknown
-        | Code::Internal
-        | Code::DataLoss => {
-            tracing::warn!(service = SERVICE, code = ?s.code(), message = s.message(), "order create unconfirmed");
-            Problem::new(ErrorCode::Unavailable, MAYBE_STORED_DETAIL)
-        }
-        _ => problem_of(SERVICE, s),
+    if unconfirmed(s.code()) {
+        tracing::warn!(service = SERVICE, code = ?s.code(), message = s.message(), "order create unconfirmed");
+        Problem::new(ErrorCode::Unavailable, MAYBE_STORED_DETAIL)
+    } else {
+        problem_of(SERVICE, s)
     }
+}
+
+/// Whether a call that writes may have taken effect despite this status: the
+/// deadline passed, the connection broke (a transport error is `Unknown`),
+/// or the backend failed part-way.
+pub fn unconfirmed(code: tonic::Code) -> bool {
+    use tonic::Code;
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Unknown
+            | Code::Internal
+            | Code::DataLoss
+    )
 }
 
 /// Place an order and start the checkout saga (asynchronous: poll the order

@@ -35,9 +35,13 @@ pub fn problem_of(service: &'static str, s: tonic::Status) -> Problem {
     }
     let code = match s.code() {
         tonic::Code::FailedPrecondition => ErrorCode::Conflict,
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-            ErrorCode::Unavailable
-        }
+        // Our services never answer `Unknown` themselves: it is tonic's
+        // client saying the connection broke mid-call (under overload, an
+        // HTTP/2 keep-alive went unanswered), which a retry may fix: 503.
+        tonic::Code::Unavailable
+        | tonic::Code::DeadlineExceeded
+        | tonic::Code::Cancelled
+        | tonic::Code::Unknown => ErrorCode::Unavailable,
         c => ErrorCode::from_grpc(c),
     };
     match code {
@@ -79,6 +83,7 @@ mod tests {
             (tonic::Code::Unavailable, 503),
             (tonic::Code::DeadlineExceeded, 503),
             (tonic::Code::Cancelled, 503),
+            (tonic::Code::Unknown, 503),
             (tonic::Code::PermissionDenied, 403),
             (tonic::Code::Internal, 500),
         ];

@@ -224,6 +224,11 @@ impl InventoryService for FakeInventory {
                 r.order_id
             )));
         }
+        // What the gateway's client reports when the connection broke
+        // mid-call (seen under overload: an HTTP/2 keep-alive timed out).
+        if r.items.iter().any(|i| i.quantity == 4) {
+            return Err(Status::unknown("transport error"));
+        }
         if r.items.iter().any(|i| i.quantity > 5) {
             return Err(Status::aborted("insufficient stock for LAMP-1"));
         }
@@ -726,6 +731,20 @@ async fn a_keyed_reservation_retried_is_the_same_hold() {
     assert!(
         p["detail"].as_str().unwrap().contains("already holds"),
         "{p}"
+    );
+
+    // A call whose outcome is unknown is a 503 that says so, never a 500.
+    let (status, p) = reserve(ann.clone(), key(), 4).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{p}");
+    assert_eq!(
+        p["detail"],
+        shopstream_gateway::inventory::MAYBE_HELD_DETAIL
+    );
+    let (status, p) = reserve(ann.clone(), None, 4).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{p}");
+    assert_eq!(
+        p["detail"],
+        shopstream_gateway::inventory::MAYBE_HELD_UNKEYED_DETAIL
     );
 
     let (status, p) = reserve(ann.clone(), Some("k".repeat(300)), 1).await;
