@@ -375,6 +375,87 @@ async fn stale_projections(i: &Inputs<'_>) -> Vec<String> {
     out
 }
 
+/// Release again every winner's hold whose release was never confirmed; then
+/// ask again, with its `Idempotency-Key`, for every reservation whose client
+/// got no answer or only 503s, as that client would when it comes back: a
+/// hold that was made after all is answered and joins the holds the clients
+/// know of (a key whose first try made nothing may hold now, and is then
+/// known too). What is still unanswered stays unknown and shows in the stock
+/// check. `None` when there was nothing to ask.
+async fn find_unconfirmed_holds(i: &Inputs<'_>) -> Option<String> {
+    // First the winners' releases that were never confirmed: released now
+    // (idempotent), they are neither held nor reserved whatever happened.
+    let releases = i
+        .shared
+        .unconfirmed_releases
+        .lock()
+        .map(|u| u.clone())
+        .unwrap_or_default();
+    let mut released = 0;
+    for (id, buyer) in &releases {
+        let answer = i
+            .http
+            .delete(format!("{}/reservations/{id}", i.target.gateway_url))
+            .bearer_auth(&i.shared.buyers[*buyer].token)
+            .send()
+            .await;
+        if answer.is_ok_and(|r| matches!(r.status().as_u16(), 200 | 404)) {
+            released += 1;
+        }
+    }
+    let releases = (!releases.is_empty()).then(|| {
+        format!(
+            "{} winners' releases answered only 503 or nothing: {released} released again",
+            releases.len()
+        )
+    });
+    let asked = i
+        .shared
+        .unconfirmed_holds
+        .lock()
+        .map(|u| u.clone())
+        .unwrap_or_default();
+    if asked.is_empty() {
+        return releases;
+    }
+    let mut found = 0;
+    let mut unanswered = 0;
+    for (key, buyer, sku) in &asked {
+        let answer = i
+            .http
+            .post(format!("{}/reservations", i.target.gateway_url))
+            .bearer_auth(&i.shared.buyers[*buyer].token)
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({"items": [{"sku_id": sku, "quantity": 1}], "ttl_s": 600}))
+            .send()
+            .await;
+        let Ok(r) = answer else {
+            unanswered += 1;
+            continue;
+        };
+        let status = r.status().as_u16();
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        match (status, v["reservation_id"].as_str(), v["state"].as_str()) {
+            (201, Some(id), Some("held")) => {
+                found += 1;
+                if let Ok(mut h) = i.shared.holds.lock() {
+                    h.push((id.to_string(), *buyer, sku.clone()));
+                }
+            }
+            (409 | 201, ..) => {}
+            _ => unanswered += 1,
+        }
+    }
+    let holds = format!(
+        "{} reservations answered only 503 or nothing: asked again by their Idempotency-Key, {found} were holds, {unanswered} still unanswered",
+        asked.len()
+    );
+    Some(match releases {
+        Some(r) => format!("{r}; {holds}"),
+        None => holds,
+    })
+}
+
 /// Stock of each SKU of the run, conserved and never oversold; then every
 /// hold still open is released and nothing may stay reserved.
 async fn stock_invariants(i: &Inputs<'_>, orders: &[Order]) -> Vec<Invariant> {
@@ -391,6 +472,7 @@ async fn stock_invariants(i: &Inputs<'_>, orders: &[Order]) -> Vec<Invariant> {
             )];
         }
     };
+    let found = find_unconfirmed_holds(i).await;
     let holds = i.shared.holds.lock().map(|h| h.clone()).unwrap_or_default();
     let mut sold: HashMap<&str, i64> = HashMap::new();
     for o in orders.iter().filter(|o| o.state() == OrderState::Completed) {
@@ -447,14 +529,19 @@ async fn stock_invariants(i: &Inputs<'_>, orders: &[Order]) -> Vec<Invariant> {
             before.available
         ));
     }
+
+    let mut detail = if problems.is_empty() {
+        lines.join("; ")
+    } else {
+        first(&problems)
+    };
+    if let Some(found) = found {
+        detail = format!("{detail}; {found}");
+    }
     let mut out = vec![inv(
         "no SKU oversold; stock conserved (available + reserved + committed)",
         problems.is_empty(),
-        if problems.is_empty() {
-            lines.join("; ")
-        } else {
-            first(&problems)
-        },
+        detail,
     )];
     // Give the holds back, then nothing may stay reserved.
     for (id, buyer, _) in &holds {

@@ -80,6 +80,14 @@ pub struct Shared {
     pub told: Mutex<Vec<Told>>,
     /// Flash-sale holds still open: (reservation id, buyer index, sku id).
     pub holds: Mutex<Vec<(String, usize, String)>>,
+    /// Flash-sale reservations whose every attempt got no answer or a 503:
+    /// (Idempotency-Key, buyer index, sku id). The verdict asks again with
+    /// each key, as a client coming back would, before it counts stock.
+    pub unconfirmed_holds: Mutex<Vec<(String, usize, String)>>,
+    /// Winners' releases that got no answer or only 503s: (reservation id,
+    /// buyer index). The verdict releases them again (a release is
+    /// idempotent) before it counts stock.
+    pub unconfirmed_releases: Mutex<Vec<(String, usize)>>,
     /// Flash-sale winners that may still convert to an order.
     pub conversions_left: AtomicUsize,
     pub seq: AtomicUsize,
@@ -150,6 +158,13 @@ async fn send(
     Ok((status, value))
 }
 
+/// The wait before asking again after `attempt` unanswered tries: 0.5 s,
+/// then twice as long each time, so retries thin out under overload instead
+/// of adding to it.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500) * 2u32.saturating_pow(attempt.saturating_sub(1)).min(8)
+}
+
 /// Place one order for `line`; what the client was told is recorded.
 async fn place_order(
     user: &mut GooseUser,
@@ -179,7 +194,7 @@ async fn place_order(
         if !matches!(status, 0 | 503) || attempt == KEYED_ATTEMPTS || super::cancelled() {
             break (status, v);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(backoff(attempt)).await;
     };
     let order_id = v["order_id"].as_str().map(str::to_owned);
     if let Ok(mut t) = s.told.lock() {
@@ -239,12 +254,18 @@ async fn flash_reserve(user: &mut GooseUser) -> TransactionResult {
         if !matches!(answer.0, 0 | 503) || attempt == KEYED_ATTEMPTS || super::cancelled() {
             break answer;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(backoff(attempt)).await;
     };
+    let (buyer, _) = buyer_of(user);
+    if matches!(status, 0 | 503) {
+        if let Ok(mut u) = s.unconfirmed_holds.lock() {
+            u.push((key, buyer, line.1.clone()));
+        }
+        return Ok(());
+    }
     let Some(id) = v["reservation_id"].as_str().filter(|_| status == 201) else {
         return Ok(());
     };
-    let (buyer, _) = buyer_of(user);
     let convert = s
         .conversions_left
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -256,16 +277,31 @@ async fn flash_reserve(user: &mut GooseUser) -> TransactionResult {
         return Ok(());
     }
     // A winner turns the hold into an order: the saga reserves by itself.
-    send(
-        user,
-        "release",
-        GooseMethod::Delete,
-        &format!("/reservations/{id}"),
-        None,
-        &[],
-        &[404],
-    )
-    .await?;
+    // A release is idempotent, so an unanswered one is simply asked again.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (released, _) = send(
+            user,
+            "release",
+            GooseMethod::Delete,
+            &format!("/reservations/{id}"),
+            None,
+            &[],
+            &[404],
+        )
+        .await?;
+        if !matches!(released, 0 | 503) {
+            break;
+        }
+        if attempt == KEYED_ATTEMPTS || super::cancelled() {
+            if let Ok(mut u) = s.unconfirmed_releases.lock() {
+                u.push((id.to_string(), buyer));
+            }
+            break;
+        }
+        tokio::time::sleep(backoff(attempt)).await;
+    }
     place_order(user, &line).await?;
     Ok(())
 }
@@ -539,6 +575,8 @@ pub async fn run(
         rec: Recorder::new(t0),
         told: Mutex::new(Vec::new()),
         holds: Mutex::new(Vec::new()),
+        unconfirmed_holds: Mutex::new(Vec::new()),
+        unconfirmed_releases: Mutex::new(Vec::new()),
         conversions_left: AtomicUsize::new(plan.orders),
         seq: AtomicUsize::new(0),
     };

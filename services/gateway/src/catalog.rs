@@ -137,6 +137,11 @@ fn card_of(p: &Product) -> ProductCard {
 
 /// gRPC error → problem+json with the matching HTTP status.
 pub fn problem_of(s: tonic::Status) -> Problem {
+    // A broken connection (tonic's client says Unknown) is a 503, as for
+    // every upstream: under overload the product read answered 500 for it.
+    if s.code() == tonic::Code::Unknown {
+        return crate::upstream::problem_of("catalog", s);
+    }
     let code = ErrorCode::from_grpc(s.code());
     let detail = if code == ErrorCode::Internal {
         "catalog failed".to_string()
@@ -454,4 +459,21 @@ pub async fn cards_for(
         cards.insert(i, card);
     }
     Ok((cards, missing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_connection_is_a_503_and_a_failure_stays_a_500() {
+        let p = problem_of(tonic::Status::unknown("transport error"));
+        assert_eq!(p.status, 503);
+        let p = problem_of(tonic::Status::internal("boom"));
+        assert_eq!(
+            (p.status, p.detail.as_deref()),
+            (500, Some("catalog failed"))
+        );
+        assert_eq!(problem_of(tonic::Status::not_found("no")).status, 404);
+    }
 }

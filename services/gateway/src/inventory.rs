@@ -40,6 +40,11 @@ const HOLD_OWNER_GRACE_S: u64 = 24 * 60 * 60;
 
 /// Reason recorded with a release the caller asked for.
 const RELEASE_REASON: &str = "user_requested";
+/// Reason recorded when a new hold is given back because its owner could not
+/// be recorded.
+const OWNER_UNRECORDED_REASON: &str = "owner_unrecorded";
+/// What an unkeyed caller is told then.
+pub const OWNER_UNRECORDED_DETAIL: &str = "reservations are unavailable: the hold could not be recorded as yours and was given back; try again";
 
 /// One line to hold.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -239,10 +244,35 @@ pub async fn reserve(
         .unwrap_or(0)
         + HOLD_OWNER_GRACE_S;
     let mut redis = state.redis.clone();
-    let key = owner_key(&claims.tid, &resp.reservation_id);
-    if let Err(e) = redis.set_ex::<_, _, ()>(&key, &claims.sub, ttl_s).await {
-        // The hold stands and lapses by its TTL; only an admin can release it early.
+    let owner = owner_key(&claims.tid, &resp.reservation_id);
+    if let Err(e) = redis.set_ex::<_, _, ()>(&owner, &claims.sub, ttl_s).await {
+        // Without its owner on record only an admin could release the hold
+        // (its owner's DELETE would be a 404), so it is not handed out: a
+        // keyed client asks again and the replay records the owner; any
+        // other caller's units go back now.
         tracing::warn!(error = %e, reservation_id = %resp.reservation_id, "could not record the hold's owner");
+        if key.is_some() {
+            return Err(Problem::new(ErrorCode::Unavailable, MAYBE_HELD_DETAIL));
+        }
+        let msg = ReleaseRequest {
+            reservation_id: resp.reservation_id.clone(),
+            reason: OWNER_UNRECORDED_REASON.into(),
+            order_id: String::new(),
+        };
+        let given_back = state
+            .inventory
+            .clone()
+            .release(request(msg, &claims.tid, state.upstream_timeout))
+            .await
+            .is_ok();
+        return Err(Problem::new(
+            ErrorCode::Unavailable,
+            if given_back {
+                OWNER_UNRECORDED_DETAIL
+            } else {
+                MAYBE_HELD_UNKEYED_DETAIL
+            },
+        ));
     }
     Ok((
         StatusCode::CREATED,
