@@ -375,6 +375,29 @@ async fn stale_projections(i: &Inputs<'_>) -> Vec<String> {
     out
 }
 
+/// `DELETE /reservations/{id}` as `buyer`, asked again (up to five times,
+/// half a second apart) while the answer is none, 429 or 503, since the
+/// system may still be busy right after the load. Whether it was released
+/// (200, or 404: unknown or already gone).
+async fn release_hold(i: &Inputs<'_>, id: &str, buyer: usize) -> bool {
+    for attempt in 1..=5 {
+        let answer = i
+            .http
+            .delete(format!("{}/reservations/{id}", i.target.gateway_url))
+            .bearer_auth(&i.shared.buyers[buyer].token)
+            .send()
+            .await;
+        match answer.map(|r| r.status().as_u16()) {
+            Ok(200 | 404) => return true,
+            Ok(0 | 429 | 503) | Err(_) if attempt < 5 => {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// Release again every winner's hold whose release was never confirmed; then
 /// ask again, with its `Idempotency-Key`, for every reservation whose client
 /// got no answer or only 503s, as that client would when it comes back: a
@@ -393,19 +416,13 @@ async fn find_unconfirmed_holds(i: &Inputs<'_>) -> Option<String> {
         .unwrap_or_default();
     let mut released = 0;
     for (id, buyer) in &releases {
-        let answer = i
-            .http
-            .delete(format!("{}/reservations/{id}", i.target.gateway_url))
-            .bearer_auth(&i.shared.buyers[*buyer].token)
-            .send()
-            .await;
-        if answer.is_ok_and(|r| matches!(r.status().as_u16(), 200 | 404)) {
+        if release_hold(i, id, *buyer).await {
             released += 1;
         }
     }
     let releases = (!releases.is_empty()).then(|| {
         format!(
-            "{} winners' releases answered only 503 or nothing: {released} released again",
+            "{} winners' releases answered only 429, 503 or nothing: {released} released again",
             releases.len()
         )
     });
@@ -545,13 +562,7 @@ async fn stock_invariants(i: &Inputs<'_>, orders: &[Order]) -> Vec<Invariant> {
     )];
     // Give the holds back, then nothing may stay reserved.
     for (id, buyer, _) in &holds {
-        let token = &i.shared.buyers[*buyer].token;
-        let _ = i
-            .http
-            .delete(format!("{}/reservations/{id}", i.target.gateway_url))
-            .bearer_auth(token)
-            .send()
-            .await;
+        release_hold(i, id, *buyer).await;
     }
     let mut stuck = Vec::new();
     for (sku, before) in i.stock_before {

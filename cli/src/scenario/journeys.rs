@@ -84,7 +84,7 @@ pub struct Shared {
     /// (Idempotency-Key, buyer index, sku id). The verdict asks again with
     /// each key, as a client coming back would, before it counts stock.
     pub unconfirmed_holds: Mutex<Vec<(String, usize, String)>>,
-    /// Winners' releases that got no answer or only 503s: (reservation id,
+    /// Winners' releases that got no answer, 429s or 503s: (reservation id,
     /// buyer index). The verdict releases them again (a release is
     /// idempotent) before it counts stock.
     pub unconfirmed_releases: Mutex<Vec<(String, usize)>>,
@@ -165,6 +165,14 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500) * 2u32.saturating_pow(attempt.saturating_sub(1)).min(8)
 }
 
+/// Whether a keyed write answered `status` is asked again. No answer or a
+/// 503 may hide a write that happened; once one of those came, a 429 (the
+/// gateway's rate limit, which sends nothing on) says nothing about it, so
+/// that is asked again too. A first 429 is an answer: nothing was done.
+fn ask_again(status: u16, uncertain: bool) -> bool {
+    matches!(status, 0 | 503) || (uncertain && status == 429)
+}
+
 /// Place one order for `line`; what the client was told is recorded.
 async fn place_order(
     user: &mut GooseUser,
@@ -179,6 +187,7 @@ async fn place_order(
     // As a careful client does: no answer, or a 503 that may hide a stored
     // order, is asked again with the same key (a replay answers the order).
     let mut attempt = 0;
+    let mut uncertain = false;
     let (status, v) = loop {
         attempt += 1;
         let (status, v) = send(
@@ -191,7 +200,8 @@ async fn place_order(
             &[],
         )
         .await?;
-        if !matches!(status, 0 | 503) || attempt == KEYED_ATTEMPTS || super::cancelled() {
+        uncertain |= matches!(status, 0 | 503);
+        if !ask_again(status, uncertain) || attempt == KEYED_ATTEMPTS || super::cancelled() {
             break (status, v);
         }
         tokio::time::sleep(backoff(attempt)).await;
@@ -236,6 +246,7 @@ async fn flash_reserve(user: &mut GooseUser) -> TransactionResult {
     // the hold if it was made (the headline times the first attempt).
     let started = Instant::now();
     let mut attempt = 0;
+    let mut uncertain = false;
     let (status, v) = loop {
         attempt += 1;
         let answer = send(
@@ -251,13 +262,14 @@ async fn flash_reserve(user: &mut GooseUser) -> TransactionResult {
         if attempt == 1 {
             s.rec.headline(started.elapsed().as_micros() as u64);
         }
-        if !matches!(answer.0, 0 | 503) || attempt == KEYED_ATTEMPTS || super::cancelled() {
+        uncertain |= matches!(answer.0, 0 | 503);
+        if !ask_again(answer.0, uncertain) || attempt == KEYED_ATTEMPTS || super::cancelled() {
             break answer;
         }
         tokio::time::sleep(backoff(attempt)).await;
     };
     let (buyer, _) = buyer_of(user);
-    if matches!(status, 0 | 503) {
+    if uncertain && matches!(status, 0 | 429 | 503) {
         if let Ok(mut u) = s.unconfirmed_holds.lock() {
             u.push((key, buyer, line.1.clone()));
         }
@@ -291,7 +303,8 @@ async fn flash_reserve(user: &mut GooseUser) -> TransactionResult {
             &[404],
         )
         .await?;
-        if !matches!(released, 0 | 503) {
+        // 429 (the gateway's rate limit) released nothing either.
+        if !matches!(released, 0 | 429 | 503) {
             break;
         }
         if attempt == KEYED_ATTEMPTS || super::cancelled() {
@@ -1037,5 +1050,24 @@ async fn write_progress(
             let _ = std::fs::rename(&tmp, &path);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keyed_write_is_asked_again_only_while_its_outcome_is_unknown() {
+        assert!(ask_again(0, false) && ask_again(503, false));
+        // A first 429 is an answer; after a 503 it says nothing.
+        assert!(!ask_again(429, false) && ask_again(429, true));
+        for answer in [200, 201, 404, 409, 422] {
+            assert!(!ask_again(answer, true), "{answer}");
+        }
+        assert_eq!(
+            (1..=4).map(backoff).collect::<Vec<_>>(),
+            [500, 1_000, 2_000, 4_000].map(Duration::from_millis)
+        );
     }
 }
