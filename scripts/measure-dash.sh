@@ -27,17 +27,30 @@ cpu_pct() {
 
 tmux -L "$socket" new-session -d -x 140 -y 45 "$bin dash"
 trap 'tmux -L "$socket" kill-server 2>/dev/null || true' EXIT
-sleep 5
-dash=$(pgrep -f -n "^$bin dash$")
+# Wait (at most 10 s) for the dash to run.
+dash=""
+for _ in $(seq 50); do
+  dash=$(pgrep -f -n "^$bin dash$" || true)
+  [ -n "$dash" ] && break
+  sleep 0.2
+done
+[ -n "$dash" ] || { echo "the dash did not start" >&2; exit 1; }
 echo "dash pid $dash ($bin), window ${window}s"
 
 echo "1. at rest: dash CPU $(cpu_pct "$dash") % of a core, PSS $(pss_mib "$dash") MiB"
 
+progress="${SHOPSTREAM_STATE_DIR:-.shopstream}/scenario-progress.json"
+rm -f "$progress"
 # Ten thousand buyers arriving 300 a second: about 33 s of load (each buyer
 # makes one attempt, so --duration alone would not make it last).
 "$bin" test --scenario flash-sale --users 10000 --rate 300 --json >/tmp/measure-dash-scenario.json 2>/dev/null &
 scenario=$!
-sleep 3
+# Measure once the load runs: the scenario writes its progress file every
+# second while Goose runs (at most 60 s for its buyers to be prepared).
+for _ in $(seq 300); do
+  [ -s "$progress" ] && break
+  sleep 0.2
+done
 echo "2. flash sale: dash CPU $(cpu_pct "$dash") % of a core, PSS $(pss_mib "$dash") MiB"
 wait "$scenario" || echo "   (the scenario's verdict was not a pass: /tmp/measure-dash-scenario.json)"
 python3 - /tmp/measure-dash-scenario.json <<'PY'

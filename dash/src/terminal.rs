@@ -219,16 +219,31 @@ mod tests {
             }
         }
         let _kill = Kill(&tmux, dir.clone());
-        // The pane's shell runs the child, then records the terminal's modes
-        // and waits so the pane can be read.
+        // The pane's shell runs the child, then records the terminal's
+        // modes; the pane stays (remain-on-exit) so it can be read.
         let script = format!(
             "env {PANIC_CHILD}=1 RUST_BACKTRACE=0 {exe} --exact \
              terminal::tests::a_panic_restores_the_terminal_and_shows_its_message \
-             --nocapture --test-threads 1; stty -a > {stty}.tmp && mv {stty}.tmp {stty}; sleep 60",
+             --nocapture --test-threads 1; stty -a > {stty}.tmp && mv {stty}.tmp {stty}",
             exe = exe.display(),
             stty = stty.display()
         );
-        let out = tmux(&["new-session", "-d", "-x", "100", "-y", "30", &script]);
+        let out = tmux(&[
+            "start-server",
+            ";",
+            "set-option",
+            "-g",
+            "remain-on-exit",
+            "on",
+            ";",
+            "new-session",
+            "-d",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &script,
+        ]);
         assert!(
             out.status.success(),
             "{}",

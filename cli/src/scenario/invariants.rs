@@ -405,7 +405,7 @@ async fn release_hold(i: &Inputs<'_>, id: &str, buyer: usize) -> bool {
 /// know of (a key whose first try made nothing may hold now, and is then
 /// known too). What is still unanswered stays unknown and shows in the stock
 /// check. `None` when there was nothing to ask.
-async fn find_unconfirmed_holds(i: &Inputs<'_>) -> Option<String> {
+async fn settle_unconfirmed(i: &Inputs<'_>) -> Option<String> {
     // First the winners' releases that were never confirmed: released now
     // (idempotent), they are neither held nor reserved whatever happened.
     let releases = i
@@ -489,7 +489,7 @@ async fn stock_invariants(i: &Inputs<'_>, orders: &[Order]) -> Vec<Invariant> {
             )];
         }
     };
-    let found = find_unconfirmed_holds(i).await;
+    let found = settle_unconfirmed(i).await;
     let holds = i.shared.holds.lock().map(|h| h.clone()).unwrap_or_default();
     let mut sold: HashMap<&str, i64> = HashMap::new();
     for o in orders.iter().filter(|o| o.state() == OrderState::Completed) {

@@ -165,6 +165,56 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500) * 2u32.saturating_pow(attempt.saturating_sub(1)).min(8)
 }
 
+/// What a keyed write came to: its last answer, whether any answer left its
+/// outcome unknown, and how long the first attempt took (µs).
+struct Keyed {
+    status: u16,
+    body: serde_json::Value,
+    uncertain: bool,
+    first_us: u64,
+}
+
+/// `POST path` with `body` under `Idempotency-Key: key`, as a careful client
+/// does: asked again with backoff while [`ask_again`] says so, at most
+/// [`KEYED_ATTEMPTS`] times, and not once the load is being stopped.
+async fn send_keyed(
+    user: &mut GooseUser,
+    name: &'static str,
+    path: &str,
+    body: &serde_json::Value,
+    key: &str,
+    ok_also: &[u16],
+) -> Result<Keyed, Box<TransactionError>> {
+    let started = Instant::now();
+    let mut first_us = None;
+    let mut uncertain = false;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (status, body) = send(
+            user,
+            name,
+            GooseMethod::Post,
+            path,
+            Some(body.clone()),
+            &[("Idempotency-Key", key.to_string())],
+            ok_also,
+        )
+        .await?;
+        let first_us = *first_us.get_or_insert(started.elapsed().as_micros() as u64);
+        uncertain |= matches!(status, 0 | 503);
+        if !ask_again(status, uncertain) || attempt == KEYED_ATTEMPTS || super::cancelled() {
+            return Ok(Keyed {
+                status,
+                body,
+                uncertain,
+                first_us,
+            });
+        }
+        tokio::time::sleep(backoff(attempt)).await;
+    }
+}
+
 /// Whether a keyed write answered `status` is asked again. No answer or a
 /// 503 may hide a write that happened; once one of those came, a 429 (the
 /// gateway's rate limit, which sends nothing on) says nothing about it, so
@@ -184,28 +234,9 @@ async fn place_order(
         "items": [{"product_id": line.0, "sku_id": line.1, "quantity": 1}],
         "payment_method": "pm_card_visa",
     });
-    // As a careful client does: no answer, or a 503 that may hide a stored
-    // order, is asked again with the same key (a replay answers the order).
-    let mut attempt = 0;
-    let mut uncertain = false;
-    let (status, v) = loop {
-        attempt += 1;
-        let (status, v) = send(
-            user,
-            "order",
-            GooseMethod::Post,
-            "/orders",
-            Some(body.clone()),
-            &[("Idempotency-Key", key.clone())],
-            &[],
-        )
-        .await?;
-        uncertain |= matches!(status, 0 | 503);
-        if !ask_again(status, uncertain) || attempt == KEYED_ATTEMPTS || super::cancelled() {
-            break (status, v);
-        }
-        tokio::time::sleep(backoff(attempt)).await;
-    };
+    // A replay of the key answers the stored order.
+    let k = send_keyed(user, "order", "/orders", &body, &key, &[]).await?;
+    let (status, v) = (k.status, k.body);
     let order_id = v["order_id"].as_str().map(str::to_owned);
     if let Ok(mut t) = s.told.lock() {
         t.push(Told {
@@ -241,35 +272,13 @@ async fn flash_reserve(user: &mut GooseUser) -> TransactionResult {
         s.run_id,
         s.seq.fetch_add(1, Ordering::Relaxed)
     );
-    // As for orders: no answer, or a 503 while inventory may still have
-    // committed the hold, is asked again with the same key, which answers
-    // the hold if it was made (the headline times the first attempt).
-    let started = Instant::now();
-    let mut attempt = 0;
-    let mut uncertain = false;
-    let (status, v) = loop {
-        attempt += 1;
-        let answer = send(
-            user,
-            "reserve",
-            GooseMethod::Post,
-            "/reservations",
-            Some(body.clone()),
-            &[("Idempotency-Key", key.clone())],
-            &[409],
-        )
-        .await?;
-        if attempt == 1 {
-            s.rec.headline(started.elapsed().as_micros() as u64);
-        }
-        uncertain |= matches!(answer.0, 0 | 503);
-        if !ask_again(answer.0, uncertain) || attempt == KEYED_ATTEMPTS || super::cancelled() {
-            break answer;
-        }
-        tokio::time::sleep(backoff(attempt)).await;
-    };
+    // A replay of the key answers the hold if inventory made it after the
+    // gateway gave up (the headline times the first attempt).
+    let k = send_keyed(user, "reserve", "/reservations", &body, &key, &[409]).await?;
+    s.rec.headline(k.first_us);
+    let (status, v) = (k.status, k.body);
     let (buyer, _) = buyer_of(user);
-    if uncertain && matches!(status, 0 | 429 | 503) {
+    if k.uncertain && matches!(status, 0 | 429 | 503) {
         if let Ok(mut u) = s.unconfirmed_holds.lock() {
             u.push((key, buyer, line.1.clone()));
         }

@@ -90,7 +90,11 @@ fn a_flash_sale_slice_with_a_kill_and_wire_latency_passes_and_corruption_fails_i
         "--orders",
         "12",
         "--chaos",
-        "kill:orders@4s, latency:orders->inventory=150ms±50@6s+6s",
+        // Both windows end inside the ten seconds it takes to start 400
+        // buyers at 40/s: a window the load outlives is not reported, and
+        // an idle machine finished this load at 11.7 s (a window to 12 s
+        // went missing).
+        "kill:orders@3s, latency:orders->inventory=150ms±50@5s+4s",
         "--json",
         "--out",
         dir.to_str().unwrap(),

@@ -254,17 +254,14 @@ pub async fn reserve(
         if key.is_some() {
             return Err(Problem::new(ErrorCode::Unavailable, MAYBE_HELD_DETAIL));
         }
-        let msg = ReleaseRequest {
-            reservation_id: resp.reservation_id.clone(),
-            reason: OWNER_UNRECORDED_REASON.into(),
-            order_id: String::new(),
-        };
-        let given_back = state
-            .inventory
-            .clone()
-            .release(request(msg, &claims.tid, state.upstream_timeout))
-            .await
-            .is_ok();
+        let given_back = release_hold(
+            &state,
+            &claims.tid,
+            &resp.reservation_id,
+            OWNER_UNRECORDED_REASON,
+        )
+        .await
+        .is_ok();
         return Err(Problem::new(
             ErrorCode::Unavailable,
             if given_back {
@@ -282,6 +279,26 @@ pub async fn reserve(
             expires_at_ms: Some(resp.expires_at_ms),
         }),
     ))
+}
+
+/// Inventory's release of hold `reservation_id`, recording `reason`.
+async fn release_hold(
+    state: &AppState,
+    tenant: &str,
+    reservation_id: &str,
+    reason: &str,
+) -> Result<shopstream_proto::inventory::v1::ReleaseResponse, tonic::Status> {
+    let msg = ReleaseRequest {
+        reservation_id: reservation_id.to_string(),
+        reason: reason.into(),
+        order_id: String::new(),
+    };
+    Ok(state
+        .inventory
+        .clone()
+        .release(request(msg, tenant, state.upstream_timeout))
+        .await?
+        .into_inner())
 }
 
 /// Release a hold (idempotent). Only its owner or an admin may.
@@ -304,18 +321,9 @@ pub async fn release(
     if !claims.admin && owner.as_deref() != Some(claims.sub.as_str()) {
         return Err(Problem::new(ErrorCode::NotFound, "no such reservation"));
     }
-    let msg = ReleaseRequest {
-        reservation_id: id.clone(),
-        reason: RELEASE_REASON.into(),
-        order_id: String::new(),
-    };
-    let resp = state
-        .inventory
-        .clone()
-        .release(request(msg, &claims.tid, state.upstream_timeout))
+    let resp = release_hold(&state, &claims.tid, &id, RELEASE_REASON)
         .await
-        .map_err(|s| problem_of(SERVICE, s))?
-        .into_inner();
+        .map_err(|s| problem_of(SERVICE, s))?;
     Ok(Json(ReservationView {
         reservation_id: id,
         state: reservation_state(resp.state()).to_string(),
