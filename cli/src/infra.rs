@@ -2,7 +2,7 @@
 
 use std::{
     io::IsTerminal,
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -11,11 +11,32 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use shopstream_platform::config::Ports;
 use shopstream_runtime::{
-    ComponentStatus, Kind, Progress, RestartPolicy, Stack, StackError, components::PrepareError,
-    prereq,
+    ComponentStatus, Kind, Progress, RestartPolicy, RuntimeRecord, Stack, StackError,
+    components::PrepareError, containers::Containers, docker, prereq,
 };
 
-use crate::{exit, table};
+use crate::{compose, exit, table};
+
+/// Where the system runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runtime {
+    /// Native processes from the host's own binaries; no Docker.
+    Native,
+    /// `docker compose` with compose/compose.yaml: everything in containers.
+    Compose,
+    /// The infrastructure in containers (testcontainers), the services native.
+    Testcontainers,
+}
+
+impl Runtime {
+    fn name(self) -> &'static str {
+        match self {
+            Runtime::Native => "native",
+            Runtime::Compose => "compose",
+            Runtime::Testcontainers => "testcontainers",
+        }
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -29,6 +50,17 @@ pub struct UpArgs {
     /// times a minute each). Ctrl-C stops watching; the stack keeps running.
     #[arg(long)]
     watch: bool,
+    /// Where it runs [default: what this state directory last ran, else native].
+    #[arg(long, value_enum, env = "SHOPSTREAM_RUNTIME")]
+    runtime: Option<Runtime>,
+    /// compose: the `full` profile (adds OpenSearch, ScyllaDB, Jaeger,
+    /// Prometheus, Grafana). testcontainers: adds OpenSearch and ScyllaDB and
+    /// points search and the feed at them.
+    #[arg(long)]
+    full: bool,
+    /// compose: the compose file [default: compose/compose.yaml here or above].
+    #[arg(long, env = "SHOPSTREAM_COMPOSE_FILE")]
+    compose_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +161,37 @@ fn install_missing(allow: bool) -> Result<(), (u8, String)> {
     Ok(())
 }
 
+/// `up --runtime testcontainers`, first half: the infrastructure's
+/// containers; the native half follows through [`bring_up`].
+async fn containers_up(state_dir: &Path, full: bool) -> anyhow::Result<Result<(), u8>> {
+    let root = std::path::absolute(state_dir)?;
+    let ports = Ports::from_env(Ports::DEV)?;
+    let containers = Containers::new(&root, ports, full);
+    let report = |component: &str, what: &str| eprintln!("{component:<9} {what}");
+    match containers.up(&report).await {
+        Ok(()) => {}
+        Err(shopstream_runtime::containers::ContainersError::Docker(p)) => {
+            eprintln!("error: {p}");
+            return Ok(Err(exit::MISSING_PREREQ));
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Err(exit::NOT_READY));
+        }
+    }
+    RuntimeRecord {
+        runtime: "testcontainers".into(),
+        full,
+        compose_file: None,
+    }
+    .write(&root)?;
+    let stack = stack(state_dir)?;
+    for (kind, env) in containers.service_overrides() {
+        stack.set_overrides(kind, env)?;
+    }
+    Ok(Ok(()))
+}
+
 /// What `up` does before it reports: install missing tools (when allowed),
 /// start whatever is not running and wait until everything is ready, with
 /// progress on stderr. `Ok(Err(code))` means it failed and said why on stderr.
@@ -137,8 +200,11 @@ pub async fn bring_up(
     state_dir: &Path,
     allow_install: bool,
 ) -> anyhow::Result<Result<(Stack, Vec<ComponentStatus>, Duration), u8>> {
-    if let Err((code, msg)) =
-        tokio::task::spawn_blocking(move || install_missing(allow_install)).await?
+    // The testcontainers runtime's broker and Temporal are containers.
+    let needs_tools = recorded(state_dir).runtime != "testcontainers";
+    if needs_tools
+        && let Err((code, msg)) =
+            tokio::task::spawn_blocking(move || install_missing(allow_install)).await?
     {
         eprintln!("error: {msg}");
         return Ok(Err(code));
@@ -165,7 +231,41 @@ pub async fn bring_up(
     }
 }
 
+/// The runtime a state directory last ran (native when none is recorded).
+fn recorded(state_dir: &Path) -> RuntimeRecord {
+    RuntimeRecord::read(&std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf()))
+}
+
 pub async fn up(state_dir: &Path, args: UpArgs) -> anyhow::Result<u8> {
+    let record = recorded(state_dir);
+    let runtime = match (args.runtime, record.runtime.as_str()) {
+        (None, "compose") => Runtime::Compose,
+        (None, "testcontainers") => Runtime::Testcontainers,
+        (None, _) => Runtime::Native,
+        (Some(r), was) if was != "native" && r.name() != was => {
+            eprintln!(
+                "error: {} holds a {was} stack: stop it with `shopstream down` first (or use another --state-dir)",
+                state_dir.display()
+            );
+            return Ok(2);
+        }
+        (Some(r), _) => r,
+    };
+    let full = args.full || (args.runtime.is_none() && record.full);
+    match runtime {
+        Runtime::Native => {}
+        Runtime::Compose => {
+            let (file, json) = (args.compose_file.or(record.compose_file), args.json);
+            let state_dir = state_dir.to_path_buf();
+            return tokio::task::spawn_blocking(move || compose::up(&state_dir, file, full, json))
+                .await?;
+        }
+        Runtime::Testcontainers => {
+            if let Err(code) = containers_up(state_dir, full).await? {
+                return Ok(code);
+            }
+        }
+    }
     let (stack, statuses, elapsed) = match bring_up(state_dir, !args.no_install).await? {
         Ok(up) => up,
         Err(code) => return Ok(code),
@@ -203,7 +303,28 @@ pub async fn up(state_dir: &Path, args: UpArgs) -> anyhow::Result<u8> {
 }
 
 pub async fn down(state_dir: &Path, args: DownArgs) -> anyhow::Result<u8> {
+    let record = recorded(state_dir);
+    if record.runtime == "compose" {
+        let state_dir = state_dir.to_path_buf();
+        return tokio::task::spawn_blocking(move || {
+            compose::down(&state_dir, &record, args.purge, args.json)
+        })
+        .await?;
+    }
     let stack = stack(state_dir)?;
+    // The testcontainers runtime: its containers go too (removed with --purge).
+    let containers_gone = if record.runtime == "testcontainers" {
+        let containers = Containers::new(stack.root(), stack.ports(), record.full);
+        match containers.down(args.purge).await {
+            Ok(names) => names,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(exit::FAILED);
+            }
+        }
+    } else {
+        Vec::new()
+    };
     let before: Vec<_> = Kind::ALL
         .into_iter()
         .filter_map(|k| stack.running_pid(k).map(|p| (k.name(), p)))
@@ -220,12 +341,17 @@ pub async fn down(state_dir: &Path, args: DownArgs) -> anyhow::Result<u8> {
                 "stopped": before.iter().map(|(n, _)| n).collect::<Vec<_>>(),
                 "killed_after_grace": killed,
                 "still_running": still.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+                "containers": containers_gone,
                 "purged": args.purge,
             })
         );
     } else {
-        if before.is_empty() {
+        if before.is_empty() && containers_gone.is_empty() {
             println!("nothing was running in {}", stack.root().display());
+        }
+        for name in &containers_gone {
+            let how = if args.purge { "removed" } else { "stopped" };
+            println!("{name} (container) {how}");
         }
         for (name, pid) in &before {
             let how = if killed.contains(name) {
@@ -248,6 +374,10 @@ pub async fn down(state_dir: &Path, args: DownArgs) -> anyhow::Result<u8> {
 }
 
 pub async fn status(state_dir: &Path, args: StatusArgs) -> anyhow::Result<u8> {
+    let record = recorded(state_dir);
+    if record.runtime == "compose" {
+        return tokio::task::spawn_blocking(move || compose::status(&record, args.json)).await?;
+    }
     let stack = stack(state_dir)?;
     let statuses = stack.status().await;
     let all_ready = statuses.iter().all(|s| s.ready);
@@ -256,8 +386,9 @@ pub async fn status(state_dir: &Path, args: StatusArgs) -> anyhow::Result<u8> {
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "state_dir": stack.root(),
+                "runtime": record.runtime,
                 "ready": all_ready,
-                "pss_kib": statuses.iter().filter(|s| s.running).map(|s| s.pss_kib).sum::<Option<u64>>(),
+                "pss_kib": statuses.iter().filter(|s| s.running && s.pid.is_some()).map(|s| s.pss_kib).sum::<Option<u64>>(),
                 "rss_kib": statuses.iter().map(|s| s.rss_kib).sum::<u64>(),
                 "components": statuses,
             }))?
@@ -268,6 +399,11 @@ pub async fn status(state_dir: &Path, args: StatusArgs) -> anyhow::Result<u8> {
             println!("\n{}: {}", s.name, s.error.clone().unwrap_or_default());
         }
         let running = statuses.iter().filter(|s| s.running).count();
+        if record.runtime == "testcontainers" {
+            println!(
+                "\npostgres, redis, kafka and temporal run in containers (testcontainers); their memory is not counted below"
+            );
+        }
         if running == 0 {
             println!("\nnothing is running: start it with `shopstream up`");
         } else {
@@ -282,6 +418,13 @@ pub async fn status(state_dir: &Path, args: StatusArgs) -> anyhow::Result<u8> {
 }
 
 pub async fn logs(state_dir: &Path, args: LogsArgs) -> anyhow::Result<u8> {
+    let record = recorded(state_dir);
+    if record.runtime == "compose" {
+        return tokio::task::spawn_blocking(move || {
+            compose::logs(&record, &args.name, args.follow, args.lines)
+        })
+        .await?;
+    }
     let Some(kind) = Kind::parse(&args.name) else {
         let names: Vec<_> = Kind::ALL.iter().map(|k| k.name()).collect();
         eprintln!(
@@ -292,6 +435,33 @@ pub async fn logs(state_dir: &Path, args: LogsArgs) -> anyhow::Result<u8> {
         return Ok(2);
     };
     let stack = stack(state_dir)?;
+    if stack.is_external(kind) {
+        // A container: its log is the engine's.
+        let name = format!(
+            "{}-{}",
+            Containers::new(stack.root(), stack.ports(), record.full).project(),
+            kind.name()
+        );
+        let Some(docker) = prereq::which("docker") else {
+            eprintln!(
+                "error: {} runs in the container {name}; its log needs the docker CLI (`docker logs {name}`)",
+                kind.name()
+            );
+            return Ok(exit::MISSING_PREREQ);
+        };
+        let tail = args.lines.to_string();
+        let mut cmd = std::process::Command::new(docker);
+        cmd.args(["logs", "--tail", &tail]);
+        if args.follow {
+            cmd.arg("--follow");
+        }
+        let status = cmd.arg(&name).status()?;
+        return Ok(if status.success() {
+            exit::OK
+        } else {
+            exit::FAILED
+        });
+    }
     let path = stack.log_path(kind);
     if !path.exists() {
         eprintln!(
@@ -334,6 +504,9 @@ pub async fn doctor(args: DoctorArgs) -> anyhow::Result<u8> {
     }
     let prereqs = prereq::check_all();
     let missing = prereqs.iter().filter(|p| !p.found()).count();
+    // Only the Docker runtimes need Docker: reported, never counted as missing.
+    let docker_cli = prereq::which("docker");
+    let engine = tokio::task::spawn_blocking(docker::check_engine).await?;
     if args.json {
         println!(
             "{}",
@@ -341,6 +514,11 @@ pub async fn doctor(args: DoctorArgs) -> anyhow::Result<u8> {
                 "ok": missing == 0,
                 "cache_dir": prereq::cache_dir(),
                 "prerequisites": prereqs,
+                "docker": {
+                    "cli": docker_cli,
+                    "engine": engine.as_ref().map(|()| "running".to_string()).unwrap_or_else(|p| p.to_string()),
+                    "needed_by": ["up --runtime compose", "up --runtime testcontainers"],
+                },
             }))?
         );
     } else {
@@ -369,6 +547,18 @@ pub async fn doctor(args: DoctorArgs) -> anyhow::Result<u8> {
             "{}",
             table::render(&["prerequisite", "state", "version", "path / fix"], &rows)
         );
+        match (&docker_cli, &engine) {
+            (_, Ok(())) => println!(
+                "\nDocker: engine running ({}): `up --runtime compose|testcontainers` can be used",
+                docker::Address::from_env()
+            ),
+            (None, Err(_)) => println!(
+                "\nDocker: not installed (only `up --runtime compose|testcontainers` need it)"
+            ),
+            (Some(_), Err(p)) => println!(
+                "\nDocker: CLI found, but {p} (only `up --runtime compose|testcontainers` need it)"
+            ),
+        }
         if missing == 0 {
             println!("\neverything the native runtime needs is installed");
         } else {
@@ -409,6 +599,7 @@ fn status_table(statuses: &[ComponentStatus]) -> String {
                 s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 s.endpoint.clone(),
                 match (s.running, s.pss_kib) {
+                    (true, _) if s.pid.is_none() => "container".into(),
                     (true, Some(kib)) => format!("{} MiB", kib / 1024),
                     (true, None) => "?".into(),
                     (false, _) => "-".into(),
@@ -423,7 +614,8 @@ fn status_table(statuses: &[ComponentStatus]) -> String {
 /// sharing them, so it adds up; RSS would count the one binary nine times and
 /// Postgres' shared buffers once per backend). RSS stays in `--json`.
 fn total_pss(statuses: &[ComponentStatus]) -> String {
-    let running = statuses.iter().filter(|s| s.running);
+    // Containers (no pid here) are the engine's to measure.
+    let running = statuses.iter().filter(|s| s.running && s.pid.is_some());
     match running.map(|s| s.pss_kib).sum::<Option<u64>>() {
         Some(kib) => format!("{} MiB (PSS)", kib / 1024),
         None => "an unknown amount (PSS unreadable: run as the stack's user)".into(),
@@ -467,6 +659,11 @@ impl Reporter {
     fn report(&self, p: Progress) {
         let (kind, msg, done) = match &p {
             Progress::AlreadyRunning(k) => (*k, "already running".to_string(), false),
+            Progress::External(k) => (
+                *k,
+                "in a container: waiting until it answers".to_string(),
+                false,
+            ),
             Progress::Starting(k) => (*k, "starting".to_string(), false),
             Progress::Recovering(k) => (
                 *k,

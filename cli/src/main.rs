@@ -1,9 +1,11 @@
 //! `shopstream`: one binary that boots the system and runs any of its services.
 
 mod bench;
+mod compose;
 mod consistency;
 mod dash;
 mod demo;
+mod deploy;
 mod dsar;
 mod fault;
 mod feed;
@@ -43,7 +45,9 @@ pub mod exit {
     long_about = "Boot and drive Shopstream, a commerce-plus-social reference system.\n\n\
         `shopstream up` starts the infrastructure natively (no Docker): PostgreSQL, Redis, \
         a Kafka-protocol broker (tansu), the Temporal dev server and an S3 server, each on \
-        its own loopback port with its state under .shopstream/. `shopstream down` stops it.",
+        its own loopback port with its state under .shopstream/. `shopstream down` stops it. \
+        `up --runtime compose|testcontainers` does the same with Docker, and \
+        `deploy aws` takes the same binary to AWS with Terraform.",
     after_help = "Exit codes: 0 ok, 1 failed, 2 usage error, 3 missing prerequisite, 4 not ready."
 )]
 struct Cli {
@@ -62,11 +66,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the native infrastructure and wait until every part is ready.
+    /// Start the system and wait until every part is ready.
     ///
     /// Idempotent: what runs is left alone, what died is started again.
-    /// Missing tansu or temporal binaries are installed into the cache first
-    /// (tansu is built from the crate registry: ~15 minutes once) unless --no-install.
+    /// `--runtime native` (the default) needs no Docker: missing tansu or
+    /// temporal binaries are installed into the cache first (tansu is built
+    /// from the crate registry: ~15 minutes once) unless --no-install.
+    /// `--runtime compose` drives `docker compose` with compose/compose.yaml;
+    /// `--runtime testcontainers` runs the infrastructure in containers and
+    /// the services natively. Both need a running Docker engine (exit 3 without).
     Up(infra::UpArgs),
     /// Stop everything `up` started; --purge also deletes all state.
     Down(infra::DownArgs),
@@ -134,6 +142,13 @@ enum Command {
     /// never pauses; `--no-pause` never waits for Enter; `--json` prints each
     /// step's outcome, numbers and duration at the end.
     Demo(demo::DemoArgs),
+    /// Deploy the same binary to a cloud: `deploy aws --plan | --apply | --destroy`.
+    ///
+    /// Wraps terraform over the layers in infra/ with the state and variables
+    /// each needs. --apply and --destroy need --yes; --apply also needs
+    /// --budget-usd. See infra/README.md for what it costs and what has been
+    /// validated (it has never been applied from this project's machines).
+    Deploy(deploy::DeployArgs),
 }
 
 fn main() -> ExitCode {
@@ -155,6 +170,7 @@ fn main() -> ExitCode {
             Command::Status(a) => infra::status(&cli.state_dir, a).await,
             Command::Logs(a) => infra::logs(&cli.state_dir, a).await,
             Command::Doctor(a) => infra::doctor(a).await,
+            Command::Deploy(a) => deploy::run(a).await,
             Command::Seed(a) => seed::seed(&cli.state_dir, a).await,
             Command::Bench(a) => bench::bench(&cli.state_dir, a).await,
             Command::Serve(a) => serve::serve(a).await,

@@ -3,6 +3,7 @@
 //! and `fault` in [`lab`].
 
 mod checkout;
+mod elsewhere;
 mod faults;
 mod lab;
 mod live;

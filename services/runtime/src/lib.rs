@@ -8,6 +8,8 @@
 
 pub mod admin;
 pub mod components;
+pub mod containers;
+pub mod docker;
 pub mod fault_proxy;
 pub mod links;
 pub mod lossy_path;
@@ -20,4 +22,4 @@ pub mod stack;
 pub mod testkit;
 
 pub use components::Kind;
-pub use stack::{ComponentStatus, Progress, RestartPolicy, Stack, StackError};
+pub use stack::{ComponentStatus, Progress, RestartPolicy, RuntimeRecord, Stack, StackError};

@@ -28,6 +28,8 @@ use crate::{
 #[derive(Debug, Clone)]
 pub enum Progress {
     AlreadyRunning(Kind),
+    /// Provided by something else (a container): only waited for.
+    External(Kind),
     Starting(Kind),
     /// The previous process had died; it is being started again.
     Recovering(Kind),
@@ -76,6 +78,51 @@ pub struct Stack {
     /// Also run the Shopstream services (the CLI does; the test kit does not:
     /// tests run services in-process).
     services: bool,
+    /// Components something else runs (the testcontainers runtime's
+    /// containers): never started, stopped or restarted here, only probed.
+    external: Vec<Kind>,
+}
+
+/// Which runtime `up` used in a state directory (`runtime.json`), so that
+/// `status`, `logs` and `down` find the same stack. Absent: native.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RuntimeRecord {
+    /// `native`, `compose` or `testcontainers`.
+    pub runtime: String,
+    /// The `full` profile (compose) or `--full` (testcontainers).
+    #[serde(default)]
+    pub full: bool,
+    /// compose: the compose file `up` used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose_file: Option<PathBuf>,
+}
+
+impl RuntimeRecord {
+    const FILE: &str = "runtime.json";
+
+    /// What `root` records; native when nothing is recorded.
+    pub fn read(root: &Path) -> RuntimeRecord {
+        std::fs::read(root.join(Self::FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(|| RuntimeRecord {
+                runtime: "native".into(),
+                ..Default::default()
+            })
+    }
+
+    pub fn write(&self, root: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(root)?;
+        std::fs::write(
+            root.join(Self::FILE),
+            serde_json::to_vec_pretty(self).unwrap_or_default(),
+        )
+    }
+
+    /// Forget the record (after `down --purge`, or when native takes over).
+    pub fn clear(root: &Path) {
+        let _ = std::fs::remove_file(root.join(Self::FILE));
+    }
 }
 
 /// When the supervisor restarts a crashed component, and when it gives up.
@@ -113,6 +160,11 @@ impl Stack {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(ports);
+        let external = if RuntimeRecord::read(&root).runtime == "testcontainers" {
+            crate::containers::Containers::KINDS.to_vec()
+        } else {
+            Vec::new()
+        };
         Stack {
             layout: Layout {
                 root,
@@ -120,7 +172,19 @@ impl Stack {
                 exe: exe.into(),
             },
             services: false,
+            external,
         }
+    }
+
+    /// Treat `kinds` as run by something else (containers): probed, never
+    /// started or stopped here.
+    pub fn with_external(mut self, kinds: &[Kind]) -> Stack {
+        self.external = kinds.to_vec();
+        self
+    }
+
+    pub fn is_external(&self, kind: Kind) -> bool {
+        self.external.contains(&kind)
     }
 
     /// Run the services too, after the infrastructure is ready.
@@ -207,7 +271,7 @@ impl Stack {
         let stopped: Vec<Kind> = self
             .kinds()
             .into_iter()
-            .filter(|k| self.running_pid(*k).is_none())
+            .filter(|k| !self.is_external(*k) && self.running_pid(*k).is_none())
             .collect();
         for kind in &stopped {
             self.layout
@@ -232,6 +296,7 @@ impl Stack {
             for kind in phase {
                 match to_start.iter().find(|(k, _)| *k == kind) {
                     Some((_, spec)) => self.spawn(kind, spec, &*progress)?,
+                    None if self.is_external(kind) => progress(Progress::External(kind)),
                     None => progress(Progress::AlreadyRunning(kind)),
                 }
                 let s = self.clone();
@@ -367,7 +432,7 @@ impl Stack {
                 _ = tokio::time::sleep(policy.check_interval) => {}
             }
             for kind in self.kinds() {
-                if self.running_pid(kind).is_some() {
+                if self.is_external(kind) || self.running_pid(kind).is_some() {
                     continue;
                 }
                 let history = restarts.entry(kind).or_default();
@@ -411,7 +476,7 @@ impl Stack {
     async fn wait_ready(&self, kind: Kind) -> Result<(), String> {
         let deadline = Instant::now() + kind.ready_timeout();
         loop {
-            if self.running_pid(kind).is_none() {
+            if !self.is_external(kind) && self.running_pid(kind).is_none() {
                 return Err(format!(
                     "the process exited; last lines of {}:\n{}",
                     self.log_path(kind).display(),
@@ -461,6 +526,9 @@ impl Stack {
                     bus.ping(Duration::from_secs(2))
                         .await
                         .map_err(|e| e.to_string())?;
+                    if self.is_external(kind) {
+                        return Ok(()); // a Kafka container, not tansu
+                    }
                     self.index_broker_db()
                 }
                 Kind::Temporal => temporal::connect(&e.temporal_url, "default", "shopstream-up")
@@ -567,15 +635,17 @@ impl Stack {
             let e = e.clone();
             async move {
                 let pid = self.running_pid(kind);
-                let probe = match pid {
-                    Some(_) => self.check_ready(kind).await,
-                    None => Err("not running".to_string()),
+                let probe = if pid.is_some() || self.is_external(kind) {
+                    self.check_ready(kind).await
+                } else {
+                    Err("not running".to_string())
                 };
                 let mem = pid.map(process::tree_memory).unwrap_or_default();
                 ComponentStatus {
                     name: kind.name(),
                     pid,
-                    running: pid.is_some(),
+                    // A container counts as running when it answers.
+                    running: pid.is_some() || (self.is_external(kind) && probe.is_ok()),
                     ready: probe.is_ok(),
                     port: kind.port(&self.layout.ports),
                     endpoint: kind.endpoint(&e, &self.layout.ports),

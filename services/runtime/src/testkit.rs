@@ -68,7 +68,10 @@ pub async fn stack() -> &'static TestStack {
                 exe.display()
             );
             let ports = Ports::from_env(Ports::TEST).expect("test ports");
-            let stack = Stack::new(stack_dir(), ports, exe);
+            let mut stack = Stack::new(stack_dir(), ports, exe);
+            if test_runtime() == "testcontainers" {
+                stack = with_containers(stack).await;
+            }
             let report: Arc<dyn Fn(Progress) + Send + Sync> = Arc::new(|p| match p {
                 Progress::Starting(k) | Progress::Recovering(k) => {
                     eprintln!("testkit: starting {}", k.name())
@@ -85,6 +88,32 @@ pub async fn stack() -> &'static TestStack {
             TestStack { stack, endpoints }
         })
         .await
+}
+
+/// `$SHOPSTREAM_TEST_RUNTIME`: `native` (the default) or `testcontainers`.
+pub fn test_runtime() -> String {
+    std::env::var("SHOPSTREAM_TEST_RUNTIME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "native".into())
+}
+
+/// The infrastructure in containers on the test ports, the rest native.
+/// Panics with the one-line reason when Docker cannot be used.
+async fn with_containers(stack: Stack) -> Stack {
+    use crate::{RuntimeRecord, containers::Containers};
+    let containers = Containers::new(stack.root(), stack.ports(), false);
+    let report = |component: &str, what: &str| eprintln!("testkit: {component}: {what}");
+    if let Err(e) = containers.up(&report).await {
+        panic!("testkit: SHOPSTREAM_TEST_RUNTIME=testcontainers: {e}");
+    }
+    RuntimeRecord {
+        runtime: "testcontainers".into(),
+        ..Default::default()
+    }
+    .write(stack.root())
+    .expect("recording the runtime");
+    stack.with_external(&Containers::KINDS)
 }
 
 /// A name no other test uses: `prefix_` and 10 random hex digits (valid as a
