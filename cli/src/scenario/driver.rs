@@ -169,6 +169,11 @@ fn signal(pid: u32, sig: &str) {
 }
 
 /// Run `schedule` from `t0`, recording each fault's window.
+///
+/// A window is recorded when its fault starts, marked cut short, and
+/// completed when the fault ends (or a killed process is back); one still
+/// open when the load ends and this future is dropped stays cut short, and
+/// [`close_cut_short`] ends it when the driver has cleared everything.
 pub async fn run_schedule(
     ctx: Context,
     schedule: Schedule,
@@ -189,7 +194,8 @@ pub async fn run_schedule(
     // Each start and end runs as a task of its own, so a slow one (a
     // restart after a kill) does not delay the next; dropping this future
     // (the schedule cut short) aborts them all.
-    let started_at: Arc<Mutex<BTreeMap<usize, f64>>> = Arc::default();
+    // Item → the index of its window in `windows`.
+    let opened: Arc<Mutex<BTreeMap<usize, usize>>> = Arc::default();
     let mut running = tokio::task::JoinSet::new();
     for (at, start, n) in events {
         let wait = at.saturating_sub(t0.elapsed());
@@ -197,49 +203,63 @@ pub async fn run_schedule(
         if super::cancelled() {
             return;
         }
-        let (ctx, item, windows, started_at) = (
+        let (ctx, item, windows, opened) = (
             ctx.clone(),
             items[n].clone(),
             windows.clone(),
-            started_at.clone(),
+            opened.clone(),
         );
         running.spawn(async move {
             let label = item.to_string();
-            let window = |start_s: f64, end_s: f64| {
-                if let Ok(mut w) = windows.lock() {
-                    w.push(FaultWindow {
-                        label: label.clone(),
-                        start_s,
-                        end_s,
-                    });
+            // Complete the window of item `n`: it ends now (at least `min_s`).
+            let close = |min_s: f64| {
+                let Some(i) = opened.lock().ok().and_then(|o| o.get(&n).copied()) else {
+                    return;
+                };
+                if let Ok(mut w) = windows.lock()
+                    && let Some(w) = w.get_mut(i)
+                {
+                    w.end_s = super::since(t0).max(min_s);
+                    w.cut_short = false;
                 }
             };
             if start {
                 let begun = super::since(t0);
-                if let Ok(mut s) = started_at.lock() {
-                    s.insert(n, begun);
+                if let (Ok(mut w), Ok(mut o)) = (windows.lock(), opened.lock()) {
+                    o.insert(n, w.len());
+                    w.push(FaultWindow {
+                        label: label.clone(),
+                        start_s: begun,
+                        end_s: begun,
+                        cut_short: true,
+                    });
                 }
                 if let Err(e) = apply(&ctx, &item.action).await {
                     eprintln!("test: chaos {label}: {e}");
                 }
                 if item.dur.is_none() {
                     // An instant fault (a kill): its window lasts until it has recovered.
-                    window(begun, super::since(t0).max(begun + 0.5));
+                    close(begun + 0.5);
                 }
             } else {
                 if let Err(e) = revert(&ctx, &item.action).await {
                     eprintln!("test: chaos {label}: undo: {e}");
                 }
-                let begun = started_at
-                    .lock()
-                    .ok()
-                    .and_then(|s| s.get(&n).copied())
-                    .unwrap_or(0.0);
-                window(begun, super::since(t0));
+                close(0.0);
             }
         });
     }
     while running.join_next().await.is_some() {}
+}
+
+/// End every window the load cut short at `end_s` (when the driver cleared
+/// the faults); they stay marked, so the report says so.
+pub fn close_cut_short(windows: &Mutex<Vec<FaultWindow>>, end_s: f64) {
+    if let Ok(mut w) = windows.lock() {
+        for w in w.iter_mut().filter(|w| w.cut_short) {
+            w.end_s = end_s.max(w.start_s);
+        }
+    }
 }
 
 async fn apply(ctx: &Context, action: &Action) -> anyhow::Result<()> {
@@ -423,4 +443,70 @@ pub async fn clear_all(ctx: &Context) {
     }
     // Last, the private networks (deleting a namespace deletes its veth pair).
     drop(u.paths);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A context whose stack was never started: applying a fault fails at
+    /// once (no fault store answers), which the driver reports and goes on.
+    fn idle_context() -> Context {
+        let ports = Ports {
+            postgres: 13432,
+            redis: 13379,
+            kafka: 13092,
+            temporal: 13233,
+            temporal_http: 13243,
+            temporal_metrics: 13263,
+            s3: 13000,
+            services: 13100,
+        };
+        let dir = std::env::temp_dir().join(format!("cut-short-{:x}", rand::random::<u64>()));
+        Context {
+            stack: Stack::new(dir, ports, "/bin/true"),
+            ports,
+            seed: 1,
+        }
+    }
+
+    async fn windows_after(spec: &str, until: impl Fn(&[FaultWindow]) -> bool) -> Vec<FaultWindow> {
+        let schedule = super::super::chaos::parse(spec, Duration::from_secs(60), &|n| {
+            faults::spec(n).is_some()
+        })
+        .expect("a valid schedule");
+        let windows = Arc::new(Mutex::new(Vec::new()));
+        let t0 = Instant::now();
+        let task = tokio::spawn(run_schedule(idle_context(), schedule, t0, windows.clone()));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !until(&windows.lock().unwrap()) {
+            assert!(Instant::now() < deadline, "{:?}", windows.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The load ends: the schedule is dropped, the driver clears up.
+        task.abort();
+        let _ = task.await;
+        close_cut_short(&windows, t0.elapsed().as_secs_f64());
+        windows.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn a_fault_the_load_ends_during_is_reported_cut_short() {
+        let w = windows_after("fault:catalog-slow@0s+30s", |w| !w.is_empty()).await;
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].label.starts_with("fault:catalog-slow"), "{w:?}");
+        assert!(w[0].cut_short, "{w:?}");
+        assert!(w[0].end_s >= w[0].start_s && w[0].end_s < 30.0, "{w:?}");
+    }
+
+    #[tokio::test]
+    async fn a_fault_that_ended_on_time_is_not_cut_short() {
+        let w = windows_after("fault:catalog-slow@0s+1s", |w| {
+            w.first().is_some_and(|w| !w.cut_short)
+        })
+        .await;
+        assert_eq!(w.len(), 1);
+        assert!(!w[0].cut_short);
+        assert!(w[0].end_s >= 1.0, "{w:?}");
+    }
 }

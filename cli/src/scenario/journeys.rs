@@ -720,6 +720,7 @@ pub async fn run(
     // cleared and every process it stopped is running again.
     chaos_task.abort();
     driver::clear_all(ctx).await;
+    driver::close_cut_short(&windows, t0.elapsed().as_secs_f64());
     let mut report = Report {
         scenario: plan.scenario.to_string(),
         seed: plan.seed,

@@ -57,6 +57,10 @@ pub struct FaultWindow {
     pub label: String,
     pub start_s: f64,
     pub end_s: f64,
+    /// The load ended before the fault's own end (or a kill's recovery): the
+    /// window closes when the driver cleared it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cut_short: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -357,7 +361,11 @@ fn request_row(r: &RequestStat) -> Vec<String> {
 
 fn fault_row(f: &FaultWindow) -> Vec<String> {
     vec![
-        f.label.clone(),
+        if f.cut_short {
+            format!("{} (cut short: the load ended first)", f.label)
+        } else {
+            f.label.clone()
+        },
         format!("{:.1}", f.start_s),
         format!("{:.1}", f.end_s),
         format!("{:.1}", f.end_s - f.start_s),
@@ -987,11 +995,13 @@ mod tests {
                     label: "kill:orders".to_string(),
                     start_s: 10.0,
                     end_s: 10.0,
+                    cut_short: false,
                 },
                 FaultWindow {
                     label: "latency:payments->stripe-sim=300ms±50".to_string(),
                     start_s: 15.0,
                     end_s: 23.0,
+                    cut_short: false,
                 },
             ],
             headline: Some(Headline {
@@ -1172,6 +1182,7 @@ mod tests {
             label: "outage:redis".to_string(),
             start_s: 5.0,
             end_s: f64::INFINITY,
+            cut_short: false,
         }];
         assert!(faults_only.svg().expect("chart").contains("outage:redis"));
     }
@@ -1206,6 +1217,34 @@ mod tests {
         // reuses the lane that frees up first.
         let capped = assign_lanes(&[(0.0, 100.0), (10.0, 300.0), (20.0, 50.0)], 2);
         assert_eq!(capped, vec![0, 1, 0]);
+    }
+
+    #[test]
+    fn a_cut_short_window_says_so_in_its_row_and_its_json() {
+        let w = FaultWindow {
+            label: "outage:redis".into(),
+            start_s: 5.0,
+            end_s: 7.5,
+            cut_short: true,
+        };
+        assert_eq!(
+            fault_row(&w)[0],
+            "outage:redis (cut short: the load ended first)"
+        );
+        assert_eq!(fault_row(&w)[3], "2.5");
+        let json = serde_json::to_value(&w).unwrap();
+        assert_eq!(json["cut_short"], true);
+        let on_time = FaultWindow {
+            cut_short: false,
+            ..w
+        };
+        assert_eq!(fault_row(&on_time)[0], "outage:redis");
+        assert!(
+            serde_json::to_value(&on_time)
+                .unwrap()
+                .get("cut_short")
+                .is_none()
+        );
     }
 
     #[test]
