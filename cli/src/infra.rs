@@ -77,6 +77,47 @@ pub struct StatusArgs {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// Also each component's CPU (its process tree's user + system time, in %
+    /// of one core) over this many seconds, measured before anything is probed.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2",
+          value_parser = cpu_window)]
+    cpu: Option<f64>,
+}
+
+/// `--cpu`'s window: 0.2 to 60 seconds.
+fn cpu_window(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if (0.2..=60.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("give between 0.2 and 60 seconds".into())
+    }
+}
+
+/// Each component's CPU, % of one core, over `window_s`: two readings of
+/// /proc around a sleep, before anything else touches the components.
+async fn cpu_percent(
+    stack: &Stack,
+    window_s: f64,
+) -> std::collections::BTreeMap<&'static str, f64> {
+    let pids: Vec<(&'static str, u32)> = stack
+        .kinds()
+        .into_iter()
+        .filter_map(|k| stack.running_pid(k).map(|p| (k.name(), p)))
+        .collect();
+    let before = shopstream_runtime::process::ProcTable::read();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(window_s)).await;
+    let after = shopstream_runtime::process::ProcTable::read();
+    let elapsed = started.elapsed().as_secs_f64();
+    pids.into_iter()
+        .map(|(name, pid)| {
+            let used = (after.tree_cpu_s(pid) - before.tree_cpu_s(pid)).max(0.0);
+            (name, used / elapsed * 100.0)
+        })
+        .collect()
 }
 
 #[derive(Debug, Args)]
@@ -273,7 +314,7 @@ pub async fn up(state_dir: &Path, args: UpArgs) -> anyhow::Result<u8> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&statuses)?);
     } else {
-        print!("{}", status_table(&statuses));
+        print!("{}", status_table(&statuses, None));
         println!(
             "\nall {} components ready in {:.1}s, using {}; state in {}",
             statuses.len(),
@@ -379,9 +420,22 @@ pub async fn status(state_dir: &Path, args: StatusArgs) -> anyhow::Result<u8> {
         return tokio::task::spawn_blocking(move || compose::status(&record, args.json)).await?;
     }
     let stack = stack(state_dir)?;
+    let cpu = match args.cpu {
+        Some(window) => Some(cpu_percent(&stack, window).await),
+        None => None,
+    };
     let statuses = stack.status().await;
     let all_ready = statuses.iter().all(|s| s.ready);
+    let cpu_total = cpu.as_ref().map(|c| c.values().sum::<f64>());
     if args.json {
+        let mut components = serde_json::to_value(&statuses)?;
+        if let (Some(cpu), Some(list)) = (&cpu, components.as_array_mut()) {
+            for c in list {
+                let name = c["name"].as_str().unwrap_or_default().to_string();
+                c["cpu_percent"] =
+                    serde_json::json!(cpu.get(name.as_str()).map(|p| (p * 10.0).round() / 10.0));
+            }
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
@@ -390,11 +444,13 @@ pub async fn status(state_dir: &Path, args: StatusArgs) -> anyhow::Result<u8> {
                 "ready": all_ready,
                 "pss_kib": statuses.iter().filter(|s| s.running && s.pid.is_some()).map(|s| s.pss_kib).sum::<Option<u64>>(),
                 "rss_kib": statuses.iter().map(|s| s.rss_kib).sum::<u64>(),
-                "components": statuses,
+                "cpu_window_s": args.cpu,
+                "cpu_percent_total": cpu_total.map(|p| (p * 10.0).round() / 10.0),
+                "components": components,
             }))?
         );
     } else {
-        print!("{}", status_table(&statuses));
+        print!("{}", status_table(&statuses, cpu.as_ref()));
         for s in statuses.iter().filter(|s| s.running && !s.ready) {
             println!("\n{}: {}", s.name, s.error.clone().unwrap_or_default());
         }
@@ -411,6 +467,13 @@ pub async fn status(state_dir: &Path, args: StatusArgs) -> anyhow::Result<u8> {
                 "\n{running} of {} components running, using {}",
                 statuses.len(),
                 total_pss(&statuses)
+            );
+        }
+        if let (Some(cpu), Some(total), Some(window)) = (&cpu, cpu_total, args.cpu)
+            && let Some((busiest, pct)) = cpu.iter().max_by(|a, b| a.1.total_cmp(b.1))
+        {
+            println!(
+                "CPU over {window} s: {total:.1} % of one core in all, the most {busiest} ({pct:.1} %)"
             );
         }
     }
@@ -585,11 +648,14 @@ fn short_version(v: &str) -> String {
     }
 }
 
-fn status_table(statuses: &[ComponentStatus]) -> String {
+fn status_table(
+    statuses: &[ComponentStatus],
+    cpu: Option<&std::collections::BTreeMap<&'static str, f64>>,
+) -> String {
     let rows: Vec<Vec<String>> = statuses
         .iter()
         .map(|s| {
-            vec![
+            let mut row = vec![
                 s.name.to_string(),
                 match (s.running, s.ready) {
                     (true, true) => "ready".into(),
@@ -604,10 +670,22 @@ fn status_table(statuses: &[ComponentStatus]) -> String {
                     (true, None) => "?".into(),
                     (false, _) => "-".into(),
                 },
-            ]
+            ];
+            if let Some(cpu) = cpu {
+                row.push(
+                    cpu.get(s.name)
+                        .map(|p| format!("{p:.1} %"))
+                        .unwrap_or_else(|| "-".into()),
+                );
+            }
+            row
         })
         .collect();
-    table::render(&["component", "state", "pid", "endpoint", "pss"], &rows)
+    let mut headers = vec!["component", "state", "pid", "endpoint", "pss"];
+    if cpu.is_some() {
+        headers.push("cpu");
+    }
+    table::render(&headers, &rows)
 }
 
 /// The stack's memory as PSS (shared pages split between the processes

@@ -236,6 +236,57 @@ fn doctor_names_a_missing_redis_server_and_how_to_install_it() {
 }
 
 #[test]
+fn status_cpu_shows_which_component_burns_cpu() {
+    // Two stand-ins recorded as components: a busy loop as the gateway, a
+    // sleeper as the catalog. Nothing else runs.
+    let state = temp_dir("status-cpu");
+    std::fs::create_dir_all(state.join("run")).unwrap();
+    let mut burner = Command::new("sh")
+        .args(["-c", "while :; do :; done"])
+        .spawn()
+        .unwrap();
+    let mut sleeper = Command::new("sleep").arg("120").spawn().unwrap();
+    for (name, child) in [("gateway", &burner), ("catalog", &sleeper)] {
+        let record = serde_json::json!({"pid": child.id(), "started_at_ms": 0, "command": name});
+        std::fs::write(
+            state.join("run").join(format!("{name}.pid")),
+            record.to_string(),
+        )
+        .unwrap();
+    }
+    let out = cli(&state, &NOTHING_UP, &["status", "--cpu", "1", "--json"]);
+    let table = cli(&state, &NOTHING_UP, &["status", "--cpu", "0.5"]);
+    let _ = burner.kill();
+    let _ = sleeper.kill();
+    let _ = (burner.wait(), sleeper.wait());
+    // Not ready (the stand-ins answer no probe), but measured.
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cpu = |name: &str| {
+        st["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["cpu_percent"]
+            .as_f64()
+    };
+    let (gateway, catalog) = (cpu("gateway").unwrap(), cpu("catalog").unwrap());
+    assert!(gateway > catalog, "the busy loop used more: {st:#}");
+    assert_eq!(catalog, 0.0, "a sleeper uses none: {st:#}");
+    assert_eq!(cpu("postgres"), None, "not running, not measured: {st:#}");
+    let total = st["cpu_percent_total"].as_f64().unwrap();
+    assert!((total - gateway - catalog).abs() < 0.2, "{st:#}");
+    assert_eq!(st["cpu_window_s"], 1.0);
+    let shown = text(&table);
+    assert!(shown.contains("cpu"), "{shown}");
+    assert!(shown.contains("the most gateway"), "{shown}");
+    // A window out of range is a usage error.
+    let bad = cli(&state, &NOTHING_UP, &["status", "--cpu", "0"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+}
+
+#[test]
 fn up_status_up_again_down_leaves_no_process_behind() {
     // Inside a directory only root can enter (as a checkout under /root is):
     // Postgres, which runs unprivileged, must still come up.
