@@ -244,6 +244,10 @@ impl InventoryService for FakeInventory {
         req: Request<ReleaseRequest>,
     ) -> Result<Response<ReleaseResponse>, Status> {
         tenant_of(&req)?;
+        let r = req.into_inner();
+        if let Ok(mut released) = RELEASED.lock() {
+            released.push((r.reservation_id, r.reason));
+        }
         Ok(Response::new(ReleaseResponse {
             state: ReservationState::Released as i32,
         }))
@@ -405,15 +409,25 @@ struct Checkout {
     _stop_fakes: tokio_util::sync::DropGuard,
 }
 
+/// Every release the fake inventory was asked for: (reservation id, reason).
+static RELEASED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
 async fn checkout_system() -> Checkout {
+    checkout_system_with(|_| {}).await
+}
+
+async fn checkout_system_with(
+    configure: impl FnOnce(&mut shopstream_gateway::Config) + Send + 'static,
+) -> Checkout {
     let fakes = CancellationToken::new();
     let stop_fakes = fakes.clone().drop_guard();
     let (grpc_url, payments_http) = start_fakes(&fakes).await;
-    let s = start_with(|cfg| {
+    let s = start_with(move |cfg| {
         cfg.inventory_grpc = grpc_url.clone();
         cfg.orders_grpc = grpc_url.clone();
         cfg.payments_grpc = grpc_url.clone();
         cfg.payments_http = payments_http.clone();
+        configure(cfg);
     })
     .await;
     Checkout {
@@ -753,6 +767,80 @@ async fn a_keyed_reservation_retried_is_the_same_hold() {
         p["detail"].as_str().unwrap().contains("Idempotency-Key"),
         "{p}"
     );
+}
+
+/// When the hold's owner cannot be recorded in Redis (here: a Redis user
+/// that may do everything but SETEX), the hold is not handed out: a keyed
+/// caller is told 503 and keeps the hold for its retry; an unkeyed caller is
+/// told 503 and the units go back to inventory at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hold_whose_owner_cannot_be_recorded_is_not_handed_out() {
+    let test = testkit::stack().await;
+    let user = testkit::unique("gw_no_setex");
+    let mut admin = shopstream_platform::cache::connect(&test.endpoints.redis_url)
+        .await
+        .unwrap();
+    redis::cmd("ACL")
+        .arg(&["SETUSER", &user, "on", ">pw", "~*", "&*", "+@all", "-setex"])
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+    let url = test
+        .endpoints
+        .redis_url
+        .replacen("redis://", &format!("redis://{user}:pw@"), 1);
+    let t = checkout_system_with(move |cfg| cfg.service.endpoints.redis_url = url).await;
+    let ann = t.customer("ann@example.com").await;
+    let reserve = |key: Option<&str>| {
+        let mut rb = t.c.post(t.url("/reservations")).bearer_auth(&ann);
+        if let Some(key) = key {
+            rb = rb.header("Idempotency-Key", key);
+        }
+        async move {
+            let r = rb
+                .json(&json!({"items": [{"sku_id": SKU, "quantity": 1}], "ttl_s": 60}))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let released_before = RELEASED.lock().unwrap().len();
+
+    let (status, p) = reserve(Some("owner-unrecorded-1")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{p}");
+    assert_eq!(
+        p["detail"],
+        shopstream_gateway::inventory::MAYBE_HELD_DETAIL
+    );
+    assert_eq!(
+        RELEASED.lock().unwrap().len(),
+        released_before,
+        "a keyed hold is kept for the retry"
+    );
+
+    let (status, p) = reserve(None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{p}");
+    assert_eq!(
+        p["detail"],
+        shopstream_gateway::inventory::OWNER_UNRECORDED_DETAIL
+    );
+    let released = RELEASED.lock().unwrap().clone();
+    let given_back: Vec<_> = released[released_before..]
+        .iter()
+        .filter(|(_, reason)| reason == "owner_unrecorded")
+        .collect();
+    assert_eq!(
+        given_back.len(),
+        1,
+        "the unkeyed hold went back: {released:?}"
+    );
+    assert!(given_back[0].0.starts_with("res-hold-"), "{given_back:?}");
+    redis::cmd("ACL")
+        .arg(&["DELUSER", &user])
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
 }
 
 /// Stock: public read, admin write.
