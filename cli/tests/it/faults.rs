@@ -598,27 +598,54 @@ impl Ctx {
     }
 
     /// Edit the product's description as the admin; its new version.
+    ///
+    /// On a machine busy with the suite's other stacks the gateway may give
+    /// up on catalog (502/503/504) while the edit still lands, so such an
+    /// answer is an unknown outcome: read the product again and either find
+    /// this edit there or make it again (at most three tries).
     async fn edit_product(&self) -> Result<i64, String> {
-        let p = self.ok(self.read_product().await)?;
-        let version = p["version"]
-            .as_i64()
-            .ok_or_else(|| format!("no version in {p}"))?;
-        let if_match = format!("\"{version}\"");
-        let edited = self.ok(self
-            .call(
-                reqwest::Method::PATCH,
-                &url(
-                    Kind::Gateway,
-                    &format!("/admin/products/{}", self.product.id),
-                ),
-                Some(&self.admin),
-                &[("If-Match", &if_match)],
-                Some(json!({"description": format!("faults e2e edit {}", uuid::Uuid::new_v4())})),
-            )
-            .await)?;
-        edited["version"]
-            .as_i64()
-            .ok_or_else(|| format!("PATCH answered without a version: {edited}"))
+        let description = format!("faults e2e edit {}", uuid::Uuid::new_v4());
+        let mut last = String::new();
+        for _ in 0..3 {
+            let p = match self.ok(self.read_product().await) {
+                Ok(p) => p,
+                Err(e) if e.starts_with("HTTP 50") => {
+                    last = e;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let version = p["version"]
+                .as_i64()
+                .ok_or_else(|| format!("no version in {p}"))?;
+            if p["description"] == description.as_str() {
+                return Ok(version); // an earlier, unanswered try landed
+            }
+            let if_match = format!("\"{version}\"");
+            let a = self
+                .call(
+                    reqwest::Method::PATCH,
+                    &url(
+                        Kind::Gateway,
+                        &format!("/admin/products/{}", self.product.id),
+                    ),
+                    Some(&self.admin),
+                    &[("If-Match", &if_match)],
+                    Some(json!({ "description": description })),
+                )
+                .await?;
+            if matches!(a.status, 502..=504) {
+                last = format!("HTTP {}: {}", a.status, a.body);
+                continue;
+            }
+            let edited = self.ok(Ok(a))?;
+            return edited["version"]
+                .as_i64()
+                .ok_or_else(|| format!("PATCH answered without a version: {edited}"));
+        }
+        Err(format!(
+            "the edit got no answer in three tries; the last: {last}"
+        ))
     }
 
     /// The product's version in `GET /search`, if it is found.
