@@ -495,9 +495,12 @@ impl Ctx {
     // ---- orders ----
 
     /// Place an order of one unit as the buyer; its id.
+    /// A new order's id. 202 counts: the order is stored and orders starts
+    /// its saga shortly (the workflow engine answered late, as it may on a
+    /// machine busy with the suite's other stacks).
     async fn place_order(&self) -> Result<String, String> {
         let a = self.place_order_answer().await?;
-        if a.status != 201 {
+        if a.status != 201 && a.status != 202 {
             return Err(format!("POST /orders: HTTP {}: {}", a.status, a.body));
         }
         a.body["order_id"]
