@@ -91,6 +91,46 @@ pub fn count_consumed(group: &str, topic: &str) {
         .inc();
 }
 
+/// Labels of `shopstream_kafka_consumer_requests_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct GroupRequestLabels {
+    group: String,
+    /// The Kafka request type (`Fetch`, `Heartbeat`, `OffsetCommit`…).
+    request: String,
+}
+
+/// Labels of the per-group consumer series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct GroupLabels {
+    group: String,
+}
+
+/// Requests this process's consumers sent to the brokers, from librdkafka's
+/// own statistics (reported every few seconds).
+static CONSUMER_REQUESTS: LazyLock<Family<GroupRequestLabels, Counter>> =
+    LazyLock::new(Family::default);
+/// Times a consumer paused by the event doorbell resumed fetching.
+static CONSUMER_WAKES: LazyLock<Family<GroupLabels, Counter>> = LazyLock::new(Family::default);
+
+/// Count `n` Kafka requests of type `request` sent by a consumer of `group`.
+pub fn count_consumer_requests(group: &str, request: &str, n: u64) {
+    CONSUMER_REQUESTS
+        .get_or_create(&GroupRequestLabels {
+            group: group.to_string(),
+            request: request.to_string(),
+        })
+        .inc_by(n);
+}
+
+/// Count one wake-up of a consumer of `group` paused by the event doorbell.
+pub fn count_consumer_wake(group: &str) {
+    CONSUMER_WAKES
+        .get_or_create(&GroupLabels {
+            group: group.to_string(),
+        })
+        .inc();
+}
+
 /// A family of latency histograms (see [`latency_histogram`]) per label set.
 type LatencyFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -153,6 +193,16 @@ impl Metrics {
             "events_consumed",
             "Event records this process's consumer groups handled (dead-lettered ones included), per group and topic",
             EVENTS_CONSUMED.clone(),
+        );
+        registry.register(
+            "kafka_consumer_requests",
+            "Requests this process's consumer groups sent to the Kafka brokers, per group and request type (from librdkafka's statistics, reported every 5 s)",
+            CONSUMER_REQUESTS.clone(),
+        );
+        registry.register(
+            "event_consumer_wakes",
+            "Times a consumer group paused by the event doorbell resumed fetching (a ring, a reconnection, a safety fetch)",
+            CONSUMER_WAKES.clone(),
         );
         registry.register(
             "grpc_server_handled",

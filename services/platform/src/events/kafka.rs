@@ -18,8 +18,11 @@
 //! timeout never expires the member, on either side.
 
 use std::{
-    collections::BTreeMap,
-    sync::{Arc, Mutex},
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -37,6 +40,7 @@ use rdkafka::{
 
 use super::{
     Delivery, Envelope, EventBus, EventError, FaultLookup, GroupLag, PartitionLag, Subscription,
+    doorbell::{Doorbell, Ring},
 };
 use crate::faults;
 
@@ -48,6 +52,17 @@ use crate::faults;
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(45);
 /// How often a member heartbeats (and so learns of a rebalance).
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// See [`KafkaSettings::doorbell_safety`].
+pub const DOORBELL_SAFETY: Duration = Duration::from_secs(10);
+/// A consumer stays awake this long after its last record or ring, so one
+/// burst of records costs one wake-up, not one per record.
+const AWAKE_AFTER_RECORD: Duration = Duration::from_millis(200);
+/// How long a consumer stays awake after it was given partitions (their
+/// committed offsets are looked up before the first fetch).
+const AWAKE_AFTER_ASSIGNMENT: Duration = Duration::from_secs(1);
+/// Bound on asking the broker whether a partition is behind.
+const BEHIND_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The component the `broker-slow` fault names.
 pub const BROKER_COMPONENT: &str = "kafka";
@@ -86,6 +101,19 @@ pub struct KafkaSettings {
     pub debug: Option<String>,
     /// See [`SESSION_TIMEOUT`].
     pub session_timeout: Duration,
+    /// The event doorbell ([`super::doorbell`]): publishes ring it, and
+    /// consumers with nothing to do pause their partitions until it rings.
+    /// `None`: consumers fetch all the time (every fetch held for
+    /// [`Self::fetch_wait_max_ms`]).
+    pub doorbell: Option<Arc<Doorbell>>,
+    /// A consumer paused by the doorbell asks the broker this often whether
+    /// records wait for it (committed offsets and watermarks), so a lost
+    /// ring (or a producer that does not ring) delays records by at most
+    /// about this much.
+    pub doorbell_safety: Duration,
+    /// How often consumers report librdkafka's statistics (the request
+    /// counts on `/metrics`); `None` turns them off.
+    pub stats_interval: Option<Duration>,
 }
 
 impl KafkaSettings {
@@ -102,6 +130,9 @@ impl KafkaSettings {
             fault_value: faults::value,
             debug: None,
             session_timeout: SESSION_TIMEOUT,
+            doorbell: None,
+            doorbell_safety: DOORBELL_SAFETY,
+            stats_interval: Some(Duration::from_secs(5)),
         }
     }
 
@@ -163,12 +194,36 @@ impl std::fmt::Debug for KafkaBus {
 impl KafkaBus {
     /// The bus every service uses: the brokers of `endpoints`, with
     /// [`KafkaSettings::from_env`] applied, behind the [`EventBus`] port.
+    ///
+    /// The event doorbell rings on the endpoints' Redis unless
+    /// `SHOPSTREAM_EVENT_DOORBELL=off`.
     pub fn connect(
         endpoints: &crate::config::Endpoints,
     ) -> Result<Arc<dyn crate::events::EventBus>, EventError> {
-        let settings = KafkaSettings::from_env(&endpoints.kafka_brokers)
+        let mut settings = KafkaSettings::from_env(&endpoints.kafka_brokers)
             .map_err(|e| EventError::Broker(e.to_string()))?;
+        let doorbell = std::env::var("SHOPSTREAM_EVENT_DOORBELL").unwrap_or_default();
+        match doorbell.as_str() {
+            "" | "on" => {
+                let bell = Doorbell::new(&endpoints.redis_url)
+                    .map_err(|e| EventError::Broker(format!("event doorbell: {e}")))?;
+                settings.doorbell = Some(Arc::new(bell));
+            }
+            "off" => {}
+            other => {
+                return Err(EventError::Broker(format!(
+                    "SHOPSTREAM_EVENT_DOORBELL={other}: expected on or off"
+                )));
+            }
+        }
         Ok(Arc::new(KafkaBus::new(settings)?))
+    }
+
+    /// Tell idle consumers that `topic` has new records.
+    fn ring(&self, topic: &str) {
+        if let Some(d) = &self.settings.doorbell {
+            d.ring(topic);
+        }
     }
 
     pub fn new(settings: KafkaSettings) -> Result<KafkaBus, EventError> {
@@ -275,8 +330,10 @@ impl EventBus for KafkaBus {
         self.producer
             .send(Self::record(topic, event), timeout)
             .await
-            .map(|_| crate::metrics::count_published(topic, 1))
-            .map_err(|(e, _)| broker_err(e))
+            .map_err(|(e, _)| broker_err(e))?;
+        crate::metrics::count_published(topic, 1);
+        self.ring(topic);
+        Ok(())
     }
 
     async fn publish_batch(&self, topic: &str, events: &[Envelope]) -> Result<(), EventError> {
@@ -320,6 +377,9 @@ impl EventBus for KafkaBus {
             check(f.await)?;
         }
         crate::metrics::count_published(topic, events.len() as u64);
+        if !events.is_empty() {
+            self.ring(topic);
+        }
         Ok(())
     }
 
@@ -328,9 +388,12 @@ impl EventBus for KafkaBus {
         group: &str,
         topics: &[String],
     ) -> Result<Box<dyn Subscription>, EventError> {
-        let consumer: StreamConsumer<GroupContext> = self
-            .settings
-            .base()
+        let reassigned = Arc::new(AtomicBool::new(false));
+        let mut config = self.settings.base();
+        if let Some(every) = self.settings.stats_interval {
+            config.set("statistics.interval.ms", every.as_millis().to_string());
+        }
+        let consumer: StreamConsumer<GroupContext> = config
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -352,15 +415,29 @@ impl EventBus for KafkaBus {
             )
             .create_with_context(GroupContext {
                 group: group.to_string(),
+                reassigned: reassigned.clone(),
+                requests_seen: Mutex::default(),
             })
             .map_err(broker_err)?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(broker_err)?;
+        let idle = self.settings.doorbell.as_ref().map(|bell| Idle {
+            rings: bell.listen(),
+            bell: bell.clone(),
+            topics: topics.iter().cloned().collect(),
+            reassigned,
+            paused: false,
+            awake_until: tokio::time::Instant::now() + AWAKE_AFTER_ASSIGNMENT,
+            check_at: tokio::time::Instant::now() + self.settings.doorbell_safety,
+            safety: self.settings.doorbell_safety,
+            group: group.to_string(),
+        });
         Ok(Box::new(KafkaSubscription {
             consumer: Arc::new(consumer),
             settings: self.settings.clone(),
             uncommitted: 0,
             last_commit: Instant::now(),
+            idle,
         }))
     }
 
@@ -450,6 +527,12 @@ impl Drop for LagReader {
 /// to the service's log with the group named, and so does every rebalance.
 struct GroupContext {
     group: String,
+    /// Set on every assignment, so a paused subscription pauses the new
+    /// partitions too.
+    reassigned: Arc<AtomicBool>,
+    /// Requests sent so far per request type, summed over brokers, as of
+    /// the last statistics report.
+    requests_seen: Mutex<BTreeMap<String, i64>>,
 }
 
 impl ClientContext for GroupContext {
@@ -477,6 +560,25 @@ impl ClientContext for GroupContext {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(group = %self.group, %error, reason, "kafka consumer error");
     }
+
+    /// librdkafka's statistics: what this consumer asked the brokers since
+    /// the last report goes to `kafka_consumer_requests_total`.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut now: BTreeMap<String, i64> = BTreeMap::new();
+        for b in statistics.brokers.values() {
+            for (kind, n) in &b.req {
+                *now.entry(kind.clone()).or_default() += n;
+            }
+        }
+        let mut seen = self.requests_seen.lock().unwrap_or_else(|p| p.into_inner());
+        for (kind, n) in &now {
+            let delta = n - seen.get(kind).copied().unwrap_or(0);
+            if delta > 0 {
+                crate::metrics::count_consumer_requests(&self.group, kind, delta as u64);
+            }
+        }
+        *seen = now;
+    }
 }
 
 impl ConsumerContext for GroupContext {
@@ -490,6 +592,7 @@ impl ConsumerContext for GroupContext {
         };
         match rebalance {
             Rebalance::Assign(tpl) => {
+                self.reassigned.store(true, Ordering::Release);
                 tracing::info!(group = %self.group, partitions = %list(tpl), "kafka partitions assigned");
             }
             Rebalance::Revoke(tpl) => {
@@ -507,6 +610,157 @@ struct KafkaSubscription {
     settings: KafkaSettings,
     uncommitted: u32,
     last_commit: Instant,
+    /// Pausing while idle, when the bus has a doorbell.
+    idle: Option<Idle>,
+}
+
+/// A subscription's idle state: with nothing to do it pauses its partitions
+/// (no fetches; the group membership and heartbeats go on) and resumes them
+/// when the doorbell names one of its topics, when the doorbell cannot be
+/// trusted (not connected, rings missed), or when its safety check finds
+/// records it has not read.
+///
+/// Pausing discards a fetch in flight, so a subscription pauses only after
+/// asking the broker (committed offsets and watermarks: [`behind`]) that no
+/// assigned partition holds records beyond its position. A record published
+/// after that question rings the doorbell, which wakes it again.
+struct Idle {
+    bell: Arc<Doorbell>,
+    rings: tokio::sync::broadcast::Receiver<Ring>,
+    topics: BTreeSet<String>,
+    reassigned: Arc<AtomicBool>,
+    paused: bool,
+    /// Awake at least until then (after a record, a ring, an assignment).
+    awake_until: tokio::time::Instant,
+    /// When a paused subscription asks the broker whether it missed records.
+    check_at: tokio::time::Instant,
+    safety: Duration,
+    group: String,
+}
+
+/// Whether a wake-up or pause decision is due, and which.
+enum Step {
+    /// Nothing to change; look again at this instant.
+    Wait(tokio::time::Instant),
+    /// Ask the broker whether a partition is behind; pause if none is (or,
+    /// when paused, resume if one is).
+    Check,
+}
+
+impl Idle {
+    /// Take in what the doorbell rang.
+    fn hear(&mut self, ring: Result<Ring, tokio::sync::broadcast::error::RecvError>) {
+        use tokio::sync::broadcast::error::RecvError;
+        let wake = match ring {
+            Ok(Ring::Topic(t)) => self.topics.contains(&*t),
+            Ok(Ring::All) | Err(RecvError::Lagged(_)) => true,
+            Err(RecvError::Closed) => false,
+        };
+        if wake {
+            self.stay_awake(AWAKE_AFTER_RECORD);
+        }
+    }
+
+    fn stay_awake(&mut self, d: Duration) {
+        self.awake_until = self.awake_until.max(tokio::time::Instant::now() + d);
+    }
+
+    /// Resume or pause as the state says; tells when to look again, or that
+    /// the broker must be asked first.
+    fn settle<C: Consumer<GroupContext>>(&mut self, consumer: &C) -> Step {
+        use tokio::sync::broadcast::error::TryRecvError;
+        loop {
+            match self.rings.try_recv() {
+                Ok(r) => self.hear(Ok(r)),
+                Err(TryRecvError::Lagged(_)) => self.stay_awake(AWAKE_AFTER_RECORD),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        // New partitions may hold a backlog: fetch them before pausing.
+        if self.reassigned.swap(false, Ordering::AcqRel) {
+            self.stay_awake(AWAKE_AFTER_ASSIGNMENT);
+        }
+        let now = tokio::time::Instant::now();
+        let want_awake = now < self.awake_until || !self.bell.connected();
+        if want_awake && self.paused {
+            self.set_paused(consumer, false);
+        }
+        match (self.paused, want_awake) {
+            (false, true) => Step::Wait(self.awake_until),
+            (false, false) => Step::Check,
+            (true, _) if now >= self.check_at => Step::Check,
+            (true, _) => Step::Wait(self.check_at),
+        }
+    }
+
+    /// Act on [`behind`]'s answer: `Some(true)`: records wait, stay (or
+    /// become) awake; `Some(false)`: nothing waits, pause; `None`: the broker
+    /// did not answer, stay awake (a consumer that cannot ask must not sleep).
+    fn checked<C: Consumer<GroupContext>>(&mut self, consumer: &C, behind: Option<bool>) {
+        let now = tokio::time::Instant::now();
+        self.check_at = now + self.safety;
+        match behind {
+            Some(false) => {
+                if !self.paused && now >= self.awake_until {
+                    self.set_paused(consumer, true);
+                }
+            }
+            Some(true) | None => {
+                self.stay_awake(AWAKE_AFTER_RECORD);
+                if self.paused {
+                    self.set_paused(consumer, false);
+                }
+            }
+        }
+    }
+
+    fn set_paused<C: Consumer<GroupContext>>(&mut self, consumer: &C, pause: bool) {
+        let assignment = consumer.assignment().unwrap_or_default();
+        let done = if pause {
+            consumer.pause(&assignment)
+        } else {
+            consumer.resume(&assignment)
+        };
+        if done.is_ok() {
+            self.paused = pause;
+            if !pause {
+                crate::metrics::count_consumer_wake(&self.group);
+            }
+        }
+    }
+}
+
+/// Whether any partition assigned to `consumer` holds records beyond what
+/// it has read: its position (or, before it read anything, the group's
+/// committed offset, or else the partition's start) below the high
+/// watermark. `None` when the broker did not answer within `timeout`.
+fn behind(consumer: &StreamConsumer<GroupContext>, timeout: Duration) -> Option<bool> {
+    let assignment = consumer.assignment().ok()?;
+    if assignment.count() == 0 {
+        return Some(false);
+    }
+    let position = consumer.position().ok()?;
+    let committed = consumer
+        .committed_offsets(assignment.clone(), timeout)
+        .ok()?;
+    let at = |tpl: &TopicPartitionList, t: &str, p: i32| match tpl
+        .find_partition(t, p)
+        .map(|e| e.offset())
+    {
+        Some(Offset::Offset(o)) => Some(o),
+        _ => None,
+    };
+    for e in assignment.elements() {
+        let (t, p) = (e.topic(), e.partition());
+        let (low, high) = consumer.fetch_watermarks(t, p, timeout).ok()?;
+        let from = at(&position, t, p)
+            .or_else(|| at(&committed, t, p))
+            .unwrap_or(low);
+        if from < high {
+            return Some(true);
+        }
+    }
+    Some(false)
 }
 
 impl KafkaSubscription {
@@ -537,11 +791,56 @@ impl Subscription for KafkaSubscription {
             self.commit_async()?;
         }
         broker_slow(self.settings.fault_value).await;
-        let msg = match tokio::time::timeout(wait, self.consumer.recv()).await {
-            Err(_) => return Ok(None),
-            Ok(Err(e)) => return Err(broker_err(e)),
-            Ok(Ok(m)) => m,
+        let deadline = tokio::time::Instant::now() + wait;
+        let consumer = self.consumer.clone();
+        // `recv` is asked on every turn, paused or not: it also serves the
+        // group's callbacks (rebalances, statistics) and tells librdkafka the
+        // application is polling.
+        let msg = loop {
+            let Some(idle) = self.idle.as_mut() else {
+                match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                    Err(_) => return Ok(None),
+                    Ok(m) => break m,
+                }
+            };
+            let look_again = match idle.settle(&*consumer) {
+                Step::Wait(at) => at.min(deadline),
+                Step::Check => {
+                    let (c, timeout) = (consumer.clone(), BEHIND_CHECK_TIMEOUT);
+                    let answer = tokio::task::spawn_blocking(move || behind(&c, timeout))
+                        .await
+                        .ok()
+                        .flatten();
+                    idle.checked(&*consumer, answer);
+                    continue;
+                }
+            };
+            let paused = idle.paused;
+            let ring = async {
+                if paused {
+                    idle.rings.recv().await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            let heard = tokio::select! {
+                m = consumer.recv() => break m,
+                r = ring => Some(r),
+                _ = tokio::time::sleep_until(look_again) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(None);
+                    }
+                    None
+                }
+            };
+            if let Some(r) = heard {
+                idle.hear(r);
+            }
         };
+        let msg = msg.map_err(broker_err)?;
+        if let Some(idle) = self.idle.as_mut() {
+            idle.stay_awake(AWAKE_AFTER_RECORD);
+        }
         let key = msg
             .key()
             .map(|k| String::from_utf8_lossy(k).into_owned())

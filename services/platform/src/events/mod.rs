@@ -9,6 +9,7 @@
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 pub mod dedupe;
+pub mod doorbell;
 pub mod kafka;
 pub mod memory;
 pub mod runner;

@@ -1,6 +1,8 @@
 //! (c) the Kafka adapter on the native broker: keyed messages with headers in a
-//! consumer group, resume from the committed offset after a restart, DLQ; and
-//! the event contract suite at 50,000 messages, including a broker restart.
+//! consumer group, resume from the committed offset after a restart, DLQ; the
+//! event contract suite at 50,000 messages, including a broker restart, on
+//! the bus services use (event doorbell included); and an idle consumer that
+//! does not spin.
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
@@ -15,11 +17,11 @@ use shopstream_platform::{
 };
 use shopstream_runtime::{Kind, testkit};
 
+/// The bus every service builds: the environment's settings and the event
+/// doorbell on the stack's Redis, so the contract suite covers consumers
+/// that pause while idle.
 async fn bus() -> Arc<dyn EventBus> {
-    let stack = testkit::stack().await;
-    Arc::new(
-        KafkaBus::new(KafkaSettings::from_env(&stack.endpoints.kafka_brokers).unwrap()).unwrap(),
-    )
+    KafkaBus::connect(&testkit::stack().await.endpoints).unwrap()
 }
 
 fn contract_messages() -> usize {
@@ -138,4 +140,147 @@ async fn contract_no_loss_across_a_broker_restart() {
     })
     .await;
     stack.down(true).await.unwrap();
+}
+
+/// Requests the consumers of `group` in this process sent, as `/metrics`
+/// shows them (librdkafka's statistics, reported every `stats_interval`).
+fn requests_of(group: &str, request: Option<&str>) -> f64 {
+    let text = shopstream_platform::metrics::Metrics::new("it").render();
+    let group = format!("group=\"{group}\"");
+    let request = request.map(|r| format!("request=\"{r}\""));
+    let mut labels = vec![group.as_str()];
+    labels.extend(request.as_deref());
+    shopstream_platform::metrics::sum_series(
+        &text,
+        "shopstream_kafka_consumer_requests_total",
+        &labels,
+    )
+}
+
+/// Drives `sub` as the consumer runner does (`next` with a short wait) until
+/// `stop`, and hands back every record it received.
+fn drive(
+    mut sub: Box<dyn shopstream_platform::events::Subscription>,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<Vec<Envelope>> {
+    tokio::spawn(async move {
+        let mut got = Vec::new();
+        while !stop.is_cancelled() {
+            if let Some(d) = sub.next(Duration::from_millis(250)).await.unwrap() {
+                sub.ack(&d).await.unwrap();
+                got.push(d.envelope);
+            }
+        }
+        sub.close().await.unwrap();
+        got
+    })
+}
+
+/// An idle consumer on the event doorbell pauses its partitions: over a
+/// window with nothing published it sends the broker at most a few requests
+/// a second (heartbeats and the safety fetch), counted by librdkafka's own
+/// statistics, while the same consumer without the doorbell sends a fetch
+/// every few milliseconds. A record published afterwards still arrives,
+/// woken by the doorbell alone (the safety fetch is an hour away), and a
+/// ring for another topic does not wake it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_consumer_on_the_doorbell_does_not_ask_the_broker_for_nothing() {
+    use shopstream_platform::events::doorbell::Doorbell;
+    let stack = testkit::stack().await;
+    let settings = || KafkaSettings {
+        stats_interval: Some(Duration::from_secs(1)),
+        ..KafkaSettings::from_env(&stack.endpoints.kafka_brokers).unwrap()
+    };
+    let quiet = KafkaBus::new(KafkaSettings {
+        doorbell: Some(Arc::new(Doorbell::new(&stack.endpoints.redis_url).unwrap())),
+        doorbell_safety: Duration::from_secs(3600),
+        ..settings()
+    })
+    .unwrap();
+    let spinning = KafkaBus::new(settings()).unwrap();
+
+    let topic = testkit::unique("it_idle");
+    let other = testkit::unique("it_idle_other");
+    quiet.ensure_topic(&topic, 3).await.unwrap();
+    quiet.ensure_topic(&other, 1).await.unwrap();
+    let (quiet_group, spinning_group) = (format!("{topic}-quiet"), format!("{topic}-spin"));
+    let topics = vec![topic.clone()];
+    let stop = tokio_util::sync::CancellationToken::new();
+    let quiet_task = drive(
+        quiet.subscribe(&quiet_group, &topics).await.unwrap(),
+        stop.clone(),
+    );
+    let spinning_task = drive(
+        spinning.subscribe(&spinning_group, &topics).await.unwrap(),
+        stop.clone(),
+    );
+
+    // Joining the group, the first fetches and the first statistics report
+    // are not "idle"; then count over a window of its own.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let window = Duration::from_secs(8);
+    let (q0, s0) = (
+        requests_of(&quiet_group, None),
+        requests_of(&spinning_group, None),
+    );
+    let qf0 = requests_of(&quiet_group, Some("Fetch"));
+    tokio::time::sleep(window).await;
+    let per_s = |a: f64, b: f64| (b - a) / window.as_secs_f64();
+    let quiet_rate = per_s(q0, requests_of(&quiet_group, None));
+    let spinning_rate = per_s(s0, requests_of(&spinning_group, None));
+    let quiet_fetches = requests_of(&quiet_group, Some("Fetch")) - qf0;
+    eprintln!(
+        "idle consumer: {quiet_rate:.1} requests/s with the doorbell ({quiet_fetches} fetches in {window:?}), \
+         {spinning_rate:.1} requests/s without"
+    );
+    assert!(
+        spinning_rate > 20.0,
+        "the measure sees a fetching consumer: {spinning_rate:.1} requests/s"
+    );
+    assert!(
+        quiet_rate <= 3.0,
+        "an idle consumer on the doorbell sent {quiet_rate:.1} requests/s"
+    );
+
+    // A ring for another topic leaves it asleep...
+    let wakes = || {
+        shopstream_platform::metrics::sum_series(
+            &shopstream_platform::metrics::Metrics::new("it").render(),
+            "shopstream_event_consumer_wakes_total",
+            &[&format!("group=\"{quiet_group}\"")],
+        )
+    };
+    let event = |n: i32| {
+        Envelope::new(
+            "order.state_changed",
+            1,
+            "default",
+            "k",
+            &serde_json::json!({ "n": n }),
+            &SystemClock,
+            &SystemIdGen,
+        )
+        .unwrap()
+    };
+    let before = wakes();
+    quiet.publish(&other, &event(0)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        wakes(),
+        before,
+        "a ring for {other} woke a consumer of {topic}"
+    );
+    // ...one for its own topic wakes it, and the record arrives.
+    let sent = event(1);
+    quiet.publish(&topic, &sent).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    let got = quiet_task.await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![sent.id],
+        "the doorbell woke the consumer"
+    );
+    assert!(wakes() > before);
+    assert_eq!(spinning_task.await.unwrap().len(), 1);
 }
