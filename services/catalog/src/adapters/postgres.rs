@@ -5,7 +5,9 @@
 //! compare-and-swap on `product.version`; stock changes lock the product row
 //! first, so concurrent deltas serialise. Writes lock the product row before
 //! its children, always in that order, so they cannot deadlock each other.
-//! Reads of several tables run in one repeatable-read snapshot.
+//! A product read is one statement (regions and SKUs aggregated into it), so
+//! it sees one snapshot without a transaction; a page of products (ids,
+//! then the products) runs in one repeatable-read snapshot.
 
 use std::collections::HashMap;
 
@@ -121,6 +123,7 @@ fn corrupt(what: &str, detail: impl std::fmt::Display) -> RepoError {
     RepoError::Internal(format!("corrupt {what} row: {detail}"))
 }
 
+/// A product with its regions and SKUs, as `load_where!` reads it.
 #[derive(sqlx::FromRow)]
 struct ProductRow {
     id: Uuid,
@@ -133,112 +136,125 @@ struct ProductRow {
     version: i64,
     created_at_ms: i64,
     updated_at_ms: i64,
+    regions: Vec<String>,
+    skus: Json<Vec<SkuRow>>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize)]
 struct SkuRow {
-    product_id: Uuid,
     sku_id: String,
     name: String,
-    attributes: Json<std::collections::BTreeMap<String, String>>,
+    attributes: std::collections::BTreeMap<String, String>,
     amount_minor: i64,
     currency: String,
     quantity: i64,
 }
 
-/// Load products with their regions and SKUs, keyed by id.
+/// Products with their regions and SKUs (prices and stock) in one
+/// statement: one round trip, and one statement sees one snapshot, so no
+/// transaction is needed around it. The argument is the WHERE condition on
+/// `product p` after the tenant (`$1`).
+macro_rules! load_where {
+    ($filter:literal) => {
+        concat!(
+            "SELECT p.id, p.slug, p.title, p.description, p.category, p.tags, \
+            p.image_key, p.version, p.created_at_ms, p.updated_at_ms, \
+            ARRAY(SELECT r.region FROM product_region r \
+                  WHERE r.tenant_id = p.tenant_id AND r.product_id = p.id \
+                  ORDER BY r.position) AS regions, \
+            COALESCE((SELECT json_agg(json_build_object( \
+                        'sku_id', s.sku_id, 'name', s.name, 'attributes', s.attributes, \
+                        'amount_minor', pr.amount_minor, 'currency', pr.currency::text, \
+                        'quantity', st.quantity) ORDER BY s.position) \
+                      FROM sku s \
+                      JOIN price pr ON pr.tenant_id = s.tenant_id AND pr.sku_id = s.sku_id \
+                      JOIN stock st ON st.tenant_id = s.tenant_id AND st.sku_id = s.sku_id \
+                      WHERE s.tenant_id = p.tenant_id AND s.product_id = p.id), '[]') AS skus \
+     FROM product p WHERE p.tenant_id = $1 AND ",
+            $filter
+        )
+    };
+}
+
+/// The product read: `$1` the tenant, `$2` an array of product ids. Public
+/// so `shopstream bench` can time the same statement straight against
+/// Postgres (the floor it prints beside the gateway's figure).
+pub const PRODUCT_READ_SQL: &str = load_where!("p.id = ANY($2)");
+
+/// Load the products whose id is in `ids`, keyed by id.
 async fn load(
-    conn: &mut PgConnection,
+    conn: impl sqlx::PgExecutor<'_>,
     tenant: &TenantId,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Product>, RepoError> {
-    let rows: Vec<ProductRow> = sqlx::query_as(
-        "SELECT id, slug, title, description, category, tags, image_key, version, \
-                created_at_ms, updated_at_ms \
-         FROM product WHERE tenant_id = $1 AND id = ANY($2)",
-    )
-    .bind(tenant.as_str())
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    if rows.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let regions: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT product_id, region FROM product_region \
-         WHERE tenant_id = $1 AND product_id = ANY($2) ORDER BY product_id, position",
-    )
-    .bind(tenant.as_str())
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    let skus: Vec<SkuRow> = sqlx::query_as(
-        "SELECT s.product_id, s.sku_id, s.name, s.attributes, p.amount_minor, \
-                p.currency::text AS currency, st.quantity \
-         FROM sku s \
-         JOIN price p ON p.tenant_id = s.tenant_id AND p.sku_id = s.sku_id \
-         JOIN stock st ON st.tenant_id = s.tenant_id AND st.sku_id = s.sku_id \
-         WHERE s.tenant_id = $1 AND s.product_id = ANY($2) \
-         ORDER BY s.product_id, s.position",
-    )
-    .bind(tenant.as_str())
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db_err)?;
+    let rows: Vec<ProductRow> = sqlx::query_as(PRODUCT_READ_SQL)
+        .bind(tenant.as_str())
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+        .map_err(db_err)?;
+    rows.into_iter()
+        .map(|r| to_product(r).map(|p| (p.id.0, p)))
+        .collect()
+}
 
-    let mut out = HashMap::with_capacity(rows.len());
-    for r in rows {
-        out.insert(
-            r.id,
-            Product {
-                id: ProductId(r.id),
-                slug: Slug::parse(&r.slug).map_err(|e| corrupt("product.slug", e))?,
-                title: r.title,
-                description: r.description,
-                category: Category::parse(&r.category)
-                    .map_err(|e| corrupt("product.category", e))?,
-                regions: Vec::new(),
-                tags: r.tags,
-                image_key: r.image_key,
-                skus: Vec::new(),
-                version: r.version,
-                created_at_ms: r.created_at_ms,
-                updated_at_ms: r.updated_at_ms,
-            },
-        );
-    }
-    for (id, region) in regions {
-        if let Some(p) = out.get_mut(&id) {
-            p.regions
-                .push(Region::parse(&region).map_err(|e| corrupt("product_region", e))?);
-        }
-    }
-    for s in skus {
-        if let Some(p) = out.get_mut(&s.product_id) {
-            p.skus.push(Sku {
-                id: SkuId::parse(&s.sku_id).map_err(|e| corrupt("sku", e))?,
-                name: s.name,
-                attributes: s.attributes.0,
-                price: Money {
-                    amount_minor: s.amount_minor,
-                    currency: Currency::parse(&s.currency).map_err(|e| corrupt("price", e))?,
-                },
-                stock: s.quantity,
-            });
-        }
-    }
-    for p in out.values() {
-        p.check_invariants()
-            .map_err(|e| corrupt(&format!("product {}", p.id), e))?;
-    }
-    Ok(out)
+/// The product whose slug is `slug`, if any.
+async fn load_by_slug(
+    conn: impl sqlx::PgExecutor<'_>,
+    tenant: &TenantId,
+    slug: &Slug,
+) -> Result<Option<Product>, RepoError> {
+    let row: Option<ProductRow> = sqlx::query_as(load_where!("p.slug = $2"))
+        .bind(tenant.as_str())
+        .bind(slug.as_str())
+        .fetch_optional(conn)
+        .await
+        .map_err(db_err)?;
+    row.map(to_product).transpose()
+}
+
+fn to_product(r: ProductRow) -> Result<Product, RepoError> {
+    let p = Product {
+        id: ProductId(r.id),
+        slug: Slug::parse(&r.slug).map_err(|e| corrupt("product.slug", e))?,
+        title: r.title,
+        description: r.description,
+        category: Category::parse(&r.category).map_err(|e| corrupt("product.category", e))?,
+        regions: r
+            .regions
+            .iter()
+            .map(|region| Region::parse(region).map_err(|e| corrupt("product_region", e)))
+            .collect::<Result<_, _>>()?,
+        tags: r.tags,
+        image_key: r.image_key,
+        skus: r
+            .skus
+            .0
+            .into_iter()
+            .map(|s| {
+                Ok(Sku {
+                    id: SkuId::parse(&s.sku_id).map_err(|e| corrupt("sku", e))?,
+                    name: s.name,
+                    attributes: s.attributes,
+                    price: Money {
+                        amount_minor: s.amount_minor,
+                        currency: Currency::parse(&s.currency).map_err(|e| corrupt("price", e))?,
+                    },
+                    stock: s.quantity,
+                })
+            })
+            .collect::<Result<_, RepoError>>()?,
+        version: r.version,
+        created_at_ms: r.created_at_ms,
+        updated_at_ms: r.updated_at_ms,
+    };
+    p.check_invariants()
+        .map_err(|e| corrupt(&format!("product {}", p.id), e))?;
+    Ok(p)
 }
 
 async fn load_one(
-    conn: &mut PgConnection,
+    conn: impl sqlx::PgExecutor<'_>,
     tenant: &TenantId,
     id: Uuid,
 ) -> Result<Option<Product>, RepoError> {
@@ -432,10 +448,8 @@ impl ProductRepository for PostgresProductRepository {
     }
 
     async fn get(&self, tenant: &TenantId, id: ProductId) -> Result<Option<Product>, RepoError> {
-        let mut tx = self.snapshot().await?;
-        let p = load_one(&mut tx, tenant, id.0).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(p)
+        // One statement, one snapshot: no transaction around it.
+        load_one(&self.pool, tenant, id.0).await
     }
 
     async fn get_by_slug(
@@ -443,20 +457,7 @@ impl ProductRepository for PostgresProductRepository {
         tenant: &TenantId,
         slug: &Slug,
     ) -> Result<Option<Product>, RepoError> {
-        let mut tx = self.snapshot().await?;
-        let id: Option<Uuid> =
-            sqlx::query_scalar("SELECT id FROM product WHERE tenant_id = $1 AND slug = $2")
-                .bind(tenant.as_str())
-                .bind(slug.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        let p = match id {
-            Some(id) => load_one(&mut tx, tenant, id).await?,
-            None => None,
-        };
-        tx.commit().await.map_err(db_err)?;
-        Ok(p)
+        load_by_slug(&self.pool, tenant, slug).await
     }
 
     async fn list(&self, tenant: &TenantId, q: &ListQuery) -> Result<Page, RepoError> {
@@ -520,7 +521,7 @@ impl ProductRepository for PostgresProductRepository {
             .map_err(db_err)?;
         let more = ids.len() > q.limit;
         ids.truncate(q.limit);
-        let mut loaded = load(&mut tx, tenant, &ids).await?;
+        let mut loaded = load(&mut *tx, tenant, &ids).await?;
         tx.commit().await.map_err(db_err)?;
         let items = ids
             .iter()
@@ -636,7 +637,7 @@ impl ProductRepository for PostgresProductRepository {
         let Some(owner) = owner.filter(|o| u.product_id.is_none_or(|id| id.0 == *o)) else {
             return Err(RepoError::SkuNotFound);
         };
-        let current = load_one(&mut tx, tenant, owner)
+        let current = load_one(&mut *tx, tenant, owner)
             .await?
             .filter(|p| p.sku(&u.sku_id).is_some())
             .ok_or(RepoError::SkuNotFound)?;

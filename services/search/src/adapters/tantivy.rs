@@ -124,6 +124,9 @@ struct State {
     writer: IndexWriter,
     metas: HashMap<Key, IndexedMeta>,
     pending: HashSet<Key>,
+    /// Staged products a commit could not verify yet, with how many commits
+    /// failed to (see [`commit`]).
+    unverified: HashMap<Key, u32>,
 }
 
 struct Inner {
@@ -178,6 +181,7 @@ impl TantivyIndex {
                 writer,
                 metas,
                 pending: HashSet::new(),
+                unverified: HashMap::new(),
             }),
             notify: tokio::sync::Notify::new(),
             settings,
@@ -245,7 +249,11 @@ async fn committer(weak: Weak<Inner>) {
     }
 }
 
-/// Commit staged documents, reload the reader, stamp them searchable.
+/// Commit staged documents, reload the reader, and stamp searchable what a
+/// query through that reader finds: each staged product's key must match
+/// exactly one document, at the version the map holds. A product that does
+/// not (yet) stays staged and is looked at again after the next commit, up
+/// to [`MAX_UNVERIFIED_COMMITS`] times; it is never stamped on trust.
 fn commit(inner: &Inner) -> Result<usize, IndexError> {
     let mut st = inner.state.lock().unwrap_or_else(|p| p.into_inner());
     if st.pending.is_empty() {
@@ -253,18 +261,70 @@ fn commit(inner: &Inner) -> Result<usize, IndexError> {
     }
     st.writer.commit().map_err(backend)?;
     inner.reader.reload().map_err(backend)?;
+    let searcher = inner.reader.searcher();
     let now = inner.clock.now_ms();
     let pending = std::mem::take(&mut st.pending);
-    let n = pending.len();
+    let mut stamped = 0;
     for k in pending {
+        let Some(expected) = st.metas.get(&k).map(|m| m.version) else {
+            continue;
+        };
+        let found = indexed_versions(&searcher, &inner.f, &k)?;
+        if found != [expected] {
+            let tries = st.unverified.entry(k.clone()).or_insert(0);
+            *tries += 1;
+            if *tries == 1 || *tries == MAX_UNVERIFIED_COMMITS {
+                tracing::warn!(
+                    product_id = %k.1,
+                    expected,
+                    ?found,
+                    tries = *tries,
+                    "search: after a commit the index does not hold exactly the staged version; not stamped searchable"
+                );
+            }
+            if *tries < MAX_UNVERIFIED_COMMITS {
+                st.pending.insert(k);
+            } else {
+                st.unverified.remove(&k);
+            }
+            continue;
+        }
+        st.unverified.remove(&k);
         if let Some(m) = st.metas.get_mut(&k) {
             m.searchable_ts_ms = Some(now);
+            stamped += 1;
             if let (Some(h), Some(c)) = (&inner.latency, m.commit_ts_ms) {
                 h.observe((now - c).max(0) as f64 / 1_000.0);
             }
         }
     }
-    Ok(n)
+    Ok(stamped)
+}
+
+/// How many commits a staged product may fail verification before it is
+/// given up on (left unstamped, with a warning).
+const MAX_UNVERIFIED_COMMITS: u32 = 50;
+
+/// The versions of every document the key `k` matches, as `searcher` sees them.
+fn indexed_versions(
+    searcher: &tantivy::Searcher,
+    f: &Fields,
+    k: &Key,
+) -> Result<Vec<i64>, IndexError> {
+    let q = TermQuery::new(
+        Term::from_field_text(f.key, &key(&k.0, &k.1)),
+        IndexRecordOption::Basic,
+    );
+    let addrs = searcher
+        .search(&q, &TopDocs::with_limit(4).order_by_score())
+        .map_err(backend)?;
+    let mut versions = Vec::with_capacity(addrs.len());
+    for (_, addr) in addrs {
+        let d: TantivyDocument = searcher.doc(addr).map_err(backend)?;
+        versions.push(d.get_first(f.version).and_then(|v| v.as_i64()).unwrap_or(0));
+    }
+    versions.sort_unstable();
+    Ok(versions)
 }
 
 fn to_document(f: &Fields, d: &ProductDoc) -> TantivyDocument {

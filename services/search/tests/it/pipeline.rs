@@ -10,7 +10,7 @@ use shopstream_platform::{
     clock::{Clock, SystemClock},
     events::{
         Envelope, EventBus, dlq_topic, header,
-        kafka::{KafkaBus, KafkaSettings},
+        kafka::KafkaBus,
     },
     metrics::sum_series,
 };
@@ -31,11 +31,10 @@ use shopstream_search::{
 
 use crate::support::{FakeCatalog, index_dir, product, spawn_app};
 
+/// The bus services use (event doorbell included), so what a test
+/// publishes wakes the search consumer at once, as cdc's records do.
 async fn bus() -> Arc<dyn EventBus> {
-    let stack = testkit::stack().await;
-    Arc::new(
-        KafkaBus::new(KafkaSettings::from_env(&stack.endpoints.kafka_brokers).unwrap()).unwrap(),
-    )
+    KafkaBus::connect(&testkit::stack().await.endpoints).unwrap()
 }
 
 /// A CDC record as the cdc service publishes it: a platform envelope whose
