@@ -388,12 +388,14 @@ type IndexSightings = Arc<Mutex<BTreeMap<(String, i64), Indexed>>>;
 
 async fn poll_index(
     search: SearchDebug,
+    public: PublicCheck,
     ids: Vec<String>,
     seen: IndexSightings,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(INDEX_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut asks = tokio::task::JoinSet::new();
     while !stop.is_cancelled() {
         tick.tick().await;
         let calls = ids.iter().map(|id| {
@@ -404,13 +406,102 @@ async fn poll_index(
             if let Ok(Some(ix)) = r
                 && ix.searchable_ts_ms.is_some()
             {
-                seen.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry((id, ix.version))
-                    .or_insert(ix);
+                let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                if let std::collections::btree_map::Entry::Vacant(e) =
+                    seen.entry((id.clone(), ix.version))
+                {
+                    e.insert(ix);
+                    asks.spawn(public.clone().ask(id, ix));
+                }
             }
         }
+        while asks.try_join_next().is_some() {}
     }
+    while asks.join_next().await.is_some() {}
+}
+
+/// What `GET /search` said right after the index called a version searchable.
+#[derive(Debug, Default, Clone)]
+pub struct PublicAnswers {
+    /// Versions the public query found at that version or newer.
+    pub found: u64,
+    /// Versions it did not: "title: v5 searchable, /search had v4".
+    pub stale: Vec<String>,
+    /// Queries that failed (not counted either way).
+    pub errors: u64,
+    /// Commit (cdc's header) → the public query's answer that found it, ms.
+    pub commit_to_found_ms: Vec<f64>,
+}
+
+/// Asks the public query path (`GET /search` through the gateway) about
+/// each version the index reports searchable.
+#[derive(Clone)]
+struct PublicCheck {
+    gateway: Gateway,
+    /// Per product id: its title and the query that finds it.
+    queries: Arc<BTreeMap<String, (String, String)>>,
+    answers: Arc<Mutex<PublicAnswers>>,
+}
+
+impl PublicCheck {
+    fn new(gateway: &Gateway, products: &[Edited]) -> PublicCheck {
+        PublicCheck {
+            gateway: gateway.clone(),
+            queries: Arc::new(
+                products
+                    .iter()
+                    .map(|p| (p.id.clone(), (p.title.clone(), search_query(p))))
+                    .collect(),
+            ),
+            answers: Arc::default(),
+        }
+    }
+
+    async fn ask(self, id: String, ix: Indexed) {
+        let Some((title, q)) = self.queries.get(&id) else {
+            return;
+        };
+        let url = format!("/search?q={}&limit=100", url_escape(q));
+        let answer = self.gateway.get(&url).await;
+        let answered_ms = now_ms();
+        let mut a = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+        let Ok(body) = answer else {
+            a.errors += 1;
+            return;
+        };
+        let version = hit_version(&body, &id);
+        if version.is_some_and(|v| v >= ix.version) {
+            a.found += 1;
+            if let (Some(s), Some(cs)) = (ix.searchable_ts_ms, ix.commit_to_searchable_ms) {
+                a.commit_to_found_ms
+                    .push((answered_ms - (s - cs)).max(0) as f64);
+            }
+        } else {
+            a.stale.push(format!(
+                "{title}: v{} searchable, /search had {}",
+                ix.version,
+                version.map_or("no hit".into(), |v| format!("v{v}"))
+            ));
+        }
+    }
+}
+
+/// The query the lab searches `p` with: the first three words of its title.
+fn search_query(p: &Edited) -> String {
+    p.title
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The version of `product_id` among a `/search` answer's hits.
+fn hit_version(body: &Value, product_id: &str) -> Option<i64> {
+    body["hits"]
+        .as_array()?
+        .iter()
+        .find(|h| h["product_id"] == product_id)
+        .and_then(|h| h["version"].as_i64())
 }
 
 /// One product under edit.
@@ -640,14 +731,164 @@ async fn with_reader(
     let written = edits.stop_editing(lab).await;
 
     let catalog = wait_until_index_equals_catalog(lab, gateway, search, products).await?;
-    let sightings = edits.stop_polling().await;
+    let (sightings, public) = edits.stop_polling().await;
     wait_for_reader_to_see(reader, products, &catalog).await;
 
     check_topic(lab, reader, products, &written);
     check_catalog(lab, products, &written, &catalog);
     check_search(lab, gateway, products, &catalog).await;
     report_phase1_latencies(lab, reader, &phase1, &sightings);
+    check_searchable_means_found(lab, &public);
+    check_quiet_at_rest(lab, op).await;
     Ok(())
+}
+
+/// "Searchable" is what a shopper's query finds: each version the index
+/// called searchable was asked of `GET /search` at once, and must have been
+/// found there at that version or a newer one. Search stamps a version
+/// searchable only after a query through the reader that serves `/search`
+/// found exactly that version, so this holds by construction, not by timing.
+fn check_searchable_means_found(lab: &Lab, public: &PublicAnswers) {
+    report_latency(
+        lab,
+        "commit→found by GET /search",
+        &public.commit_to_found_ms,
+    );
+    if public.errors > 0 {
+        lab.note(&format!(
+            "{} GET /search calls failed while checking (not counted)",
+            public.errors
+        ));
+    }
+    lab.check(
+        "every version search called searchable, GET /search found at once",
+        public.stale.is_empty() && public.found > 0,
+        "each found at that version or newer",
+        if public.stale.is_empty() {
+            format!("{} versions, each found", public.found)
+        } else {
+            format!(
+                "{} of {} not found: {}",
+                public.stale.len(),
+                public.found as usize + public.stale.len(),
+                public.stale.join("; ")
+            )
+        },
+    );
+}
+
+/// How long the at-rest check counts; consumers report their request
+/// counts every 5 s, so the window spans at least two reports.
+pub const AT_REST_WINDOW: Duration = Duration::from_secs(12);
+/// Quiet time before the at-rest window (one statistics report).
+pub const AT_REST_SETTLE: Duration = Duration::from_secs(6);
+/// At rest a consumer group heartbeats once a second and asks every 10 s
+/// whether it missed a record (the doorbell's safety check, two requests);
+/// one that asks more often is polling the broker for records that are not
+/// there.
+pub const AT_REST_MAX_REQUESTS_PER_S: f64 = 5.0;
+
+/// Requests every service's consumers sent the broker so far, per group
+/// (`shopstream_kafka_consumer_requests_total` on each service's `/metrics`;
+/// a service that does not answer counts nothing).
+async fn consumer_requests(
+    http: &reqwest::Client,
+    ports: &shopstream_platform::config::Ports,
+) -> BTreeMap<String, f64> {
+    let mut by_group = BTreeMap::new();
+    for kind in Kind::SERVICES {
+        let Some((addr, _)) = kind.service_addrs(ports) else {
+            continue;
+        };
+        let Ok(text) = async {
+            http.get(format!("http://{addr}/metrics"))
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await
+        }
+        .await
+        else {
+            continue;
+        };
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("shopstream_kafka_consumer_requests_total{"))
+        {
+            let group = line
+                .split_once("group=\"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(g, _)| g.to_string());
+            let value = line
+                .rsplit_once(' ')
+                .and_then(|(_, v)| v.parse::<f64>().ok());
+            if let (Some(g), Some(v)) = (group, value) {
+                *by_group.entry(g).or_insert(0.0) += v;
+            }
+        }
+    }
+    by_group
+}
+
+/// With the edits over and search caught up, the system is at rest: its
+/// consumers should ask the broker next to nothing (the event doorbell
+/// pauses an idle consumer). Counted from the consumers' own statistics.
+async fn check_quiet_at_rest(lab: &Lab, op: &Operator) {
+    lab.narrate(
+        "At rest the system should not be busy. An idle consumer pauses its partitions and \
+         waits for the event doorbell (a Redis channel on which publishers name a topic), \
+         instead of asking the broker for records every few milliseconds. The lab counts \
+         the requests every service's consumers sent the broker over a quiet window, from \
+         `shopstream_kafka_consumer_requests_total` on their /metrics.",
+    );
+    let Ok(http) = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+    else {
+        return;
+    };
+    let ports = op.stack().ports();
+    // Consumers report their counts every 5 s, so a report taken now may
+    // still hold the end of the edits: let one report go by first.
+    tokio::time::sleep(AT_REST_SETTLE).await;
+    let before = consumer_requests(&http, &ports).await;
+    let started = Instant::now();
+    tokio::time::sleep(AT_REST_WINDOW).await;
+    let after = consumer_requests(&http, &ports).await;
+    let secs = started.elapsed().as_secs_f64();
+    let rates: Vec<(String, f64)> = after
+        .iter()
+        .map(|(g, n)| {
+            (
+                g.clone(),
+                (n - before.get(g).copied().unwrap_or(0.0)) / secs,
+            )
+        })
+        .collect();
+    let total: f64 = rates.iter().map(|(_, r)| r).sum();
+    let busiest = rates
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .cloned()
+        .unwrap_or_default();
+    lab.measure("consumer groups counted at rest", rates.len() as f64, "");
+    lab.measure("broker requests at rest, all consumers", total, "/s");
+    lab.check(
+        "at rest, no consumer group asks the broker more than 5 times a second",
+        !rates.is_empty() && busiest.1 <= AT_REST_MAX_REQUESTS_PER_S,
+        format!("≤ {AT_REST_MAX_REQUESTS_PER_S} requests/s per group"),
+        if rates.is_empty() {
+            "no service reported its consumers' requests".to_string()
+        } else {
+            format!(
+                "{} groups, {total:.1} requests/s in all; the busiest, {}, {:.1}/s",
+                rates.len(),
+                busiest.0,
+                busiest.1
+            )
+        },
+    );
 }
 
 async fn wait_until_reader_caught_up(lab: &Lab, reader: &Reader) -> Result<(), LabError> {
@@ -766,6 +1007,7 @@ async fn wait_until_search_caught_up(
 struct Edits {
     written: SharedWritten,
     sightings: IndexSightings,
+    public: Arc<Mutex<PublicAnswers>>,
     stop_all: CancellationToken,
     stop_edits: CancellationToken,
     editor: tokio::task::JoinHandle<()>,
@@ -779,8 +1021,11 @@ impl Edits {
         let sightings: IndexSightings = Arc::default();
         let stop_all = CancellationToken::new();
         let ids: Vec<String> = products.iter().map(|p| p.id.clone()).collect();
+        let public = PublicCheck::new(gateway, products);
+        let answers = public.answers.clone();
         let poller = tokio::spawn(poll_index(
             search.clone(),
+            public,
             ids,
             sightings.clone(),
             stop_all.child_token(),
@@ -795,6 +1040,7 @@ impl Edits {
         Edits {
             written,
             sightings,
+            public: answers,
             _stop_on_drop: stop_all.clone().drop_guard(),
             stop_all,
             stop_edits,
@@ -825,14 +1071,22 @@ impl Edits {
         written
     }
 
-    /// Stop the index poller; every version it saw searchable, first sighting.
-    async fn stop_polling(&mut self) -> BTreeMap<(String, i64), Indexed> {
+    /// Stop the index poller; every version it saw searchable, first
+    /// sighting, and what the public query said of each.
+    async fn stop_polling(&mut self) -> (BTreeMap<(String, i64), Indexed>, PublicAnswers) {
         self.stop_all.cancel();
         let _ = (&mut self.poller).await;
-        self.sightings
+        let sightings = self
+            .sightings
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        let public = self
+            .public
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        (sightings, public)
     }
 }
 
@@ -1086,20 +1340,12 @@ async fn check_search(
     let via_search = loop {
         let mut via_search = Vec::new();
         for p in products {
-            let q: String = p
-                .title
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ");
-            let url = format!("/search?q={}&limit=100", url_escape(&q));
-            let found = gateway.get(&url).await.ok().and_then(|b| {
-                b["hits"]
-                    .as_array()?
-                    .iter()
-                    .find(|h| h["product_id"] == p.id.as_str())
-                    .and_then(|h| h["version"].as_i64())
-            });
+            let url = format!("/search?q={}&limit=100", url_escape(&search_query(p)));
+            let found = gateway
+                .get(&url)
+                .await
+                .ok()
+                .and_then(|b| hit_version(&b, &p.id));
             via_search.push((p.title.clone(), found, catalog[&p.id]));
         }
         let converged = via_search.iter().all(|(_, f, c)| *f == Some(*c));

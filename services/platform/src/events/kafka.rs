@@ -161,7 +161,10 @@ impl KafkaSettings {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("broker.address.family", "v4")
-            .set("socket.connection.setup.timeout.ms", "5000");
+            .set("socket.connection.setup.timeout.ms", "5000")
+            // No client metrics push (KIP-714): nothing here collects them,
+            // and asking for a subscription is a request every few seconds.
+            .set("enable.metrics.push", "false");
         if let Some(d) = &self.debug {
             c.set("debug", d).set_log_level(RDKafkaLogLevel::Debug);
         }
@@ -732,8 +735,9 @@ impl Idle {
 
 /// Whether any partition assigned to `consumer` holds records beyond what
 /// it has read: its position (or, before it read anything, the group's
-/// committed offset, or else the partition's start) below the high
-/// watermark. `None` when the broker did not answer within `timeout`.
+/// committed offset, or else offset 0) below the high watermark. Two
+/// requests (the group's offsets; every partition's end in one ListOffsets).
+/// `None` when the broker did not answer within `timeout`.
 fn behind(consumer: &StreamConsumer<GroupContext>, timeout: Duration) -> Option<bool> {
     let assignment = consumer.assignment().ok()?;
     if assignment.count() == 0 {
@@ -743,6 +747,9 @@ fn behind(consumer: &StreamConsumer<GroupContext>, timeout: Duration) -> Option<
     let committed = consumer
         .committed_offsets(assignment.clone(), timeout)
         .ok()?;
+    let mut latest = assignment.clone();
+    latest.set_all_offsets(Offset::End).ok()?;
+    let ends = consumer.offsets_for_times(latest, timeout).ok()?;
     let at = |tpl: &TopicPartitionList, t: &str, p: i32| match tpl
         .find_partition(t, p)
         .map(|e| e.offset())
@@ -752,10 +759,10 @@ fn behind(consumer: &StreamConsumer<GroupContext>, timeout: Duration) -> Option<
     };
     for e in assignment.elements() {
         let (t, p) = (e.topic(), e.partition());
-        let (low, high) = consumer.fetch_watermarks(t, p, timeout).ok()?;
+        let high = at(&ends, t, p)?;
         let from = at(&position, t, p)
             .or_else(|| at(&committed, t, p))
-            .unwrap_or(low);
+            .unwrap_or(0);
         if from < high {
             return Some(true);
         }

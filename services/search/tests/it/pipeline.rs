@@ -8,10 +8,7 @@ use std::{sync::Arc, time::Duration};
 use serde_json::json;
 use shopstream_platform::{
     clock::{Clock, SystemClock},
-    events::{
-        Envelope, EventBus, dlq_topic, header,
-        kafka::KafkaBus,
-    },
+    events::{Envelope, EventBus, dlq_topic, header, kafka::KafkaBus},
     metrics::sum_series,
 };
 use shopstream_proto::search::v1::{
