@@ -35,7 +35,7 @@ use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, Headers, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord, Producer, future_producer::OwnedDeliveryResult},
+    producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext},
 };
 
 use super::{
@@ -176,11 +176,100 @@ fn broker_err(e: KafkaError) -> EventError {
     EventError::Broker(e.to_string())
 }
 
+/// How long the delivery thread waits for a delivery report before it
+/// looks whether the bus was dropped. A report wakes it at once, so this
+/// costs no latency; it bounds idle wake-ups (rdkafka's own threaded
+/// producer wakes every 100 ms and then spins about a millisecond in its
+/// poll loop: ~1 % of a core per idle process).
+const DELIVERY_POLL: Duration = Duration::from_secs(1);
+
+/// A record's delivery report, sent to whoever published it.
+type Delivered = tokio::sync::oneshot::Sender<Result<(), KafkaError>>;
+
+/// The producer's context: each delivery report goes back to its publisher.
+struct Deliveries;
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<Delivered>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, to: Self::DeliveryOpaque) {
+        let _ = to.send(result.as_ref().map(|_| ()).map_err(|(e, _)| e.clone()));
+    }
+}
+
+/// librdkafka's producer and the thread that serves its delivery reports;
+/// the thread stops (and the producer is flushed and dropped) within
+/// [`DELIVERY_POLL`] of the last bus clone going away.
+struct Publisher {
+    producer: Arc<BaseProducer<Deliveries>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Publisher {
+    fn new(config: &ClientConfig) -> Result<Publisher, EventError> {
+        let producer: Arc<BaseProducer<Deliveries>> =
+            Arc::new(config.create_with_context(Deliveries).map_err(broker_err)?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (producer.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("kafka-deliveries".into())
+            .spawn(move || {
+                while !s.load(Ordering::Acquire) {
+                    p.poll(DELIVERY_POLL);
+                }
+            })
+            .map_err(|e| EventError::Broker(format!("delivery thread: {e}")))?;
+        Ok(Publisher { producer, stop })
+    }
+
+    /// Enqueue one record; the receiver resolves with its delivery report.
+    #[allow(clippy::result_large_err)]
+    fn send(
+        &self,
+        topic: &str,
+        e: &Envelope,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<(), KafkaError>>, KafkaError> {
+        let mut h = OwnedHeaders::new();
+        for (k, v) in e.wire_headers() {
+            h = h.insert(Header {
+                key: &k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let record = BaseRecord::with_opaque_to(topic, Box::new(tx))
+            .key(e.key.as_str())
+            .payload(e.payload.as_slice())
+            .headers(h)
+            .timestamp(e.occurred_at_ms);
+        self.producer.send(record).map(|()| rx).map_err(|(e, _)| e)
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// A delivery report as the bus reports it.
+fn delivered(
+    r: Result<Result<(), KafkaError>, tokio::sync::oneshot::error::RecvError>,
+) -> Result<(), EventError> {
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(broker_err(e)),
+        Err(_) => Err(EventError::Broker("producer dropped a delivery".into())),
+    }
+}
+
 /// The Kafka bus. Cheap to clone (the producer is shared).
 #[derive(Clone)]
 pub struct KafkaBus {
     settings: KafkaSettings,
-    producer: FutureProducer,
+    producer: Arc<Publisher>,
     admin: Arc<AdminClient<DefaultClientContext>>,
     /// One lag reader per group, kept: see [`LagReader`].
     lag_readers: Arc<Mutex<BTreeMap<String, Arc<LagReader>>>>,
@@ -230,26 +319,26 @@ impl KafkaBus {
     }
 
     pub fn new(settings: KafkaSettings) -> Result<KafkaBus, EventError> {
-        let producer: FutureProducer = settings
-            .base()
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "0")
-            .set(
-                "batch.num.messages",
-                settings.batch_num_messages.to_string(),
-            )
-            .set(
-                "message.timeout.ms",
-                settings.message_timeout_ms.to_string(),
-            )
-            .create()
-            .map_err(broker_err)?;
+        let producer = Publisher::new(
+            settings
+                .base()
+                .set("acks", "all")
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "0")
+                .set(
+                    "batch.num.messages",
+                    settings.batch_num_messages.to_string(),
+                )
+                .set(
+                    "message.timeout.ms",
+                    settings.message_timeout_ms.to_string(),
+                ),
+        )?;
         let admin: AdminClient<DefaultClientContext> =
             settings.base().create().map_err(broker_err)?;
         Ok(KafkaBus {
             settings,
-            producer,
+            producer: Arc::new(producer),
             admin: Arc::new(admin),
             lag_readers: Arc::default(),
         })
@@ -276,19 +365,44 @@ impl KafkaBus {
         Ok(reader)
     }
 
-    fn record<'a>(topic: &'a str, e: &'a Envelope) -> FutureRecord<'a, str, [u8]> {
-        let mut h = OwnedHeaders::new();
-        for (k, v) in e.wire_headers() {
-            h = h.insert(Header {
-                key: &k,
-                value: Some(v.as_bytes()),
-            });
+    /// Publish `events` in order and wait for every delivery report.
+    /// Records are enqueued synchronously, so they enter the producer in
+    /// slice order; the idempotent producer keeps that order per partition
+    /// with many requests in flight. A full queue waits for the oldest
+    /// delivery (or, with none outstanding, 10 ms) and tries again, for at
+    /// most the message timeout.
+    async fn send_all(&self, topic: &str, events: &[Envelope]) -> Result<(), EventError> {
+        let give_up = tokio::time::Instant::now()
+            + Duration::from_millis(u64::from(self.settings.message_timeout_ms));
+        let mut pending = std::collections::VecDeque::new();
+        for e in events {
+            loop {
+                match self.producer.send(topic, e) {
+                    Ok(rx) => {
+                        pending.push_back(rx);
+                        break;
+                    }
+                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull))
+                        if tokio::time::Instant::now() < give_up =>
+                    {
+                        match pending.pop_front() {
+                            Some(rx) => delivered(rx.await)?,
+                            None => tokio::time::sleep(Duration::from_millis(10)).await,
+                        }
+                    }
+                    Err(e) => return Err(broker_err(e)),
+                }
+            }
+            if pending.len() >= self.settings.max_in_flight_publishes
+                && let Some(rx) = pending.pop_front()
+            {
+                delivered(rx.await)?;
+            }
         }
-        FutureRecord::to(topic)
-            .key(e.key.as_str())
-            .payload(e.payload.as_slice())
-            .headers(h)
-            .timestamp(e.occurred_at_ms)
+        while let Some(rx) = pending.pop_front() {
+            delivered(rx.await)?;
+        }
+        Ok(())
     }
 
     /// Wait until the broker answers a metadata request.
@@ -296,6 +410,7 @@ impl KafkaBus {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || {
             producer
+                .producer
                 .client()
                 .fetch_metadata(None, timeout)
                 .map(|_| ())
@@ -329,56 +444,15 @@ impl EventBus for KafkaBus {
 
     async fn publish(&self, topic: &str, event: &Envelope) -> Result<(), EventError> {
         broker_slow(self.settings.fault_value).await;
-        let timeout = Duration::from_millis(u64::from(self.settings.message_timeout_ms));
-        self.producer
-            .send(Self::record(topic, event), timeout)
-            .await
-            .map_err(|(e, _)| broker_err(e))?;
+        self.send_all(topic, std::slice::from_ref(event)).await?;
         crate::metrics::count_published(topic, 1);
         self.ring(topic);
         Ok(())
     }
 
     async fn publish_batch(&self, topic: &str, events: &[Envelope]) -> Result<(), EventError> {
-        fn check(
-            r: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
-        ) -> Result<(), EventError> {
-            match r {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err((e, _))) => Err(broker_err(e)),
-                Err(_) => Err(EventError::Broker("producer dropped a delivery".into())),
-            }
-        }
-        // `send_result` enqueues synchronously, so records enter the producer in
-        // slice order; the idempotent producer keeps that order per partition
-        // with many requests in flight.
         broker_slow(self.settings.fault_value).await;
-        let mut pending = std::collections::VecDeque::new();
-        for e in events {
-            loop {
-                match self.producer.send_result(Self::record(topic, e)) {
-                    Ok(f) => {
-                        pending.push_back(f);
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                        match pending.pop_front() {
-                            Some(f) => check(f.await)?,
-                            None => tokio::time::sleep(Duration::from_millis(10)).await,
-                        }
-                    }
-                    Err((e, _)) => return Err(broker_err(e)),
-                }
-            }
-            if pending.len() >= self.settings.max_in_flight_publishes
-                && let Some(f) = pending.pop_front()
-            {
-                check(f.await)?;
-            }
-        }
-        while let Some(f) = pending.pop_front() {
-            check(f.await)?;
-        }
+        self.send_all(topic, events).await?;
         crate::metrics::count_published(topic, events.len() as u64);
         if !events.is_empty() {
             self.ring(topic);
