@@ -151,6 +151,14 @@ pub struct Report {
     pub latency_ms_p95: f64,
     pub latency_ms_p99: f64,
     pub latency_ms_max: f64,
+    /// Closed loop: this many requests always in flight (a capacity
+    /// measurement, like `wrk -c` or `pgbench -c`); `rate_per_s` is 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<usize>,
+    /// For a capacity figure that has a floor measured in the same run (the
+    /// same read straight against Postgres): this figure over the floor's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_floor: Option<f64>,
 }
 
 /// Concurrent signups while preparing the login benchmark.
@@ -248,7 +256,115 @@ async fn run_load(
         latency_ms_p95: ms(0.95),
         latency_ms_p99: ms(0.99),
         latency_ms_max: h.max() as f64 / 1000.0,
+        in_flight: None,
+        ratio_to_floor: None,
     }
+}
+
+/// Capacity: `in_flight` workers each send their next request as soon as
+/// the last one answered, for `duration` after a 1 s warm-up; latency is
+/// from each request's start.
+async fn run_closed(name: &str, in_flight: usize, duration: Duration, make: MakeJob) -> Report {
+    let warmup = Duration::from_secs(1);
+    let started = Instant::now();
+    let (measure_from, end) = (started + warmup, started + warmup + duration);
+    let mut workers = Vec::new();
+    for w in 0..in_flight {
+        let make = make.clone();
+        workers.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+            let (mut ok, mut errors) = (0u64, 0u64);
+            let mut n = w as u64;
+            loop {
+                let t = Instant::now();
+                if t >= end {
+                    break;
+                }
+                let good = make(n).await;
+                n += in_flight as u64;
+                if t >= measure_from {
+                    let _ = hist.record((t.elapsed().as_micros() as u64).max(1));
+                    if good { ok += 1 } else { errors += 1 }
+                }
+            }
+            (hist, ok, errors)
+        }));
+    }
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+    let (mut ok, mut errors) = (0, 0);
+    for w in workers {
+        if let Ok((wh, o, e)) = w.await {
+            let _ = h.add(&wh);
+            ok += o;
+            errors += e;
+        }
+    }
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Report {
+        target: name.to_string(),
+        rate_per_s: 0,
+        duration_s: duration.as_secs(),
+        requests: ok + errors,
+        ok,
+        errors,
+        dropped: 0,
+        achieved_per_s: (ok + errors) as f64 / duration.as_secs_f64(),
+        latency_ms_p50: ms(0.50),
+        latency_ms_p95: ms(0.95),
+        latency_ms_p99: ms(0.99),
+        latency_ms_max: h.max() as f64 / 1000.0,
+        in_flight: Some(in_flight),
+        ratio_to_floor: None,
+    }
+}
+
+/// Requests in flight for the product read's capacity and its floor (what
+/// `wrk -c16` and `pgbench -c16` measured in the issue that set the goal).
+const CAPACITY_IN_FLIGHT: usize = 16;
+
+/// The product read's floor: the catalog's own statement for one product
+/// (`shopstream_catalog::adapters::postgres::PRODUCT_READ_SQL`), prepared,
+/// on [`CAPACITY_IN_FLIGHT`] connections straight to the catalog's database.
+async fn product_floor(
+    ports: &Ports,
+    ids: Arc<Vec<String>>,
+    duration: Duration,
+) -> anyhow::Result<Report> {
+    let url = shopstream_platform::config::Endpoints::native(*ports)
+        .database_url(shopstream_catalog::config::SERVICE_NAME);
+    let pool = shopstream_platform::db::pool_options()
+        .max_connections(CAPACITY_IN_FLIGHT as u32)
+        .min_connections(CAPACITY_IN_FLIGHT as u32)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&url)
+        .await
+        .map_err(|e| anyhow::anyhow!("the catalog's database at {url}: {e}"))?;
+    let ids: Arc<Vec<uuid::Uuid>> = Arc::new(ids.iter().filter_map(|i| i.parse().ok()).collect());
+    anyhow::ensure!(!ids.is_empty(), "no product ids to read");
+    let tenant = shopstream_platform::config::DEFAULT_TENANT.to_string();
+    let make: MakeJob = {
+        let pool = pool.clone();
+        Arc::new(move |n| {
+            let (pool, id, tenant) = (pool.clone(), ids[n as usize % ids.len()], tenant.clone());
+            Box::pin(async move {
+                sqlx::query(shopstream_catalog::adapters::postgres::PRODUCT_READ_SQL)
+                    .bind(tenant)
+                    .bind(vec![id])
+                    .fetch_optional(&pool)
+                    .await
+                    .is_ok_and(|r| r.is_some())
+            })
+        })
+    };
+    let r = run_closed(
+        "floor: the same read in Postgres",
+        CAPACITY_IN_FLIGHT,
+        duration,
+        make,
+    )
+    .await;
+    pool.close().await;
+    Ok(r)
 }
 
 pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Result<u8> {
@@ -315,17 +431,56 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                 );
                 let (c, b) = (client.clone(), base.clone());
                 let ids = Arc::new(ids);
-                let make = request_job(move |n| {
-                    c.get(format!("{b}/products/{}", ids[n as usize % ids.len()]))
-                });
-                run_load(
-                    "GET /products/{id}",
-                    args.product_rate,
+                let make = {
+                    let ids = ids.clone();
+                    request_job(move |n| {
+                        c.get(format!("{b}/products/{}", ids[n as usize % ids.len()]))
+                    })
+                };
+                reports.push(
+                    run_load(
+                        "GET /products/{id}",
+                        args.product_rate,
+                        duration,
+                        args.max_in_flight,
+                        make.clone(),
+                    )
+                    .await,
+                );
+                eprintln!(
+                    "bench: GET /products/{{id}} with {CAPACITY_IN_FLIGHT} in flight (capacity), then the same read straight against Postgres (the floor)"
+                );
+                let mut capacity = run_closed(
+                    "GET /products/{id}, capacity",
+                    CAPACITY_IN_FLIGHT,
                     duration,
-                    args.max_in_flight,
                     make,
                 )
-                .await
+                .await;
+                // The floor needs this machine's Postgres: not with --url.
+                let floor = if args.url.is_some() {
+                    None
+                } else {
+                    match product_floor(&ports, ids, duration).await {
+                        Ok(f) => Some(f),
+                        Err(e) => {
+                            eprintln!("bench: no floor for the product read: {e}");
+                            None
+                        }
+                    }
+                };
+                if let Some(f) = &floor
+                    && f.achieved_per_s > 0.0
+                {
+                    capacity.ratio_to_floor = Some(capacity.achieved_per_s / f.achieved_per_s);
+                }
+                match floor {
+                    Some(f) => {
+                        reports.push(capacity);
+                        f
+                    }
+                    None => capacity,
+                }
             }
             Target::Login => {
                 // One account per request: the login rate limit (per email and
@@ -529,7 +684,9 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
             .map(|r| {
                 vec![
                     r.target.clone(),
-                    if r.rate_per_s == 0 {
+                    if let Some(n) = r.in_flight {
+                        format!("{n} in flight")
+                    } else if r.rate_per_s == 0 {
                         "one at a time".to_string()
                     } else {
                         format!("{}/s", r.rate_per_s)
@@ -554,6 +711,20 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                 &rows
             )
         );
+        for r in reports.iter().filter(|r| r.ratio_to_floor.is_some()) {
+            let ratio = r.ratio_to_floor.unwrap_or(0.0);
+            println!(
+                "{}: {:.0}/s, {:.3} of the floor (1/{:.1}); the floor is the same read straight against Postgres, measured in this run",
+                r.target,
+                r.achieved_per_s,
+                ratio,
+                if ratio > 0.0 {
+                    1.0 / ratio
+                } else {
+                    f64::INFINITY
+                }
+            );
+        }
     }
     for f in &flash_reports {
         println!(

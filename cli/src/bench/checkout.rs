@@ -346,6 +346,8 @@ pub async fn flash_sale(
             latency_ms_p95: ms(0.95),
             latency_ms_p99: ms(0.99),
             latency_ms_max: hist.max() as f64 / 1000.0,
+            in_flight: None,
+            ratio_to_floor: None,
         },
         summary: FlashSummary {
             sku_id: sku,

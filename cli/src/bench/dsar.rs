@@ -209,6 +209,8 @@ pub async fn run(
         latency_ms_p95: ms,
         latency_ms_p99: ms,
         latency_ms_max: ms,
+        in_flight: None,
+        ratio_to_floor: None,
     };
     Ok(Ok((report, summary)))
 }

@@ -475,6 +475,8 @@ pub async fn run(
         latency_ms_p95: ms(0.95),
         latency_ms_p99: ms(0.99),
         latency_ms_max: h.max() as f64 / 1000.0,
+        in_flight: None,
+        ratio_to_floor: None,
     };
     let summary = LiveSummary {
         buyers: buyers.len(),

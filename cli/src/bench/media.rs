@@ -112,6 +112,8 @@ fn report(name: &str, n: usize, took: &[Duration], errors: u64, wall: Duration) 
         latency_ms_p95: ms(0.95),
         latency_ms_p99: ms(0.99),
         latency_ms_max: h.max() as f64 / 1000.0,
+        in_flight: None,
+        ratio_to_floor: None,
     }
 }
 
