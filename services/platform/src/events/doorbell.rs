@@ -16,10 +16,10 @@
 //! - while the listener is not connected to Redis (at start, Redis down or
 //!   silent: a ping every [`PING_EVERY`] must be answered) consumers do not
 //!   pause at all, and every (re)connection wakes every consumer;
-//! - a paused consumer still fetches once every safety interval
-//!   (`KafkaSettings::doorbell_safety`), which bounds what a ring lost on the
-//!   way (a publisher that could not reach Redis, a producer that does not
-//!   ring) can cost.
+//! - a paused consumer asks the broker once every safety interval
+//!   (`KafkaSettings::doorbell_safety`) whether records wait for it, which
+//!   bounds what a ring lost on the way (a publisher that could not reach
+//!   Redis, a producer that does not ring) can cost.
 
 use std::{
     collections::BTreeSet,
@@ -148,7 +148,7 @@ async fn ringer(client: redis::Client, mut rx: mpsc::UnboundedReceiver<String>) 
             let Some(c) = conn.as_mut() else {
                 if !warned {
                     tracing::warn!(
-                        "event doorbell: cannot reach Redis; consumers fall back to their safety fetch"
+                        "event doorbell: cannot reach Redis; consumers fall back to their safety check"
                     );
                     warned = true;
                 }
@@ -169,7 +169,7 @@ async fn ringer(client: redis::Client, mut rx: mpsc::UnboundedReceiver<String>) 
                     if !warned {
                         tracing::warn!(
                             topic,
-                            "event doorbell: a ring was lost; consumers fall back to their safety fetch"
+                            "event doorbell: a ring was lost; consumers fall back to their safety check"
                         );
                         warned = true;
                     }
