@@ -157,31 +157,47 @@ fn requests_of(group: &str, request: Option<&str>) -> f64 {
     )
 }
 
+/// Records a driven subscription received.
+type Received = Arc<std::sync::Mutex<Vec<Envelope>>>;
+
 /// Drives `sub` as the consumer runner does (`next` with a short wait) until
-/// `stop`, and hands back every record it received.
+/// `stop`, keeping every record it receives in the returned list.
 fn drive(
     mut sub: Box<dyn shopstream_platform::events::Subscription>,
     stop: tokio_util::sync::CancellationToken,
-) -> tokio::task::JoinHandle<Vec<Envelope>> {
-    tokio::spawn(async move {
-        let mut got = Vec::new();
+) -> (Received, tokio::task::JoinHandle<()>) {
+    let got = Received::default();
+    let kept = got.clone();
+    let task = tokio::spawn(async move {
         while !stop.is_cancelled() {
             if let Some(d) = sub.next(Duration::from_millis(250)).await.unwrap() {
                 sub.ack(&d).await.unwrap();
-                got.push(d.envelope);
+                kept.lock().unwrap().push(d.envelope);
             }
         }
         sub.close().await.unwrap();
-        got
-    })
+    });
+    (got, task)
+}
+
+/// Polls `done` every 250 ms until it holds; panics with `what` after `limit`.
+async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {limit:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// An idle consumer on the event doorbell pauses its partitions: over a
 /// window with nothing published it sends the broker at most a few requests
-/// a second (heartbeats and the safety fetch), counted by librdkafka's own
+/// a second (heartbeats and the safety check), counted by librdkafka's own
 /// statistics, while the same consumer without the doorbell sends a fetch
 /// every few milliseconds. A record published afterwards still arrives,
-/// woken by the doorbell alone (the safety fetch is an hour away), and a
+/// woken by the doorbell alone (the safety check is an hour away), and a
 /// ring for another topic does not wake it.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_consumer_on_the_doorbell_does_not_ask_the_broker_for_nothing() {
@@ -206,18 +222,36 @@ async fn an_idle_consumer_on_the_doorbell_does_not_ask_the_broker_for_nothing() 
     let (quiet_group, spinning_group) = (format!("{topic}-quiet"), format!("{topic}-spin"));
     let topics = vec![topic.clone()];
     let stop = tokio_util::sync::CancellationToken::new();
-    let quiet_task = drive(
+    let (quiet_got, quiet_task) = drive(
         quiet.subscribe(&quiet_group, &topics).await.unwrap(),
         stop.clone(),
     );
-    let spinning_task = drive(
+    let (spinning_got, spinning_task) = drive(
         spinning.subscribe(&spinning_group, &topics).await.unwrap(),
         stop.clone(),
     );
 
-    // Joining the group, the first fetches and the first statistics report
-    // are not "idle"; then count over a window of its own.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Joining the group and the first fetches are not "idle": wait until
+    // both consumers reported statistics and the quiet one's fetch count
+    // stood still over two reports (it paused), then count over a window of
+    // its own.
+    let mut last_fetches = (f64::NAN, tokio::time::Instant::now());
+    wait_until(
+        Duration::from_secs(30),
+        "the doorbell consumer stops fetching",
+        || {
+            let f = requests_of(&quiet_group, Some("Fetch"));
+            let now = tokio::time::Instant::now();
+            if f != last_fetches.0 {
+                last_fetches = (f, now);
+            }
+            f > 0.0
+                && requests_of(&spinning_group, None) > 0.0
+                && now - last_fetches.1 >= Duration::from_millis(2_500)
+        },
+    )
+    .await;
+    // The measurement itself: requests counted over a fixed window.
     let window = Duration::from_secs(8);
     let (q0, s0) = (
         requests_of(&quiet_group, None),
@@ -264,6 +298,8 @@ async fn an_idle_consumer_on_the_doorbell_does_not_ask_the_broker_for_nothing() 
     };
     let before = wakes();
     quiet.publish(&other, &event(0)).await.unwrap();
+    // An absence can only be watched over a window: a wake would show
+    // within milliseconds of the ring.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         wakes(),
@@ -273,14 +309,21 @@ async fn an_idle_consumer_on_the_doorbell_does_not_ask_the_broker_for_nothing() 
     // ...one for its own topic wakes it, and the record arrives.
     let sent = event(1);
     quiet.publish(&topic, &sent).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the record reaches both consumers",
+        || !quiet_got.lock().unwrap().is_empty() && !spinning_got.lock().unwrap().is_empty(),
+    )
+    .await;
     stop.cancel();
-    let got = quiet_task.await.unwrap();
+    quiet_task.await.unwrap();
+    spinning_task.await.unwrap();
+    let ids = |r: &Received| r.lock().unwrap().iter().map(|e| e.id).collect::<Vec<_>>();
     assert_eq!(
-        got.iter().map(|e| e.id).collect::<Vec<_>>(),
+        ids(&quiet_got),
         vec![sent.id],
         "the doorbell woke the consumer"
     );
+    assert_eq!(ids(&spinning_got), vec![sent.id]);
     assert!(wakes() > before);
-    assert_eq!(spinning_task.await.unwrap().len(), 1);
 }
