@@ -31,7 +31,9 @@ mod stats;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Target {
-    /// GET /products/{id} through the gateway (catalog over gRPC).
+    /// GET /products/{id} through the gateway: open loop, then capacity from
+    /// the gateway's product cache and past it (catalog over gRPC), then the
+    /// floor (catalog's statement straight against Postgres).
     Product,
     /// POST /auth/login through the gateway (argon2id verify).
     Login,
@@ -432,9 +434,18 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                 let (c, b) = (client.clone(), base.clone());
                 let ids = Arc::new(ids);
                 let make = {
+                    let (ids, c, b) = (ids.clone(), c.clone(), b.clone());
+                    request_job(move |n| {
+                        c.get(format!("{b}/products/{}", ids[n as usize % ids.len()]))
+                    })
+                };
+                // The same read past the gateway's product cache: catalog's
+                // path, which the floor is the bound of.
+                let uncached = {
                     let ids = ids.clone();
                     request_job(move |n| {
                         c.get(format!("{b}/products/{}", ids[n as usize % ids.len()]))
+                            .header("cache-control", "no-cache")
                     })
                 };
                 reports.push(
@@ -448,13 +459,20 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                     .await,
                 );
                 eprintln!(
-                    "bench: GET /products/{{id}} with {CAPACITY_IN_FLIGHT} in flight (capacity), then the same read straight against Postgres (the floor)"
+                    "bench: GET /products/{{id}} with {CAPACITY_IN_FLIGHT} in flight (capacity), from the cache and past it (Cache-Control: no-cache), then the same read straight against Postgres (the floor)"
                 );
                 let mut capacity = run_closed(
                     "GET /products/{id}, capacity",
                     CAPACITY_IN_FLIGHT,
                     duration,
                     make,
+                )
+                .await;
+                let mut past_cache = run_closed(
+                    "GET /products/{id}, capacity, no-cache",
+                    CAPACITY_IN_FLIGHT,
+                    duration,
+                    uncached,
                 )
                 .await;
                 // The floor needs this machine's Postgres: not with --url.
@@ -473,13 +491,15 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                     && f.achieved_per_s > 0.0
                 {
                     capacity.ratio_to_floor = Some(capacity.achieved_per_s / f.achieved_per_s);
+                    past_cache.ratio_to_floor = Some(past_cache.achieved_per_s / f.achieved_per_s);
                 }
+                reports.push(capacity);
                 match floor {
                     Some(f) => {
-                        reports.push(capacity);
+                        reports.push(past_cache);
                         f
                     }
-                    None => capacity,
+                    None => past_cache,
                 }
             }
             Target::Login => {

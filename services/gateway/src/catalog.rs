@@ -1,5 +1,5 @@
-//! Public catalog reads over gRPC, and product cards composed from catalog
-//! with a Redis cache in front.
+//! Public catalog reads over gRPC, with the product cache
+//! ([`crate::product_cache`]) in front of product reads and cards.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +8,6 @@ use axum::{
     extract::{Path, Query, State},
     http::HeaderMap,
 };
-use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use shopstream_platform::{ErrorCode, Problem};
 use shopstream_proto::{
@@ -115,23 +114,18 @@ impl From<Product> for ProductView {
     }
 }
 
-fn card_of(p: &Product) -> ProductCard {
-    let price_from = p
-        .skus
-        .iter()
-        .filter_map(|s| s.price.as_ref())
-        .min_by_key(|m| m.amount_minor)
-        .map(|m| MoneyView {
-            amount_minor: m.amount_minor,
-            currency: m.currency.clone(),
-        });
+fn card_of_view(p: &ProductView) -> ProductCard {
     ProductCard {
-        id: p.product_id.clone(),
+        id: p.id.clone(),
         title: p.title.clone(),
         category: p.category.clone(),
-        price_from,
+        price_from: p
+            .skus
+            .iter()
+            .filter_map(|s| s.price.clone())
+            .min_by_key(|m| m.amount_minor),
         in_stock: p.skus.iter().any(|s| s.stock > 0),
-        image_url: String::new(),
+        image_url: p.image_url.clone(),
     }
 }
 
@@ -292,9 +286,26 @@ pub async fn list_products(
     }))
 }
 
-/// One product with its SKUs, prices and stock.
+/// Whether the client asked to skip caches (`Cache-Control: no-cache` or
+/// `Pragma: no-cache`): the read goes to catalog, and refreshes the cache.
+pub fn no_cache(headers: &HeaderMap) -> bool {
+    let says = |name: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+            })
+        })
+    };
+    says("cache-control") || says("pragma")
+}
+
+/// One product with its SKUs, prices and stock: from the product cache
+/// (kept current by `product.events`), else from catalog with its picture
+/// from media (then cached). `Cache-Control: no-cache` reads catalog.
 #[utoipa::path(get, path = "/products/{id}", tag = "catalog", security((), ("bearer" = [])),
-    params(("id" = String, Path, description = "product id")),
+    params(("id" = String, Path, description = "product id"),
+        ("cache-control" = Option<String>, Header, description = "`no-cache` reads catalog, not the gateway's cache")),
     responses((status = 200, body = ProductView),
         (status = 401, description = "an access token was sent and is invalid"),
         (status = 404, description = "no such product"), (status = 503, description = "catalog is unavailable")))]
@@ -306,30 +317,17 @@ pub async fn get_product(
     Path(id): Path<String>,
 ) -> Result<Json<ProductView>, Problem> {
     let tenant = tenant(&user, &headers, &state);
-    let viewed = id.clone();
-    let resp = state
-        .catalog
-        .clone()
-        .get_product(request(
-            GetProductRequest { product_id: id },
-            &tenant,
-            state.upstream_timeout,
-        ))
-        .await
-        .map_err(problem_of)?
-        .into_inner();
-    let product = resp
-        .product
+    let ids = [id];
+    let mut views = views_for(&state, &tenant, &ids, no_cache(&headers)).await?;
+    let [id] = ids;
+    let view = views
+        .remove(&0)
         .ok_or_else(|| Problem::new(ErrorCode::NotFound, "no such product"))?;
     let who = user.0.as_ref().map(|c| c.sub.as_str());
     let now = state.clock.now_ms();
     state
         .analytics
-        .record(&tenant, seen.event(Action::View, &viewed, who, now));
-    let mut view = ProductView::from(product);
-    let images =
-        crate::media::product_images(&state, &tenant, std::slice::from_ref(&view.id)).await;
-    view.image_url = images.url(&view.id);
+        .record(&tenant, seen.event(Action::View, &id, who, now));
     Ok(Json(view))
 }
 
@@ -349,7 +347,7 @@ pub const OUTAGE_CARD_TTL_S: u64 = 5;
 /// Most ids a cards request may ask for.
 pub const MAX_CARD_IDS: usize = 50;
 
-/// Product cards for many ids at once, served from Redis when cached.
+/// Product cards for many ids at once, served from the product cache when cached.
 #[utoipa::path(get, path = "/bff/product-cards", params(CardParams), tag = "bff", security((), ("bearer" = [])),
     responses((status = 200, body = CardsView), (status = 400, description = "no `ids` parameter, or repeated"),
         (status = 401, description = "an access token was sent and is invalid"),
@@ -383,38 +381,44 @@ pub async fn product_cards(
     }))
 }
 
-/// The cards of `ids` (by position in `ids`), from Redis where cached, else
-/// from catalog with their pictures from media (then cached); and the ids
-/// that matched no product. The product-cards endpoint and the feed use it.
+/// The cards of `ids` (by position in `ids`), from the product cache where
+/// cached, else from catalog with their pictures from media (then cached);
+/// and the ids that matched no product. The product-cards endpoint and the
+/// feed use it.
 pub async fn cards_for(
     state: &AppState,
     tenant: &str,
     ids: &[String],
 ) -> Result<(BTreeMap<usize, ProductCard>, Vec<String>), Problem> {
-    let keys: Vec<String> = ids.iter().map(|id| format!("card:{tenant}:{id}")).collect();
-    let mut redis = state.redis.clone();
-    // A cache outage degrades to catalog reads, never to an error.
-    let cached: Vec<Option<String>> = match redis.mget(&keys).await {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(error = %e, "card cache unavailable");
-            vec![None; ids.len()]
-        }
-    };
-    let mut cards: BTreeMap<usize, ProductCard> = BTreeMap::new();
-    let mut missing = Vec::new();
+    let views = views_for(state, tenant, ids, false).await?;
+    let missing = (0..ids.len())
+        .filter(|i| !views.contains_key(i))
+        .map(|i| ids[i].clone())
+        .collect();
+    let cards = views.iter().map(|(&i, v)| (i, card_of_view(v))).collect();
+    Ok((cards, missing))
+}
+
+/// The views of `ids` (by position; absent: no such product), from the
+/// product cache where cached (unless `bypass`), else from catalog with
+/// their pictures from media in one call, then cached.
+async fn views_for(
+    state: &AppState,
+    tenant: &str,
+    ids: &[String],
+    bypass: bool,
+) -> Result<BTreeMap<usize, ProductView>, Problem> {
+    let cached = state.products.get_many(tenant, ids, bypass).await;
+    let mut views: BTreeMap<usize, ProductView> = BTreeMap::new();
     let mut misses = Vec::new();
     for (i, c) in cached.into_iter().enumerate() {
-        match c.and_then(|s| serde_json::from_str::<ProductCard>(&s).ok()) {
-            Some(card) => {
-                state.card_hits.inc();
-                cards.insert(i, card);
-            }
-            None => {
-                state.card_misses.inc();
-                misses.push(i);
-            }
+        match c {
+            Some(v) => _ = views.insert(i, v),
+            None => misses.push(i),
         }
+    }
+    if misses.is_empty() {
+        return Ok(views);
     }
     let fetches = misses.iter().map(|&i| {
         let mut client = state.catalog.clone();
@@ -432,33 +436,32 @@ pub async fn cards_for(
         match r {
             Ok(resp) => {
                 if let Some(p) = resp.into_inner().product {
-                    fetched.push((i, card_of(&p)));
+                    fetched.push((i, ProductView::from(p)));
                 }
             }
-            Err(s) if s.code() == tonic::Code::NotFound => missing.push(ids[i].clone()),
-            Err(s) if s.code() == tonic::Code::InvalidArgument => missing.push(ids[i].clone()),
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) if s.code() == tonic::Code::InvalidArgument => {}
             Err(s) => return Err(problem_of(s)),
         }
     }
-    // The cards read from catalog get their pictures in one call to media.
-    let fetched_ids: Vec<String> = fetched.iter().map(|(_, c)| c.id.clone()).collect();
+    // The views read from catalog get their pictures in one call to media.
+    let fetched_ids: Vec<String> = fetched.iter().map(|(_, v)| v.id.clone()).collect();
     let images = crate::media::product_images(state, tenant, &fetched_ids).await;
     // A placeholder shown because media did not answer is cached briefly,
     // so the real picture appears soon after media is back, while a media
-    // outage still does not turn every card read into a catalog read.
+    // outage still does not turn every read into a catalog read.
     let ttl = if images.answered {
         state.card_ttl_s
     } else {
         state.card_ttl_s.min(OUTAGE_CARD_TTL_S)
     };
-    for (i, mut card) in fetched {
-        card.image_url = images.url(&card.id);
-        if let Ok(json) = serde_json::to_string(&card) {
-            let _: Result<(), _> = redis.set_ex(&keys[i], json, ttl).await;
-        }
-        cards.insert(i, card);
-    }
-    Ok((cards, missing))
+    let fills = fetched.iter_mut().map(|(_, v)| {
+        v.image_url = images.url(&v.id);
+        state.products.fill(tenant, v, ttl)
+    });
+    futures::future::join_all(fills).await;
+    views.extend(fetched);
+    Ok(views)
 }
 
 #[cfg(test)]

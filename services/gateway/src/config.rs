@@ -35,8 +35,15 @@ pub struct Config {
     pub payments_http: String,
     /// Deadline of every upstream call.
     pub upstream_timeout: Duration,
-    /// How long a product card stays in Redis.
+    /// How long a product (and so its card) stays in Redis: the bound on a
+    /// stale picture; edits invalidate it at once (see `product_cache`).
     pub card_ttl_s: u64,
+    /// The topic whose records invalidate cached products (`product.events`).
+    pub product_topic: String,
+    /// The topic whose ready pictures invalidate cached products (`media.events`).
+    pub media_topic: String,
+    /// The consumer group of that invalidation (shared by all gateways).
+    pub cache_group: String,
     /// Limits on live connections (WebSocket, SSE, long-poll).
     pub live: Limits,
     /// Analytics events buffered for `analytics.raw` before new ones are dropped.
@@ -82,6 +89,9 @@ impl Config {
                 3_000,
             )?),
             card_ttl_s: env_parse("SHOPSTREAM_CARD_TTL_S", 30)?,
+            product_topic: "product.events".into(),
+            media_topic: "media.events".into(),
+            cache_group: crate::product_cache::GROUP.into(),
             live: Limits {
                 per_user: env_parse("SHOPSTREAM_LIVE_PER_USER", Limits::PER_USER)?,
                 per_gateway: env_parse("SHOPSTREAM_LIVE_PER_GATEWAY", Limits::PER_GATEWAY)?,

@@ -10,8 +10,8 @@
 //! | `gateway.hold_owners` | `hold-owner:{tenant}:{reservation_id}` → user id | who holds a stock reservation (lives as long as the hold, plus a grace period) | deleted (compare-and-delete: only keys still naming the subject); the hold itself lapses by its TTL at inventory |
 //! | `gateway.room_messages` | `rt-room:{tenant}:{room}` (stream) | chat messages: user id, text, time (the last 50 per room) | the subject's entries deleted; the others and the room's numbering stay |
 //!
-//! Key families that hold no personal data: `card:{tenant}:{product_id}`
-//! (product cards), `rt-room-seq:{tenant}:{room}` (a room's message
+//! Key families that hold no personal data: `product:{tenant}:{product_id}`
+//! (cached products), `rt-room-seq:{tenant}:{room}` (a room's message
 //! counter). The gateway keeps no sessions (access tokens are checked
 //! locally, refresh tokens live at identity), no rate-limit keys and no
 //! idempotency keys (`Idempotency-Key` is passed on to payments). Live

@@ -22,6 +22,7 @@ pub mod live;
 pub mod media;
 pub mod orders;
 pub mod payments;
+pub mod product_cache;
 pub mod proxy;
 pub mod realtime;
 pub mod rooms;
@@ -39,13 +40,17 @@ use axum::{
     response::Response,
     routing::{delete, get, patch, post, put},
 };
-use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 use shopstream_platform::{
     auth::Verifier,
     cache,
     clock::Clock,
-    events::kafka::KafkaBus,
+    events::{
+        EventBus,
+        dedupe::VersionedNoDedupe,
+        kafka::KafkaBus,
+        runner::{self, ConsumerHealth, RunnerConfig},
+    },
     grpc,
     metrics::Metrics,
     service::{Listeners, Service},
@@ -106,9 +111,9 @@ pub struct AppState {
     pub default_tenant: String,
     pub upstream_timeout: Duration,
     pub card_ttl_s: u64,
+    /// Product views (and so cards) in Redis, invalidated by `product.events`.
+    pub products: product_cache::ProductCache,
     pub body_limit_bytes: usize,
-    pub card_hits: Counter,
-    pub card_misses: Counter,
     /// The realtime fan-out's local end.
     pub live: live::Hub,
     /// Fires when the gateway stops: live connections close (1001).
@@ -118,10 +123,46 @@ pub struct AppState {
 }
 
 /// The gateway's background work, run by [`run`]: the realtime fan-out's
-/// Redis subscriber and the analytics publisher.
+/// Redis subscriber, the analytics publisher and the product cache's
+/// invalidating consumer.
 pub struct Workers {
     pub live: live::Subscriber,
     pub analytics: analytics::Publisher,
+    pub cache: CacheConsumer,
+}
+
+/// The consumer that keeps the product cache current.
+pub struct CacheConsumer {
+    pub bus: Arc<dyn EventBus>,
+    pub invalidator: product_cache::Invalidator,
+    pub config: RunnerConfig,
+}
+
+impl CacheConsumer {
+    /// Consume until `stop`, resubscribing after failures.
+    pub async fn run(self, stop: CancellationToken) {
+        let topics: Vec<String> = self.config.topics.clone();
+        for t in &topics {
+            // Created by their producers too; whoever starts first makes them.
+            while let Err(e) = self.bus.ensure_topic(t, 3).await {
+                tracing::warn!(error = %e, topic = %t, "topic not ready; retrying");
+                if !shopstream_platform::shutdown::sleep_or_stop(&stop, Duration::from_secs(1))
+                    .await
+                {
+                    return;
+                }
+            }
+        }
+        runner::run_until_stopped(
+            self.bus,
+            Arc::new(VersionedNoDedupe),
+            Arc::new(self.invalidator),
+            self.config,
+            stop,
+            Duration::from_secs(1),
+        )
+        .await;
+    }
 }
 
 /// Body of signup and login (documentation only: the gateway forwards it).
@@ -536,7 +577,7 @@ async fn admin_create(s: State<AppState>, a: auth::Admin, req: Request) -> Respo
         (status = 413, description = "body too large"), (status = 422, description = "invalid fields, all listed"),
         (status = 503, description = "catalog is unavailable")))]
 async fn admin_edit(s: State<AppState>, a: auth::Admin, req: Request) -> Response {
-    to_catalog_admin(s, a, req).await
+    write_through(s, a, req).await
 }
 
 /// Set a SKU's stock in the catalog (admin).
@@ -549,7 +590,44 @@ async fn admin_edit(s: State<AppState>, a: auth::Admin, req: Request) -> Respons
         (status = 413, description = "body too large"), (status = 422, description = "invalid fields, all listed"),
         (status = 503, description = "catalog is unavailable")))]
 async fn admin_stock(s: State<AppState>, a: auth::Admin, req: Request) -> Response {
-    to_catalog_admin(s, a, req).await
+    write_through(s, a, req).await
+}
+
+/// Forward an admin write of an existing product, then, if it succeeded,
+/// invalidate the product in the cache at the version the answer reports
+/// (`id` or `product_id`, and `version`), so the writer reads its write
+/// through this gateway at once; `product.events` does the same for every
+/// other gateway within the CDC lag.
+async fn write_through(s: State<AppState>, a: auth::Admin, req: Request) -> Response {
+    let tenant = a.0.tid.clone();
+    let state = s.0.clone();
+    let resp = to_catalog_admin(s, a, req).await;
+    if !resp.status().is_success() {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, state.body_limit_bytes)
+        .await
+        .unwrap_or_default();
+    let written = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| {
+            let id = v
+                .get("product_id")
+                .or_else(|| v.get("id"))?
+                .as_str()?
+                .to_owned();
+            Some((id, v.get("version")?.as_i64()?))
+        });
+    if let Some((id, version)) = written
+        && let Err(e) = state
+            .products
+            .invalidate(&tenant, &id, version, "write")
+            .await
+    {
+        tracing::warn!(error = %e, product_id = %id, "product cache not invalidated; product.events will");
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 #[derive(OpenApi)]
@@ -669,18 +747,6 @@ pub async fn build(
 ) -> anyhow::Result<(AppState, Workers)> {
     let redis = cache::connect(&cfg.service.endpoints.redis_url).await?;
     let verifier = auth::load_verifier(&cfg.identity_http, Duration::from_secs(30)).await?;
-    let card_hits = Counter::default();
-    let card_misses = Counter::default();
-    metrics.register(
-        "product_card_cache_hits",
-        "Product cards served from Redis",
-        card_hits.clone(),
-    );
-    metrics.register(
-        "product_card_cache_misses",
-        "Product cards read from catalog",
-        card_misses.clone(),
-    );
     let (live, subscriber) = live::Hub::new(
         &cfg.service.endpoints.redis_url,
         &cfg.service.default_tenant,
@@ -688,12 +754,33 @@ pub async fn build(
         metrics,
     );
     let clock: Arc<dyn Clock> = cfg.clock.0.clone();
-    let (analytics, publisher) = analytics::channel(
-        cfg.analytics_buffer,
-        KafkaBus::connect(&cfg.service.endpoints)?,
-        clock.clone(),
+    // One bus (one producer, one doorbell listener) for the analytics
+    // publisher and the cache's consumer.
+    let bus = KafkaBus::connect(&cfg.service.endpoints)?;
+    let (analytics, publisher) =
+        analytics::channel(cfg.analytics_buffer, bus.clone(), clock.clone(), metrics);
+    let cache_health = ConsumerHealth::new(metrics, &cfg.cache_group);
+    let products = product_cache::ProductCache::new(
+        redis.clone(),
+        cfg.card_ttl_s,
+        Some(cache_health.clone()),
         metrics,
     );
+    let cache = CacheConsumer {
+        bus,
+        invalidator: product_cache::Invalidator {
+            cache: products.clone(),
+            media_topic: cfg.media_topic.clone(),
+            default_tenant: cfg.service.default_tenant.clone(),
+        },
+        config: RunnerConfig {
+            health: cache_health,
+            ..RunnerConfig::new(
+                &cfg.cache_group,
+                &[cfg.product_topic.as_str(), cfg.media_topic.as_str()],
+            )
+        },
+    };
     let state = AppState {
         catalog: CatalogServiceClient::new(traced_channel(&cfg.catalog_grpc, cfg)?),
         inventory: InventoryServiceClient::new(traced_channel(&cfg.inventory_grpc, cfg)?),
@@ -716,9 +803,8 @@ pub async fn build(
         default_tenant: cfg.service.default_tenant.clone(),
         upstream_timeout: cfg.upstream_timeout,
         card_ttl_s: cfg.card_ttl_s,
+        products,
         body_limit_bytes: cfg.service.body_limit_bytes,
-        card_hits,
-        card_misses,
         live,
         shutdown,
         analytics,
@@ -728,6 +814,7 @@ pub async fn build(
         Workers {
             live: subscriber,
             analytics: publisher,
+            cache,
         },
     ))
 }
@@ -764,6 +851,7 @@ pub async fn run(
     })
     .task("realtime fan-out", |stop| workers.live.run(stop))
     .task("analytics publisher", |stop| workers.analytics.run(stop))
+    .task("product cache invalidation", |stop| workers.cache.run(stop))
     .long_poll(
         "/orders/{id}/events",
         Duration::from_millis(live::MAX_WAIT_MS),

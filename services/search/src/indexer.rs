@@ -15,12 +15,10 @@ use prometheus_client::{
 use shopstream_platform::{
     events::{
         Delivery,
-        dedupe::Deduper,
         runner::{Handler, HandlerError},
     },
     faults,
 };
-use uuid::Uuid;
 
 use crate::{
     domain::{
@@ -143,23 +141,6 @@ impl Handler for Indexer {
 
     fn held_by(&self) -> Option<&'static str> {
         indexing_stalled().then_some(INDEXING_STALLED)
-    }
-}
-
-/// Dedupe by event id is unnecessary here: every write is ordered by the
-/// product version, so a redelivered event is a no-op. This keeps the search
-/// service free of a database of its own.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct VersionedNoDedupe;
-
-#[async_trait]
-impl Deduper for VersionedNoDedupe {
-    async fn seen(&self, _group: &str, _event_id: Uuid) -> Result<bool, sqlx::Error> {
-        Ok(false)
-    }
-
-    async fn mark(&self, _group: &str, _event_id: Uuid) -> Result<(), sqlx::Error> {
-        Ok(())
     }
 }
 

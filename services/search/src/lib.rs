@@ -39,7 +39,7 @@ use crate::{
         opensearch::OpenSearchIndex,
         tantivy::{TantivyIndex, TantivySettings},
     },
-    indexer::{Indexer, OutcomeLabels, VersionedNoDedupe},
+    indexer::{Indexer, OutcomeLabels},
     ports::{CatalogSource, SearchIndex},
 };
 
@@ -188,7 +188,7 @@ pub async fn run(
         .task("product-events", move |stop| {
             runner::run_until_stopped(
                 bus,
-                Arc::new(VersionedNoDedupe),
+                Arc::new(shopstream_platform::events::dedupe::VersionedNoDedupe),
                 indexer,
                 rcfg,
                 stop,

@@ -6,7 +6,7 @@
 use shopstream_sim::{Options, Outcome, Report, run_seed, sweep};
 
 /// Seeds of the healthy run (`SHOPSTREAM_SIM_SEEDS` overrides).
-const HEALTHY_SEEDS: u64 = 500;
+const HEALTHY_SEEDS: u64 = 2_000;
 
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

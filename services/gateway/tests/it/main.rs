@@ -2,11 +2,12 @@
 //! against the real test stack, driven over HTTP like a browser or the CLI.
 //! `checkout` adds in-process fakes of the orders, inventory and payments
 //! backends; `dsar` covers the DSAR participant and suppression;
-//! `temporal_outage` kills a private Temporal under a real orders service
+//! `product_cache` follows edits through the cache; `temporal_outage` kills a private Temporal under a real orders service
 //! while orders are placed.
 
 mod checkout;
 mod dsar;
+mod product_cache;
 mod search;
 mod temporal_outage;
 
@@ -22,6 +23,8 @@ const PASSWORD: &str = "correct horse battery staple";
 
 struct System {
     base: String,
+    catalog_http: String,
+    product_topic: String,
     admin_password: String,
     // Stopped when the system is dropped.
     gateway: testkit::RunningService,
@@ -92,6 +95,8 @@ async fn start_with(configure: impl FnOnce(&mut shopstream_gateway::Config)) -> 
         catalog.grpc.clone(),
         catalog.http.clone(),
     );
+    let product_topic = testkit::unique("it_gw_product_events");
+    let topic = product_topic.clone();
     let gateway = testkit::spawn_service::<shopstream_gateway::Server>(move |service| {
         let mut cfg = shopstream_gateway::Config {
             service: limited(service),
@@ -110,6 +115,9 @@ async fn start_with(configure: impl FnOnce(&mut shopstream_gateway::Config)) -> 
             compliance_grpc: "http://127.0.0.1:9".into(),
             upstream_timeout: Duration::from_secs(5),
             card_ttl_s: 30,
+            product_topic: topic,
+            media_topic: testkit::unique("it_gw_media_events"),
+            cache_group: testkit::unique("it_gw_cache"),
             live: Default::default(),
             analytics_buffer: shopstream_gateway::analytics::BUFFER,
             clock: Default::default(),
@@ -120,6 +128,8 @@ async fn start_with(configure: impl FnOnce(&mut shopstream_gateway::Config)) -> 
     .await;
     System {
         base: gateway.http.clone(),
+        catalog_http: catalog.http.clone(),
+        product_topic,
         admin_password,
         gateway,
         _backends: [catalog, identity],
@@ -325,7 +335,10 @@ async fn auth_admin_catalog_cards_and_errors_through_the_gateway() {
         .unwrap();
     let hits = metrics
         .lines()
-        .find(|l| l.starts_with("shopstream_product_card_cache_hits_total"))
+        .find(|l| {
+            l.starts_with("shopstream_product_cache_lookups_total{")
+                && l.contains(r#"result="hit""#)
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok())
         .expect("hit counter");

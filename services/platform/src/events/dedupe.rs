@@ -65,6 +65,23 @@ impl Deduper for PgDeduper {
     }
 }
 
+/// No record at all, for handlers whose every effect is ordered by a version
+/// (search's index, the gateway's product cache): a redelivered event is a
+/// no-op there, and the consumer needs no database of its own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VersionedNoDedupe;
+
+#[async_trait]
+impl Deduper for VersionedNoDedupe {
+    async fn seen(&self, _group: &str, _event_id: Uuid) -> Result<bool, sqlx::Error> {
+        Ok(false)
+    }
+
+    async fn mark(&self, _group: &str, _event_id: Uuid) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+}
+
 /// Processed ids in memory (unit tests, simulator).
 #[derive(Debug, Clone, Default)]
 pub struct MemoryDeduper {
