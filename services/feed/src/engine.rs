@@ -24,6 +24,9 @@ pub struct Engine {
     /// one of them before the erase is not stored after it (the Redis
     /// blocked set says the same across restarts; this holds without it).
     erased: Mutex<BTreeSet<(String, String)>>,
+    /// Told each time a slice is marked out of date (the materializer
+    /// sleeps on it while none is).
+    dirtied: tokio::sync::Notify,
     pub weights: Weights,
 }
 
@@ -114,6 +117,15 @@ impl Engine {
             .lock()
             .expect("not poisoned")
             .insert((tenant.to_string(), user.to_string()));
+        self.dirtied.notify_one();
+    }
+
+    /// Returns once a slice is out of date (at once if one already is, or
+    /// was marked since the last call).
+    pub async fn dirty(&self) {
+        if self.dirty_len() == 0 {
+            self.dirtied.notified().await;
+        }
     }
 
     /// Whether a DSAR erased `user` in this process.

@@ -513,7 +513,9 @@ pub async fn refresh_rankings(engine: Arc<Engine>, stop: CancellationToken) {
     }
 }
 
-/// Recompute out-of-date slices every tick until `stop`.
+/// Recompute out-of-date slices until `stop`: a tick after the first one
+/// goes out of date (gathering what else changes meanwhile), then every
+/// tick while any are; asleep while none are.
 pub async fn materialize(
     engine: Arc<Engine>,
     slices: Slices,
@@ -521,7 +523,14 @@ pub async fn materialize(
     metrics: JobMetrics,
     stop: CancellationToken,
 ) {
-    while sleep_or_stop(&stop, MATERIALIZE_TICK).await {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = engine.dirty() => {}
+        }
+        if !sleep_or_stop(&stop, MATERIALIZE_TICK).await {
+            return;
+        }
         let (items, users) = engine.sizes();
         metrics.items.set(items as i64);
         metrics.users.set(users as i64);

@@ -97,7 +97,7 @@ async fn a_cached_product_follows_edits_through_the_gateway_and_product_events()
 
     // An edit through the gateway is read back at once.
     let r = c
-        .patch(&format!("{base}/admin/products/{id}"))
+        .patch(format!("{base}/admin/products/{id}"))
         .bearer_auth(&admin)
         .header("if-match", "\"1\"")
         .json(&json!({"title": "Cached, edited"}))

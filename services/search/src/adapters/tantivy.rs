@@ -134,6 +134,9 @@ struct Inner {
     f: Fields,
     state: Mutex<State>,
     notify: tokio::sync::Notify,
+    /// Told when a document is staged into an empty batch, and when the
+    /// index is dropped: the committer sleeps on it while nothing waits.
+    staged: Arc<tokio::sync::Notify>,
     settings: TantivySettings,
     clock: Arc<dyn Clock>,
     latency: Option<Histogram>,
@@ -184,11 +187,12 @@ impl TantivyIndex {
                 unverified: HashMap::new(),
             }),
             notify: tokio::sync::Notify::new(),
+            staged: Arc::new(tokio::sync::Notify::new()),
             settings,
             clock,
             latency,
         });
-        tokio::spawn(committer(Arc::downgrade(&inner)));
+        tokio::spawn(committer(Arc::downgrade(&inner), inner.staged.clone()));
         Ok(TantivyIndex { inner })
     }
 }
@@ -224,9 +228,32 @@ fn load_metas(reader: &IndexReader, f: &Fields) -> Result<HashMap<Key, IndexedMe
     Ok(metas)
 }
 
-async fn committer(weak: Weak<Inner>) {
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Wake the committer, which then finds the index gone.
+        self.staged.notify_one();
+    }
+}
+
+/// Commit a batch `commit_interval` after its first document was staged,
+/// or as soon as it is full. With nothing staged it sleeps until a document
+/// is (it used to wake every interval: ~40 wake-ups a second at rest).
+async fn committer(weak: Weak<Inner>, staged: Arc<tokio::sync::Notify>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
+        let idle = inner
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pending
+            .is_empty();
+        if idle {
+            drop(inner);
+            // A permit left by a document staged since the check above
+            // makes this return at once.
+            staged.notified().await;
+            continue;
+        }
         let interval = inner.settings.commit_interval;
         // Wait without holding the index alive, so dropping it stops us.
         let notified = {
@@ -556,6 +583,9 @@ impl SearchIndex for TantivyIndex {
                     searchable_ts_ms: None,
                 },
             );
+            if st.pending.is_empty() {
+                inner.staged.notify_one();
+            }
             st.pending.insert(k);
             if st.pending.len() >= inner.settings.commit_batch_docs {
                 inner.notify.notify_one();
