@@ -592,9 +592,15 @@ impl Ctx {
     // ---- catalog and search ----
 
     /// `GET /products/{id}` at the gateway.
+    /// Read the product through the gateway, past its product cache
+    /// (`Cache-Control: no-cache`), which would otherwise answer a cached
+    /// product whatever catalog does.
     async fn read_product(&self) -> Result<Answer, String> {
-        self.get(
+        self.call(
+            reqwest::Method::GET,
             &url(Kind::Gateway, &format!("/products/{}", self.product.id)),
+            None,
+            &[("cache-control", "no-cache")],
             None,
         )
         .await

@@ -103,6 +103,9 @@ impl Engine {
                 });
             }
         }
+        if !dirty.is_empty() {
+            self.dirtied.notify_one();
+        }
         out
     }
 
@@ -144,6 +147,9 @@ impl Engine {
         let mut dirty = self.dirty.lock().expect("not poisoned");
         dirty.remove(&(tenant.to_string(), user.to_string()));
         dirty.extend(affected.into_iter().map(|u| (tenant.to_string(), u)));
+        if !dirty.is_empty() {
+            self.dirtied.notify_one();
+        }
         gone
     }
 

@@ -595,14 +595,9 @@ impl LagReader {
         let Some(c) = &self.consumer else {
             return Err(EventError::Closed);
         };
-        // Four requests however many topics and partitions: the metadata of
-        // all topics, the committed offsets, and each end of every partition
-        // in one ListOffsets per end. (A metadata request per topic and two
-        // ListOffsets per partition made the feed's group alone ask the
-        // broker 36 times every refresh, at rest.)
-        let md = c.fetch_metadata(None, timeout).map_err(broker_err)?;
         let mut tpl = TopicPartitionList::new();
         for t in topics {
+            let md = c.fetch_metadata(Some(t), timeout).map_err(broker_err)?;
             for mt in md.topics().iter().filter(|mt| mt.name() == t) {
                 // A topic the broker does not know comes back with an error
                 // and no partitions: it contributes nothing.
@@ -611,37 +606,27 @@ impl LagReader {
                 }
             }
         }
-        if tpl.count() == 0 {
-            return Ok(GroupLag {
-                group: group.to_string(),
-                partitions: Vec::new(),
-            });
-        }
         let committed = c
             .committed_offsets(tpl.clone(), timeout)
             .map_err(broker_err)?;
-        let ends = |at: Offset| -> Result<TopicPartitionList, EventError> {
-            let mut q = tpl.clone();
-            q.set_all_offsets(at).map_err(broker_err)?;
-            c.offsets_for_times(q, timeout).map_err(broker_err)
-        };
-        let (lows, highs) = (ends(Offset::Beginning)?, ends(Offset::End)?);
-        let at = |l: &TopicPartitionList, t: &str, p: i32| match l
-            .find_partition(t, p)
-            .map(|e| e.offset())
-        {
-            Some(Offset::Offset(o)) => Some(o),
-            _ => None,
-        };
         let mut partitions = Vec::new();
         for e in tpl.elements() {
-            let (t, p) = (e.topic(), e.partition());
+            let (low, high) = c
+                .fetch_watermarks(e.topic(), e.partition(), timeout)
+                .map_err(broker_err)?;
+            let committed =
+                committed
+                    .find_partition(e.topic(), e.partition())
+                    .and_then(|c| match c.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
             partitions.push(PartitionLag {
-                topic: t.to_string(),
-                partition: p,
-                committed: at(&committed, t, p),
-                low_watermark: at(&lows, t, p).unwrap_or(0).max(0),
-                high_watermark: at(&highs, t, p).unwrap_or(0).max(0),
+                topic: e.topic().to_string(),
+                partition: e.partition(),
+                committed,
+                low_watermark: low.max(0),
+                high_watermark: high.max(0),
             });
         }
         // Serve the client's queued events (logs, errors), so they do not pile up.
