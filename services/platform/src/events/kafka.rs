@@ -21,7 +21,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -176,29 +176,18 @@ fn broker_err(e: KafkaError) -> EventError {
     EventError::Broker(e.to_string())
 }
 
-/// How long one poll of the delivery thread lasts while records are in
-/// flight. A report is handled the moment it arrives; rdkafka's `poll`
-/// then runs on to its deadline and spins its last fraction of a
-/// millisecond (it rounds the wait down to whole milliseconds and re-polls
-/// with 0), so a longer poll spins less often.
-const DELIVERY_POLL: Duration = Duration::from_millis(200);
-
-/// With nothing in flight the delivery thread sleeps this long between
-/// short polls that serve librdkafka's other events (logs, errors). A
-/// publish wakes it at once. rdkafka's threaded producer polls every 100 ms
-/// and spins ~1 ms each time (~1 % of a core per idle process); a thread
-/// polling every second still spun ~0.05 % per process, ~0.7 % of a core
-/// over the stack.
-const IDLE_POLL: Duration = Duration::from_secs(10);
+/// How long the delivery thread waits for a delivery report before it
+/// looks whether the bus was dropped. A report wakes it at once, so this
+/// costs no latency; it bounds idle wake-ups (rdkafka's own threaded
+/// producer wakes every 100 ms and then spins about a millisecond in its
+/// poll loop: ~1 % of a core per idle process).
+const DELIVERY_POLL: Duration = Duration::from_secs(1);
 
 /// A record's delivery report, sent to whoever published it.
 type Delivered = tokio::sync::oneshot::Sender<Result<(), KafkaError>>;
 
-/// The producer's context: each delivery report goes back to its
-/// publisher, and counts one record fewer in flight.
-struct Deliveries {
-    in_flight: Arc<AtomicUsize>,
-}
+/// The producer's context: each delivery report goes back to its publisher.
+struct Deliveries;
 
 impl ClientContext for Deliveries {}
 
@@ -206,59 +195,33 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = Box<Delivered>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, to: Self::DeliveryOpaque) {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
         let _ = to.send(result.as_ref().map(|_| ()).map_err(|(e, _)| e.clone()));
     }
 }
 
-/// librdkafka's producer and the thread that serves its delivery reports:
-/// it polls while records are in flight and sleeps otherwise (see
-/// [`IDLE_POLL`]); it stops (and the producer is flushed and dropped)
-/// within [`DELIVERY_POLL`] of the last bus clone going away.
+/// librdkafka's producer and the thread that serves its delivery reports;
+/// the thread stops (and the producer is flushed and dropped) within
+/// [`DELIVERY_POLL`] of the last bus clone going away.
 struct Publisher {
     producer: Arc<BaseProducer<Deliveries>>,
     stop: Arc<AtomicBool>,
-    in_flight: Arc<AtomicUsize>,
-    thread: std::thread::Thread,
 }
 
 impl Publisher {
     fn new(config: &ClientConfig) -> Result<Publisher, EventError> {
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let producer: Arc<BaseProducer<Deliveries>> = Arc::new(
-            config
-                .create_with_context(Deliveries {
-                    in_flight: in_flight.clone(),
-                })
-                .map_err(broker_err)?,
-        );
+        let producer: Arc<BaseProducer<Deliveries>> =
+            Arc::new(config.create_with_context(Deliveries).map_err(broker_err)?);
         let stop = Arc::new(AtomicBool::new(false));
-        let (p, s, n) = (producer.clone(), stop.clone(), in_flight.clone());
-        let thread = std::thread::Builder::new()
+        let (p, s) = (producer.clone(), stop.clone());
+        std::thread::Builder::new()
             .name("kafka-deliveries".into())
             .spawn(move || {
                 while !s.load(Ordering::Acquire) {
-                    if n.load(Ordering::Acquire) > 0 {
-                        p.poll(DELIVERY_POLL);
-                    } else {
-                        p.poll(Duration::from_millis(1));
-                        // A publish unparks it; a publish that came after
-                        // the check above left the token, so this returns.
-                        if n.load(Ordering::Acquire) == 0 {
-                            std::thread::park_timeout(IDLE_POLL);
-                        }
-                    }
+                    p.poll(DELIVERY_POLL);
                 }
             })
-            .map_err(|e| EventError::Broker(format!("delivery thread: {e}")))?
-            .thread()
-            .clone();
-        Ok(Publisher {
-            producer,
-            stop,
-            in_flight,
-            thread,
-        })
+            .map_err(|e| EventError::Broker(format!("delivery thread: {e}")))?;
+        Ok(Publisher { producer, stop })
     }
 
     /// Enqueue one record; the receiver resolves with its delivery report.
@@ -281,25 +244,13 @@ impl Publisher {
             .payload(e.payload.as_slice())
             .headers(h)
             .timestamp(e.occurred_at_ms);
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        match self.producer.send(record) {
-            Ok(()) => {
-                self.thread.unpark();
-                Ok(rx)
-            }
-            Err((e, _)) => {
-                // Refused (queue full, unknown topic): no report will come.
-                self.in_flight.fetch_sub(1, Ordering::AcqRel);
-                Err(e)
-            }
-        }
+        self.producer.send(record).map(|()| rx).map_err(|(e, _)| e)
     }
 }
 
 impl Drop for Publisher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        self.thread.unpark();
     }
 }
 
@@ -319,6 +270,7 @@ fn delivered(
 pub struct KafkaBus {
     settings: KafkaSettings,
     producer: Arc<Publisher>,
+    admin: Arc<AdminClient<DefaultClientContext>>,
     /// One lag reader per group, kept: see [`LagReader`].
     lag_readers: Arc<Mutex<BTreeMap<String, Arc<LagReader>>>>,
 }
@@ -382,9 +334,12 @@ impl KafkaBus {
                     settings.message_timeout_ms.to_string(),
                 ),
         )?;
+        let admin: AdminClient<DefaultClientContext> =
+            settings.base().create().map_err(broker_err)?;
         Ok(KafkaBus {
             settings,
             producer: Arc::new(producer),
+            admin: Arc::new(admin),
             lag_readers: Arc::default(),
         })
     }
@@ -471,14 +426,11 @@ impl EventBus for KafkaBus {
     async fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<(), EventError> {
         let opts = AdminOptions::new().operation_timeout(Some(self.settings.op_timeout));
         let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-        // An admin client per call: kept, its polling thread woke ten times
-        // a second in every process for topics created once at start.
-        let admin: AdminClient<DefaultClientContext> =
-            self.settings.base().create().map_err(broker_err)?;
-        let res = admin.create_topics([&t], &opts).await;
-        // Dropping it joins that thread (up to 100 ms): not on this runtime.
-        tokio::task::spawn_blocking(move || drop(admin));
-        let res = res.map_err(broker_err)?;
+        let res = self
+            .admin
+            .create_topics([&t], &opts)
+            .await
+            .map_err(broker_err)?;
         for r in res {
             match r {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
