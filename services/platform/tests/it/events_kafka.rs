@@ -180,16 +180,9 @@ fn drive(
     (got, task)
 }
 
-/// Polls `done` every 250 ms until it holds; panics with `what` after `limit`.
+/// `testkit::eventually` over a condition read without awaiting.
 async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {limit:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    testkit::eventually(what, limit, || std::future::ready(done().then_some(()))).await
 }
 
 /// An idle consumer on the event doorbell pauses its partitions: over a
