@@ -88,6 +88,12 @@ impl Fault {
     }
 }
 
+/// Whether this build can plant a [`Bug`]: with the `bug-zoo` feature, and
+/// in this crate's own unit tests (so the suite checks the zoo without a
+/// second build of the workspace under other features; no other crate, and
+/// no shipped binary, sees `cfg(test)` here).
+pub(crate) const ZOO: bool = cfg!(any(feature = "bug-zoo", test));
+
 /// The bug zoo: deliberately broken variants the simulation must catch.
 /// Selectable only when the crate is built with the `bug-zoo` feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -128,7 +134,7 @@ impl Bug {
 
     /// A bug by name; refused unless built with `--features bug-zoo`.
     pub fn parse(s: &str) -> Result<Bug, String> {
-        if !cfg!(feature = "bug-zoo") {
+        if !ZOO {
             return Err("the bug zoo is not compiled in: build with --features bug-zoo".into());
         }
         Bug::ALL
@@ -164,7 +170,7 @@ impl Options {
         self.faults.contains(&f)
     }
     pub(crate) fn bug_on(&self, b: Bug) -> bool {
-        cfg!(feature = "bug-zoo") && self.bug == Some(b)
+        ZOO && self.bug == Some(b)
     }
 }
 
@@ -251,4 +257,36 @@ pub fn sweep_counting(
     let mut out = acc.into_inner().unwrap_or_else(|p| p.into_inner());
     out.real = started.elapsed();
     out
+}
+
+#[cfg(test)]
+mod zoo_tests {
+    use super::*;
+
+    /// Every deliberately broken variant is caught within 1,000 seeds (run
+    /// by `cargo test --workspace`: see [`ZOO`]).
+    #[test]
+    fn every_zoo_bug_is_caught_within_1000_seeds() {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut missed = Vec::new();
+        for bug in Bug::ALL {
+            let opts = Options {
+                bug: Some(bug),
+                ..Options::default()
+            };
+            match sweep(1..1001, &opts, threads).failure {
+                Some(r) => {
+                    let Outcome::Violated { invariant, .. } = &r.outcome else {
+                        unreachable!("a sweep's failure is a violation")
+                    };
+                    eprintln!("{}: seed {} ({invariant})", bug.as_str(), r.seed);
+                }
+                None => missed.push(bug.as_str()),
+            }
+        }
+        assert!(
+            missed.is_empty(),
+            "not caught within 1000 seeds: {missed:?}"
+        );
+    }
 }

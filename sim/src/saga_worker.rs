@@ -360,7 +360,7 @@ impl Worker {
     }
 
     fn bug_on(&self, bug: Bug) -> bool {
-        cfg!(feature = "bug-zoo") && self.bug == Some(bug)
+        crate::ZOO && self.bug == Some(bug)
     }
 
     /// One attempt: the real `GrpcSteps` over fresh turmoil channels.
