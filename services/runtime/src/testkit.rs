@@ -435,6 +435,54 @@ pub async fn metric(base: &str, name: &str, labels: &[&str]) -> f64 {
     shopstream_platform::metrics::sum_series(&text, name, labels)
 }
 
+/// A catalog change as the cdc service publishes it on `product.events`: a
+/// platform envelope whose payload is a Debezium-style record around a
+/// catalog outbox row that carries `payload` (a `ProductChanged`), with
+/// cdc's commit-time header. `op` is `c`, `u` or `r` (the row in `after`)
+/// or `d` (the row in `before`). For tests of the consumers of that topic
+/// (search, the gateway's product cache) that publish without a catalog.
+pub fn cdc_product_changed(
+    product_id: &str,
+    payload: serde_json::Value,
+    op: &str,
+) -> shopstream_platform::events::Envelope {
+    use shopstream_platform::{
+        clock::{Clock, SystemClock},
+        ids::{IdGen, SystemIdGen},
+    };
+    const TYPE: &str = "shopstream.events.v1.ProductChanged";
+    let now = SystemClock.now_ms();
+    let row = serde_json::json!({
+        "id": SystemIdGen.new_id(),
+        "tenant_id": "default",
+        "aggregate_id": product_id,
+        "event_type": TYPE,
+        "payload": payload,
+        "created_at": now,
+    });
+    let (before, after) = if op == "d" {
+        (row, serde_json::Value::Null)
+    } else {
+        (serde_json::Value::Null, row)
+    };
+    let body = serde_json::json!({
+        "before": before, "after": after, "op": op, "ts_ms": now,
+        "source": {"db": "catalog", "table": "outbox", "lsn": 1, "txId": 1, "ts_ms": now},
+    });
+    let mut e = shopstream_platform::events::Envelope::new(
+        TYPE,
+        1,
+        "default",
+        product_id,
+        &body,
+        &SystemClock,
+        &SystemIdGen,
+    )
+    .expect("a JSON body encodes");
+    e.headers.insert("cdc-commit-ts-ms".into(), now.to_string());
+    e
+}
+
 /// The last lines of a log file (for panic messages).
 fn log_tail(path: &std::path::Path) -> String {
     const LINES: usize = 40;

@@ -17,32 +17,11 @@ use shopstream_runtime::testkit;
 
 use super::{ADMIN_EMAIL, product, start, token};
 
-/// A CDC record as the cdc service publishes it: a platform envelope whose
-/// payload is a Debezium-style envelope around a catalog outbox row.
+/// A catalog change on `product.events`, as cdc publishes it.
 fn cdc_event(product_id: &str, version: i64) -> Envelope {
-    let now = SystemClock.now_ms();
-    let row = json!({
-        "id": uuid::Uuid::now_v7(),
-        "tenant_id": "default",
-        "aggregate_id": product_id,
-        "event_type": "shopstream.events.v1.ProductChanged",
-        "payload": {"product_id": product_id, "version": version, "kind": "updated", "ts_ms": now},
-        "created_at": now,
-    });
-    let body = json!({
-        "before": null, "after": row, "op": "u", "ts_ms": now,
-        "source": {"db": "catalog", "table": "outbox", "lsn": 1, "txId": 1, "ts_ms": now},
-    });
-    Envelope::new(
-        "shopstream.events.v1.ProductChanged",
-        1,
-        "default",
-        product_id,
-        &body,
-        &SystemClock,
-        &shopstream_platform::ids::SystemIdGen,
-    )
-    .unwrap()
+    let payload = json!({"product_id": product_id, "version": version, "kind": "updated",
+        "ts_ms": SystemClock.now_ms()});
+    testkit::cdc_product_changed(product_id, payload, "u")
 }
 
 async fn version_of(c: &Client, url: &str) -> i64 {

@@ -34,43 +34,14 @@ async fn bus() -> Arc<dyn EventBus> {
     KafkaBus::connect(&testkit::stack().await.endpoints).unwrap()
 }
 
-/// A CDC record as the cdc service publishes it: a platform envelope whose
-/// payload is a Debezium-style envelope around a catalog outbox row.
+/// A catalog change on `product.events`, as cdc publishes it.
 fn cdc_event(product_id: &str, version: i64, op: &str) -> Envelope {
-    let now = SystemClock.now_ms();
-    let row = json!({
-        "id": uuid::Uuid::now_v7(),
-        "tenant_id": "default",
-        "aggregate_id": product_id,
-        "event_type": "shopstream.events.v1.ProductChanged",
-        "payload": {
-            "event_id": uuid::Uuid::now_v7(), "product_id": product_id, "sku_id": "S",
-            "price": {"amount_minor": 100, "currency": "EUR"}, "stock": 1, "region": "eu",
-            "regions": ["eu"], "version": version, "kind": "updated", "ts_ms": now,
-        },
-        "created_at": now,
+    let payload = json!({
+        "event_id": uuid::Uuid::now_v7(), "product_id": product_id, "sku_id": "S",
+        "price": {"amount_minor": 100, "currency": "EUR"}, "stock": 1, "region": "eu",
+        "regions": ["eu"], "version": version, "kind": "updated", "ts_ms": SystemClock.now_ms(),
     });
-    let (before, after) = if op == "d" {
-        (row, serde_json::Value::Null)
-    } else {
-        (serde_json::Value::Null, row)
-    };
-    let body = json!({
-        "before": before, "after": after, "op": op, "ts_ms": now,
-        "source": {"db": "catalog", "table": "outbox", "lsn": 1, "txId": 1, "ts_ms": now},
-    });
-    let mut e = Envelope::new(
-        "shopstream.events.v1.ProductChanged",
-        1,
-        "default",
-        product_id,
-        &body,
-        &SystemClock,
-        &shopstream_platform::ids::SystemIdGen,
-    )
-    .unwrap();
-    e.headers.insert("cdc-commit-ts-ms".into(), now.to_string());
-    e
+    testkit::cdc_product_changed(product_id, payload, op)
 }
 
 async fn indexed(app_url: &str, id: &str) -> Option<IndexedBody> {
