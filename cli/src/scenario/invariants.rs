@@ -416,6 +416,37 @@ async fn release_hold(i: &Inputs<'_>, id: &str, buyer: usize) -> bool {
     false
 }
 
+/// Ask again for the reservation of `key`, as its client coming back
+/// would, up to 5 times while the answer is none, 429 or 503 (500 ms
+/// apart, like [`release_hold`]): a key left unanswered may be a hold that
+/// outlives the run. `None` when no attempt got another answer.
+async fn ask_hold(
+    i: &Inputs<'_>,
+    key: &str,
+    buyer: usize,
+    sku: &str,
+) -> Option<(u16, serde_json::Value)> {
+    for attempt in 1..=5 {
+        let answer = i
+            .http
+            .post(format!("{}/reservations", i.target.gateway_url))
+            .bearer_auth(&i.shared.buyers[buyer].token)
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({"items": [{"sku_id": sku, "quantity": 1}], "ttl_s": 600}))
+            .send()
+            .await;
+        match answer {
+            Ok(r) if !matches!(r.status().as_u16(), 429 | 503) => {
+                let status = r.status().as_u16();
+                return Some((status, r.json().await.unwrap_or_default()));
+            }
+            _ if attempt < 5 => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Release again every winner's hold whose release was never confirmed; then
 /// ask again, with its `Idempotency-Key`, for every reservation whose client
 /// got no answer or only 503s, as that client would when it comes back: a
@@ -456,20 +487,10 @@ async fn settle_unconfirmed(i: &Inputs<'_>) -> Option<String> {
     let mut found = 0;
     let mut unanswered = 0;
     for (key, buyer, sku) in &asked {
-        let answer = i
-            .http
-            .post(format!("{}/reservations", i.target.gateway_url))
-            .bearer_auth(&i.shared.buyers[*buyer].token)
-            .header("Idempotency-Key", key)
-            .json(&serde_json::json!({"items": [{"sku_id": sku, "quantity": 1}], "ttl_s": 600}))
-            .send()
-            .await;
-        let Ok(r) = answer else {
+        let Some((status, v)) = ask_hold(i, key, *buyer, sku).await else {
             unanswered += 1;
             continue;
         };
-        let status = r.status().as_u16();
-        let v: serde_json::Value = r.json().await.unwrap_or_default();
         match (status, v["reservation_id"].as_str(), v["state"].as_str()) {
             (201, Some(id), Some("held")) => {
                 found += 1;

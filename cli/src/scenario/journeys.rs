@@ -12,6 +12,9 @@ use std::{
 };
 
 use goose::{config::GooseConfiguration, prelude::*};
+use shopstream_proto::inventory::v1::{
+    GetStockRequest, inventory_service_client::InventoryServiceClient,
+};
 
 use super::{
     chaos, driver, invariants,
@@ -40,6 +43,8 @@ pub struct Plan {
 const MAX_BUYERS: usize = 16;
 /// SKUs the flash sale puts on sale.
 const FLASH_SKUS: usize = 3;
+/// Products looked at for SKUs that hold no reservation.
+const FLASH_CANDIDATES: usize = 60;
 /// Products the other scenarios buy from.
 const CHECKOUT_PRODUCTS: usize = 10;
 /// Units per product in checkout-spike (never the limit there).
@@ -284,7 +289,12 @@ async fn flash_reserve(user: &mut GooseUser) -> TransactionResult {
         }
         return Ok(());
     }
-    let Some(id) = v["reservation_id"].as_str().filter(|_| status == 201) else {
+    // A replayed key answers its reservation in whatever state it is now:
+    // only one still held is a hold.
+    let Some(id) = v["reservation_id"]
+        .as_str()
+        .filter(|_| status == 201 && v["state"] == "held")
+    else {
         return Ok(());
     };
     let convert = s
@@ -510,6 +520,34 @@ async fn live_connections(http: &reqwest::Client, base: &str) -> Option<f64> {
     ))
 }
 
+/// The first `n` of `candidates` whose SKU holds no reservation now. A
+/// flash sale's verdict takes the stock it starts from as fixed; an earlier
+/// run's hold that lapsed mid-run would hand its units to this run's buyers
+/// (more held than the stock) and take `reserved` below where it started.
+async fn unheld(
+    inv: &mut InventoryServiceClient<tonic::transport::Channel>,
+    candidates: Vec<(String, String)>,
+    n: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut free = Vec::new();
+    for (product, sku) in candidates {
+        let st = inv
+            .get_stock(GetStockRequest {
+                sku_id: sku.clone(),
+            })
+            .await
+            .map(|r| r.into_inner().stock.unwrap_or_default())
+            .unwrap_or_default();
+        if st.reserved == 0 {
+            free.push((product, sku));
+            if free.len() == n {
+                break;
+            }
+        }
+    }
+    Ok(free)
+}
+
 /// Load, chaos, settle, verdict.
 pub async fn run(
     ctx: &driver::Context,
@@ -530,8 +568,24 @@ pub async fn run(
         return Ok(Err(exit::NOT_READY));
     }
     let run_id = format!("{:x}", super::now_ms());
+    let mut inv = inventory(&ctx.ports).await?;
     let lines = match plan.scenario {
-        "flash-sale" => products(&http, &base, FLASH_SKUS).await?,
+        "flash-sale" => {
+            let candidates = products(&http, &base, FLASH_CANDIDATES).await?;
+            if candidates.is_empty() {
+                eprintln!("error: the catalog is empty: run `shopstream seed` first");
+                return Ok(Err(exit::NOT_READY));
+            }
+            let free = unheld(&mut inv, candidates, FLASH_SKUS).await?;
+            if free.len() < FLASH_SKUS {
+                eprintln!(
+                    "error: only {} of the first {FLASH_CANDIDATES} products' SKUs hold no reservation (an earlier run's holds last up to their TTL, 600 s); wait for them to lapse, or `shopstream seed` more products",
+                    free.len()
+                );
+                return Ok(Err(exit::NOT_READY));
+            }
+            free
+        }
         _ => products(&http, &base, CHECKOUT_PRODUCTS).await?,
     };
     if lines.is_empty() {
@@ -539,7 +593,6 @@ pub async fn run(
         return Ok(Err(exit::NOT_READY));
     }
     // Stock: the flash sale shares --stock over its SKUs; the others never run out.
-    let mut inv = inventory(&ctx.ports).await?;
     let mut stock_before = BTreeMap::new();
     for (i, (_, sku)) in lines.iter().enumerate() {
         let units = if plan.scenario == "flash-sale" {
@@ -550,6 +603,14 @@ pub async fn run(
         };
         let st = set_available(&mut inv, sku, units).await?;
         stock_before.insert(sku.clone(), st);
+    }
+    if plan.scenario == "flash-sale" {
+        let skus: Vec<&str> = lines.iter().map(|(_, sku)| sku.as_str()).collect();
+        eprintln!(
+            "test: flash-sale: {} units over the SKUs {} (none held a reservation)",
+            plan.stock,
+            skus.join(", ")
+        );
     }
     let n_buyers = plan.users.clamp(1, MAX_BUYERS);
     eprintln!(

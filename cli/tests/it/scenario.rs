@@ -74,6 +74,13 @@ fn a_flash_sale_slice_with_a_kill_and_wire_latency_passes_and_corruption_fails_i
     let out = run(&["seed", "--images", "0"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
+    // A hold an earlier run (or a shopper) left on the first product's SKU:
+    // the sale must not take that SKU, whose stock could change under it
+    // when the hold lapses.
+    let held = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(hold_first_sku());
+
     let dir = state.join("report");
     let out = run(&[
         "test",
@@ -107,6 +114,16 @@ fn a_flash_sale_slice_with_a_kill_and_wire_latency_passes_and_corruption_fails_i
     for i in invariants {
         assert_eq!(i["pass"], true, "{}: {}\n\n{all}", i["name"], i["detail"]);
     }
+    let sold = invariants
+        .iter()
+        .find(|i| i["name"].as_str().unwrap().starts_with("no SKU oversold"))
+        .unwrap()["detail"]
+        .as_str()
+        .unwrap();
+    assert!(
+        !sold.contains(&held) && sold.matches(" units, ").count() == 3,
+        "three SKUs sold, not the held {held}: {sold}"
+    );
     assert_eq!(out.status.code(), Some(0), "{all}");
     // The faults ran: two windows, the kill and the latency.
     let faults = report["faults"].as_array().unwrap();
@@ -165,13 +182,19 @@ fn a_flash_sale_slice_with_a_kill_and_wire_latency_passes_and_corruption_fails_i
         let mut lines = std::io::BufReader::new(stderr).lines();
         let mut seen = Vec::new();
         let mut raised = None;
+        let mut sale = None;
         for line in lines.by_ref().map_while(Result::ok) {
+            // "test: flash-sale: N units over the SKUs A, B, C (...)"
+            if let Some(rest) = line.split(" units over the SKUs ").nth(1) {
+                sale = rest.split([',', ' ']).next().map(str::to_string);
+            }
             if raised.is_none() && line.contains("users for up to") {
-                raised = Some(
+                if let Some(sku) = sale.clone() {
                     tokio::runtime::Runtime::new()
                         .unwrap()
-                        .block_on(raise_stock_by_hand(5)),
-                );
+                        .block_on(raise_stock_by_hand(&sku, 5));
+                    raised = Some(sku);
+                }
             }
             seen.push(line);
         }
@@ -196,27 +219,61 @@ fn a_flash_sale_slice_with_a_kill_and_wire_latency_passes_and_corruption_fails_i
     );
 }
 
-/// Raise the on-hand stock of the first product's first SKU (one the flash
-/// sale sells) by `units`, straight through inventory's admin gRPC, as an
-/// operator would by mistake; returns the SKU id.
-async fn raise_stock_by_hand(units: i64) -> String {
-    use shopstream_proto::inventory::v1::{
-        GetStockRequest, SetStockRequest, inventory_service_client::InventoryServiceClient,
-    };
+/// Hold one unit of the first product's first SKU for 600 s as a shopper
+/// of its own, through the gateway; returns the SKU id.
+async fn hold_first_sku() -> String {
     let (gateway, _) =
         shopstream_platform::config::service_addrs("gateway", PORTS.services).unwrap();
-    let (_, inventory) =
-        shopstream_platform::config::service_addrs("inventory", PORTS.services).unwrap();
-    let page: serde_json::Value = reqwest::get(format!("http://{gateway}/products?limit=3"))
+    let base = format!("http://{gateway}");
+    let http = reqwest::Client::new();
+    let creds = serde_json::json!({
+        "email": "scenario-test-leftover@example.com",
+        "password": "a shopper who left a hold behind",
+    });
+    http.post(format!("{base}/auth/signup"))
+        .json(&creds)
+        .send()
+        .await
+        .unwrap();
+    let session: serde_json::Value = http
+        .post(format!("{base}/auth/login"))
+        .json(&creds)
+        .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let sku = page["items"][0]["skus"][0]["id"]
-        .as_str()
+    let token = session["access_token"].as_str().expect("logged in");
+    let page: serde_json::Value = http
+        .get(format!("{base}/products?limit=1"))
+        .send()
+        .await
         .unwrap()
-        .to_string();
+        .json()
+        .await
+        .unwrap();
+    let sku = page["items"][0]["skus"][0]["id"].as_str().unwrap();
+    let hold = http
+        .post(format!("{base}/reservations"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"items": [{"sku_id": sku, "quantity": 1}], "ttl_s": 600}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hold.status().as_u16(), 201, "{:?}", hold.text().await);
+    sku.to_string()
+}
+
+/// Raise the on-hand stock of `sku` (one the flash sale sells) by `units`,
+/// straight through inventory's admin gRPC, as an operator would by mistake.
+async fn raise_stock_by_hand(sku: &str, units: i64) {
+    use shopstream_proto::inventory::v1::{
+        GetStockRequest, SetStockRequest, inventory_service_client::InventoryServiceClient,
+    };
+    let (_, inventory) =
+        shopstream_platform::config::service_addrs("inventory", PORTS.services).unwrap();
+    let sku = sku.to_string();
     let mut inv = InventoryServiceClient::connect(format!("http://{inventory}"))
         .await
         .unwrap();
@@ -235,5 +292,4 @@ async fn raise_stock_by_hand(units: i64) -> String {
     })
     .await
     .unwrap();
-    sku
 }
