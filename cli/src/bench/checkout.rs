@@ -39,18 +39,26 @@ pub(crate) async fn inventory(
     ))
 }
 
+/// The stock of `sku_id` now; all zero when inventory does not know it (or
+/// does not answer).
+pub(crate) async fn stock_of(
+    inv: &mut InventoryServiceClient<tonic::transport::Channel>,
+    sku_id: &str,
+) -> Stock {
+    inv.get_stock(GetStockRequest {
+        sku_id: sku_id.to_string(),
+    })
+    .await
+    .map(|r| r.into_inner().stock.unwrap_or_default())
+    .unwrap_or_default()
+}
+
 pub(crate) async fn set_available(
     inv: &mut InventoryServiceClient<tonic::transport::Channel>,
     sku_id: &str,
     available: i64,
 ) -> anyhow::Result<Stock> {
-    let now = inv
-        .get_stock(GetStockRequest {
-            sku_id: sku_id.to_string(),
-        })
-        .await
-        .map(|r| r.into_inner().stock.unwrap_or_default())
-        .unwrap_or_default();
+    let now = stock_of(inv, sku_id).await;
     let set = inv
         .set_stock(SetStockRequest {
             sku_id: sku_id.to_string(),

@@ -12,9 +12,7 @@ use std::{
 };
 
 use goose::{config::GooseConfiguration, prelude::*};
-use shopstream_proto::inventory::v1::{
-    GetStockRequest, inventory_service_client::InventoryServiceClient,
-};
+use shopstream_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 
 use super::{
     chaos, driver, invariants,
@@ -22,7 +20,7 @@ use super::{
     report::{Phase, Report, RequestStat},
 };
 use crate::{
-    bench::checkout::{buyer_session, inventory, products, set_available},
+    bench::checkout::{buyer_session, inventory, products, set_available, stock_of},
     exit,
 };
 
@@ -528,24 +526,17 @@ async fn unheld(
     inv: &mut InventoryServiceClient<tonic::transport::Channel>,
     candidates: Vec<(String, String)>,
     n: usize,
-) -> anyhow::Result<Vec<(String, String)>> {
+) -> Vec<(String, String)> {
     let mut free = Vec::new();
     for (product, sku) in candidates {
-        let st = inv
-            .get_stock(GetStockRequest {
-                sku_id: sku.clone(),
-            })
-            .await
-            .map(|r| r.into_inner().stock.unwrap_or_default())
-            .unwrap_or_default();
-        if st.reserved == 0 {
+        if stock_of(inv, &sku).await.reserved == 0 {
             free.push((product, sku));
             if free.len() == n {
                 break;
             }
         }
     }
-    Ok(free)
+    free
 }
 
 /// Load, chaos, settle, verdict.
@@ -576,7 +567,7 @@ pub async fn run(
                 eprintln!("error: the catalog is empty: run `shopstream seed` first");
                 return Ok(Err(exit::NOT_READY));
             }
-            let free = unheld(&mut inv, candidates, FLASH_SKUS).await?;
+            let free = unheld(&mut inv, candidates, FLASH_SKUS).await;
             if free.len() < FLASH_SKUS {
                 eprintln!(
                     "error: only {} of the first {FLASH_CANDIDATES} products' SKUs hold no reservation (an earlier run's holds last up to their TTL, 600 s); wait for them to lapse, or `shopstream seed` more products",
