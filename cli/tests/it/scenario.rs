@@ -188,13 +188,14 @@ fn a_flash_sale_slice_with_a_kill_and_wire_latency_passes_and_corruption_fails_i
             if let Some(rest) = line.split(" units over the SKUs ").nth(1) {
                 sale = rest.split([',', ' ']).next().map(str::to_string);
             }
-            if raised.is_none() && line.contains("users for up to") {
-                if let Some(sku) = sale.clone() {
-                    tokio::runtime::Runtime::new()
-                        .unwrap()
-                        .block_on(raise_stock_by_hand(&sku, 5));
-                    raised = Some(sku);
-                }
+            if raised.is_none()
+                && line.contains("users for up to")
+                && let Some(sku) = sale.clone()
+            {
+                tokio::runtime::Runtime::new()
+                    .unwrap()
+                    .block_on(raise_stock_by_hand(&sku, 5));
+                raised = Some(sku);
             }
             seen.push(line);
         }
