@@ -398,53 +398,54 @@ async fn stale_projections(i: &Inputs<'_>) -> Vec<String> {
 /// system may still be busy right after the load. Whether it was released
 /// (200, or 404: unknown or already gone).
 async fn release_hold(i: &Inputs<'_>, id: &str, buyer: usize) -> bool {
-    for attempt in 1..=5 {
-        let answer = i
-            .http
+    let answer = answered(|| {
+        i.http
             .delete(format!("{}/reservations/{id}", i.target.gateway_url))
             .bearer_auth(&i.shared.buyers[buyer].token)
             .send()
-            .await;
-        match answer.map(|r| r.status().as_u16()) {
-            Ok(200 | 404) => return true,
-            Ok(0 | 429 | 503) | Err(_) if attempt < 5 => {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-            _ => return false,
+    })
+    .await;
+    matches!(answer.map(|r| r.status().as_u16()), Some(200 | 404))
+}
+
+/// Send a request as a careful client does, up to 5 times, 500 ms apart,
+/// while it gets no answer, or only 429 or 503 (which cannot rule out that
+/// an earlier try took effect). `None` when no try got another answer.
+async fn answered<F, Fut>(send: F) -> Option<reqwest::Response>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    for attempt in 1..=5 {
+        match send().await {
+            Ok(r) if !matches!(r.status().as_u16(), 429 | 503) => return Some(r),
+            _ if attempt < 5 => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+            _ => {}
         }
     }
-    false
+    None
 }
 
 /// Ask again for the reservation of `key`, as its client coming back
-/// would, up to 5 times while the answer is none, 429 or 503 (500 ms
-/// apart, like [`release_hold`]): a key left unanswered may be a hold that
-/// outlives the run. `None` when no attempt got another answer.
+/// would ([`answered`]): a key left unanswered may be a hold that outlives
+/// the run. `None` when no attempt got another answer.
 async fn ask_hold(
     i: &Inputs<'_>,
     key: &str,
     buyer: usize,
     sku: &str,
 ) -> Option<(u16, serde_json::Value)> {
-    for attempt in 1..=5 {
-        let answer = i
-            .http
+    let r = answered(|| {
+        i.http
             .post(format!("{}/reservations", i.target.gateway_url))
             .bearer_auth(&i.shared.buyers[buyer].token)
             .header("Idempotency-Key", key)
             .json(&serde_json::json!({"items": [{"sku_id": sku, "quantity": 1}], "ttl_s": 600}))
             .send()
-            .await;
-        match answer {
-            Ok(r) if !matches!(r.status().as_u16(), 429 | 503) => {
-                let status = r.status().as_u16();
-                return Some((status, r.json().await.unwrap_or_default()));
-            }
-            _ if attempt < 5 => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
-            _ => {}
-        }
-    }
-    None
+    })
+    .await?;
+    let status = r.status().as_u16();
+    Some((status, r.json().await.unwrap_or_default()))
 }
 
 /// Release again every winner's hold whose release was never confirmed; then

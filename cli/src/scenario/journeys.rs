@@ -570,7 +570,7 @@ pub async fn run(
             let free = unheld(&mut inv, candidates, FLASH_SKUS).await;
             if free.len() < FLASH_SKUS {
                 eprintln!(
-                    "error: only {} of the first {FLASH_CANDIDATES} products' SKUs hold no reservation (an earlier run's holds last up to their TTL, 600 s); wait for them to lapse, or `shopstream seed` more products",
+                    "error: only {} of the first {FLASH_CANDIDATES} products' SKUs hold no reservation (an earlier run's holds last up to their TTL, 600 s); wait for them to lapse, or start from a fresh stack (`shopstream down --purge`, `up`, `seed`)",
                     free.len()
                 );
                 return Ok(Err(exit::NOT_READY));
