@@ -150,4 +150,20 @@ pub async fn run(store: &dyn InventoryStore) {
     // Conservation: on_hand + committed is what was stocked.
     let a = store.stock(&t, "A").await.unwrap();
     assert_eq!(a.on_hand + a.committed, 10);
+
+    // The same order held by eight callers at once (a client's retries
+    // racing each other): one reservation, its units held once.
+    store.set_stock(&t, "C", 10).await.unwrap();
+    let lines = [line("C", 2)];
+    let racing = (0..8).map(|_| store.reserve(&t, "o7", &lines, Uuid::now_v7(), 1_000));
+    let ids: Vec<Uuid> = futures::future::join_all(racing)
+        .await
+        .into_iter()
+        .map(|r| r.expect("each racing caller gets the order's hold").id)
+        .collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one reservation: {ids:?}"
+    );
+    assert_eq!(store.stock(&t, "C").await.unwrap().reserved, 2);
 }

@@ -1,6 +1,7 @@
 //! Stock and reservations in inventory's own Postgres database. No oversell
 //! by construction: a hold is a conditional `UPDATE ... WHERE on_hand -
-//! reserved >= qty` per line, in SKU order, inside one transaction, and the
+//! reserved >= qty` per line, in SKU order, inside one transaction (one
+//! statement: the `reserve_hold` function of migration 0002), and the
 //! table's CHECK constraints back it up.
 
 use async_trait::async_trait;
@@ -182,97 +183,67 @@ impl InventoryStore for PgInventory {
         new_id: Uuid,
         expires_at_ms: i64,
     ) -> Result<Reservation, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(storage)?;
-        // One reservation per order: a repeat returns it (idempotency).
-        let inserted = sqlx::query(
-            "INSERT INTO reservations (tenant_id, id, order_id, state, expires_at_ms)
-             VALUES ($1, $2, $3, 'held', $4) ON CONFLICT (tenant_id, order_id) DO NOTHING",
+        // The catalog's `inventory-lock-contention`: the held stock rows
+        // stay locked this much longer, inside the transaction.
+        let hold_ms = faults::value("inventory-lock-contention", "inventory").unwrap_or(0);
+        if hold_ms > 0 {
+            tracing::info!(
+                fault = "inventory-lock-contention",
+                hold_ms,
+                "stock rows held locked longer"
+            );
+        }
+        // One statement (migration 0002): a hot SKU's row is locked only
+        // while the server runs it, and a refusal writes nothing.
+        let (skus, quantities): (Vec<&str>, Vec<i32>) = lines
+            .iter()
+            .map(|l| (l.sku_id.as_str(), l.quantity as i32))
+            .unzip();
+        let row = sqlx::query(
+            "SELECT outcome, reservation_id, sku_id FROM reserve_hold($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(tenant)
         .bind(new_id)
         .bind(order_id)
         .bind(expires_at_ms)
-        .execute(&mut *tx)
+        .bind(&skus)
+        .bind(&quantities)
+        .bind(hold_ms)
+        .fetch_one(&self.pool)
         .await
-        .map_err(storage)?
-        .rows_affected();
-        if inserted == 0 {
-            tx.rollback().await.map_err(storage)?;
-            let existing = self.id_of_order(tenant, order_id).await?;
-            let mut tx = self.pool.begin().await.map_err(storage)?;
-            let r = load(&mut tx, tenant, existing, false)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-            tx.commit().await.map_err(storage)?;
-            return if r.lines == lines || matches!(r.state, State::Released | State::Expired) {
-                Ok(r)
-            } else {
-                Err(StoreError::OrderMismatch(order_id.to_string()))
-            };
-        }
-        for l in lines {
-            let held = sqlx::query(
-                "UPDATE stock SET reserved = reserved + $3
-                 WHERE tenant_id = $1 AND sku_id = $2 AND on_hand - reserved >= $3",
-            )
-            .bind(tenant)
-            .bind(&l.sku_id)
-            .bind(i64::from(l.quantity))
-            .execute(&mut *tx)
-            .await
-            .map_err(storage)?
-            .rows_affected();
-            if held == 0 {
-                tx.rollback().await.map_err(storage)?;
-                let known: bool = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM stock WHERE tenant_id = $1 AND sku_id = $2)",
-                )
-                .bind(tenant)
-                .bind(&l.sku_id)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(storage)?;
-                return Err(if known {
-                    StoreError::InsufficientStock {
-                        sku_id: l.sku_id.clone(),
-                    }
+        .map_err(storage)?;
+        let outcome: String = row.get("outcome");
+        match outcome.as_str() {
+            "held" => Ok(Reservation {
+                id: new_id,
+                tenant_id: tenant.to_string(),
+                order_id: order_id.to_string(),
+                lines: lines.to_vec(),
+                state: State::Held,
+                expires_at_ms,
+            }),
+            // One reservation per order: a repeat returns it (idempotency).
+            "exists" => {
+                let existing: Uuid = row.get("reservation_id");
+                let mut tx = self.pool.begin().await.map_err(storage)?;
+                let r = load(&mut tx, tenant, existing, false)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                tx.commit().await.map_err(storage)?;
+                if r.lines == lines || matches!(r.state, State::Released | State::Expired) {
+                    Ok(r)
                 } else {
-                    StoreError::UnknownSku(l.sku_id.clone())
-                });
+                    Err(StoreError::OrderMismatch(order_id.to_string()))
+                }
             }
-            sqlx::query(
-                "INSERT INTO reservation_lines (tenant_id, reservation_id, sku_id, quantity) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(tenant)
-            .bind(new_id)
-            .bind(&l.sku_id)
-            .bind(l.quantity as i32)
-            .execute(&mut *tx)
-            .await
-            .map_err(storage)?;
+            "insufficient" => Err(StoreError::InsufficientStock {
+                sku_id: row.get("sku_id"),
+            }),
+            "unknown_sku" => Err(StoreError::UnknownSku(row.get("sku_id"))),
+            other => Err(StoreError::Storage(format!(
+                "reserve_hold answered an unknown outcome {other:?}"
+            ))),
         }
-        // The catalog's `inventory-lock-contention`: the held stock rows
-        // stay locked this much longer, inside the transaction.
-        if let Some(ms) = faults::value("inventory-lock-contention", "inventory") {
-            tracing::info!(
-                fault = "inventory-lock-contention",
-                hold_ms = ms,
-                "stock rows held locked longer"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(
-                u64::try_from(ms).unwrap_or(0),
-            ))
-            .await;
-        }
-        tx.commit().await.map_err(storage)?;
-        Ok(Reservation {
-            id: new_id,
-            tenant_id: tenant.to_string(),
-            order_id: order_id.to_string(),
-            lines: lines.to_vec(),
-            state: State::Held,
-            expires_at_ms,
-        })
     }
 
     async fn commit(&self, tenant: &str, id: Uuid) -> Result<Reservation, StoreError> {
