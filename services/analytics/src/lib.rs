@@ -23,7 +23,7 @@ use shopstream_platform::{
     db,
     events::{
         Delivery,
-        dedupe::PgDeduper,
+        dedupe::HandlerDedupes,
         dlq_topic,
         kafka::KafkaBus,
         runner::{self, Handler, HandlerError, RunnerConfig},
@@ -302,7 +302,9 @@ pub async fn run(
     let svc = Service::new(&cfg.service);
     let pool = db::connect(&cfg.service.endpoints.postgres_url, &cfg.database).await?;
     db::migrate(&pool, &MIGRATOR).await?;
-    let dedupe = Arc::new(PgDeduper::new(pool.clone()).await?);
+    // The facts table is the dedupe: a fact's key is its event's id, so a
+    // redelivered event inserts nothing and counts nothing (`Recorded::Duplicate`).
+    let dedupe = Arc::new(HandlerDedupes);
     let rollups = Arc::new(Rollups::load(pool.clone(), cfg.clock.clone()).await?);
     let count = Arc::new(Count::new(rollups.clone(), svc.metrics()));
     let bus = KafkaBus::connect(&cfg.service.endpoints)?;

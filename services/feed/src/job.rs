@@ -24,7 +24,6 @@ use shopstream_platform::{
     clock::Clock,
     events::{
         Delivery,
-        dedupe::Deduper,
         runner::{Handler, HandlerError},
     },
     metrics::Metrics,
@@ -391,15 +390,28 @@ impl Job {
     }
 }
 
-#[async_trait]
-impl Handler for Job {
-    async fn handle(&self, d: &Delivery) -> Result<(), HandlerError> {
+/// What an event comes to before the signal log: nothing to log (counted
+/// under `outcome`), or a row for it.
+enum Prepared {
+    Done(&'static str),
+    Row {
+        tenant: String,
+        signals: Vec<Signal>,
+        ts_ms: i64,
+    },
+}
+
+/// Most events logged in one statement: what had already arrived together.
+pub const BATCH_MAX: usize = 128;
+
+impl Job {
+    /// Decode `d`'s signals and drop those of erased users.
+    async fn prepare(&self, d: &Delivery) -> Result<Prepared, HandlerError> {
         let e = &d.envelope;
         let signals = signals_of(&d.topic, &e.event_type, e.id, &e.payload, &e.headers)
             .map_err(|err| HandlerError::Permanent(err.to_string()))?;
         if signals.is_empty() {
-            self.count(&d.topic, "ignored");
-            return Ok(());
+            return Ok(Prepared::Done("ignored"));
         }
         let tenant = if e.tenant_id.is_empty() || e.tenant_id == "unknown" {
             self.default_tenant.clone()
@@ -408,8 +420,7 @@ impl Handler for Job {
         };
         let signals = self.suppress(&tenant, signals).await;
         if signals.is_empty() {
-            self.count(&d.topic, "suppressed");
-            return Ok(());
+            return Ok(Prepared::Done("suppressed"));
         }
         let ts_ms = signals
             .iter()
@@ -423,43 +434,115 @@ impl Handler for Job {
                 _ => None,
             })
             .unwrap_or(e.occurred_at_ms);
-        let inserted = sqlx::query(
-            "INSERT INTO signal_log (tenant, event_id, topic, signals, ts_ms) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&tenant)
-        .bind(e.id)
-        .bind(&d.topic)
-        .bind(sqlx::types::Json(&signals))
-        .bind(ts_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(|err| HandlerError::Retryable(format!("postgres: {err}")))?
-        .rows_affected();
-        if inserted == 0 {
-            self.count(&d.topic, "duplicate");
-            return Ok(());
-        }
-        self.metrics.signals.inc_by(signals.len() as u64);
-        let likes = self.engine.apply(&tenant, signals);
-        self.count(&d.topic, "applied");
-        self.push_likes(&tenant, likes, ts_ms).await;
-        Ok(())
+        Ok(Prepared::Row {
+            tenant,
+            signals,
+            ts_ms,
+        })
     }
 }
 
-/// The signal log is the dedupe: an event id already logged adds nothing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SignalLogDedupe;
-
 #[async_trait]
-impl Deduper for SignalLogDedupe {
-    async fn seen(&self, _group: &str, _event_id: Uuid) -> Result<bool, sqlx::Error> {
-        Ok(false)
+impl Handler for Job {
+    async fn handle(&self, d: &Delivery) -> Result<(), HandlerError> {
+        self.handle_batch(&[d])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(HandlerError::Retryable("not handled".into())))
     }
 
-    async fn mark(&self, _group: &str, _event_id: Uuid) -> Result<(), sqlx::Error> {
-        Ok(())
+    /// The events' rows go into the signal log in one statement (one
+    /// commit for the batch, not one per view); an event id already logged
+    /// is a duplicate and adds nothing. Then each logged event is applied
+    /// to the engine in delivery order.
+    async fn handle_batch(&self, batch: &[&Delivery]) -> Vec<Result<(), HandlerError>> {
+        let mut prepared = Vec::with_capacity(batch.len());
+        for d in batch {
+            prepared.push(self.prepare(d).await);
+        }
+        let (mut tenants, mut ids, mut topics, mut signals, mut stamps) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (d, p) in batch.iter().zip(&prepared) {
+            if let Ok(Prepared::Row {
+                tenant,
+                signals: s,
+                ts_ms,
+            }) = p
+            {
+                tenants.push(tenant.as_str());
+                ids.push(d.envelope.id);
+                topics.push(d.topic.as_str());
+                signals.push(serde_json::to_string(s).unwrap_or_else(|_| "[]".into()));
+                stamps.push(*ts_ms);
+            }
+        }
+        let mut logged: std::collections::HashSet<(String, Uuid)> = if ids.is_empty() {
+            Default::default()
+        } else {
+            match sqlx::query_as::<_, (String, Uuid)>(
+                "INSERT INTO signal_log (tenant, event_id, topic, signals, ts_ms)
+                 SELECT r.tenant, r.event_id, r.topic, r.signals::jsonb, r.ts_ms
+                   FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::bigint[])
+                        AS r(tenant, event_id, topic, signals, ts_ms)
+                 ON CONFLICT DO NOTHING
+                 RETURNING tenant, event_id",
+            )
+            .bind(&tenants)
+            .bind(&ids)
+            .bind(&topics)
+            .bind(&signals)
+            .bind(&stamps)
+            .fetch_all(&self.pool)
+            .await
+            {
+                Ok(rows) => rows.into_iter().collect(),
+                Err(err) => {
+                    // Nothing was logged: each is retried alone.
+                    let failed = HandlerError::Retryable(format!("postgres: {err}"));
+                    return prepared
+                        .into_iter()
+                        .map(|p| p.and_then(|_| Err(failed.clone())))
+                        .collect();
+                }
+            }
+        };
+        let mut results = Vec::with_capacity(batch.len());
+        let mut pushes = Vec::new();
+        for (d, p) in batch.iter().zip(prepared) {
+            let topic = &d.topic;
+            match p {
+                Err(e) => {
+                    results.push(Err(e));
+                    continue;
+                }
+                Ok(Prepared::Done(outcome)) => self.count(topic, outcome),
+                Ok(Prepared::Row {
+                    tenant,
+                    signals,
+                    ts_ms,
+                }) => {
+                    // Taken out once applied: the same event twice in one
+                    // batch is logged and applied once.
+                    if logged.remove(&(tenant.clone(), d.envelope.id)) {
+                        self.metrics.signals.inc_by(signals.len() as u64);
+                        let likes = self.engine.apply(&tenant, signals);
+                        self.count(topic, "applied");
+                        pushes.push((tenant, likes, ts_ms));
+                    } else {
+                        self.count(topic, "duplicate");
+                    }
+                }
+            }
+            results.push(Ok(()));
+        }
+        for (tenant, likes, ts_ms) in pushes {
+            self.push_likes(&tenant, likes, ts_ms).await;
+        }
+        results
+    }
+
+    fn batch_max(&self) -> usize {
+        BATCH_MAX
     }
 }
 

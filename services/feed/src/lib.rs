@@ -232,7 +232,8 @@ pub async fn run(
         .task("features", move |stop| {
             runner::run_until_stopped(
                 bus,
-                Arc::new(job::SignalLogDedupe),
+                // The signal log is the dedupe: an event id already logged adds nothing.
+                Arc::new(shopstream_platform::events::dedupe::HandlerDedupes),
                 handler,
                 rcfg,
                 stop,

@@ -47,7 +47,7 @@ use shopstream_platform::{
     clock::Clock,
     events::{
         EventBus,
-        dedupe::VersionedNoDedupe,
+        dedupe::HandlerDedupes,
         kafka::KafkaBus,
         runner::{self, ConsumerHealth, RunnerConfig},
     },
@@ -178,7 +178,7 @@ impl CacheConsumer {
         }
         runner::run_until_stopped(
             self.bus,
-            Arc::new(VersionedNoDedupe),
+            Arc::new(HandlerDedupes),
             Arc::new(self.invalidator),
             self.config,
             stop,

@@ -188,7 +188,7 @@ pub async fn run(
         .task("product-events", move |stop| {
             runner::run_until_stopped(
                 bus,
-                Arc::new(shopstream_platform::events::dedupe::VersionedNoDedupe),
+                Arc::new(shopstream_platform::events::dedupe::HandlerDedupes),
                 indexer,
                 rcfg,
                 stop,

@@ -65,14 +65,16 @@ impl Deduper for PgDeduper {
     }
 }
 
-/// No record at all, for handlers whose every effect is ordered by a version
-/// (search's index, the gateway's product cache): a redelivered event is a
-/// no-op there, and the consumer needs no database of its own.
+/// No record at all, for handlers that are their own dedupe: every effect
+/// is ordered by a version (search's index, the gateway's product cache), or
+/// keyed by the event's id in the handler's own write (the feed's signal
+/// log, analytics' facts). A redelivered event is then a no-op, and the
+/// consumer spends no round trips and no commit of its own on a record.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct VersionedNoDedupe;
+pub struct HandlerDedupes;
 
 #[async_trait]
-impl Deduper for VersionedNoDedupe {
+impl Deduper for HandlerDedupes {
     async fn seen(&self, _group: &str, _event_id: Uuid) -> Result<bool, sqlx::Error> {
         Ok(false)
     }

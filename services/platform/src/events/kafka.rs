@@ -904,7 +904,10 @@ impl Subscription for KafkaSubscription {
                     std::future::pending().await
                 }
             };
+            // Biased: a record already here wins over a deadline that has
+            // passed (the runner asks with no wait for what else arrived).
             let heard = tokio::select! {
+                biased;
                 m = consumer.recv() => break m,
                 r = ring => Some(r),
                 _ = tokio::time::sleep_until(look_again) => {

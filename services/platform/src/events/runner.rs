@@ -1,6 +1,8 @@
 //! The consumer loop every service uses: receive, skip what this group already
 //! processed, call the handler with bounded retries and backoff, send what
 //! still fails to `<topic>.dlq` with the reason in a header, then acknowledge.
+//! Records that have already arrived together go to a handler that takes
+//! batches ([`Handler::batch_max`]) in one call, each still settled alone.
 //!
 //! The runner also watches its own progress. It reads the group's lag every
 //! [`LAG_REFRESH`]; when no record has arrived for [`STALL_AFTER`] while the
@@ -62,6 +64,28 @@ pub enum HandlerError {
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError>;
+
+    /// Handle `batch` (deliveries that had already arrived together, in
+    /// order; none seen before by this group): one result per delivery, in
+    /// order, each meaning what [`Handler::handle`]'s would. The default
+    /// handles them one by one; a handler whose writes can share one
+    /// statement (the feed's signal log) overrides it and
+    /// [`Handler::batch_max`]. A delivery that failed retryably is then
+    /// retried alone.
+    async fn handle_batch(&self, batch: &[&Delivery]) -> Vec<Result<(), HandlerError>> {
+        let mut results = Vec::with_capacity(batch.len());
+        for d in batch {
+            results.push(self.handle(d).await);
+        }
+        results
+    }
+
+    /// The most deliveries the runner gives [`Handler::handle_batch`] at
+    /// once: it takes what has already arrived, never waiting for more.
+    /// 1 (the default): each goes to [`Handler::handle`] alone.
+    fn batch_max(&self) -> usize {
+        1
+    }
 
     /// The fault holding this handler back, if one is (`None` by default).
     /// While it is `Some`, the runner applies nothing: it keeps the event it
@@ -482,7 +506,17 @@ pub async fn run(
                     Err(e) => return Err(RunnerError::from(e)),
                 };
                 health.received();
-                // A held handler applies nothing: wait, the event unacknowledged.
+                // What else has already arrived goes with it, if the
+                // handler takes batches (no wait for more).
+                let mut batch = vec![d];
+                while batch.len() < handler.batch_max() {
+                    match sub.next(Duration::ZERO).await {
+                        Ok(Some(d)) => batch.push(d),
+                        Ok(None) => break,
+                        Err(e) => return Err(RunnerError::from(e)),
+                    }
+                }
+                // A held handler applies nothing: wait, the events unacknowledged.
                 while let Some(fault) = handler.held_by() {
                     health.held(Some(fault));
                     health.check_stall(cfg.stall_after);
@@ -491,8 +525,16 @@ pub async fn run(
                     }
                 }
                 health.held(None);
-                process(&*bus, &*dedupe, &*handler, &cfg, &d, &mut stats).await?;
-                sub.ack(&d).await?;
+                let parts = Parts {
+                    bus: &*bus,
+                    dedupe: &*dedupe,
+                    handler: &*handler,
+                    cfg: &cfg,
+                };
+                process(&parts, &batch, &mut stats).await?;
+                for d in &batch {
+                    sub.ack(d).await?;
+                }
                 // Applying it is progress too (it may have been held long).
                 health.received();
             }
@@ -577,26 +619,65 @@ pub async fn run_until_stopped(
     }
 }
 
+/// What handling a record needs besides the record.
+struct Parts<'a> {
+    bus: &'a dyn EventBus,
+    dedupe: &'a dyn Deduper,
+    handler: &'a dyn Handler,
+    cfg: &'a RunnerConfig,
+}
+
+/// Handle deliveries that arrived together (often just one): the
+/// undecodable are dead-lettered and the ones this group saw before
+/// skipped, one by one; the rest go to [`Handler::handle_batch`] in one
+/// call, and each result is settled on its own ([`settle`]).
 async fn process(
-    bus: &dyn EventBus,
-    dedupe: &dyn Deduper,
-    handler: &dyn Handler,
-    cfg: &RunnerConfig,
-    d: &Delivery,
+    p: &Parts<'_>,
+    batch: &[Delivery],
     stats: &mut RunStats,
 ) -> Result<(), RunnerError> {
-    let id = d.envelope.id;
-    if let Some(err) = d.envelope.headers.get("decode-error") {
-        dead_letter(bus, cfg, d, err, 1).await?;
-        stats.dead_lettered += 1;
+    let Parts {
+        bus,
+        dedupe,
+        handler,
+        cfg,
+    } = *p;
+    let mut fresh = Vec::with_capacity(batch.len());
+    for d in batch {
+        if let Some(err) = d.envelope.headers.get("decode-error") {
+            dead_letter(bus, cfg, d, err, 1).await?;
+            stats.dead_lettered += 1;
+        } else if dedupe.seen(&cfg.group, d.envelope.id).await? {
+            stats.duplicates_skipped += 1;
+        } else {
+            fresh.push(d);
+        }
+    }
+    if fresh.is_empty() {
         return Ok(());
     }
-    if dedupe.seen(&cfg.group, id).await? {
-        stats.duplicates_skipped += 1;
-        return Ok(());
+    // Each record keeps its own span in its producer's trace; the batch's
+    // work (one write for all) runs in the first one's.
+    let spans: Vec<tracing::Span> = fresh.iter().map(|d| consume_span(cfg, d)).collect();
+    let mut results = handler
+        .handle_batch(&fresh)
+        .instrument(spans[0].clone())
+        .await
+        .into_iter();
+    for (d, span) in fresh.into_iter().zip(&spans) {
+        let handled = results.next().unwrap_or_else(|| {
+            Err(HandlerError::Retryable(
+                "the handler answered fewer results than deliveries".into(),
+            ))
+        });
+        settle(p, d, stats, span, handled).await?;
     }
-    // One span per handled record, continuing the trace the event carries:
-    // the producer's request, then this consumer, in one waterfall.
+    Ok(())
+}
+
+/// One span per handled record, continuing the trace the event carries:
+/// the producer's request, then this consumer, in one waterfall.
+fn consume_span(cfg: &RunnerConfig, d: &Delivery) -> tracing::Span {
     let span = tracing::info_span!(
         "consume",
         otel.name = %format!("consume {} {}", d.topic, d.envelope.event_type),
@@ -604,7 +685,7 @@ async fn process(
         group = %cfg.group,
         topic = %d.topic,
         event_type = %d.envelope.event_type,
-        event_id = %id,
+        event_id = %d.envelope.id,
         tenant_id = %d.envelope.tenant_id,
         attempts = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
@@ -613,9 +694,28 @@ async fn process(
         &span,
         crate::telemetry::extract(&crate::telemetry::MapExtractor(&d.envelope.headers)),
     );
+    span
+}
+
+/// What became of a record whose first attempt answered `handled`: marked
+/// processed, retried alone with backoff while it fails retryably (up to
+/// `cfg.max_attempts` in all), or dead-lettered.
+async fn settle(
+    p: &Parts<'_>,
+    d: &Delivery,
+    stats: &mut RunStats,
+    span: &tracing::Span,
+    mut handled: Result<(), HandlerError>,
+) -> Result<(), RunnerError> {
+    let Parts {
+        bus,
+        dedupe,
+        handler,
+        cfg,
+    } = *p;
+    let id = d.envelope.id;
     let mut attempt = 1;
     loop {
-        let handled = handler.handle(d).instrument(span.clone()).await;
         span.record("attempts", attempt);
         match handled {
             Ok(()) => {
@@ -629,6 +729,7 @@ async fn process(
                 stats.retries += 1;
                 tokio::time::sleep(backoff(cfg, attempt)).await;
                 attempt += 1;
+                handled = handler.handle(d).instrument(span.clone()).await;
             }
             Err(e) => {
                 tracing::error!(event_id = %id, attempt, error = %e, "dead-lettering event");
@@ -858,6 +959,86 @@ mod tests {
         );
         stop.cancel();
         task.await.unwrap();
+    }
+
+    /// Takes batches of up to 10; the first try of event 7 fails retryably.
+    #[derive(Default)]
+    struct Batching {
+        sizes: Mutex<Vec<usize>>,
+        handled: Mutex<Vec<u64>>,
+        failed_once: AtomicBool,
+    }
+
+    #[async_trait]
+    impl Handler for Batching {
+        async fn handle(&self, d: &Delivery) -> Result<(), HandlerError> {
+            self.handle_batch(&[d]).await.remove(0)
+        }
+
+        async fn handle_batch(&self, batch: &[&Delivery]) -> Vec<Result<(), HandlerError>> {
+            self.sizes.lock().unwrap().push(batch.len());
+            batch
+                .iter()
+                .map(|d| {
+                    let v: serde_json::Value = serde_json::from_slice(&d.envelope.payload).unwrap();
+                    let i = v["i"].as_u64().unwrap();
+                    if i == 7 && !self.failed_once.swap(true, Ordering::SeqCst) {
+                        return Err(HandlerError::Retryable("flaky".into()));
+                    }
+                    self.handled.lock().unwrap().push(i);
+                    Ok(())
+                })
+                .collect()
+        }
+
+        fn batch_max(&self) -> usize {
+            10
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_already_here_go_to_a_batching_handler_together_and_a_failure_is_retried_alone()
+    {
+        let mem = MemoryBus::new();
+        publish(&mem, "t", 25).await;
+        let handler = Arc::new(Batching::default());
+        let stats = run(
+            Arc::new(mem.clone()),
+            Arc::new(MemoryDeduper::default()),
+            handler.clone(),
+            RunnerConfig::new("g", &["t"]),
+            CancellationToken::new(),
+            true,
+        )
+        .await
+        .unwrap();
+        let sizes = handler.sizes.lock().unwrap().clone();
+        assert_eq!(
+            sizes.first(),
+            Some(&10),
+            "what had arrived went together: {sizes:?}"
+        );
+        assert!(
+            sizes.iter().all(|n| *n <= 10),
+            "never more than batch_max: {sizes:?}"
+        );
+        assert_eq!(
+            sizes.iter().sum::<usize>(),
+            26,
+            "25, and event 7 again alone: {sizes:?}"
+        );
+        let mut handled = handler.handled.lock().unwrap().clone();
+        handled.sort_unstable();
+        assert_eq!(handled, (0..25).collect::<Vec<u64>>(), "each once");
+        assert_eq!(
+            (stats.processed, stats.retries, stats.dead_lettered),
+            (25, 1, 0)
+        );
+        assert_eq!(
+            mem.lag("g", &["t".into()]).await.unwrap().total(),
+            0,
+            "all acknowledged"
+        );
     }
 
     #[tokio::test(start_paused = true)]
