@@ -217,6 +217,28 @@ mod tests {
     }
 
     #[test]
+    fn a_token_verified_before_still_expires_and_its_tampered_copy_is_still_refused() {
+        let s = signer();
+        let v = s.verifier();
+        let t = s.sign(&claims(60)).unwrap();
+        assert!(v.verify(&t, NOW_MS).is_ok());
+        // Remembered now: the same bytes pass again, until they expire.
+        assert!(v.verify(&t, NOW_MS + 30_000).is_ok());
+        assert!(
+            v.verify(&t, NOW_MS + 66_000).is_err(),
+            "expired beyond the leeway"
+        );
+        let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+        let mut c = claims(60);
+        c.admin = true;
+        parts[1] = b64(&serde_json::to_value(&c).unwrap());
+        assert!(v.verify(&parts.join("."), NOW_MS).is_err());
+        // A clone shares what was verified; another key's verifier does not.
+        assert!(v.clone().verify(&t, NOW_MS).is_ok());
+        assert!(signer().verifier().verify(&t, NOW_MS).is_err());
+    }
+
+    #[test]
     fn keys_are_generated_once_and_reloaded() {
         let dir = std::env::temp_dir().join(format!("ss-keys-{}", uuid::Uuid::now_v7()));
         let a = Signer::load_or_generate(&dir).unwrap();
