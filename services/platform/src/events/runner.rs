@@ -636,18 +636,12 @@ async fn process(
     batch: &[Delivery],
     stats: &mut RunStats,
 ) -> Result<(), RunnerError> {
-    let Parts {
-        bus,
-        dedupe,
-        handler,
-        cfg,
-    } = *p;
     let mut fresh = Vec::with_capacity(batch.len());
     for d in batch {
         if let Some(err) = d.envelope.headers.get("decode-error") {
-            dead_letter(bus, cfg, d, err, 1).await?;
+            dead_letter(p.bus, p.cfg, d, err, 1).await?;
             stats.dead_lettered += 1;
-        } else if dedupe.seen(&cfg.group, d.envelope.id).await? {
+        } else if p.dedupe.seen(&p.cfg.group, d.envelope.id).await? {
             stats.duplicates_skipped += 1;
         } else {
             fresh.push(d);
@@ -658,8 +652,9 @@ async fn process(
     }
     // Each record keeps its own span in its producer's trace; the batch's
     // work (one write for all) runs in the first one's.
-    let spans: Vec<tracing::Span> = fresh.iter().map(|d| consume_span(cfg, d)).collect();
-    let mut results = handler
+    let spans: Vec<tracing::Span> = fresh.iter().map(|d| consume_span(p.cfg, d)).collect();
+    let mut results = p
+        .handler
         .handle_batch(&fresh)
         .instrument(spans[0].clone())
         .await
@@ -707,35 +702,29 @@ async fn settle(
     span: &tracing::Span,
     mut handled: Result<(), HandlerError>,
 ) -> Result<(), RunnerError> {
-    let Parts {
-        bus,
-        dedupe,
-        handler,
-        cfg,
-    } = *p;
     let id = d.envelope.id;
     let mut attempt = 1;
     loop {
         span.record("attempts", attempt);
         match handled {
             Ok(()) => {
-                dedupe.mark(&cfg.group, id).await?;
-                crate::metrics::count_consumed(&cfg.group, &d.topic);
+                p.dedupe.mark(&p.cfg.group, id).await?;
+                crate::metrics::count_consumed(&p.cfg.group, &d.topic);
                 stats.processed += 1;
                 return Ok(());
             }
-            Err(HandlerError::Retryable(reason)) if attempt < cfg.max_attempts => {
+            Err(HandlerError::Retryable(reason)) if attempt < p.cfg.max_attempts => {
                 tracing::warn!(event_id = %id, attempt, %reason, "handler failed, retrying");
                 stats.retries += 1;
-                tokio::time::sleep(backoff(cfg, attempt)).await;
+                tokio::time::sleep(backoff(p.cfg, attempt)).await;
                 attempt += 1;
-                handled = handler.handle(d).instrument(span.clone()).await;
+                handled = p.handler.handle(d).instrument(span.clone()).await;
             }
             Err(e) => {
                 tracing::error!(event_id = %id, attempt, error = %e, "dead-lettering event");
-                dead_letter(bus, cfg, d, &e.to_string(), attempt).await?;
-                dedupe.mark(&cfg.group, id).await?;
-                crate::metrics::count_consumed(&cfg.group, &d.topic);
+                dead_letter(p.bus, p.cfg, d, &e.to_string(), attempt).await?;
+                p.dedupe.mark(&p.cfg.group, id).await?;
+                crate::metrics::count_consumed(&p.cfg.group, &d.topic);
                 span.record("otel.status_code", "error");
                 stats.dead_lettered += 1;
                 return Ok(());
