@@ -395,7 +395,8 @@ impl Ctx {
 
     /// Until every running service process has read the store's change:
     /// `name` in its view (`shopstream_fault_active` on its `/metrics`) or
-    /// gone from it. Processes poll the store every `faults::POLL_EVERY`.
+    /// gone from it. Processes read the store when its change is announced
+    /// (`faults::CHANGED_CHANNEL`).
     async fn picked_up(&self, name: &str, set: bool) -> Result<(), String> {
         let label = format!("fault=\"{name}\"");
         let what = format!(

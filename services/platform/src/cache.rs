@@ -43,3 +43,51 @@ pub async fn ping(redis: &ConnectionManager) -> Result<(), String> {
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
+
+/// Subscribe to `channel` and stay subscribed: `subscribed` is called once
+/// the subscription stands, `heard` with each message's payload. Redis is
+/// pinged every `ping_every`; connecting, subscribing or a ping taking
+/// longer than [`REDIS_TIMEOUT`] ends the subscription. Returns why it
+/// ended; the caller decides when to subscribe again. (The event doorbell
+/// and the fault store's change announcements listen through it.)
+pub async fn listen(
+    client: &redis::Client,
+    channel: &str,
+    ping_every: Duration,
+    mut subscribed: impl FnMut(),
+    mut heard: impl FnMut(String),
+) -> Result<std::convert::Infallible, String> {
+    use futures::StreamExt as _;
+    let mut pubsub = tokio::time::timeout(REDIS_TIMEOUT, client.get_async_pubsub())
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    tokio::time::timeout(REDIS_TIMEOUT, pubsub.subscribe(channel))
+        .await
+        .map_err(|_| "subscribe timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let (mut sink, mut stream) = pubsub.split();
+    subscribed();
+    let mut ping = tokio::time::interval(ping_every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(msg) = msg else {
+                    return Err("connection closed".into());
+                };
+                if let Ok(payload) = msg.get_payload::<String>() {
+                    heard(payload);
+                }
+            }
+            _ = ping.tick() => {
+                match tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(e.to_string()),
+                    Err(_) => return Err("ping timed out".into()),
+                }
+            }
+        }
+    }
+}

@@ -3,11 +3,16 @@
 //! time, without restarting anything.
 //!
 //! The store is one Redis hash, [`STORE_KEY`]: a field per active fault, its
-//! value an [`Active`] as JSON. Every service polls it every [`POLL_EVERY`]
-//! (a change takes effect within a second) into a process-wide view that the
-//! code where a fault acts reads with [`hits`] — a lock and a map lookup, no
-//! I/O. When the store is unreachable (Redis down: itself one of the faults)
-//! the view keeps the last values it read.
+//! value an [`Active`] as JSON. Every service reads it into a process-wide
+//! view that the code where a fault acts reads with [`hits`] — a lock and a
+//! map lookup, no I/O. Each write to the store is announced on the pub/sub
+//! channel [`CHANGED_CHANNEL`], and every service reads the store again when
+//! it hears one (a change takes effect at once), and every [`SAFETY_POLL`]
+//! in case an announcement was lost; while it is not subscribed it reads the
+//! store every [`POLL_EVERY`] instead (a change takes effect within a
+//! second). When the store is unreachable (Redis down: itself one of the
+//! faults) the view keeps the last values it read. An expiry needs no read:
+//! [`hits`] leaves out a fault whose time is up.
 //!
 //! Where each fault acts:
 //! - [`Effect::RequestLatency`] and [`Effect::RequestErrors`]: the service
@@ -29,8 +34,17 @@ use serde::{Deserialize, Serialize};
 
 /// The Redis hash holding the active faults.
 pub const STORE_KEY: &str = "shopstream:faults";
-/// How often each service reads the store.
+/// How often each service reads the store while it is not subscribed to
+/// [`CHANGED_CHANNEL`] (and how often in-process watchers look at the view).
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
+/// The pub/sub channel on which every write to the store is announced.
+pub const CHANGED_CHANNEL: &str = "shopstream:faults:changed";
+/// How often a subscribed service reads the store anyway, in case an
+/// announcement was lost (a writer that could not publish).
+pub const SAFETY_POLL: Duration = Duration::from_secs(5);
+/// The subscription pings Redis this often (an answer slower than
+/// [`crate::cache::REDIS_TIMEOUT`] ends it).
+const LISTEN_PING: Duration = Duration::from_secs(5);
 /// The longest `--for` a fault may be set for.
 pub const MAX_FOR: Duration = Duration::from_secs(3_600);
 /// The most memory `memory-hog` may take.
@@ -633,20 +647,39 @@ impl Store {
             .arg(json)
             .query_async::<i64>(&mut r)
             .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.announce(&a.name).await;
+        Ok(())
+    }
+
+    /// Tell every subscribed service that the store changed. A lost
+    /// announcement only delays the change to the next [`SAFETY_POLL`].
+    async fn announce(&self, name: &str) {
+        let mut r = self.redis.clone();
+        let sent = redis::cmd("PUBLISH")
+            .arg(CHANGED_CHANNEL)
+            .arg(name)
+            .query_async::<i64>(&mut r)
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, fault = name, "announcing a fault change failed; services see it within their safety poll");
+        }
     }
 
     /// Clear one fault; whether it was set.
     pub async fn clear(&self, name: &str) -> Result<bool, String> {
         let mut r = self.redis.clone();
-        redis::cmd("HDEL")
+        let removed = redis::cmd("HDEL")
             .arg(STORE_KEY)
             .arg(name)
             .query_async::<i64>(&mut r)
             .await
             .map(|n| n > 0)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        if removed {
+            self.announce(name).await;
+        }
+        Ok(removed)
     }
 
     /// Clear every fault; how many were set.
@@ -658,14 +691,16 @@ impl Store {
             .query_async::<i64>(&mut r)
             .await
             .map_err(|e| e.to_string())?;
+        self.announce("*").await;
         Ok(n)
     }
 }
 
 /// Start this process's poller (once per process; later calls do nothing):
-/// read the store every [`POLL_EVERY`] into the view, keeping the last view
-/// while the store is unreachable. `service` names the process for
-/// process-wide faults.
+/// read the store into the view when [`CHANGED_CHANNEL`] announces a change
+/// and every [`SAFETY_POLL`], or every [`POLL_EVERY`] while not subscribed,
+/// keeping the last view while the store is unreachable. `service` names
+/// the process for process-wide faults.
 pub fn start(redis_url: &str, service: &str) {
     static STARTED: OnceLock<()> = OnceLock::new();
     if STARTED.set(()).is_err() {
@@ -673,6 +708,11 @@ pub fn start(redis_url: &str, service: &str) {
     }
     let _ = PROCESS_SERVICE.set(service.to_string());
     let url = redis_url.to_string();
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Ok(client) = redis::Client::open(url.as_str()) {
+        tokio::spawn(listen(client, changed.clone(), subscribed.clone()));
+    }
     tokio::spawn(async move {
         let mut store: Option<Store> = None;
         let mut warned = false;
@@ -708,9 +748,62 @@ pub fn start(redis_url: &str, service: &str) {
                     }
                 }
             }
-            tokio::time::sleep(POLL_EVERY).await;
+            let wait = if subscribed.load(std::sync::atomic::Ordering::Acquire) {
+                SAFETY_POLL
+            } else {
+                POLL_EVERY
+            };
+            // A fault that expires before then leaves the view (and its
+            // metric) when it does, as it would under the short poll.
+            let wait = next_expiry_in(wall_ms()).map_or(wait, |d| wait.min(d));
+            tokio::select! {
+                _ = changed.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
         }
     });
+}
+
+/// How long until the next fault in the view expires; `None` when none will
+/// (one whose time is already up does not count: [`hits`] leaves it out, and
+/// while the store is unreachable the view cannot drop it anyway).
+fn next_expiry_in(now_ms: i64) -> Option<Duration> {
+    let v = view().read().ok()?;
+    v.values()
+        .filter_map(|a| a.until_ms)
+        .filter(|&u| u > now_ms)
+        .min()
+        .map(|u| Duration::from_millis(u64::try_from(u - now_ms).unwrap_or(1).max(1)))
+}
+
+/// Hears [`CHANGED_CHANNEL`] and wakes the poller for every announcement,
+/// and on every (re)subscription (what was announced meanwhile is unknown);
+/// `subscribed` says whether the poller may wait for announcements.
+async fn listen(
+    client: redis::Client,
+    changed: Arc<tokio::sync::Notify>,
+    subscribed: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let Err(e) = crate::cache::listen(
+            &client,
+            CHANGED_CHANNEL,
+            LISTEN_PING,
+            || {
+                subscribed.store(true, Ordering::Release);
+                changed.notify_one();
+            },
+            |_| changed.notify_one(),
+        )
+        .await;
+        tracing::debug!(error = %e, "fault store: not subscribed to change announcements");
+        // Not subscribed: the poller reads every POLL_EVERY until we are again.
+        if subscribed.swap(false, Ordering::AcqRel) {
+            changed.notify_one();
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
 }
 
 // ---- effects the service kit applies ----

@@ -30,7 +30,6 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt as _;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +38,7 @@ pub const CHANNEL: &str = "shopstream:events:doorbell";
 /// The listener pings Redis this often while subscribed...
 pub const PING_EVERY: Duration = Duration::from_secs(5);
 /// ...and takes the connection for dead when an answer takes longer than this.
-pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+pub const PING_TIMEOUT: Duration = crate::cache::REDIS_TIMEOUT;
 /// Bound on connecting and on one publish.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Rings buffered per listening subscription before it counts as lagged
@@ -204,38 +203,18 @@ async fn listen_once(
     heard: &broadcast::Sender<Ring>,
     connected: &AtomicBool,
 ) -> Result<std::convert::Infallible, String> {
-    let mut pubsub = tokio::time::timeout(OP_TIMEOUT, client.get_async_pubsub())
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    tokio::time::timeout(OP_TIMEOUT, pubsub.subscribe(CHANNEL))
-        .await
-        .map_err(|_| "subscribe timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let (mut sink, mut stream) = pubsub.split();
-    connected.store(true, Ordering::Release);
-    // Whatever was rung while nobody listened is unknown: wake everyone.
-    let _ = heard.send(Ring::All);
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.tick().await;
-    loop {
-        tokio::select! {
-            msg = stream.next() => {
-                let Some(msg) = msg else {
-                    return Err("connection closed".into());
-                };
-                if let Ok(topic) = msg.get_payload::<String>() {
-                    let _ = heard.send(Ring::Topic(topic.into()));
-                }
-            }
-            _ = ping.tick() => {
-                match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(e.to_string()),
-                    Err(_) => return Err("ping timed out".into()),
-                }
-            }
-        }
-    }
+    crate::cache::listen(
+        client,
+        CHANNEL,
+        PING_EVERY,
+        || {
+            connected.store(true, Ordering::Release);
+            // Whatever was rung while nobody listened is unknown: wake everyone.
+            let _ = heard.send(Ring::All);
+        },
+        |topic| {
+            let _ = heard.send(Ring::Topic(topic.into()));
+        },
+    )
+    .await
 }
