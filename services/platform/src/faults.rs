@@ -6,13 +6,13 @@
 //! value an [`Active`] as JSON. Every service reads it into a process-wide
 //! view that the code where a fault acts reads with [`hits`] — a lock and a
 //! map lookup, no I/O. Each write to the store is announced on the pub/sub
-//! channel [`CHANGED_CHANNEL`], and every service reads the store again when
-//! it hears one (a change takes effect at once), and every [`SAFETY_POLL`]
-//! in case an announcement was lost; while it is not subscribed it reads the
-//! store every [`POLL_EVERY`] instead (a change takes effect within a
-//! second). When the store is unreachable (Redis down: itself one of the
-//! faults) the view keeps the last values it read. An expiry needs no read:
-//! [`hits`] leaves out a fault whose time is up.
+//! channel [`CHANGED_CHANNEL`]; every service reads the store again when it
+//! hears one (a change takes effect at once) and every [`SAFETY_POLL`] in
+//! case an announcement was lost, or every [`POLL_EVERY`] while it is not
+//! subscribed (a change takes effect within a second). When the store is
+//! unreachable (Redis down: itself one of the faults) the view keeps the
+//! last values it read. An expiry needs no read: [`hits`], [`snapshot`] and
+//! so `/metrics` leave out a fault whose time is up.
 //!
 //! Where each fault acts:
 //! - [`Effect::RequestLatency`] and [`Effect::RequestErrors`]: the service
@@ -753,27 +753,12 @@ pub fn start(redis_url: &str, service: &str) {
             } else {
                 POLL_EVERY
             };
-            // A fault that expires before then leaves the view (and its
-            // metric) when it does, as it would under the short poll.
-            let wait = next_expiry_in(wall_ms()).map_or(wait, |d| wait.min(d));
             tokio::select! {
                 _ = changed.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
     });
-}
-
-/// How long until the next fault in the view expires; `None` when none will
-/// (one whose time is already up does not count: [`hits`] leaves it out, and
-/// while the store is unreachable the view cannot drop it anyway).
-fn next_expiry_in(now_ms: i64) -> Option<Duration> {
-    let v = view().read().ok()?;
-    v.values()
-        .filter_map(|a| a.until_ms)
-        .filter(|&u| u > now_ms)
-        .min()
-        .map(|u| Duration::from_millis(u64::try_from(u - now_ms).unwrap_or(1).max(1)))
 }
 
 /// Hears [`CHANGED_CHANNEL`] and wakes the poller for every announcement,
