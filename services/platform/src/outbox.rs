@@ -110,9 +110,17 @@ pub struct Relay {
     pool: PgPool,
     bus: Arc<dyn EventBus>,
     wake: Arc<Notify>,
-    /// Poll interval when nobody wakes the relay (other writers, a restart).
+    /// Poll interval when nobody wakes the relay (other writers, a restart),
+    /// right after it published something; each empty round doubles it,
+    /// up to [`IDLE_POLL_MAX`].
     pub poll: Duration,
 }
+
+/// The longest a relay waits between rounds once idle: what a row written
+/// by another process (another replica) waits at most. A wake from this
+/// process's writes, and every round that publishes, bring the interval
+/// back to `poll`.
+pub const IDLE_POLL_MAX: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -202,13 +210,18 @@ impl Relay {
         Ok(seqs.len())
     }
 
-    /// Publish until `shutdown`: on every wake and every `poll`. Failures are
-    /// logged and retried on the next round.
+    /// Publish until `shutdown`: on every wake, and between wakes every
+    /// `poll`, doubling while rounds find nothing (see [`IDLE_POLL_MAX`]).
+    /// Failures are logged and retried on the next round.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut wait = self.poll;
         loop {
             match self.drain().await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(published = n, "outbox relayed"),
+                Ok(0) => wait = (wait * 2).min(IDLE_POLL_MAX.max(self.poll)),
+                Ok(n) => {
+                    tracing::debug!(published = n, "outbox relayed");
+                    wait = self.poll;
+                }
                 Err(e) => tracing::warn!(error = %e, "outbox relay round failed; retrying"),
             }
             tokio::select! {
@@ -217,8 +230,8 @@ impl Relay {
                     let _ = tokio::time::timeout(Duration::from_secs(2), self.drain()).await;
                     return;
                 }
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.poll) => {}
+                _ = self.wake.notified() => wait = self.poll,
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }

@@ -105,7 +105,8 @@ pub struct RunnerConfig {
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
-    /// How long one poll waits before checking for shutdown.
+    /// How long one poll waits for a record before the runner looks for a
+    /// stall or an injected crash again (a stop ends the wait at once).
     pub poll_wait: Duration,
     /// See [`STALL_AFTER`].
     pub stall_after: Duration,
@@ -126,7 +127,9 @@ impl RunnerConfig {
             max_attempts: 3,
             backoff_base: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
-            poll_wait: Duration::from_millis(250),
+            // Each return wakes the task (stall and fault checks need no
+            // more than once a second); a record or the stop wakes it at once.
+            poll_wait: Duration::from_secs(1),
             stall_after: STALL_AFTER,
             lag_refresh: LAG_REFRESH,
             health: ConsumerHealth::detached(group),
