@@ -33,7 +33,7 @@ use rdkafka::{
     client::DefaultClientContext,
     config::RDKafkaLogLevel,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
-    error::{KafkaError, RDKafkaErrorCode},
+    error::{KafkaError, KafkaResult, RDKafkaErrorCode},
     message::{Header, Headers, OwnedHeaders},
     producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext},
 };
@@ -50,8 +50,11 @@ use crate::faults;
 /// Kafka's own default; the price is that a crashed member's partitions
 /// move to its replacement only after this long.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(45);
-/// How often a member heartbeats (and so learns of a rebalance).
-const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a member heartbeats (and so learns of a rebalance): Kafka's
+/// own default. tansu 0.6.0 stores the group on every heartbeat (an SQLite
+/// write: `update_group` in its coordinator), and at rest an idle group
+/// sends little else (ADR 0017).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
 
 /// See [`KafkaSettings::doorbell_safety`].
 pub const DOORBELL_SAFETY: Duration = Duration::from_secs(10);
@@ -182,6 +185,14 @@ fn broker_err(e: KafkaError) -> EventError {
 /// producer wakes every 100 ms and then spins about a millisecond in its
 /// poll loop: ~1 % of a core per idle process).
 const DELIVERY_POLL: Duration = Duration::from_secs(1);
+/// Added to [`DELIVERY_POLL`] so a poll that times out ends in one wait.
+/// `BaseProducer::poll` waits in whole milliseconds (the remaining time,
+/// truncated) until its deadline has passed, so a deadline a whole number
+/// of milliseconds away left a last fraction of a millisecond that it spent
+/// asking librdkafka's queue again and again without waiting (~1 ms of CPU
+/// a second in every idle process). With the deadline a few microseconds
+/// past the whole wait, the wait ends after it.
+const DELIVERY_POLL_SLACK: Duration = Duration::from_micros(20);
 
 /// A record's delivery report, sent to whoever published it.
 type Delivered = tokio::sync::oneshot::Sender<Result<(), KafkaError>>;
@@ -217,7 +228,7 @@ impl Publisher {
             .name("kafka-deliveries".into())
             .spawn(move || {
                 while !s.load(Ordering::Acquire) {
-                    p.poll(DELIVERY_POLL);
+                    p.poll(DELIVERY_POLL + DELIVERY_POLL_SLACK);
                 }
             })
             .map_err(|e| EventError::Broker(format!("delivery thread: {e}")))?;
@@ -270,7 +281,6 @@ fn delivered(
 pub struct KafkaBus {
     settings: KafkaSettings,
     producer: Arc<Publisher>,
-    admin: Arc<AdminClient<DefaultClientContext>>,
     /// One lag reader per group, kept: see [`LagReader`].
     lag_readers: Arc<Mutex<BTreeMap<String, Arc<LagReader>>>>,
 }
@@ -334,12 +344,9 @@ impl KafkaBus {
                     settings.message_timeout_ms.to_string(),
                 ),
         )?;
-        let admin: AdminClient<DefaultClientContext> =
-            settings.base().create().map_err(broker_err)?;
         Ok(KafkaBus {
             settings,
             producer: Arc::new(producer),
-            admin: Arc::new(admin),
             lag_readers: Arc::default(),
         })
     }
@@ -426,11 +433,14 @@ impl EventBus for KafkaBus {
     async fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<(), EventError> {
         let opts = AdminOptions::new().operation_timeout(Some(self.settings.op_timeout));
         let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-        let res = self
-            .admin
-            .create_topics([&t], &opts)
-            .await
-            .map_err(broker_err)?;
+        // An admin client per call: kept, its polling thread woke ten times
+        // a second in every process for topics created once at start.
+        let admin: AdminClient<DefaultClientContext> =
+            self.settings.base().create().map_err(broker_err)?;
+        let res = admin.create_topics([&t], &opts).await;
+        // Dropping it joins that thread (up to 100 ms): not on this runtime.
+        tokio::task::spawn_blocking(move || drop(admin));
+        let res = res.map_err(broker_err)?;
         for r in res {
             match r {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -466,6 +476,7 @@ impl EventBus for KafkaBus {
         topics: &[String],
     ) -> Result<Box<dyn Subscription>, EventError> {
         let reassigned = Arc::new(AtomicBool::new(false));
+        let commit_failed = Arc::new(AtomicBool::new(false));
         let mut config = self.settings.base();
         if let Some(every) = self.settings.stats_interval {
             config.set("statistics.interval.ms", every.as_millis().to_string());
@@ -493,6 +504,7 @@ impl EventBus for KafkaBus {
             .create_with_context(GroupContext {
                 group: group.to_string(),
                 reassigned: reassigned.clone(),
+                commit_failed: commit_failed.clone(),
                 requests_seen: Mutex::default(),
             })
             .map_err(broker_err)?;
@@ -514,6 +526,7 @@ impl EventBus for KafkaBus {
             settings: self.settings.clone(),
             uncommitted: 0,
             last_commit: Instant::now(),
+            commit_failed,
             idle,
         }))
     }
@@ -547,9 +560,14 @@ impl LagReader {
         let Some(c) = &self.consumer else {
             return Err(EventError::Closed);
         };
+        // Four requests however many topics and partitions: the metadata of
+        // all topics, the committed offsets, and each end of every partition
+        // in one ListOffsets per end. (A metadata request per topic and two
+        // ListOffsets per partition made the feed's group alone ask the
+        // broker 36 times every refresh, at rest.)
+        let md = c.fetch_metadata(None, timeout).map_err(broker_err)?;
         let mut tpl = TopicPartitionList::new();
         for t in topics {
-            let md = c.fetch_metadata(Some(t), timeout).map_err(broker_err)?;
             for mt in md.topics().iter().filter(|mt| mt.name() == t) {
                 // A topic the broker does not know comes back with an error
                 // and no partitions: it contributes nothing.
@@ -558,27 +576,37 @@ impl LagReader {
                 }
             }
         }
+        if tpl.count() == 0 {
+            return Ok(GroupLag {
+                group: group.to_string(),
+                partitions: Vec::new(),
+            });
+        }
         let committed = c
             .committed_offsets(tpl.clone(), timeout)
             .map_err(broker_err)?;
+        let ends = |at: Offset| -> Result<TopicPartitionList, EventError> {
+            let mut q = tpl.clone();
+            q.set_all_offsets(at).map_err(broker_err)?;
+            c.offsets_for_times(q, timeout).map_err(broker_err)
+        };
+        let (lows, highs) = (ends(Offset::Beginning)?, ends(Offset::End)?);
+        let at = |l: &TopicPartitionList, t: &str, p: i32| match l
+            .find_partition(t, p)
+            .map(|e| e.offset())
+        {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        };
         let mut partitions = Vec::new();
         for e in tpl.elements() {
-            let (low, high) = c
-                .fetch_watermarks(e.topic(), e.partition(), timeout)
-                .map_err(broker_err)?;
-            let committed =
-                committed
-                    .find_partition(e.topic(), e.partition())
-                    .and_then(|c| match c.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    });
+            let (t, p) = (e.topic(), e.partition());
             partitions.push(PartitionLag {
-                topic: e.topic().to_string(),
-                partition: e.partition(),
-                committed,
-                low_watermark: low.max(0),
-                high_watermark: high.max(0),
+                topic: t.to_string(),
+                partition: p,
+                committed: at(&committed, t, p),
+                low_watermark: at(&lows, t, p).unwrap_or(0).max(0),
+                high_watermark: at(&highs, t, p).unwrap_or(0).max(0),
             });
         }
         // Serve the client's queued events (logs, errors), so they do not pile up.
@@ -607,6 +635,9 @@ struct GroupContext {
     /// Set on every assignment, so a paused subscription pauses the new
     /// partitions too.
     reassigned: Arc<AtomicBool>,
+    /// Set when an asynchronous commit fails, so the subscription commits
+    /// again instead of leaving the group's offsets behind what it handled.
+    commit_failed: Arc<AtomicBool>,
     /// Requests sent so far per request type, summed over brokers, as of
     /// the last statistics report.
     requests_seen: Mutex<BTreeMap<String, i64>>,
@@ -659,6 +690,18 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                // Logged once per failed spell; the retry may fail again.
+                if !self.commit_failed.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(group = %self.group, error = %e, "committing the group's offsets failed; committing again");
+                }
+            }
+        }
+    }
+
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let list = |tpl: &TopicPartitionList| {
             tpl.elements()
@@ -687,6 +730,8 @@ struct KafkaSubscription {
     settings: KafkaSettings,
     uncommitted: u32,
     last_commit: Instant,
+    /// See [`GroupContext::commit_failed`].
+    commit_failed: Arc<AtomicBool>,
     /// Pausing while idle, when the bus has a doorbell.
     idle: Option<Idle>,
 }
@@ -868,6 +913,12 @@ impl KafkaSubscription {
 #[async_trait]
 impl Subscription for KafkaSubscription {
     async fn next(&mut self, wait: Duration) -> Result<Option<Delivery>, EventError> {
+        // An asynchronous commit that failed counted its records as
+        // committed; without a new one the group's offsets (and the lag
+        // everyone reads from them) would stay behind until the next record.
+        if self.commit_failed.swap(false, Ordering::AcqRel) {
+            self.uncommitted = self.uncommitted.max(1);
+        }
         if self.uncommitted > 0 && self.last_commit.elapsed() >= self.settings.commit_interval {
             self.commit_async()?;
         }
