@@ -11,9 +11,14 @@ use serde_json::Value;
 use shopstream_labs::{Target, consistency, stripe_sim};
 use shopstream_platform::{
     config::{SERVICE_NAMES, service_addrs},
+    events::{
+        EventBus as _,
+        kafka::{KafkaBus, KafkaSettings},
+    },
     grpc::{channel, with_tenant},
 };
 use shopstream_proto::{
+    catalog::v1::{GetProductRequest, catalog_service_client::CatalogServiceClient},
     common::v1::PageRequest,
     inventory::v1::{GetStockRequest, Stock},
     orders::v1::{
@@ -38,6 +43,8 @@ pub struct Inputs<'a> {
     /// Each SKU's stock right after the scenario set it.
     pub stock_before: &'a BTreeMap<String, Stock>,
     pub run_started_ms: i64,
+    /// The stack under test (its broker and its services' logs).
+    pub stack: &'a shopstream_runtime::stack::Stack,
 }
 
 fn inv(name: &str, pass: bool, detail: impl Into<String>) -> Invariant {
@@ -236,7 +243,11 @@ pub async fn check(i: &Inputs<'_>) -> (Vec<Invariant>, Duration) {
                 "{} products compared; no service exposes shopstream_consumer_lag",
                 i.shared.lines.len()
             ),
-            (Some((t, groups)), _) if *t > 0 => format!("lag {t}: {}", groups.join(", ")),
+            (Some((t, groups)), _) if *t > 0 => format!(
+                "lag {t}: {}; {}",
+                groups.join(", "),
+                lag_evidence(i.stack, groups).await
+            ),
             _ => format!("stale in the index: {}", first(&stale)),
         },
     ));
@@ -354,19 +365,122 @@ pub(super) async fn consumer_lag(
     seen.then_some((total, groups))
 }
 
+/// Why groups still lag, from the broker itself and from each service's
+/// log: for every partition behind, the group's committed offset, the
+/// partition's end, and what a fetch from the committed offset returns;
+/// then the service's last warnings. The gauges alone cannot tell apart a
+/// stale reading, records never consumed, offsets never committed, and a
+/// partition whose stated end lies beyond its last readable record.
+/// `lagging` holds `service: gauge line` entries of [`consumer_lag`].
+async fn lag_evidence(stack: &shopstream_runtime::stack::Stack, lagging: &[String]) -> String {
+    fn label<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+        let start = line.find(&format!("{key}=\""))? + key.len() + 2;
+        let end = line[start..].find('"')? + start;
+        Some(&line[start..end])
+    }
+    let bus = match KafkaSettings::from_env(&stack.endpoints().kafka_brokers)
+        .map_err(|e| e.to_string())
+        .and_then(|s| KafkaBus::new(s).map_err(|e| e.to_string()))
+    {
+        Ok(b) => b,
+        Err(e) => return format!("the broker could not be asked: {e}"),
+    };
+    let mut out = Vec::new();
+    for entry in lagging {
+        let Some((service, line)) = entry.split_once(": ") else {
+            continue;
+        };
+        let (Some(group), Some(topic)) = (label(line, "group"), label(line, "topic")) else {
+            continue;
+        };
+        let mut parts = Vec::new();
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            bus.lag(group, &[topic.to_string()]),
+        )
+        .await
+        {
+            Err(_) => parts.push("the broker did not answer within 10 s".to_string()),
+            Ok(Err(e)) => parts.push(format!("the broker could not say: {e}")),
+            Ok(Ok(lag)) if lag.total() == 0 => {
+                parts.push("the broker says 0 (the gauge is stale)".to_string());
+            }
+            Ok(Ok(lag)) => {
+                for p in lag.partitions.iter().filter(|p| p.lag() > 0) {
+                    let from = p.position();
+                    let next = match bus
+                        .first_offset_from(topic, p.partition, from, Duration::from_secs(3))
+                        .await
+                    {
+                        Ok(Some(o)) => format!("the record at {o}"),
+                        Ok(None) => "nothing in 3 s".to_string(),
+                        Err(e) => format!("an error ({e})"),
+                    };
+                    parts.push(format!(
+                        "{topic}[{}] committed {:?}, end {}; a fetch from {from} returns {next}",
+                        p.partition, p.committed, p.high_watermark
+                    ));
+                }
+            }
+        }
+        let warnings = shopstream_runtime::components::Kind::parse(service)
+            .and_then(|k| std::fs::read_to_string(stack.log_path(k)).ok())
+            .map(|log| {
+                let lines: Vec<&str> = log
+                    .lines()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                    .collect();
+                lines[lines.len().saturating_sub(5)..]
+                    .iter()
+                    .map(|l| l.chars().take(300).collect::<String>())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            })
+            .unwrap_or_default();
+        out.push(format!(
+            "{service} {group}: {}; its last warnings: {}",
+            parts.join("; "),
+            if warnings.is_empty() {
+                "none"
+            } else {
+                &warnings
+            }
+        ));
+    }
+    out.join(" || ")
+}
+
 /// Products of the run whose indexed version differs from the catalog's.
+/// The catalog's version comes from the catalog service itself, not
+/// through the gateway: a product read at the gateway is a shopper's view
+/// and publishes an `analytics.raw` event, so a verdict asking every second
+/// kept analytics' and the feed's groups a few records behind for the
+/// whole settle (the lag it judges was the verdict's own).
 async fn stale_projections(i: &Inputs<'_>) -> Vec<String> {
     let mut out = Vec::new();
+    let catalog_grpc = service_addrs("catalog", i.stack.ports().services)
+        .map(|(_, grpc)| format!("http://{grpc}"))
+        .ok_or_else(|| "no catalog address".to_string())
+        .and_then(|url| {
+            channel(&url, Duration::from_secs(2), Duration::from_secs(5)).map_err(|e| e.to_string())
+        });
+    let mut catalog = match catalog_grpc {
+        Ok(ch) => CatalogServiceClient::new(ch),
+        Err(e) => return vec![format!("catalog unreachable ({e})")],
+    };
     for (product, _) in &i.shared.lines {
-        let catalog: Value = match i
-            .http
-            .get(format!("{}/products/{product}", i.target.gateway_url))
-            .send()
+        let c = match catalog
+            .get_product(with_tenant(
+                GetProductRequest {
+                    product_id: product.clone(),
+                },
+                TENANT,
+            ))
             .await
         {
-            Ok(r) => r.json().await.unwrap_or_default(),
-            Err(e) => {
-                out.push(format!("{product}: catalog unreadable ({e})"));
+            Ok(r) => r.into_inner().product.map(|p| p.version),
+            Err(s) => {
+                out.push(format!("{product}: catalog unreadable ({})", s.message()));
                 continue;
             }
         };
@@ -385,7 +499,7 @@ async fn stale_projections(i: &Inputs<'_>) -> Vec<String> {
                 continue;
             }
         };
-        let (c, s) = (catalog["version"].as_i64(), indexed["version"].as_i64());
+        let s = indexed["version"].as_i64();
         if c.is_none() || c != s {
             out.push(format!("{product}: catalog v{c:?}, index v{s:?}"));
         }

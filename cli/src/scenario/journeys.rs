@@ -833,6 +833,7 @@ pub async fn run(
         shared: s,
         stock_before: &stock_before,
         run_started_ms: super::now_ms() - (load_s * 1000.0) as i64,
+        stack: &ctx.stack,
     };
     let (mut inv, settle) = invariants::check(&verdict).await;
     if plan.scenario == "ws-churn" {

@@ -412,6 +412,46 @@ impl KafkaBus {
         Ok(())
     }
 
+    /// The offset of the first record a fetch from `offset` returns on
+    /// `topic`'s `partition` within `timeout`, or `None` when none came.
+    /// For diagnosis: a group whose committed offset trails the partition's
+    /// end but finds nothing there is not behind any record it can read.
+    /// Reads outside any group (an assignment), commits nothing.
+    pub async fn first_offset_from(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        timeout: Duration,
+    ) -> Result<Option<i64>, EventError> {
+        let consumer: BaseConsumer = self
+            .settings
+            .base()
+            .set("group.id", "shopstream-diagnosis")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .map_err(broker_err)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .map_err(broker_err)?;
+        consumer.assign(&tpl).map_err(broker_err)?;
+        tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + timeout;
+            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                match consumer.poll(left.min(Duration::from_millis(200))) {
+                    Some(Ok(m)) => return Ok(Some(m.offset())),
+                    Some(Err(e)) => return Err(broker_err(e)),
+                    None => {}
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(|e| EventError::Broker(e.to_string()))?
+    }
+
     /// Wait until the broker answers a metadata request.
     pub async fn ping(&self, timeout: Duration) -> Result<(), EventError> {
         let producer = self.producer.clone();
