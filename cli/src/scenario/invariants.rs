@@ -245,7 +245,11 @@ pub async fn check(i: &Inputs<'_>) -> (Vec<Invariant>, Duration) {
             ),
             (Some((t, groups)), _) if *t > 0 => format!(
                 "lag {t}: {}; {}",
-                groups.join(", "),
+                groups
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 lag_evidence(i.stack, groups).await
             ),
             _ => format!("stale in the index: {}", first(&stale)),
@@ -330,12 +334,30 @@ async fn orders_of_run(i: &Inputs<'_>) -> Result<Vec<Order>, String> {
     Ok(out)
 }
 
+/// A consumer group behind on a topic, as its service's `/metrics` says.
+pub(super) struct Lagging {
+    service: &'static str,
+    group: String,
+    topic: String,
+    lag: u64,
+}
+
+impl std::fmt::Display for Lagging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: group {} on {}: {}",
+            self.service, self.group, self.topic, self.lag
+        )
+    }
+}
+
 /// The summed `shopstream_consumer_lag` of every service and the groups
 /// that lag; `None` when no service exposes the series.
 pub(super) async fn consumer_lag(
     http: &reqwest::Client,
     base_port: u16,
-) -> Option<(u64, Vec<String>)> {
+) -> Option<(u64, Vec<Lagging>)> {
     let mut seen = false;
     let (mut total, mut groups) = (0u64, Vec::new());
     for name in SERVICE_NAMES {
@@ -346,19 +368,20 @@ pub(super) async fn consumer_lag(
             continue;
         };
         let text = r.text().await.unwrap_or_default();
-        for line in text
-            .lines()
-            .filter(|l| l.starts_with("shopstream_consumer_lag{"))
+        for sample in shopstream_dash::prom::parse(&text)
+            .into_iter()
+            .filter(|s| s.name == "shopstream_consumer_lag")
         {
             seen = true;
-            let v = line
-                .rsplit(' ')
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0);
-            if v > 0.0 {
-                total += v as u64;
-                groups.push(format!("{name}: {line}"));
+            if sample.value > 0.0 {
+                let lag = sample.value as u64;
+                total += lag;
+                groups.push(Lagging {
+                    service: name,
+                    group: sample.label("group").unwrap_or_default().to_string(),
+                    topic: sample.label("topic").unwrap_or_default().to_string(),
+                    lag,
+                });
             }
         }
     }
@@ -371,13 +394,7 @@ pub(super) async fn consumer_lag(
 /// then the service's last warnings. The gauges alone cannot tell apart a
 /// stale reading, records never consumed, offsets never committed, and a
 /// partition whose stated end lies beyond its last readable record.
-/// `lagging` holds `service: gauge line` entries of [`consumer_lag`].
-async fn lag_evidence(stack: &shopstream_runtime::stack::Stack, lagging: &[String]) -> String {
-    fn label<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-        let start = line.find(&format!("{key}=\""))? + key.len() + 2;
-        let end = line[start..].find('"')? + start;
-        Some(&line[start..end])
-    }
+async fn lag_evidence(stack: &shopstream_runtime::stack::Stack, lagging: &[Lagging]) -> String {
     let bus = match KafkaSettings::from_env(&stack.endpoints().kafka_brokers)
         .map_err(|e| e.to_string())
         .and_then(|s| KafkaBus::new(s).map_err(|e| e.to_string()))
@@ -386,17 +403,17 @@ async fn lag_evidence(stack: &shopstream_runtime::stack::Stack, lagging: &[Strin
         Err(e) => return format!("the broker could not be asked: {e}"),
     };
     let mut out = Vec::new();
-    for entry in lagging {
-        let Some((service, line)) = entry.split_once(": ") else {
-            continue;
-        };
-        let (Some(group), Some(topic)) = (label(line, "group"), label(line, "topic")) else {
-            continue;
-        };
+    for Lagging {
+        service,
+        group,
+        topic,
+        ..
+    } in lagging
+    {
         let mut parts = Vec::new();
         match tokio::time::timeout(
             Duration::from_secs(10),
-            bus.lag(group, &[topic.to_string()]),
+            bus.lag(group, std::slice::from_ref(topic)),
         )
         .await
         {
