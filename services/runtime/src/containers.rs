@@ -31,7 +31,7 @@ use testcontainers::{
 };
 use testcontainers_modules::{postgres::Postgres, redis::Redis, scylladb::ScyllaDB};
 
-use crate::{Kind, docker};
+use crate::{Kind, components::temporal_dev_settings_args, docker};
 
 /// Label every container of one stack carries: the stack's project name.
 pub const STACK_LABEL: &str = "io.shopstream.stack";
@@ -278,14 +278,14 @@ impl Containers {
                     "/home/temporal/temporal.db",
                     "--log-level",
                     "warn",
-                    "--dynamic-config-value",
-                    "frontend.enableServerVersionCheck=false",
                     "--sqlite-pragma",
                     "journal_mode=wal",
                     "--sqlite-pragma",
                     "synchronous=normal",
                 ]
-                .map(String::from),
+                .map(String::from)
+                .into_iter()
+                .chain(temporal_dev_settings_args()),
             )
             .with_health_check(
                 Healthcheck::cmd([
@@ -679,6 +679,32 @@ mod tests {
         }
         assert_eq!(opensearch_port(&Ports::DEV), 19200);
         assert_eq!(scylla_port(&Ports::DEV), 19042);
+    }
+
+    #[test]
+    fn compose_runs_temporal_with_the_same_dev_settings() {
+        let compose = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../compose/compose.yaml"),
+        )
+        .expect("compose/compose.yaml");
+        let cmd = spec(&dev(), "temporal").cmd;
+        for setting in crate::components::TEMPORAL_DEV_SETTINGS {
+            assert!(
+                cmd.windows(2)
+                    .any(|w| w == ["--dynamic-config-value", *setting]),
+                "{setting} missing from {cmd:?}"
+            );
+            // compose.yaml quotes a value with quotes in it: 'k="v"'.
+            let line = if setting.contains('"') {
+                format!("- '{setting}'\n")
+            } else {
+                format!("- {setting}\n")
+            };
+            assert!(
+                compose.contains(&line),
+                "compose/compose.yaml's temporal lacks {line:?}"
+            );
+        }
     }
 
     #[test]
