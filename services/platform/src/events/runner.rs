@@ -36,6 +36,11 @@ use crate::{faults, metrics::Metrics};
 pub const STALL_AFTER: Duration = Duration::from_secs(20);
 /// How often the runner reads its group's lag (the detector and `/metrics`).
 pub const LAG_REFRESH: Duration = Duration::from_secs(5);
+/// While the group is caught up and no record arrives, the lag is read less
+/// often, the wait doubling up to this many times `lag_refresh` (20 s by
+/// default); a record arriving brings the wait back to `lag_refresh`. At
+/// rest these reads were most of what the stack asked the broker (ADR 0017).
+pub const LAG_REFRESH_IDLE_MAX: u32 = 4;
 /// Bound on one lag read.
 pub const LAG_TIMEOUT: Duration = Duration::from_secs(10);
 /// This many restarts within [`RESTART_WINDOW`], with no record since the
@@ -215,6 +220,9 @@ struct HealthInner {
     restarts: Family<ReasonLabels, Counter>,
     stalls: Family<ReasonLabels, Counter>,
     state: Mutex<HealthState>,
+    /// Notified on every record received (the lag reader's cue to read at
+    /// the usual pace again).
+    arrived: tokio::sync::Notify,
 }
 
 /// A consumer's health as its runner sees it, shared with the service:
@@ -269,6 +277,7 @@ impl ConsumerHealth {
                 restarts: Family::default(),
                 stalls: Family::default(),
                 state: Mutex::new(HealthState::default()),
+                arrived: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -369,6 +378,8 @@ impl ConsumerHealth {
         if st.stalled.take().is_some() {
             tracing::info!(group = %self.inner.group, "consumer progresses again");
         }
+        drop(st);
+        self.inner.arrived.notify_one();
     }
 
     fn held(&self, by: Option<&'static str>) {
@@ -566,23 +577,51 @@ pub async fn run(
 /// long as it is polled.
 async fn watch_lag(bus: &dyn EventBus, cfg: &RunnerConfig) -> std::convert::Infallible {
     let mut failing = false;
+    let mut wait = cfg.lag_refresh;
     loop {
-        match tokio::time::timeout(LAG_TIMEOUT, bus.lag(&cfg.group, &cfg.topics)).await {
+        let read_at = Instant::now();
+        let caught_up = match tokio::time::timeout(LAG_TIMEOUT, bus.lag(&cfg.group, &cfg.topics))
+            .await
+        {
             Ok(Ok(lag)) => {
                 cfg.health.lag_read(&lag, &cfg.topics);
                 failing = false;
+                lag.total() == 0
             }
-            Ok(Err(e)) if !failing => {
-                tracing::warn!(group = %cfg.group, error = %e, "reading the consumer group's lag failed");
+            Ok(Err(e)) => {
+                if !failing {
+                    tracing::warn!(group = %cfg.group, error = %e, "reading the consumer group's lag failed");
+                }
                 failing = true;
+                false
             }
-            Err(_) if !failing => {
-                tracing::warn!(group = %cfg.group, timeout_s = LAG_TIMEOUT.as_secs(), "reading the consumer group's lag timed out");
+            Err(_) => {
+                if !failing {
+                    tracing::warn!(group = %cfg.group, timeout_s = LAG_TIMEOUT.as_secs(), "reading the consumer group's lag timed out");
+                }
                 failing = true;
+                false
             }
-            _ => {}
+        };
+        wait = next_lag_wait(wait, caught_up, cfg.lag_refresh);
+        tokio::select! {
+            () = tokio::time::sleep_until(read_at + wait) => {}
+            // A record since the last read (or during this wait): the usual pace.
+            () = cfg.health.inner.arrived.notified() => {
+                wait = cfg.lag_refresh;
+                tokio::time::sleep_until(read_at + wait).await;
+            }
         }
-        tokio::time::sleep(cfg.lag_refresh).await;
+    }
+}
+
+/// The wait before the next lag read: doubling while the group is caught
+/// up, up to [`LAG_REFRESH_IDLE_MAX`] times `refresh`; `refresh` otherwise.
+fn next_lag_wait(wait: Duration, caught_up: bool, refresh: Duration) -> Duration {
+    if caught_up {
+        (wait * 2).min(refresh * LAG_REFRESH_IDLE_MAX)
+    } else {
+        refresh
     }
 }
 
@@ -822,6 +861,7 @@ mod tests {
         inner: MemoryBus,
         deaf: AtomicU32,
         refuse: AtomicU32,
+        lag_reads: AtomicU32,
     }
 
     struct Deaf;
@@ -868,6 +908,7 @@ mod tests {
             self.inner.subscribe(group, topics).await
         }
         async fn lag(&self, group: &str, topics: &[String]) -> Result<GroupLag, EventError> {
+            self.lag_reads.fetch_add(1, Ordering::SeqCst);
             self.inner.lag(group, topics).await
         }
     }
@@ -877,6 +918,7 @@ mod tests {
             inner: inner.clone(),
             deaf: AtomicU32::new(deaf),
             refuse: AtomicU32::new(refuse),
+            lag_reads: AtomicU32::new(0),
         })
     }
 
@@ -1031,6 +1073,45 @@ mod tests {
             0,
             "all acknowledged"
         );
+    }
+
+    #[test]
+    fn the_lag_wait_doubles_while_caught_up_and_is_capped() {
+        let r = LAG_REFRESH;
+        assert_eq!(next_lag_wait(r, true, r), r * 2);
+        assert_eq!(next_lag_wait(r * 2, true, r), r * 4);
+        assert_eq!(next_lag_wait(r * 4, true, r), r * LAG_REFRESH_IDLE_MAX);
+        assert_eq!(next_lag_wait(r * 4, false, r), r, "behind: the usual pace");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_group_reads_its_lag_less_often_and_records_bring_the_pace_back() {
+        let mem = MemoryBus::new();
+        let bus = flaky(&mem, 0, 0);
+        let handler = Arc::new(Counting::default());
+        let (stop, task) = start(bus.clone(), handler.clone(), RunnerConfig::new("g", &["t"]));
+        let reads = || bus.lag_reads.load(Ordering::SeqCst);
+
+        // At rest for 100 s: reads at 0, 10, 30, 50, 70 and 90 s (every
+        // 5 s would be 20 reads).
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        let idle = reads();
+        assert!((5..=7).contains(&idle), "{idle} lag reads in 100 s at rest");
+
+        // A record a second for 30 s: back to a read every 5 s or so (at
+        // the idle pace it would be one or two).
+        for i in 0..30 {
+            publish(&mem, "t", 1).await;
+            until("handled", || {
+                handler.handled.load(Ordering::SeqCst) == i + 1
+            })
+            .await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let busy = reads() - idle;
+        assert!(busy >= 5, "{busy} lag reads in 30 s of records");
+        stop.cancel();
+        task.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
