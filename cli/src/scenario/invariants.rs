@@ -25,6 +25,7 @@ use shopstream_proto::{
         ListOrdersRequest, Order, OrderState, orders_service_client::OrdersServiceClient,
     },
 };
+use tonic::transport::Channel;
 
 use super::{
     journeys::Shared,
@@ -65,15 +66,17 @@ pub async fn check(i: &Inputs<'_>) -> (Vec<Invariant>, Duration) {
     // index equal to the catalog, and orders, payments, the provider and
     // analytics agreeing about each order's money. The last is asked
     // directly because a lag of 0 on `/metrics` does not prove it: each
-    // runner refreshes its gauge every few seconds (`LAG_REFRESH`), so a
-    // gauge read right after the load can still say 0 from before it (a CI
-    // run's demo judged analytics 1 s after its flash sale that way).
+    // runner refreshes its gauge only every few seconds (`LAG_REFRESH`, up
+    // to 20 s while caught up), so a gauge read right after the load can
+    // still say 0 from before it (a CI run's demo judged analytics 1 s
+    // after its flash sale that way).
+    let catalog = catalog_client(i);
     let mut last = (Vec::new(), None, Vec::new(), Err(String::new()));
     while started.elapsed() < super::SETTLE_MAX {
         let orders = orders_of_run(i).await.unwrap_or_default();
         let open = orders.iter().filter(|o| !terminal(o)).count();
         let lag = consumer_lag(i.http, ports.services).await;
-        let stale = stale_projections(i).await;
+        let stale = stale_projections(i, &catalog).await;
         let money = money_disagreements(i, &orders).await;
         let settled = open == 0
             && lag.as_ref().is_none_or(|(total, _)| *total == 0)
@@ -441,17 +444,14 @@ async fn lag_evidence(stack: &shopstream_runtime::stack::Stack, lagging: &[Laggi
             }
         }
         let warnings = shopstream_runtime::components::Kind::parse(service)
-            .and_then(|k| std::fs::read_to_string(stack.log_path(k)).ok())
-            .map(|log| {
-                let lines: Vec<&str> = log
-                    .lines()
-                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-                    .collect();
-                lines[lines.len().saturating_sub(5)..]
-                    .iter()
-                    .map(|l| l.chars().take(300).collect::<String>())
-                    .collect::<Vec<_>>()
-                    .join(" | ")
+            .map(|k| {
+                shopstream_runtime::stack::tail_matching(&stack.log_path(k), 5, |l| {
+                    l.contains("WARN") || l.contains("ERROR")
+                })
+                .iter()
+                .map(|l| l.chars().take(300).collect::<String>())
+                .collect::<Vec<_>>()
+                .join(" | ")
             })
             .unwrap_or_default();
         out.push(format!(
@@ -467,22 +467,29 @@ async fn lag_evidence(stack: &shopstream_runtime::stack::Stack, lagging: &[Laggi
     out.join(" || ")
 }
 
+/// A client of catalog's gRPC API, one channel for the whole settle.
+fn catalog_client(i: &Inputs<'_>) -> Result<CatalogServiceClient<Channel>, String> {
+    let url = service_addrs("catalog", i.stack.ports().services)
+        .map(|(_, grpc)| format!("http://{grpc}"))
+        .ok_or_else(|| "no catalog address".to_string())?;
+    channel(&url, Duration::from_secs(2), Duration::from_secs(5))
+        .map(CatalogServiceClient::new)
+        .map_err(|e| e.to_string())
+}
+
 /// Products of the run whose indexed version differs from the catalog's.
 /// The catalog's version comes from the catalog service itself, not
 /// through the gateway: a product read at the gateway is a shopper's view
 /// and publishes an `analytics.raw` event, so a verdict asking every second
 /// kept analytics' and the feed's groups a few records behind for the
 /// whole settle (the lag it judges was the verdict's own).
-async fn stale_projections(i: &Inputs<'_>) -> Vec<String> {
+async fn stale_projections(
+    i: &Inputs<'_>,
+    catalog: &Result<CatalogServiceClient<Channel>, String>,
+) -> Vec<String> {
     let mut out = Vec::new();
-    let catalog_grpc = service_addrs("catalog", i.stack.ports().services)
-        .map(|(_, grpc)| format!("http://{grpc}"))
-        .ok_or_else(|| "no catalog address".to_string())
-        .and_then(|url| {
-            channel(&url, Duration::from_secs(2), Duration::from_secs(5)).map_err(|e| e.to_string())
-        });
-    let mut catalog = match catalog_grpc {
-        Ok(ch) => CatalogServiceClient::new(ch),
+    let mut catalog = match catalog {
+        Ok(c) => c.clone(),
         Err(e) => return vec![format!("catalog unreachable ({e})")],
     };
     for (product, _) in &i.shared.lines {

@@ -677,7 +677,16 @@ async fn http_ready(url: &str) -> Result<(), String> {
 
 /// The last `n` lines of a file.
 pub fn tail(path: &Path, n: usize) -> String {
+    tail_matching(path, n, |_| true).join("\n")
+}
+
+/// The last `n` lines of the file at `path` that `keep` accepts (none when
+/// it cannot be read).
+pub fn tail_matching(path: &Path, n: usize, keep: impl Fn(&str) -> bool) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    let lines: Vec<&str> = text.lines().filter(|l| keep(l)).collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
 }

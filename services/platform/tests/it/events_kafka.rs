@@ -192,6 +192,48 @@ async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool)
 /// every few milliseconds. A record published afterwards still arrives,
 /// woken by the doorbell alone (the safety check is an hour away), and a
 /// ring for another topic does not wake it.
+/// `first_offset_from`, the scenario verdict's evidence when a group still
+/// lags: a fetch from an offset inside a published batch returns that
+/// record, and a fetch from the end returns nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fetch_from_an_offset_returns_that_record_and_nothing_past_the_end() {
+    let stack = testkit::stack().await;
+    let bus =
+        KafkaBus::new(KafkaSettings::from_env(&stack.endpoints.kafka_brokers).unwrap()).unwrap();
+    let topic = testkit::unique("it_first_offset");
+    bus.ensure_topic(&topic, 1).await.unwrap();
+    let events: Vec<Envelope> = (0..5)
+        .map(|i| {
+            Envelope::new(
+                "test.event",
+                1,
+                "default",
+                "k",
+                &serde_json::json!({ "n": i }),
+                &SystemClock,
+                &SystemIdGen,
+            )
+            .unwrap()
+        })
+        .collect();
+    bus.publish_batch(&topic, &events).await.unwrap();
+    let wait = Duration::from_secs(10);
+    for from in [0, 3, 4] {
+        assert_eq!(
+            bus.first_offset_from(&topic, 0, from, wait).await.unwrap(),
+            Some(from),
+            "a fetch from {from}"
+        );
+    }
+    assert_eq!(
+        bus.first_offset_from(&topic, 0, 5, Duration::from_secs(2))
+            .await
+            .unwrap(),
+        None,
+        "nothing past the end"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_consumer_on_the_doorbell_does_not_ask_the_broker_for_nothing() {
     use shopstream_platform::events::doorbell::Doorbell;
