@@ -227,7 +227,8 @@ struct HealthInner {
 
 /// A consumer's health as its runner sees it, shared with the service:
 /// `shopstream_consumer_lag{group,topic}` (records behind, summed over
-/// partitions, refreshed every [`LAG_REFRESH`]),
+/// partitions, refreshed every [`LAG_REFRESH`] while records arrive and up
+/// to [`LAG_REFRESH_IDLE_MAX`] times less often while caught up),
 /// `shopstream_consumer_restarts_total{group,reason}` (`stalled`, `fault`,
 /// `bus`, `dedupe`), `shopstream_consumer_stalls_total{group,reason}`
 /// (`stalled`, `fault`), and a readiness check ([`ConsumerHealth::status`]).
