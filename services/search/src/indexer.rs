@@ -105,10 +105,7 @@ impl Indexer {
                     doc.version, ev.product_id, ev.version
                 )));
             }
-            Some(doc) => ProductDoc {
-                commit_ts_ms: ev.commit_ts_ms,
-                ..doc
-            },
+            Some(doc) => with_commit_ts(doc, ev),
             None => ProductDoc::tombstone(tenant, &ev.product_id, ev.version, ev.commit_ts_ms),
         };
         let deleted = doc.deleted;
@@ -119,6 +116,23 @@ impl Indexer {
             (Applied::Written, false) => "written",
         });
         Ok(applied)
+    }
+}
+
+/// The catalog's current product, to index for `ev`, with the event's
+/// commit time only when it is the event's version. When the catalog is
+/// already past it (another edit came after), the newer version's commit
+/// time is not known here, and the event's would make that version look
+/// older than it is: its commit → searchable would include the time between
+/// the two edits (the cdc-latency lab's 500–1000 ms tail).
+fn with_commit_ts(doc: ProductDoc, ev: &ProductEvent) -> ProductDoc {
+    ProductDoc {
+        commit_ts_ms: if doc.version == ev.version {
+            ev.commit_ts_ms
+        } else {
+            None
+        },
+        ..doc
     }
 }
 
@@ -147,6 +161,28 @@ impl Handler for Indexer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_newer_catalog_version_is_not_stamped_with_an_older_commit_time() {
+        let ev = ProductEvent {
+            tenant_id: None,
+            product_id: "p".into(),
+            version: 5,
+            op: event::Op::Update,
+            commit_ts_ms: Some(1_000),
+            kind: None,
+        };
+        let at = |version| ProductDoc {
+            version,
+            ..ProductDoc::default()
+        };
+        assert_eq!(with_commit_ts(at(5), &ev).commit_ts_ms, Some(1_000));
+        assert_eq!(
+            with_commit_ts(at(6), &ev).commit_ts_ms,
+            None,
+            "version 6 was committed after 1,000 ms, at a time this event does not carry"
+        );
+    }
 
     #[test]
     fn search_indexing_stalled_holds_the_indexer_only_while_set_for_search() {

@@ -58,6 +58,8 @@ pub struct SearchMetrics {
     pub commit_to_searchable: Histogram,
     /// `shopstream_search_index_writes_total{outcome}`.
     pub index_writes: Family<OutcomeLabels, Counter>,
+    /// `shopstream_search_index_commit_seconds` (the Tantivy backend only).
+    pub index_commit: Histogram,
 }
 
 impl std::fmt::Debug for SearchMetrics {
@@ -73,6 +75,15 @@ impl SearchMetrics {
             prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 14),
         );
         let index_writes = Family::<OutcomeLabels, Counter>::default();
+        // 1 ms .. ~8 s
+        let index_commit = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 14),
+        );
+        metrics.register(
+            "search_index_commit_seconds",
+            "One index commit: the writer's commit and the reader's reload (Tantivy)",
+            index_commit.clone(),
+        );
         metrics.register(
             "search_commit_to_searchable_seconds",
             "Catalog commit (CDC event) to searchable in the index",
@@ -86,25 +97,33 @@ impl SearchMetrics {
         SearchMetrics {
             commit_to_searchable,
             index_writes,
+            index_commit,
         }
     }
 }
 
-/// Open the configured index backend.
+/// Open the configured index backend, reporting to `metrics` if given.
 pub async fn open_index(
     cfg: &Config,
-    latency: Option<Histogram>,
+    metrics: Option<&SearchMetrics>,
 ) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    let latency = metrics.map(|m| m.commit_to_searchable.clone());
     Ok(match &cfg.backend {
-        Backend::Tantivy { index_dir } => Arc::new(TantivyIndex::open(
-            index_dir,
-            TantivySettings {
-                commit_interval: cfg.commit_interval,
-                commit_batch_docs: cfg.commit_batch_docs,
-            },
-            Arc::new(SystemClock),
-            latency,
-        )?),
+        Backend::Tantivy { index_dir } => {
+            let index = TantivyIndex::open(
+                index_dir,
+                TantivySettings {
+                    commit_interval: cfg.commit_interval,
+                    commit_batch_docs: cfg.commit_batch_docs,
+                },
+                Arc::new(SystemClock),
+                latency,
+            )?;
+            if let Some(m) = metrics {
+                index.observe_commits(m.index_commit.clone());
+            }
+            Arc::new(index)
+        }
         Backend::OpenSearch { url, index } => {
             Arc::new(OpenSearchIndex::connect(url, index, Arc::new(SystemClock), latency).await?)
         }
@@ -144,7 +163,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let svc = Service::new(&cfg.service);
     let metrics = SearchMetrics::register(svc.metrics());
-    let index = open_index(&cfg, Some(metrics.commit_to_searchable.clone())).await?;
+    let index = open_index(&cfg, Some(&metrics)).await?;
     let catalog = catalog_client(&cfg)?;
     let bus = KafkaBus::connect(&cfg.service.endpoints)?;
     bus.ensure_topic(&cfg.topic, TOPIC_PARTITIONS).await?;

@@ -140,6 +140,9 @@ struct Inner {
     settings: TantivySettings,
     clock: Arc<dyn Clock>,
     latency: Option<Histogram>,
+    /// Seconds each commit took (the writer's commit and the reader's
+    /// reload), once [`TantivyIndex::observe_commits`] set it.
+    commit_seconds: std::sync::OnceLock<Histogram>,
 }
 
 /// The Tantivy adapter. Cheap to clone; the committer task stops when the
@@ -191,9 +194,16 @@ impl TantivyIndex {
             settings,
             clock,
             latency,
+            commit_seconds: std::sync::OnceLock::new(),
         });
         tokio::spawn(committer(Arc::downgrade(&inner), inner.staged.clone()));
         Ok(TantivyIndex { inner })
+    }
+
+    /// Observe how long each commit takes (writer commit and reader reload)
+    /// in `h`; the first histogram given is kept.
+    pub fn observe_commits(&self, h: Histogram) {
+        let _ = self.inner.commit_seconds.set(h);
     }
 }
 
@@ -286,8 +296,12 @@ fn commit(inner: &Inner) -> Result<usize, IndexError> {
     if st.pending.is_empty() {
         return Ok(0);
     }
+    let started = std::time::Instant::now();
     st.writer.commit().map_err(backend)?;
     inner.reader.reload().map_err(backend)?;
+    if let Some(h) = inner.commit_seconds.get() {
+        h.observe(started.elapsed().as_secs_f64());
+    }
     let searcher = inner.reader.searcher();
     let now = inner.clock.now_ms();
     let pending = std::mem::take(&mut st.pending);
