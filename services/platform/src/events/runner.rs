@@ -1093,24 +1093,27 @@ mod tests {
         let (stop, task) = start(bus.clone(), handler.clone(), RunnerConfig::new("g", &["t"]));
         let reads = || bus.lag_reads.load(Ordering::SeqCst);
 
-        // At rest for 100 s: reads at 0, 10, 30, 50, 70 and 90 s (every
-        // 5 s would be 20 reads).
-        tokio::time::sleep(Duration::from_secs(100)).await;
-        let idle = reads();
-        assert!((5..=7).contains(&idle), "{idle} lag reads in 100 s at rest");
+        // At rest the reads come at 0, 10, 30, 50, 70 and 90 s: the sixth
+        // takes about 90 s (at every 5 s it would take 25 s).
+        let started = Instant::now();
+        until("six lag reads", || reads() >= 6).await;
+        let idle = started.elapsed();
+        assert!(
+            idle >= Duration::from_secs(85),
+            "six reads at rest took only {idle:?}"
+        );
 
-        // A record a second for 30 s: back to a read every 5 s or so (at
-        // the idle pace it would be one or two).
-        for i in 0..30 {
-            publish(&mem, "t", 1).await;
-            until("handled", || {
-                handler.handled.load(Ordering::SeqCst) == i + 1
-            })
-            .await;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        let busy = reads() - idle;
-        assert!(busy >= 5, "{busy} lag reads in 30 s of records");
+        // A record brings the usual pace back: the next read comes within
+        // `lag_refresh` of the last, not 20 s after it.
+        publish(&mem, "t", 1).await;
+        let published = Instant::now();
+        until("handled", || handler.handled.load(Ordering::SeqCst) == 1).await;
+        until("the read after the record", || reads() >= 7).await;
+        let next = published.elapsed();
+        assert!(
+            next <= LAG_REFRESH,
+            "the read after a record came {next:?} later"
+        );
         stop.cancel();
         task.await.unwrap();
     }
