@@ -120,19 +120,52 @@ fn subject_of(token: &str) -> Option<String> {
     v["sub"].as_str().map(str::to_owned)
 }
 
-/// (product_id, first sku_id) of up to `n` products.
+/// How long [`products`] keeps asking while the gateway answers 5xx or does
+/// not answer: the catalog may be briefly unavailable right after a
+/// scenario's faults (CI once saw the next run begin inside that moment).
+const PRODUCTS_PATIENCE: Duration = Duration::from_secs(20);
+
+/// (product_id, first sku_id) of up to `n` products. A 5xx or a transport
+/// error is asked again, backing off, for up to [`PRODUCTS_PATIENCE`]; a
+/// page that cannot be had is an error naming the answer, never an empty
+/// list (which callers report as "the catalog is empty").
 pub(crate) async fn products(
     client: &reqwest::Client,
     base: &str,
     n: usize,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let page: serde_json::Value = client
-        .get(format!("{base}/products?limit={n}"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok(page["items"]
+    let url = format!("{base}/products?limit={n}");
+    let deadline = Instant::now() + PRODUCTS_PATIENCE;
+    let mut wait = Duration::from_millis(200);
+    let page: serde_json::Value = loop {
+        let failure = match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => break r.json().await?,
+            Ok(r) => {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                let failure = anyhow::anyhow!("GET {url} answered {status}: {body}");
+                if !status.is_server_error() {
+                    return Err(failure);
+                }
+                failure
+            }
+            Err(e) => anyhow::Error::new(e).context(format!("GET {url}")),
+        };
+        if Instant::now() + wait > deadline {
+            return Err(failure.context(format!(
+                "the catalog's products could not be listed for {} s",
+                PRODUCTS_PATIENCE.as_secs()
+            )));
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
+    };
+    Ok(parse_products(&page))
+}
+
+/// (product_id, first sku_id) of each product on a `GET /products` page.
+fn parse_products(page: &serde_json::Value) -> Vec<(String, String)> {
+    page["items"]
         .as_array()
         .map(|a| {
             a.iter()
@@ -144,7 +177,7 @@ pub(crate) async fn products(
                 })
                 .collect()
         })
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// A buyer, 20 products, and `stock` units available of each.
@@ -371,4 +404,65 @@ pub async fn flash_sale(
             oversold,
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A gateway that answers each connection with the next of `answers`
+    /// (status line and body), one request per connection.
+    async fn gateway(answers: Vec<(&'static str, &'static str)>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            for (status, body) in answers {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                conn.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        base
+    }
+
+    const PAGE: &str = r#"{"items":[{"id":"p1","skus":[{"id":"s1"}]},{"id":"p2","skus":[]}]}"#;
+
+    #[tokio::test]
+    async fn a_briefly_unavailable_catalog_is_asked_again() {
+        let base = gateway(vec![
+            (
+                "503 Service Unavailable",
+                r#"{"title":"catalog is unavailable"}"#,
+            ),
+            ("504 Gateway Timeout", "{}"),
+            ("200 OK", PAGE),
+        ])
+        .await;
+        let got = products(&reqwest::Client::new(), &base, 2).await.unwrap();
+        assert_eq!(got, vec![("p1".to_string(), "s1".to_string())]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_list_is_an_error_naming_the_answer_not_an_empty_catalog() {
+        let base = gateway(vec![(
+            "422 Unprocessable Entity",
+            r#"{"title":"invalid limit"}"#,
+        )])
+        .await;
+        let err = products(&reqwest::Client::new(), &base, 500)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("422") && err.contains("invalid limit"),
+            "{err}"
+        );
+    }
 }

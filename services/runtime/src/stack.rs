@@ -690,3 +690,24 @@ pub fn tail_matching(path: &Path, n: usize, keep: impl Fn(&str) -> bool) -> Vec<
         .map(|l| l.to_string())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_matching_lines_in_order() {
+        let path = std::env::temp_dir().join(format!("ss-tail-{:x}.log", rand::random::<u64>()));
+        std::fs::write(&path, "INFO a\nWARN b\nINFO c\nERROR d\nWARN e\nINFO f\n").unwrap();
+        let loud = |l: &str| l.starts_with("WARN") || l.starts_with("ERROR");
+        assert_eq!(tail_matching(&path, 2, loud), ["ERROR d", "WARN e"]);
+        assert_eq!(
+            tail_matching(&path, 9, loud),
+            ["WARN b", "ERROR d", "WARN e"]
+        );
+        assert_eq!(tail(&path, 2), "WARN e\nINFO f");
+        std::fs::remove_file(&path).unwrap();
+        // A file that cannot be read has no lines.
+        assert!(tail_matching(&path, 3, |_| true).is_empty());
+    }
+}

@@ -141,7 +141,9 @@ impl KafkaSettings {
 
     /// [`KafkaSettings::new`] with `SHOPSTREAM_KAFKA_BATCH_NUM_MESSAGES` and
     /// `SHOPSTREAM_KAFKA_FETCH_WAIT_MAX_MS` applied (a real Kafka wants
-    /// batching), and `SHOPSTREAM_KAFKA_DEBUG` (librdkafka's `debug`).
+    /// batching), `SHOPSTREAM_KAFKA_COMMIT_INTERVAL_MS` (how often a busy
+    /// consumer commits; a knob for measuring the broker's load) and
+    /// `SHOPSTREAM_KAFKA_DEBUG` (librdkafka's `debug`).
     pub fn from_env(brokers: &str) -> Result<KafkaSettings, crate::config::ConfigError> {
         let d = KafkaSettings::new(brokers);
         Ok(KafkaSettings {
@@ -153,6 +155,10 @@ impl KafkaSettings {
                 "SHOPSTREAM_KAFKA_FETCH_WAIT_MAX_MS",
                 d.fetch_wait_max_ms,
             )?,
+            commit_interval: Duration::from_millis(crate::config::env_parse(
+                "SHOPSTREAM_KAFKA_COMMIT_INTERVAL_MS",
+                d.commit_interval.as_millis() as u64,
+            )?),
             debug: std::env::var("SHOPSTREAM_KAFKA_DEBUG")
                 .ok()
                 .filter(|v| !v.is_empty()),
