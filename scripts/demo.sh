@@ -9,9 +9,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/bootstrap.sh
-echo "== build"
+echo "== build (tansu, the broker, builds alongside it once; its log: target/install-broker.log)"
+mkdir -p target
+scripts/install-broker.sh "$PWD/target/install-broker.log" &
+broker_install=$!
 cargo build -p shopstream
 bin=target/debug/shopstream
+wait "$broker_install" || echo "tansu's build failed (target/install-broker.log); doctor --fix tries again"
 "$bin" doctor --fix
 echo "== up"
 "$bin" up

