@@ -19,7 +19,7 @@ use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 use shopstream_platform::{
     clock::{Clock, SystemClock},
-    config::{ConfigError, ServiceConfig, env_or},
+    config::{ConfigError, ServiceConfig, env_or, env_parse},
     db,
     events::{
         Delivery,
@@ -54,6 +54,8 @@ const TOPIC_PARTITIONS: i32 = 3;
 const MAX_ATTEMPTS: u32 = 8;
 /// Pause before a failed consumer loop starts again.
 const CONSUMER_RESTART_DELAY: Duration = Duration::from_secs(1);
+/// The most events counted in one transaction, by default.
+pub const BATCH_MAX: usize = 128;
 /// How often the closer looks for days to close.
 const CLOSE_TICK: Duration = Duration::from_secs(1);
 
@@ -66,6 +68,10 @@ pub struct Config {
     pub consumer_group: String,
     /// The clock days are closed by (tests move it).
     pub clock: Arc<dyn Clock>,
+    /// The most events counted in one transaction ([`BATCH_MAX`]; 1 counts
+    /// each alone, as before batches: kept so the two can be measured
+    /// against each other without a rebuild).
+    pub batch_max: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -74,20 +80,24 @@ impl std::fmt::Debug for Config {
             .field("service", &self.service)
             .field("database", &self.database)
             .field("consumer_group", &self.consumer_group)
+            .field("batch_max", &self.batch_max)
             .finish_non_exhaustive()
     }
 }
 
 impl Config {
     /// `SHOPSTREAM_ANALYTICS_DATABASE` (default `analytics`),
-    /// `SHOPSTREAM_ANALYTICS_GROUP` (default `analytics`) and the shared
-    /// variables of [`ServiceConfig::from_env`]; the system clock.
+    /// `SHOPSTREAM_ANALYTICS_GROUP` (default `analytics`),
+    /// `SHOPSTREAM_ANALYTICS_BATCH_MAX` (default [`BATCH_MAX`], at least 1)
+    /// and the shared variables of [`ServiceConfig::from_env`]; the system
+    /// clock.
     pub fn from_env() -> Result<Config, ConfigError> {
         Ok(Config {
             service: ServiceConfig::from_env("analytics")?,
             database: env_or("SHOPSTREAM_ANALYTICS_DATABASE", "analytics"),
             consumer_group: env_or("SHOPSTREAM_ANALYTICS_GROUP", "analytics"),
             clock: Arc::new(SystemClock),
+            batch_max: env_parse("SHOPSTREAM_ANALYTICS_BATCH_MAX", BATCH_MAX)?.max(1),
         })
     }
 }
@@ -108,7 +118,7 @@ pub struct Undecodable {
 #[derive(Deserialize)]
 struct ActionEvent {
     /// The signed-in user, if any (kept only as the visitor's link, for
-    /// DSARs: see [`store::Rollups::link_visitor`]).
+    /// DSARs: see [`store::Rollups::link_visitors`]).
     #[serde(default)]
     user_id: Option<String>,
     visitor_id: String,
@@ -215,6 +225,8 @@ fn signed_in(event_type: &str, payload: &[u8]) -> Option<(String, String)> {
 /// Counts each event's fact.
 pub struct Count {
     pub rollups: Arc<Rollups>,
+    /// What [`Handler::batch_max`] answers ([`BATCH_MAX`] unless set).
+    pub batch_max: usize,
     counted: Counter,
     duplicates: Counter,
     corrections: Counter,
@@ -241,10 +253,25 @@ impl Count {
         );
         Count {
             rollups,
+            batch_max: BATCH_MAX,
             counted,
             duplicates,
             corrections,
         }
+    }
+}
+
+impl Count {
+    /// Count what recording one fact did.
+    fn note(&self, tenant: &str, recorded: Recorded) {
+        match recorded {
+            Recorded::Counted => self.counted.inc(),
+            Recorded::Duplicate => self.duplicates.inc(),
+            Recorded::Corrected { version } => {
+                tracing::info!(%tenant, version, "late fact corrected a closed day");
+                self.corrections.inc()
+            }
+        };
     }
 }
 
@@ -256,25 +283,74 @@ impl Handler for Count {
             .map_err(|err| HandlerError::Permanent(err.to_string()))?;
         let Some(fact) = fact else { return Ok(()) };
         if let Some((user, visitor)) = signed_in(&e.event_type, &e.payload) {
+            let link = (e.tenant_id.clone(), user, visitor, fact.ts_ms());
             self.rollups
-                .link_visitor(&e.tenant_id, &user, &visitor, fact.ts_ms())
+                .link_visitors(&[link])
                 .await
                 .map_err(|err| HandlerError::Retryable(format!("postgres: {err}")))?;
         }
-        match self
+        let recorded = self
             .rollups
             .record(&e.tenant_id, fact)
             .await
-            .map_err(|err| HandlerError::Retryable(format!("postgres: {err}")))?
-        {
-            Recorded::Counted => self.counted.inc(),
-            Recorded::Duplicate => self.duplicates.inc(),
-            Recorded::Corrected { version } => {
-                tracing::info!(tenant = %e.tenant_id, version, "late fact corrected a closed day");
-                self.corrections.inc()
-            }
-        };
+            .map_err(|err| HandlerError::Retryable(format!("postgres: {err}")))?;
+        self.note(&e.tenant_id, recorded);
         Ok(())
+    }
+
+    /// Facts that need history (orders, refunds) are recorded one at a time,
+    /// in delivery order; the rest (the shoppers' actions: nearly every
+    /// event under load) together, in one transaction, with the visitors'
+    /// links in one statement before it. If that fails nothing of it was
+    /// counted, and each is retried alone.
+    async fn handle_batch(&self, batch: &[&Delivery]) -> Vec<Result<(), HandlerError>> {
+        let mut results: Vec<Option<Result<(), HandlerError>>> = vec![None; batch.len()];
+        let (mut plain, mut at, mut links) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, d) in batch.iter().enumerate() {
+            let e = &d.envelope;
+            match fact_of(&e.event_type, &e.id.to_string(), &e.payload) {
+                Err(err) => results[i] = Some(Err(HandlerError::Permanent(err.to_string()))),
+                Ok(None) => results[i] = Some(Ok(())),
+                Ok(Some(fact)) if store::needs_history(&fact) => {
+                    results[i] = Some(self.handle(d).await)
+                }
+                Ok(Some(fact)) => {
+                    if let Some((user, visitor)) = signed_in(&e.event_type, &e.payload) {
+                        links.push((e.tenant_id.clone(), user, visitor, fact.ts_ms()));
+                    }
+                    plain.push((e.tenant_id.clone(), fact));
+                    at.push(i);
+                }
+            }
+        }
+        if !plain.is_empty() {
+            let recorded = match self.rollups.link_visitors(&links).await {
+                Ok(()) => self.rollups.record_many(&plain).await,
+                Err(err) => Err(err),
+            };
+            match recorded {
+                Ok(recorded) => {
+                    for ((i, (tenant, _)), r) in at.iter().zip(&plain).zip(recorded) {
+                        self.note(tenant, r);
+                        results[*i] = Some(Ok(()));
+                    }
+                }
+                Err(err) => {
+                    let failed = HandlerError::Retryable(format!("postgres: {err}"));
+                    for i in at {
+                        results[i] = Some(Err(failed.clone()));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(HandlerError::Retryable("not handled".into()))))
+            .collect()
+    }
+
+    fn batch_max(&self) -> usize {
+        self.batch_max
     }
 }
 
@@ -306,7 +382,10 @@ pub async fn run(
     // redelivered event inserts nothing and counts nothing (`Recorded::Duplicate`).
     let dedupe = Arc::new(HandlerDedupes);
     let rollups = Arc::new(Rollups::load(pool.clone(), cfg.clock.clone()).await?);
-    let count = Arc::new(Count::new(rollups.clone(), svc.metrics()));
+    let count = Arc::new(Count {
+        batch_max: cfg.batch_max,
+        ..Count::new(rollups.clone(), svc.metrics())
+    });
     let bus = KafkaBus::connect(&cfg.service.endpoints)?;
     let topics = [RAW_TOPIC, ORDER_TOPIC, PAYMENT_TOPIC];
     for topic in topics {

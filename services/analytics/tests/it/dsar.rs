@@ -118,6 +118,7 @@ async fn analytics_passes_the_dsar_contract_over_grpc() {
             service,
             database,
             consumer_group: testkit::unique("it-analytics"),
+            batch_max: shopstream_analytics::BATCH_MAX,
             clock: Arc::new(SystemClock),
         }
     })

@@ -4,6 +4,7 @@
 //! and closes at 00:05 the next day (version 1); a late event corrects the
 //! closed day and bumps its version; bad ranges are refused.
 
+mod batch;
 mod dsar;
 
 use std::{sync::Arc, time::Duration};
@@ -184,6 +185,7 @@ async fn rollups_equal_a_recount_the_day_closes_at_0005_and_a_late_event_correct
             service,
             database: testkit::unique("it_analytics"),
             consumer_group: testkit::unique("it-analytics"),
+            batch_max: shopstream_analytics::BATCH_MAX,
             clock: Arc::new(clock),
         }
     })
