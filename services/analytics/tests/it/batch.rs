@@ -110,6 +110,17 @@ async fn two_days(rollups: &Rollups, tenant: &str) -> Vec<(String, bool, i32, St
         .collect()
 }
 
+/// `ds` to `batched` in one batch and to `single` one at a time; every
+/// delivery handled.
+async fn both(batched: &Count, single: &Count, ds: &[Delivery]) {
+    let refs: Vec<&Delivery> = ds.iter().collect();
+    let results = batched.handle_batch(&refs).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    for d in ds {
+        single.handle(d).await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_counts_what_one_at_a_time_counts_once_and_corrects_closed_days_per_fact() {
     let tenant = testkit::unique("t");
@@ -137,12 +148,7 @@ async fn a_batch_counts_what_one_at_a_time_counts_once_and_corrects_closed_days_
         event(t, "analytics.other", "x", json!({})),
     ];
     let ds = deliveries(&events);
-    let refs: Vec<&Delivery> = ds.iter().collect();
-    let results = batch_count.handle_batch(&refs).await;
-    assert!(results.iter().all(Result::is_ok), "{results:?}");
-    for d in &ds {
-        single_count.handle(d).await.unwrap();
-    }
+    both(&batch_count, &single_count, &ds).await;
     let counted = two_days(&batched, t).await;
     assert_eq!(counted, two_days(&single, t).await);
     assert!(counted[0].3.contains("views: 4"), "{counted:?}");
@@ -153,6 +159,7 @@ async fn a_batch_counts_what_one_at_a_time_counts_once_and_corrects_closed_days_
     }
 
     // The same batch again (a redelivery): nothing more is counted.
+    let refs: Vec<&Delivery> = ds.iter().collect();
     let again = batch_count.handle_batch(&refs).await;
     assert!(again.iter().all(Result::is_ok), "{again:?}");
     assert_eq!(two_days(&batched, t).await, counted);
@@ -169,12 +176,7 @@ async fn a_batch_counts_what_one_at_a_time_counts_once_and_corrects_closed_days_
         view(t, None, "v5", NOON + 2_000),
         view(t, None, "v4", NOON + DAY_MS + 1_000),
     ]);
-    let refs: Vec<&Delivery> = late.iter().collect();
-    let results = batch_count.handle_batch(&refs).await;
-    assert!(results.iter().all(Result::is_ok), "{results:?}");
-    for d in &late {
-        single_count.handle(d).await.unwrap();
-    }
+    both(&batch_count, &single_count, &late).await;
     let corrected = two_days(&batched, t).await;
     assert_eq!(corrected, two_days(&single, t).await);
     assert_eq!((corrected[0].1, corrected[0].2), (true, 3), "{corrected:?}");
