@@ -259,9 +259,7 @@ impl Count {
             corrections,
         }
     }
-}
 
-impl Count {
     /// Count what recording one fact did.
     fn note(&self, tenant: &str, recorded: Recorded) {
         match recorded {

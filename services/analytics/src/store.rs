@@ -269,15 +269,15 @@ impl Rollups {
             .iter()
             .map(|(t, f)| fresh.remove(&(t.clone(), f.id().to_string())))
             .collect();
-        // Late facts: those of a closed day, recounted here with a version
-        // bump per late fact.
-        let mut late: BTreeMap<Key, i32> = BTreeMap::new();
-        for ((tenant, fact), c) in facts.iter().zip(&counted) {
-            if *c {
-                late.entry((tenant.clone(), fact.day())).or_default();
-            }
-        }
-        let (ts, ds): (Vec<&str>, Vec<i32>) = late.keys().map(|(t, d)| (t.as_str(), d.0)).unzip();
+        // The days the new facts fall on, and which of those are closed.
+        let touched: std::collections::BTreeSet<Key> = facts
+            .iter()
+            .zip(&counted)
+            .filter(|(_, c)| **c)
+            .map(|((tenant, fact), _)| (tenant.clone(), fact.day()))
+            .collect();
+        let (ts, ds): (Vec<&str>, Vec<i32>) =
+            touched.iter().map(|(t, d)| (t.as_str(), d.0)).unzip();
         let closed: Vec<(String, i32, i32)> = sqlx::query_as(
             "SELECT d.tenant_id, d.day, d.version FROM daily d
                JOIN unnest($1::text[], $2::int[]) AS k(tenant_id, day)
@@ -293,7 +293,8 @@ impl Rollups {
             .into_iter()
             .map(|(t, d, v)| ((t, Day(d)), v))
             .collect();
-        late.retain(|k, _| closed.contains_key(k));
+        // Late facts (of a closed day) per day: its version goes up by one each.
+        let mut late: BTreeMap<Key, i32> = BTreeMap::new();
         let mut results = Vec::with_capacity(facts.len());
         for ((tenant, fact), c) in facts.iter().zip(&counted) {
             let key = (tenant.clone(), fact.day());
