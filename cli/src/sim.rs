@@ -26,7 +26,7 @@ const USAGE: u8 = 2;
     after_help = "Faults: all (default), none, or a list of partition, loss, latency, \
     crash, skew, webhook, lost-result, provider.\n\
     Bugs (only in a build with --features bug-zoo): reserve-no-idempotency, release-forgotten, \
-    compensation-gives-up, order-key-ignored, authorize-no-key.\n\n\
+    compensation-gives-up, order-key-ignored, authorize-no-key, decision-log-ignored.\n\n\
     Progress goes to stderr: a bar on a terminal, a line every 10 s otherwise.\n\n\
     Exit codes: 0 every invariant held, 1 a violation (seed, trace and replay command printed), \
     2 usage error."

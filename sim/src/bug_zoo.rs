@@ -106,6 +106,69 @@ impl OrderStore for KeylessOrders {
     async fn steps(&self, tenant: &str, order_id: Uuid) -> Result<Vec<StepRecord>, StoreError> {
         self.inner.steps(tenant, order_id).await
     }
+    async fn step(
+        &self,
+        tenant: &str,
+        order_id: Uuid,
+        seq: u32,
+    ) -> Result<Option<StepRecord>, StoreError> {
+        self.inner.step(tenant, order_id, seq).await
+    }
+    async fn mark_started(&self, tenant: &str, order_id: Uuid) -> Result<(), StoreError> {
+        self.inner.mark_started(tenant, order_id).await
+    }
+    async fn unstarted(&self, before_ms: i64, limit: u32) -> Result<Vec<Order>, StoreError> {
+        self.inner.unstarted(before_ms, limit).await
+    }
+}
+
+/// `decision-log-ignored`: the store never finds a recorded step, so a
+/// replayed workflow task runs its steps again.
+pub struct UnreadLog {
+    pub inner: Arc<dyn OrderStore>,
+}
+
+#[async_trait]
+impl OrderStore for UnreadLog {
+    async fn insert(&self, order: &Order, event: &Envelope) -> Result<(Order, bool), StoreError> {
+        self.inner.insert(order, event).await
+    }
+    async fn get(&self, tenant: &str, order_id: Uuid) -> Result<Option<Order>, StoreError> {
+        self.inner.get(tenant, order_id).await
+    }
+    async fn by_key(
+        &self,
+        tenant: &str,
+        user: &str,
+        key: &str,
+    ) -> Result<Option<Order>, StoreError> {
+        self.inner.by_key(tenant, user, key).await
+    }
+    async fn list(
+        &self,
+        tenant: &str,
+        user: Option<&str>,
+        states: &[String],
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        self.inner.list(tenant, user, states, after, limit).await
+    }
+    async fn record_step(
+        &self,
+        tenant: &str,
+        order_id: Uuid,
+        step: &StepRecord,
+        events: &[Envelope],
+    ) -> Result<bool, StoreError> {
+        self.inner.record_step(tenant, order_id, step, events).await
+    }
+    async fn steps(&self, tenant: &str, order_id: Uuid) -> Result<Vec<StepRecord>, StoreError> {
+        self.inner.steps(tenant, order_id).await
+    }
+    async fn step(&self, _: &str, _: Uuid, _: u32) -> Result<Option<StepRecord>, StoreError> {
+        Ok(None)
+    }
     async fn mark_started(&self, tenant: &str, order_id: Uuid) -> Result<(), StoreError> {
         self.inner.mark_started(tenant, order_id).await
     }

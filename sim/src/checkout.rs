@@ -21,8 +21,9 @@ use shopstream_inventory::{Inventory, adapters::memory::MemoryInventory, ports::
 use shopstream_orders::{
     Orders,
     adapters::memory::MemoryOrders,
-    domain::{checkout::Price, order::OrderState},
-    ports::{OrderStore, PriceBook, PriceError},
+    domain::{checkout::Price, order::OrderState, saga::Saga},
+    driver,
+    ports::{OrderStore, PriceBook, PriceError, StepRecord},
 };
 use shopstream_payments::{Payments, adapters::memory::MemoryPayments};
 use shopstream_platform::ids::{IdGen, SequentialIdGen};
@@ -378,6 +379,10 @@ impl Persisted {
             Arc::new(bug_zoo::KeylessOrders {
                 inner: orders.clone(),
                 calls: Default::default(),
+            })
+        } else if opts.bug_on(Bug::DecisionLogIgnored) {
+            Arc::new(bug_zoo::UnreadLog {
+                inner: orders.clone(),
             })
         } else {
             orders.clone()
@@ -1069,6 +1074,56 @@ impl Observed {
         out.join("; ")
     }
 
+    /// The order's log read back step by step, as a replayed workflow
+    /// reads it (`driver::recorded`): seqs without a gap, each answering
+    /// the decider's next command and leaving the state it recorded, and
+    /// the order in the state the last one left. Steps run twice by a
+    /// replay that did not read the log would break it.
+    fn log_is_one_saga_run(&self, o: &shopstream_orders::ports::Order) -> Check {
+        const INVARIANT: &str = "each order's log is one run of the saga";
+        let steps = futures::executor::block_on(self.orders.steps(TENANT, o.order_id))
+            .map_err(|e| ("orders readable", e.to_string()))?;
+        let at = |s: &StepRecord, why: String| {
+            let id = o.order_id.to_string();
+            (
+                INVARIANT,
+                format!(
+                    "order={} step {} {} {}: {why}",
+                    short(&id),
+                    s.seq,
+                    s.step,
+                    s.outcome
+                ),
+            )
+        };
+        let mut saga = Saga::new();
+        for (i, s) in steps.iter().enumerate() {
+            if s.seq as usize != i + 1 {
+                return Err(at(s, format!("expected seq {}", i + 1)));
+            }
+            let command = saga.next();
+            driver::recorded(command, s)
+                .and_then(|settled| saga.on(settled.outcome).map_err(|e| e.to_string()))
+                .map_err(|why| at(s, why))?;
+            if saga.state().as_str() != s.state {
+                return Err(at(s, format!("the saga is {} here", saga.state().as_str())));
+            }
+        }
+        if saga.state() != o.state {
+            let id = o.order_id.to_string();
+            return Err((
+                INVARIANT,
+                format!(
+                    "order={} is {:?} but its log ends {:?}",
+                    short(&id),
+                    o.state,
+                    saga.state()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn at_quiescence(&self) -> Check {
         let orders = self.all_orders();
         let pays = self.payments_by_order();
@@ -1140,6 +1195,7 @@ impl Observed {
                     ));
                 }
             }
+            self.log_is_one_saga_run(o)?;
             if open > 0 {
                 return Err((
                     "no authorization is left open",

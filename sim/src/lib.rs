@@ -111,15 +111,20 @@ pub enum Bug {
     /// payments creates intents with a fresh Stripe idempotency key per
     /// call: a create whose answer was lost authorizes a second time.
     AuthorizeNoKey,
+    /// The order store never finds a recorded step: a workflow task
+    /// replayed after a crash runs its steps again instead of taking them
+    /// from the order's log (steps are local activities, ADR 0004).
+    DecisionLogIgnored,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 6] = [
         Bug::ReserveNoIdempotency,
         Bug::ReleaseForgotten,
         Bug::CompensationGivesUp,
         Bug::OrderKeyIgnored,
         Bug::AuthorizeNoKey,
+        Bug::DecisionLogIgnored,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -129,6 +134,7 @@ impl Bug {
             Bug::CompensationGivesUp => "compensation-gives-up",
             Bug::OrderKeyIgnored => "order-key-ignored",
             Bug::AuthorizeNoKey => "authorize-no-key",
+            Bug::DecisionLogIgnored => "decision-log-ignored",
         }
     }
 

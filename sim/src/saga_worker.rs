@@ -1,10 +1,17 @@
 //! The simulated saga worker: the checkout saga's driver with Temporal's
 //! delivery semantics, mirroring `shopstream_orders::workflow` — the same
 //! `Saga` decider, the same retry policies (`driver::RetryPolicy`, which the
-//! workflow hands to Temporal), activities at-least-once, the workflow's
-//! state durable across a worker crash (it lives in [`History`], outside the
-//! orders host, as Temporal's persistence does), and activity results that
-//! can be lost after the activity ran.
+//! workflow hands to Temporal), steps as local activities, at-least-once,
+//! and activity results that can be lost after the activity ran.
+//!
+//! Local activities are durable only when the workflow task that ran them
+//! completes: the workflow's state in [`History`] (outside the orders host,
+//! as Temporal's persistence is) moves on when the task completes — at the
+//! end, or when the worker heartbeats a task open longer than
+//! [`TASK_HEARTBEAT`] — so a crash loses every step since. The server hands
+//! the task to another worker after [`TASK_TIMEOUT`]; that worker replays
+//! from the last completed task, and each step first reads its seq in the
+//! order's log, as production does (`driver::recorded`).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -20,6 +27,7 @@ use shopstream_orders::{
     driver::{self, RetryPolicy, STEP_ATTEMPTS, Settled},
     ports::{SagaOrder, SagaSteps, StepRecord, StepReply, Transient},
     service::SagaStarter,
+    workflow::StepResult,
 };
 
 use crate::{
@@ -31,6 +39,12 @@ use crate::{
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the worker polls for workflows it is not running yet.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Temporal's default workflow task timeout (the workflow starts with it).
+pub const TASK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The SDK heartbeats a workflow task still running local activities at
+/// 80 % of [`TASK_TIMEOUT`]: the task completes with what finished, and a
+/// new one carries on.
+pub const TASK_HEARTBEAT: Duration = Duration::from_secs(8);
 
 /// One workflow's durable state: what Temporal's history lets a new worker
 /// rebuild after a crash.
@@ -41,14 +55,9 @@ pub struct Workflow {
     pub reservation_id: String,
     pub payment_id: String,
     pub seq: u32,
-    /// A step decided but not yet written to the order (the local activity
-    /// `record`): replayed first after a crash.
-    pub pending_record: Option<StepRecord>,
-    /// Attempts of the current activity so far (server-side, survives crashes).
-    pub attempt: u32,
-    /// When the attempt in flight started (sim ms); after a worker crash the
-    /// server retries it once its start-to-close timeout passes.
-    pub in_flight_since_ms: Option<i64>,
+    /// When a worker took (or last heartbeated) the workflow task, sim ms;
+    /// after a worker crash the server hands it on [`TASK_TIMEOUT`] later.
+    pub task_since_ms: Option<i64>,
     pub done: bool,
     /// The workflow failed (the saga refused an outcome): a bug.
     pub failed: Option<String>,
@@ -77,9 +86,7 @@ impl History {
                 reservation_id: String::new(),
                 payment_id: String::new(),
                 seq: 0,
-                pending_record: None,
-                attempt: 0,
-                in_flight_since_ms: None,
+                task_since_ms: None,
                 done: false,
                 failed: None,
             },
@@ -177,16 +184,30 @@ impl Worker {
             return;
         };
         let o = short(&wf.order.order_id).to_string();
-        if let Some(rec) = wf.pending_record.clone() {
-            self.record(&wf, rec).await;
-            wf.pending_record = None;
-            self.history.put(&id, &wf);
+        if let Some(since) = wf.task_since_ms {
+            // The worker holding the task died: the server hands it on when
+            // the task times out, and this worker replays it from the last
+            // completed task.
+            let due = since + TASK_TIMEOUT.as_millis() as i64;
+            let wait = (due - sim_ms()).max(0) as u64;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            self.trace.log(
+                "temporal",
+                format!(
+                    "order={o} workflow task timed out (worker crashed): replayed from seq {}",
+                    wf.seq
+                ),
+            );
         }
+        let mut task_since = sim_ms();
+        wf.task_since_ms = Some(task_since);
+        self.history.put(&id, &wf);
         loop {
             let command = wf.saga.next();
             let activity = match command {
                 Command::Done(state) => {
                     wf.done = true;
+                    wf.task_since_ms = None;
                     self.history.put(&id, &wf);
                     self.trace.log(
                         "worker",
@@ -198,19 +219,35 @@ impl Worker {
                 Command::Compensate(c) => Activity::Compensate(c),
             };
             let name = activity.name();
-            let result = self.run_activity(&id, &mut wf, &activity).await;
+            let seq = wf.seq + 1;
+            let (result, attempts) = self.run_activity(&wf, seq, &activity).await;
+            let from_log = matches!(result, Ok(StepResult::Recorded(_)));
             // The production mapping (`shopstream_orders::driver`); a
             // compensation that gave up (only the bug zoo's
             // `compensation-gives-up` does) counts as done.
-            let settled = driver::settle(command, result).unwrap_or_else(|why| Settled {
-                outcome: match command {
-                    Command::Compensate(c) => SagaOutcome::Compensated(c),
-                    _ => unreachable!("forward steps always settle"),
+            let settled = match result {
+                Ok(StepResult::Recorded(r)) => driver::recorded(command, &r),
+                Ok(StepResult::Ran { reply, attempt }) => {
+                    driver::settle(command, Ok((reply, attempt)))
+                }
+                Err(why) => driver::settle(command, Err(why)),
+            };
+            let settled = match settled {
+                Ok(s) => s,
+                Err(why) => match command {
+                    Command::Compensate(c) => Settled {
+                        outcome: SagaOutcome::Compensated(c),
+                        detail: format!("gave up: {why}"),
+                        attempts,
+                        produced: None,
+                    },
+                    // The log and the decider disagree.
+                    _ => {
+                        self.fail(&id, &mut wf, format!("step {seq} read back: {why}"));
+                        return;
+                    }
                 },
-                detail: format!("gave up: {why}"),
-                attempts: wf.attempt,
-                produced: None,
-            });
+            };
             match (command, &settled.produced) {
                 (Command::Run(Step::Reserve), Some(rid)) => wf.reservation_id.clone_from(rid),
                 (Command::Run(Step::Authorize), Some(pid)) => wf.payment_id.clone_from(pid),
@@ -218,16 +255,10 @@ impl Worker {
             }
             let outcome = settled.outcome;
             if let Err(e) = wf.saga.on(outcome) {
-                self.trace.log(
-                    "worker",
-                    format!("order={o} WORKFLOW FAILED: saga refused {outcome:?}: {e}"),
-                );
-                wf.failed = Some(e.to_string());
-                wf.done = true;
-                self.history.put(&id, &wf);
+                self.fail(&id, &mut wf, format!("saga refused {outcome:?}: {e}"));
                 return;
             }
-            wf.seq += 1;
+            wf.seq = seq;
             let record = driver::step_record(
                 wf.seq,
                 command,
@@ -239,7 +270,7 @@ impl Worker {
             self.trace.log(
                 "worker",
                 format!(
-                    "order={o} {name} -> {}{} (attempts {}) state={}{}",
+                    "order={o} {name} -> {}{} (attempts {}) state={}{}{}",
                     record.outcome,
                     if matches!(outcome, SagaOutcome::Unknown(..)) {
                         " (outcome unknown)"
@@ -253,77 +284,73 @@ impl Worker {
                         format!(": {}", record.detail)
                     } else {
                         String::new()
+                    },
+                    if from_log {
+                        " (from the order's log)"
+                    } else {
+                        ""
                     }
                 ),
             );
-            // The decision is in history before the local activity runs.
-            wf.attempt = 0;
-            wf.in_flight_since_ms = None;
-            wf.pending_record = Some(record.clone());
-            self.history.put(&id, &wf);
             self.record(&wf, record).await;
-            wf.pending_record = None;
-            self.history.put(&id, &wf);
+            // A task open this long is heartbeated: what ran so far is durable.
+            if sim_ms() - task_since >= TASK_HEARTBEAT.as_millis() as i64 {
+                task_since = sim_ms();
+                wf.task_since_ms = Some(task_since);
+                self.history.put(&id, &wf);
+            }
         }
     }
 
-    /// Attempts of one activity under its retry policy. `Ok` carries the
-    /// reply and the attempt that produced it; `Err` means retries ran out.
+    /// The workflow fails (a bug): durable at once, like Temporal's failure.
+    fn fail(&self, id: &str, wf: &mut Workflow, why: String) {
+        let o = short(&wf.order.order_id).to_string();
+        self.trace
+            .log("worker", format!("order={o} WORKFLOW FAILED: {why}"));
+        wf.failed = Some(why);
+        wf.done = true;
+        wf.task_since_ms = None;
+        self.history.put(id, wf);
+    }
+
+    /// Attempts of one local activity under its retry policy, each reading
+    /// the step's seq in the order's log first (as the workflow's
+    /// activities do). `Ok` carries what the step came to; `Err` means
+    /// retries ran out. The second value is the attempts made.
     async fn run_activity(
         &self,
-        id: &str,
-        wf: &mut Workflow,
+        wf: &Workflow,
+        seq: u32,
         activity: &Activity,
-    ) -> Result<(StepReply, u32), String> {
+    ) -> (Result<StepResult, String>, u32) {
         let o = short(&wf.order.order_id).to_string();
         let name = activity.name();
         let policy = self.retry_policy(activity);
         let mut last = String::new();
-        if let Some(since) = wf.in_flight_since_ms {
-            // The worker died mid-attempt: the server notices at start-to-close.
-            let due = since + policy.start_to_close.as_millis() as i64;
-            let wait = (due - sim_ms()).max(0) as u64;
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-            last = "start-to-close timeout (worker crashed)".into();
-            self.trace.log(
-                "temporal",
-                format!(
-                    "order={o} {name} attempt {} timed out: worker crashed",
-                    wf.attempt
-                ),
-            );
-            wf.in_flight_since_ms = None;
-            if policy.exhausted(wf.attempt) {
-                return Err(last);
-            }
-            tokio::time::sleep(policy.backoff(wf.attempt)).await;
-        }
+        let mut attempt = 0;
         loop {
-            if policy.exhausted(wf.attempt) {
-                return Err(last);
+            if policy.exhausted(attempt) {
+                return (Err(last), attempt);
             }
-            wf.attempt += 1;
-            wf.in_flight_since_ms = Some(sim_ms());
-            self.history.put(id, wf);
-            let attempt = wf.attempt;
-            let r = tokio::time::timeout(policy.start_to_close, self.call(activity, wf)).await;
+            attempt += 1;
+            let r =
+                tokio::time::timeout(policy.start_to_close, self.attempt(activity, wf, seq)).await;
             let r = match r {
-                Ok(Ok(reply)) => {
+                Ok(Ok(StepResult::Ran { reply, .. })) => {
                     let lose = sim_ms() < self.faults_end_ms
                         && self.rng.with(|g| g.chance(self.lost_result_p));
                     if lose {
                         Err("result lost after the activity ran".to_string())
                     } else {
-                        Ok(reply)
+                        Ok(StepResult::Ran { reply, attempt })
                     }
                 }
+                Ok(Ok(recorded)) => Ok(recorded),
                 Ok(Err(Transient(why))) => Err(why),
                 Err(_) => Err("start-to-close timeout".to_string()),
             };
-            wf.in_flight_since_ms = None;
-            self.history.put(id, wf);
             match r {
-                Ok(reply) => return Ok((reply, attempt)),
+                Ok(result) => return (Ok(result), attempt),
                 Err(why) => {
                     self.trace.log(
                         "worker",
@@ -331,12 +358,39 @@ impl Worker {
                     );
                     last = why;
                     if policy.exhausted(attempt) {
-                        return Err(last);
+                        return (Err(last), attempt);
                     }
                     tokio::time::sleep(policy.backoff(attempt)).await;
                 }
             }
         }
+    }
+
+    /// One attempt: the step's seq in the order's log, else the call.
+    async fn attempt(
+        &self,
+        activity: &Activity,
+        wf: &Workflow,
+        seq: u32,
+    ) -> Result<StepResult, Transient> {
+        let order_id = wf
+            .order
+            .order_id
+            .parse()
+            .map_err(|e| Transient(format!("order id: {e}")))?;
+        let logged = self
+            .orders
+            .store
+            .step(&wf.order.tenant_id, order_id, seq)
+            .await
+            .map_err(|e| Transient(format!("reading the order's log: {e}")))?;
+        if let Some(r) = logged {
+            return Ok(StepResult::Recorded(r));
+        }
+        // The reply's attempt is set by the caller.
+        self.call(activity, wf)
+            .await
+            .map(|reply| StepResult::Ran { reply, attempt: 0 })
     }
 
     /// The production policy of the activity (`RetryPolicy::of`), except

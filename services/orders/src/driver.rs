@@ -197,12 +197,63 @@ pub fn step_record(
         cancel_reason: state.cancel_reason().map(|r| r.as_str().to_string()),
         detail: settled.detail.clone(),
         attempts: settled.attempts,
+        failure_reason: match settled.outcome {
+            Outcome::Failed(_, r) | Outcome::Unknown(_, r) => Some(r.as_str().to_string()),
+            Outcome::Succeeded(_) | Outcome::Compensated(_) => None,
+        },
+        uncertain: matches!(settled.outcome, Outcome::Unknown(..)),
         at_ms: 0,
         reservation_id: (command == Command::Run(Step::Reserve) && !reservation_id.is_empty())
             .then(|| reservation_id.to_string()),
         payment_id: (command == Command::Run(Step::Authorize) && !payment_id.is_empty())
             .then(|| payment_id.to_string()),
     }
+}
+
+/// What a step recorded in the order's log came to, read back for
+/// `command`: the saga's decision log. A driver whose results are durable
+/// only with the workflow task (local activities) reads it before running
+/// a step, so a replay after a lost task takes the outcome the log (and
+/// whoever read the order) already saw instead of running the step again:
+/// a stock refusal stays a refusal even if stock came back, and a step
+/// that ran out of retries stays unknown. `Err` when the log's step is not
+/// the one `command` runs (the log and the decider disagree).
+pub fn recorded(command: Command, r: &StepRecord) -> Result<Settled, String> {
+    let diverged = || {
+        format!(
+            "step {} of the log is {} {}, not what the saga runs now ({command:?})",
+            r.seq, r.step, r.outcome
+        )
+    };
+    // A log written before `failure_reason` existed has the reason only
+    // where the step cancelled the order at once.
+    let reason = || {
+        r.failure_reason
+            .as_deref()
+            .or(r.cancel_reason.as_deref())
+            .and_then(CancelReason::parse)
+            .unwrap_or(CancelReason::InternalError)
+    };
+    let outcome = match (command, r.outcome.as_str()) {
+        (Command::Run(step), _) if step.as_str() != r.step => return Err(diverged()),
+        (Command::Compensate(c), _) if c.as_str() != r.step => return Err(diverged()),
+        (Command::Run(step), "succeeded") => Outcome::Succeeded(step),
+        (Command::Run(step), "failed") if r.uncertain => Outcome::Unknown(step, reason()),
+        (Command::Run(step), "failed") => Outcome::Failed(step, reason()),
+        (Command::Compensate(c), "compensated") => Outcome::Compensated(c),
+        _ => return Err(diverged()),
+    };
+    let produced = match command {
+        Command::Run(Step::Reserve) => r.reservation_id.clone(),
+        Command::Run(Step::Authorize) => r.payment_id.clone(),
+        _ => None,
+    };
+    Ok(Settled {
+        outcome,
+        detail: r.detail.clone(),
+        attempts: r.attempts,
+        produced,
+    })
 }
 
 #[cfg(test)]
@@ -257,6 +308,74 @@ mod tests {
         );
         assert_eq!(outcome_name(ran_out.outcome), outcome_name(refused.outcome));
         assert!(settle(Command::Compensate(Compensation::Release), Err("x".into())).is_err());
+    }
+
+    #[test]
+    fn every_outcome_reads_back_from_the_log_as_the_saga_took_it() {
+        let reasons = [
+            CancelReason::OutOfStock,
+            CancelReason::PaymentDeclined,
+            CancelReason::PaymentFailed,
+            CancelReason::InternalError,
+        ];
+        let mut cases = Vec::new();
+        for step in [
+            Step::Reserve,
+            Step::Authorize,
+            Step::Capture,
+            Step::Finalize,
+        ] {
+            let done = StepReply::Done {
+                id: format!("{}-id", step.as_str()),
+                detail: "ok".into(),
+            };
+            cases.push((Command::Run(step), Ok((done, 2))));
+            for r in reasons {
+                cases.push((Command::Run(step), Ok((StepReply::rejected(r, "no"), 1))));
+            }
+            if step.gives_up() {
+                cases.push((Command::Run(step), Err("deadline".to_string())));
+            }
+        }
+        for c in [
+            Compensation::Refund,
+            Compensation::CancelIntent,
+            Compensation::Release,
+        ] {
+            let done = StepReply::Done {
+                id: String::new(),
+                detail: "undone".into(),
+            };
+            cases.push((Command::Compensate(c), Ok((done, 4))));
+        }
+        for (command, result) in cases {
+            let settled = settle(command, result).unwrap();
+            let produced = settled.produced.clone().unwrap_or_default();
+            let record = step_record(7, command, &settled, &Saga::new(), &produced, &produced);
+            let read = recorded(command, &record).unwrap();
+            let mut expected = settled.clone();
+            // Only reserve's and authorize's ids are used (and kept).
+            if !matches!(command, Command::Run(Step::Reserve | Step::Authorize)) {
+                expected.produced = None;
+            }
+            assert_eq!(read, expected, "{command:?}");
+        }
+        // A log that disagrees with the decider is an error, not a guess.
+        let settled = settle(
+            Command::Run(Step::Reserve),
+            Ok((StepReply::rejected(CancelReason::OutOfStock, "none"), 1)),
+        )
+        .unwrap();
+        let record = step_record(
+            1,
+            Command::Run(Step::Reserve),
+            &settled,
+            &Saga::new(),
+            "",
+            "",
+        );
+        assert!(recorded(Command::Run(Step::Authorize), &record).is_err());
+        assert!(recorded(Command::Compensate(Compensation::Release), &record).is_err());
     }
 
     #[test]

@@ -49,6 +49,15 @@ pub struct StepRecord {
     pub cancel_reason: Option<String>,
     pub detail: String,
     pub attempts: u32,
+    /// Why a `failed` step failed (a `CancelReason` name); `cancel_reason`
+    /// is only set once the order is cancelled, after the compensations.
+    #[serde(default)]
+    pub failure_reason: Option<String>,
+    /// A `failed` step whose retries ran out without an answer: it may have
+    /// taken effect, so the saga undoes it too (`Outcome::Unknown`), where
+    /// a refusal had none (`Outcome::Failed`).
+    #[serde(default)]
+    pub uncertain: bool,
     pub at_ms: i64,
     /// Set by the step that produced it.
     pub reservation_id: Option<String>,
@@ -76,6 +85,8 @@ pub type Cursor = (i64, Uuid);
 ///   and publishes nothing; otherwise the step, the order's new state and the
 ///   events (the step's own, and the state change it caused) are written
 ///   atomically;
+/// - `step` returns what `record_step` wrote for that seq, `uncertain`
+///   included, with the produced id read back from the order;
 /// - no call reads or writes another tenant's rows.
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
@@ -104,6 +115,16 @@ pub trait OrderStore: Send + Sync + 'static {
         events: &[Envelope],
     ) -> Result<bool, StoreError>;
     async fn steps(&self, tenant: &str, order_id: Uuid) -> Result<Vec<StepRecord>, StoreError>;
+    /// Step `seq` of the order, if recorded, with the id it produced (the
+    /// order's reservation for `reserve`, its payment for `authorize`): the
+    /// saga's decision log, which a replayed workflow reads instead of
+    /// running the step again.
+    async fn step(
+        &self,
+        tenant: &str,
+        order_id: Uuid,
+        seq: u32,
+    ) -> Result<Option<StepRecord>, StoreError>;
     async fn mark_started(&self, tenant: &str, order_id: Uuid) -> Result<(), StoreError>;
     /// Orders whose workflow was never started, created before `before_ms`.
     async fn unstarted(&self, before_ms: i64, limit: u32) -> Result<Vec<Order>, StoreError>;

@@ -1,9 +1,20 @@
 //! The checkout saga on Temporal: a thin driver of `domain::saga`. The
-//! workflow asks the saga what to do next, runs it as an activity with the
-//! step's retry policy, reports the outcome back, and records each step
-//! (state, event) through another activity. The workflow holds no business
-//! rule of its own; Temporal gives it durability (a worker crash resumes the
-//! saga where it was) and at-least-once activities (every step is idempotent).
+//! workflow asks the saga what to do next, runs it as a local activity with
+//! the step's retry policy, reports the outcome back, and records each step
+//! (state, event) through another local activity. The workflow holds no
+//! business rule of its own; Temporal gives it durability (a worker crash
+//! resumes the saga where it was) and at-least-once activities (every step
+//! is idempotent).
+//!
+//! Local activities run in the worker that runs the workflow task, with no
+//! task-queue round trip, and their results become durable only when that
+//! task completes. A worker that dies first loses them, and the next worker
+//! replays the task and runs the steps again; the order's log may already
+//! say what they came to, and others may have seen it (the order's state,
+//! its `order.lifecycle` events). So every step first reads its seq in the
+//! log ([`crate::ports::OrderStore::step`]), and a recorded step is taken
+//! from there instead of being run again (`driver::recorded`): the log is
+//! the saga's decision log (ADR 0004).
 //!
 //! The fault `temporal-worker-paused` holds the step activities here
 //! ([`hold_if_paused`]); [`temporal_ready`] is orders' readiness check of
@@ -33,7 +44,7 @@ use temporalio_common::protos::grpc::health::v1::{
 };
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, LocalActivityOptions, WorkflowContext, WorkflowResult,
+    ApplicationFailure, LocalActivityOptions, WorkflowContext, WorkflowResult,
     activities::{ActivityContext, ActivityError},
 };
 use tracing::Instrument as _;
@@ -144,7 +155,8 @@ pub async fn hold_if_paused(ctx: &ActivityContext) -> Result<(), ActivityError> 
     let activity = ctx.info().activity_type.clone();
     tracing::info!(%activity, fault = PAUSE_FAULT, "checkout activity held");
     let held = Held::count();
-    // The heartbeat lets a cancellation of the workflow reach the wait.
+    // A local activity's heartbeat is a no-op (the SDK skips it); the
+    // cancellation below reaches the wait either way.
     let beat = || async {
         let _ = ctx.record_heartbeat(PAUSE_FAULT.to_string()).await;
     };
@@ -203,17 +215,12 @@ fn temporal_retry(p: RetryPolicy) -> temporalio_common::RetryPolicy {
         .build()
 }
 
-/// Options of the activity that carries out `command` ([`RetryPolicy::of`]).
-fn activity_options(command: Command) -> ActivityOptions {
-    let p = RetryPolicy::of(command);
-    ActivityOptions::with_start_to_close_timeout(p.start_to_close)
-        .retry_policy(temporal_retry(p))
-        .build()
-}
-
-/// Recording a step: a local activity retried until it succeeds.
-fn record_options() -> LocalActivityOptions {
-    let p = RetryPolicy::RECORD;
+/// Options of a local activity retried by `p`: the step's own policy
+/// ([`RetryPolicy::of`]) or, for `record`, [`RetryPolicy::RECORD`]. Every
+/// backoff (at most 10 s) stays under the SDK's timer threshold, so retries
+/// wait in the worker; one longer than the workflow task timeout makes the
+/// SDK heartbeat the task, which also makes the finished steps durable.
+fn local_options(p: RetryPolicy) -> LocalActivityOptions {
     LocalActivityOptions::builder()
         .start_to_close_timeout(p.start_to_close)
         .retry_policy(temporal_retry(p))
@@ -226,13 +233,18 @@ pub struct StepInput {
     pub order: SagaOrder,
     pub reservation_id: String,
     pub payment_id: String,
+    /// The seq the step is recorded at: where the activity looks first.
+    pub seq: u32,
 }
 
-/// A step's reply and the attempt that produced it.
+/// What a step activity came to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StepResult {
-    pub reply: StepReply,
-    pub attempt: u32,
+pub enum StepResult {
+    /// The step ran: its reply and the attempt that produced it.
+    Ran { reply: StepReply, attempt: u32 },
+    /// The order's log already holds this seq (the workflow task that ran
+    /// it was lost before it completed): what it came to then.
+    Recorded(StepRecord),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -259,8 +271,8 @@ impl CheckoutWorkflow {
             order,
             reservation_id: String::new(),
             payment_id: String::new(),
+            seq: 1,
         };
-        let mut seq = 0u32;
         loop {
             let command = saga.next();
             let result = match command {
@@ -268,8 +280,14 @@ impl CheckoutWorkflow {
                 Command::Run(step) => run_step(ctx, step, &input).await,
                 Command::Compensate(c) => compensate(ctx, c, &input).await,
             };
-            let settled = driver::settle(command, result.map(|r| (r.reply, r.attempt)))
-                .map_err(ApplicationFailure::non_retryable)?;
+            let settled = match result {
+                Ok(StepResult::Recorded(r)) => driver::recorded(command, &r),
+                Ok(StepResult::Ran { reply, attempt }) => {
+                    driver::settle(command, Ok((reply, attempt)))
+                }
+                Err(why) => driver::settle(command, Err(why)),
+            }
+            .map_err(ApplicationFailure::non_retryable)?;
             match (command, &settled.produced) {
                 (Command::Run(Step::Reserve), Some(id)) => input.reservation_id.clone_from(id),
                 (Command::Run(Step::Authorize), Some(id)) => input.payment_id.clone_from(id),
@@ -279,7 +297,8 @@ impl CheckoutWorkflow {
             saga.on(outcome).map_err(|e| {
                 ApplicationFailure::non_retryable(format!("saga refused {outcome:?}: {e}"))
             })?;
-            seq += 1;
+            let seq = input.seq;
+            input.seq += 1;
             let record = RecordInput {
                 tenant_id: input.order.tenant_id.clone(),
                 order_id: input.order.order_id.clone(),
@@ -294,9 +313,10 @@ impl CheckoutWorkflow {
                 ),
                 traceparent: input.order.traceparent.clone(),
             };
-            // A local activity: a short write in this worker's own database,
-            // recorded as a marker, with no task-queue round trip.
-            ctx.execute_local_activity(CheckoutActivities::record, record, record_options())
+            // A short write in this worker's own database, recorded as a
+            // marker; a repeat of a seq already written changes nothing.
+            let o = local_options(RetryPolicy::RECORD);
+            ctx.execute_local_activity(CheckoutActivities::record, record, o)
                 .await?;
         }
     }
@@ -309,22 +329,22 @@ async fn run_step(
 ) -> Result<StepResult, String> {
     let i = input.clone();
     // After the pivot (capture) a step retries until it gets an answer.
-    let o = activity_options(Command::Run(step));
+    let o = local_options(RetryPolicy::of(Command::Run(step)));
     let r = match step {
         Step::Reserve => {
-            ctx.execute_activity(CheckoutActivities::reserve, i, o)
+            ctx.execute_local_activity(CheckoutActivities::reserve, i, o)
                 .await
         }
         Step::Authorize => {
-            ctx.execute_activity(CheckoutActivities::authorize, i, o)
+            ctx.execute_local_activity(CheckoutActivities::authorize, i, o)
                 .await
         }
         Step::Capture => {
-            ctx.execute_activity(CheckoutActivities::capture, i, o)
+            ctx.execute_local_activity(CheckoutActivities::capture, i, o)
                 .await
         }
         Step::Finalize => {
-            ctx.execute_activity(CheckoutActivities::finalize, i, o)
+            ctx.execute_local_activity(CheckoutActivities::finalize, i, o)
                 .await
         }
     };
@@ -337,15 +357,18 @@ async fn compensate(
     input: &StepInput,
 ) -> Result<StepResult, String> {
     let i = input.clone();
-    let o = activity_options(Command::Compensate(c));
+    let o = local_options(RetryPolicy::of(Command::Compensate(c)));
     let r = match c {
-        Compensation::Refund => ctx.execute_activity(CheckoutActivities::refund, i, o).await,
+        Compensation::Refund => {
+            ctx.execute_local_activity(CheckoutActivities::refund, i, o)
+                .await
+        }
         Compensation::CancelIntent => {
-            ctx.execute_activity(CheckoutActivities::cancel_intent, i, o)
+            ctx.execute_local_activity(CheckoutActivities::cancel_intent, i, o)
                 .await
         }
         Compensation::Release => {
-            ctx.execute_activity(CheckoutActivities::release, i, o)
+            ctx.execute_local_activity(CheckoutActivities::release, i, o)
                 .await
         }
     };
@@ -366,7 +389,8 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 #[derive(Clone)]
 pub struct SagaMetrics {
     steps: Family<StepLabels, Histogram, fn() -> Histogram>,
-    compensations: Family<CompensationLabels, Counter>,
+    compensations: Family<StepName, Counter>,
+    from_log: Family<StepName, Counter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -377,7 +401,7 @@ struct StepLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct CompensationLabels {
+struct StepName {
     step: String,
 }
 
@@ -394,6 +418,7 @@ impl Default for SagaMetrics {
         SagaMetrics {
             steps: Family::new_with_constructor(step_histogram),
             compensations: Family::default(),
+            from_log: Family::default(),
         }
     }
 }
@@ -411,6 +436,11 @@ impl SagaMetrics {
             "saga_compensations",
             "Compensating steps the saga ran to completion, by step",
             m.compensations.clone(),
+        );
+        metrics.register(
+            "saga_steps_from_log",
+            "Saga steps a replayed workflow task took from the order's log instead of running them again, by step",
+            m.from_log.clone(),
         );
         m
     }
@@ -460,10 +490,14 @@ impl CheckoutActivities {
     async fn step(
         &self,
         ctx: &ActivityContext,
-        order: &SagaOrder,
+        i: &StepInput,
         step: &'static str,
         call: impl Future<Output = Result<StepReply, crate::ports::Transient>>,
     ) -> Result<StepResult, ActivityError> {
+        let order = &i.order;
+        if let Some(r) = self.recorded(i, step).await? {
+            return Ok(StepResult::Recorded(r));
+        }
         let span = saga_span(ctx, order, step);
         let started = std::time::Instant::now();
         let reply = async {
@@ -498,13 +532,53 @@ impl CheckoutActivities {
         if outcome == "done" && matches!(step, "refund" | "cancel_intent" | "release") {
             self.metrics
                 .compensations
-                .get_or_create(&CompensationLabels {
+                .get_or_create(&StepName {
                     step: step.to_string(),
                 })
                 .inc();
         }
         let _entered = span.enter();
         done(reply, ctx)
+    }
+
+    /// Step `i.seq` of the order's log, if it is there already. A failed
+    /// read fails the attempt (the step has not run; it is retried).
+    async fn recorded(
+        &self,
+        i: &StepInput,
+        step: &'static str,
+    ) -> Result<Option<StepRecord>, ActivityError> {
+        let order = &i.order;
+        let id: Uuid = order.order_id.parse().map_err(|e| {
+            ActivityError::from(anyhow::anyhow!("order id {}: {e}", order.order_id))
+        })?;
+        let r = self
+            .orders
+            .store
+            .step(&order.tenant_id, id, i.seq)
+            .await
+            .map_err(|e| {
+                ActivityError::from(anyhow::anyhow!(
+                    "reading step {} of the order's log: {e}",
+                    i.seq
+                ))
+            })?;
+        if let Some(r) = &r {
+            tracing::info!(
+                order_id = %order.order_id,
+                seq = i.seq,
+                step,
+                outcome = %r.outcome,
+                "saga step already in the order's log (a replayed workflow task): taken from there"
+            );
+            self.metrics
+                .from_log
+                .get_or_create(&StepName {
+                    step: step.to_string(),
+                })
+                .inc();
+        }
+        Ok(r)
     }
 }
 
@@ -514,7 +588,7 @@ fn done(
 ) -> Result<StepResult, ActivityError> {
     let attempt = ctx.info().attempt;
     match reply {
-        Ok(reply) => Ok(StepResult { reply, attempt }),
+        Ok(reply) => Ok(StepResult::Ran { reply, attempt }),
         Err(t) => {
             tracing::warn!(activity = %ctx.info().activity_type, attempt, error = %t, "saga step failed; Temporal retries it");
             Err(ActivityError::from(t))
@@ -530,7 +604,7 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
-        self.step(&ctx, &i.order, "reserve", self.steps.reserve(&i.order))
+        self.step(&ctx, &i, "reserve", self.steps.reserve(&i.order))
             .await
     }
 
@@ -540,7 +614,7 @@ impl CheckoutActivities {
         ctx: ActivityContext,
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
-        self.step(&ctx, &i.order, "authorize", self.steps.authorize(&i.order))
+        self.step(&ctx, &i, "authorize", self.steps.authorize(&i.order))
             .await
     }
 
@@ -551,7 +625,7 @@ impl CheckoutActivities {
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
         let call = self.steps.capture(&i.order, &i.payment_id);
-        self.step(&ctx, &i.order, "capture", call).await
+        self.step(&ctx, &i, "capture", call).await
     }
 
     #[activity]
@@ -561,7 +635,7 @@ impl CheckoutActivities {
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
         let call = self.steps.finalize(&i.order, &i.reservation_id);
-        self.step(&ctx, &i.order, "finalize", call).await
+        self.step(&ctx, &i, "finalize", call).await
     }
 
     #[activity]
@@ -571,7 +645,7 @@ impl CheckoutActivities {
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
         let call = self.steps.refund(&i.order, &i.payment_id);
-        self.step(&ctx, &i.order, "refund", call).await
+        self.step(&ctx, &i, "refund", call).await
     }
 
     #[activity]
@@ -581,7 +655,7 @@ impl CheckoutActivities {
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
         let call = self.steps.cancel_intent(&i.order, &i.payment_id);
-        self.step(&ctx, &i.order, "cancel_intent", call).await
+        self.step(&ctx, &i, "cancel_intent", call).await
     }
 
     #[activity]
@@ -591,7 +665,7 @@ impl CheckoutActivities {
         i: StepInput,
     ) -> Result<StepResult, ActivityError> {
         let call = self.steps.release(&i.order, &i.reservation_id);
-        self.step(&ctx, &i.order, "release", call).await
+        self.step(&ctx, &i, "release", call).await
     }
 
     /// Write a step to the order (idempotent per seq). Its span carries the

@@ -62,6 +62,10 @@ fn step(seq: u32, name: &str, outcome: &str, state: &str) -> StepRecord {
         cancel_reason: (state == "cancelled").then(|| "payment_failed".to_string()),
         detail: format!("{name} {outcome}"),
         attempts: 1,
+        // A capture that ran out of retries: the log must keep it apart
+        // from a refusal.
+        failure_reason: (outcome == "failed").then(|| "payment_failed".to_string()),
+        uncertain: outcome == "failed" && name == "capture",
         at_ms: 1_000 + i64::from(seq),
         reservation_id: (name == "reserve").then(|| "res-1".to_string()),
         payment_id: (name == "authorize").then(|| "pay-1".to_string()),
@@ -187,6 +191,27 @@ pub async fn run(store: &dyn OrderStore) {
         steps.iter().map(|s| s.seq).collect::<Vec<_>>(),
         [1, 2, 3, 4]
     );
+    // The decision log: each seq reads back as written, `uncertain`
+    // included, with the id only the step that produced it carries.
+    for (seq, name, outcome, state) in [
+        (1, "reserve", "succeeded", "reserved"),
+        (2, "authorize", "succeeded", "authorized"),
+        (3, "capture", "failed", "authorized"),
+        (4, "release", "compensated", "cancelled"),
+    ] {
+        let read = store.step(&t, a.order_id, seq).await.unwrap();
+        assert_eq!(read, Some(step(seq, name, outcome, state)), "step {seq}");
+    }
+    assert!(
+        store
+            .step(&t, a.order_id, 3)
+            .await
+            .unwrap()
+            .unwrap()
+            .uncertain
+    );
+    assert_eq!(store.step(&t, a.order_id, 5).await.unwrap(), None);
+    assert_eq!(store.step(&other, a.order_id, 1).await.unwrap(), None);
     assert_eq!(
         store
             .record_step(

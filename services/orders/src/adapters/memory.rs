@@ -142,6 +142,30 @@ impl OrderStore for MemoryOrders {
         Ok(true)
     }
 
+    async fn step(
+        &self,
+        tenant: &str,
+        order_id: Uuid,
+        seq: u32,
+    ) -> Result<Option<StepRecord>, StoreError> {
+        let g = self.lock();
+        let k = (tenant.to_string(), order_id);
+        let Some(mut s) = g
+            .steps
+            .get(&k)
+            .and_then(|steps| steps.iter().find(|x| x.seq == seq))
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let o = g.orders.get(&k).ok_or(StoreError::NotFound)?;
+        s.reservation_id =
+            (s.step == "reserve" && !o.reservation_id.is_empty()).then(|| o.reservation_id.clone());
+        s.payment_id =
+            (s.step == "authorize" && !o.payment_id.is_empty()).then(|| o.payment_id.clone());
+        Ok(Some(s))
+    }
+
     async fn steps(&self, tenant: &str, order_id: Uuid) -> Result<Vec<StepRecord>, StoreError> {
         Ok(self
             .lock()

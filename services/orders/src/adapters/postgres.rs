@@ -309,8 +309,8 @@ impl OrderStore for PgOrders {
         let mut tx = self.pool.begin().await.map_err(storage)?;
         let new = sqlx::query(
             "INSERT INTO order_steps (tenant_id, order_id, seq, step, outcome, state,
-                 cancel_reason, detail, attempts, at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 cancel_reason, detail, attempts, at_ms, failure_reason, uncertain)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (tenant_id, order_id, seq) DO NOTHING",
         )
         .bind(tenant)
@@ -323,6 +323,8 @@ impl OrderStore for PgOrders {
         .bind(&s.detail)
         .bind(s.attempts as i32)
         .bind(s.at_ms)
+        .bind(&s.failure_reason)
+        .bind(s.uncertain)
         .execute(&mut *tx)
         .await
         .map_err(|e| match &e {
@@ -372,30 +374,43 @@ impl OrderStore for PgOrders {
     }
 
     async fn steps(&self, tenant: &str, order_id: Uuid) -> Result<Vec<StepRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, step, outcome, state, cancel_reason, detail, attempts, at_ms
-               FROM order_steps WHERE tenant_id = $1 AND order_id = $2 ORDER BY seq",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {STEP_COLS}, NULL::text AS produced_reservation, NULL::text AS produced_payment
+               FROM order_steps s WHERE s.tenant_id = $1 AND s.order_id = $2 ORDER BY s.seq"
+        ))
         .bind(tenant)
         .bind(order_id)
         .fetch_all(&self.pool)
         .await
         .map_err(storage)?;
-        Ok(rows
-            .iter()
-            .map(|r| StepRecord {
-                seq: u32::try_from(r.get::<i32, _>("seq")).unwrap_or(0),
-                step: r.get("step"),
-                outcome: r.get("outcome"),
-                state: r.get("state"),
-                cancel_reason: r.get("cancel_reason"),
-                detail: r.get("detail"),
-                attempts: u32::try_from(r.get::<i32, _>("attempts")).unwrap_or(0),
-                at_ms: r.get("at_ms"),
-                reservation_id: None,
-                payment_id: None,
-            })
-            .collect())
+        Ok(rows.iter().map(step_row).collect())
+    }
+
+    async fn step(
+        &self,
+        tenant: &str,
+        order_id: Uuid,
+        seq: u32,
+    ) -> Result<Option<StepRecord>, StoreError> {
+        // One statement: the step and the id it produced, which the order
+        // row keeps (`record_step` writes it there).
+        let row = sqlx::query(&format!(
+            "SELECT {STEP_COLS},
+                    CASE WHEN s.step = 'reserve' THEN NULLIF(o.reservation_id, '') END
+                        AS produced_reservation,
+                    CASE WHEN s.step = 'authorize' THEN NULLIF(o.payment_id, '') END
+                        AS produced_payment
+               FROM order_steps s
+               JOIN orders o USING (tenant_id, order_id)
+              WHERE s.tenant_id = $1 AND s.order_id = $2 AND s.seq = $3"
+        ))
+        .bind(tenant)
+        .bind(order_id)
+        .bind(seq as i32)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage)?;
+        Ok(row.as_ref().map(step_row))
     }
 
     async fn mark_started(&self, tenant: &str, order_id: Uuid) -> Result<(), StoreError> {
@@ -427,5 +442,26 @@ impl OrderStore for PgOrders {
             out.extend(self.with_lines(vec![order_row(r)]).await?);
         }
         Ok(out)
+    }
+}
+
+/// The step log's columns (`s.` qualified: `step` joins the order).
+const STEP_COLS: &str = "s.seq, s.step, s.outcome, s.state, s.cancel_reason, s.detail, s.attempts,
+     s.at_ms, s.failure_reason, s.uncertain";
+
+fn step_row(r: &sqlx::postgres::PgRow) -> StepRecord {
+    StepRecord {
+        seq: u32::try_from(r.get::<i32, _>("seq")).unwrap_or(0),
+        step: r.get("step"),
+        outcome: r.get("outcome"),
+        state: r.get("state"),
+        cancel_reason: r.get("cancel_reason"),
+        detail: r.get("detail"),
+        attempts: u32::try_from(r.get::<i32, _>("attempts")).unwrap_or(0),
+        failure_reason: r.get("failure_reason"),
+        uncertain: r.get("uncertain"),
+        at_ms: r.get("at_ms"),
+        reservation_id: r.get("produced_reservation"),
+        payment_id: r.get("produced_payment"),
     }
 }

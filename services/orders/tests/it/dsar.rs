@@ -120,6 +120,8 @@ async fn seed(pool: &PgPool, s: Subject, log: &Mutex<Vec<Seeded>>) -> Vec<Marker
             cancel_reason: reason.map(str::to_string),
             detail,
             attempts: 1,
+            failure_reason: None,
+            uncertain: false,
             at_ms: 1_700_000_000_000,
             reservation_id: (seq == 1).then(|| "r-1".to_string()),
             payment_id: None,

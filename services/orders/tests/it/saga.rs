@@ -14,9 +14,17 @@ use async_trait::async_trait;
 use shopstream_orders::{
     Orders,
     adapters::postgres::{MIGRATOR, PgOrders, TOPIC},
-    domain::checkout::{Price, RequestedLine},
+    domain::{
+        checkout::{Price, RequestedLine},
+        order::CancelReason,
+        saga::{Command, Saga, Step},
+    },
+    driver,
     ports::{PriceBook, PriceError, SagaOrder, SagaSteps, StepReply, Transient},
-    service::{EVENT_TYPE, OrderStateChanged, OrderStepRecorded, OrdersError, STEP_EVENT_TYPE},
+    service::{
+        EVENT_TYPE, OrderStateChanged, OrderStepRecorded, OrdersError, STEP_EVENT_TYPE,
+        SagaStarter, saga_order,
+    },
     workflow::{self, CheckoutActivities, CheckoutWorkflow, TemporalStarter},
 };
 use shopstream_platform::{
@@ -446,6 +454,93 @@ async fn finalize_retries_past_three_attempts_and_the_paid_order_completes() {
         assert_eq!(
             (finalize.outcome.as_str(), finalize.attempts),
             ("succeeded", 5)
+        );
+    })
+    .await;
+}
+
+/// Starts nothing: an order whose saga has not begun yet.
+struct NoStart;
+
+#[async_trait]
+impl SagaStarter for NoStart {
+    async fn start(&self, _: &SagaOrder) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Steps run as local activities, durable only when their workflow task
+/// completes; a worker that dies first leaves steps in the order's log
+/// that the next worker's replay would otherwise run again. Here the log
+/// already holds what such a lost task recorded — stock reserved, then the
+/// card declined — when the workflow starts. The saga takes both from the
+/// log instead of running them (the script would now authorize this
+/// card), keeps the decline the order already showed, and only releases.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_saga_takes_recorded_steps_from_the_log_instead_of_running_them() {
+    with_checkout(|env| async move {
+        let t = testkit::unique("t");
+        let unstarted = Orders {
+            starter: Arc::new(NoStart),
+            ..env.orders.clone()
+        };
+        let (order, _) = unstarted
+            .create(&t, "u1", "k1", &[line("a", 1)], "pm_card_visa")
+            .await
+            .unwrap();
+        let id = order.order_id.to_string();
+        let mut saga = Saga::new();
+        let lost_task = [
+            (
+                Command::Run(Step::Reserve),
+                StepReply::Done {
+                    id: format!("res-{id}"),
+                    detail: "held".into(),
+                },
+            ),
+            (
+                Command::Run(Step::Authorize),
+                StepReply::rejected(CancelReason::PaymentDeclined, "card_declined"),
+            ),
+        ];
+        for (seq, (command, reply)) in (1..).zip(lost_task) {
+            assert_eq!(saga.next(), command);
+            let settled = driver::settle(command, Ok((reply, 1))).unwrap();
+            saga.on(settled.outcome).unwrap();
+            let produced = settled.produced.clone().unwrap_or_default();
+            let step = driver::step_record(seq, command, &settled, &saga, &produced, "");
+            env.orders.record(&t, order.order_id, &step).await.unwrap();
+        }
+        // Declined but not yet cancelled: the release is still to come.
+        assert_eq!(
+            env.orders
+                .get(&t, order.order_id)
+                .await
+                .unwrap()
+                .state
+                .as_str(),
+            "reserved"
+        );
+        env.orders.starter.start(&saga_order(&order)).await.unwrap();
+        assert_eq!(settle(&env.orders, &t, order.order_id).await, "cancelled");
+        assert_eq!(env.script.calls(&id), ["release"]);
+        let stored = env.orders.get(&t, order.order_id).await.unwrap();
+        assert_eq!(
+            stored.state.cancel_reason().map(|r| r.as_str()),
+            Some("payment_declined")
+        );
+        let steps = env.orders.steps(&t, order.order_id).await.unwrap();
+        let names: Vec<_> = steps
+            .iter()
+            .map(|s| (s.seq, s.step.as_str(), s.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (1, "reserve", "succeeded"),
+                (2, "authorize", "failed"),
+                (3, "release", "compensated")
+            ]
         );
     })
     .await;
