@@ -720,7 +720,13 @@ pub fn workflow_id(tenant: &str, order_id: &str) -> String {
 impl SagaStarter for TemporalStarter {
     async fn start(&self, order: &SagaOrder) -> Result<(), String> {
         let id = workflow_id(&order.tenant_id, &order.order_id);
-        let opts = WorkflowStartOptions::new(self.task_queue.clone(), id).build();
+        // Eager start: this process also runs the worker, so Temporal hands
+        // the first (with local activities, usually the only) workflow task
+        // to it in the answer to the start, with no task-queue round trip.
+        // Without a free local slot the task goes through the queue as usual.
+        let opts = WorkflowStartOptions::new(self.task_queue.clone(), id)
+            .enable_eager_workflow_start(true)
+            .build();
         let started = tokio::time::timeout(
             START_TIMEOUT,
             self.client
