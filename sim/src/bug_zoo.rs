@@ -16,6 +16,8 @@ use shopstream_orders::ports::{Cursor, Order, OrderStore, StepRecord, StoreError
 use shopstream_platform::events::Envelope;
 use uuid::Uuid;
 
+use crate::Bug;
+
 /// `reserve-no-idempotency`: every reserve is a new order as far as the
 /// store can tell.
 pub struct ForgetfulReserve<S> {
@@ -64,15 +66,23 @@ impl<S: InventoryStore> InventoryStore for ForgetfulReserve<S> {
     }
 }
 
-/// `order-key-ignored`: the store never finds an order by its key.
-pub struct KeylessOrders {
+/// The order store's two zoo bugs: `order-key-ignored` (it never finds an
+/// order by its key: a duplicate submit creates a second order) and
+/// `decision-log-ignored` (it never finds a recorded step: a workflow task
+/// replayed after a crash runs its steps again). Every other call goes to
+/// the real store.
+pub struct BrokenOrders {
     pub inner: Arc<dyn OrderStore>,
+    pub bug: Bug,
     pub calls: AtomicU64,
 }
 
 #[async_trait]
-impl OrderStore for KeylessOrders {
+impl OrderStore for BrokenOrders {
     async fn insert(&self, order: &Order, event: &Envelope) -> Result<(Order, bool), StoreError> {
+        if self.bug != Bug::OrderKeyIgnored {
+            return self.inner.insert(order, event).await;
+        }
         let mut o = order.clone();
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         o.idempotency_key = format!("{}#{n}", o.idempotency_key);
@@ -81,8 +91,16 @@ impl OrderStore for KeylessOrders {
     async fn get(&self, tenant: &str, order_id: Uuid) -> Result<Option<Order>, StoreError> {
         self.inner.get(tenant, order_id).await
     }
-    async fn by_key(&self, _: &str, _: &str, _: &str) -> Result<Option<Order>, StoreError> {
-        Ok(None)
+    async fn by_key(
+        &self,
+        tenant: &str,
+        user: &str,
+        key: &str,
+    ) -> Result<Option<Order>, StoreError> {
+        if self.bug == Bug::OrderKeyIgnored {
+            return Ok(None);
+        }
+        self.inner.by_key(tenant, user, key).await
     }
     async fn list(
         &self,
@@ -112,62 +130,10 @@ impl OrderStore for KeylessOrders {
         order_id: Uuid,
         seq: u32,
     ) -> Result<Option<StepRecord>, StoreError> {
+        if self.bug == Bug::DecisionLogIgnored {
+            return Ok(None);
+        }
         self.inner.step(tenant, order_id, seq).await
-    }
-    async fn mark_started(&self, tenant: &str, order_id: Uuid) -> Result<(), StoreError> {
-        self.inner.mark_started(tenant, order_id).await
-    }
-    async fn unstarted(&self, before_ms: i64, limit: u32) -> Result<Vec<Order>, StoreError> {
-        self.inner.unstarted(before_ms, limit).await
-    }
-}
-
-/// `decision-log-ignored`: the store never finds a recorded step, so a
-/// replayed workflow task runs its steps again.
-pub struct UnreadLog {
-    pub inner: Arc<dyn OrderStore>,
-}
-
-#[async_trait]
-impl OrderStore for UnreadLog {
-    async fn insert(&self, order: &Order, event: &Envelope) -> Result<(Order, bool), StoreError> {
-        self.inner.insert(order, event).await
-    }
-    async fn get(&self, tenant: &str, order_id: Uuid) -> Result<Option<Order>, StoreError> {
-        self.inner.get(tenant, order_id).await
-    }
-    async fn by_key(
-        &self,
-        tenant: &str,
-        user: &str,
-        key: &str,
-    ) -> Result<Option<Order>, StoreError> {
-        self.inner.by_key(tenant, user, key).await
-    }
-    async fn list(
-        &self,
-        tenant: &str,
-        user: Option<&str>,
-        states: &[String],
-        after: Option<Cursor>,
-        limit: u32,
-    ) -> Result<Vec<Order>, StoreError> {
-        self.inner.list(tenant, user, states, after, limit).await
-    }
-    async fn record_step(
-        &self,
-        tenant: &str,
-        order_id: Uuid,
-        step: &StepRecord,
-        events: &[Envelope],
-    ) -> Result<bool, StoreError> {
-        self.inner.record_step(tenant, order_id, step, events).await
-    }
-    async fn steps(&self, tenant: &str, order_id: Uuid) -> Result<Vec<StepRecord>, StoreError> {
-        self.inner.steps(tenant, order_id).await
-    }
-    async fn step(&self, _: &str, _: Uuid, _: u32) -> Result<Option<StepRecord>, StoreError> {
-        Ok(None)
     }
     async fn mark_started(&self, tenant: &str, order_id: Uuid) -> Result<(), StoreError> {
         self.inner.mark_started(tenant, order_id).await

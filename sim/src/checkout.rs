@@ -375,17 +375,16 @@ impl Persisted {
             Arc::new(inventory.clone())
         };
         let orders: Arc<dyn OrderStore> = Arc::new(MemoryOrders::new());
-        let orders_store: Arc<dyn OrderStore> = if opts.bug_on(Bug::OrderKeyIgnored) {
-            Arc::new(bug_zoo::KeylessOrders {
+        let broken = [Bug::OrderKeyIgnored, Bug::DecisionLogIgnored]
+            .into_iter()
+            .find(|b| opts.bug_on(*b));
+        let orders_store: Arc<dyn OrderStore> = match broken {
+            Some(bug) => Arc::new(bug_zoo::BrokenOrders {
                 inner: orders.clone(),
+                bug,
                 calls: Default::default(),
-            })
-        } else if opts.bug_on(Bug::DecisionLogIgnored) {
-            Arc::new(bug_zoo::UnreadLog {
-                inner: orders.clone(),
-            })
-        } else {
-            orders.clone()
+            }),
+            None => orders.clone(),
         };
         let ids = |p: u64| -> Arc<dyn IdGen> { Arc::new(SequentialIdGen::new(p)) };
         let stripe = Arc::new(Mutex::new(StripeState::new(
