@@ -549,9 +549,7 @@ impl CheckoutActivities {
         step: &'static str,
     ) -> Result<Option<StepRecord>, ActivityError> {
         let order = &i.order;
-        let id: Uuid = order.order_id.parse().map_err(|e| {
-            ActivityError::from(anyhow::anyhow!("order id {}: {e}", order.order_id))
-        })?;
+        let id = order_uuid(&order.order_id)?;
         let r = self
             .orders
             .store
@@ -580,6 +578,13 @@ impl CheckoutActivities {
         }
         Ok(r)
     }
+}
+
+/// The order id the workflow carries as text, for the store.
+fn order_uuid(order_id: &str) -> Result<Uuid, ActivityError> {
+    order_id
+        .parse()
+        .map_err(|e| ActivityError::from(anyhow::anyhow!("order id {order_id}: {e}")))
 }
 
 fn done(
@@ -690,9 +695,7 @@ impl CheckoutActivities {
             let _ = span.set_parent(telemetry::extract(&telemetry::MapExtractor(&headers)));
         }
         async move {
-            let id: Uuid = r.order_id.parse().map_err(|e| {
-                ActivityError::from(anyhow::anyhow!("order id {}: {e}", r.order_id))
-            })?;
+            let id = order_uuid(&r.order_id)?;
             r.step.at_ms = self.orders.clock.now_ms();
             self.orders
                 .record(&r.tenant_id, id, &r.step)
