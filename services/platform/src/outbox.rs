@@ -75,6 +75,87 @@ pub async fn ensure_table(pool: &PgPool) -> Result<(), OutboxError> {
     Ok(())
 }
 
+/// Events for `topic` as column arrays, so a store writes them inside a
+/// statement of its own: its change and its events in one round trip, with
+/// no explicit transaction (see [`Rows::insert_sql`]).
+#[derive(Debug, Default)]
+pub struct Rows {
+    topics: Vec<String>,
+    ids: Vec<uuid::Uuid>,
+    types: Vec<String>,
+    versions: Vec<i32>,
+    tenants: Vec<String>,
+    keys: Vec<String>,
+    occurred: Vec<i64>,
+    headers: Vec<serde_json::Value>,
+    payloads: Vec<Vec<u8>>,
+}
+
+impl Rows {
+    /// How many parameters [`Rows::bind`] binds.
+    pub const PARAMS: usize = 9;
+
+    pub fn new(topic: &str, events: &[Envelope]) -> Result<Rows, EventError> {
+        let mut r = Rows::default();
+        for e in events {
+            r.topics.push(topic.to_string());
+            r.ids.push(e.id);
+            r.types.push(e.event_type.clone());
+            r.versions.push(i32::from(e.schema_version));
+            r.tenants.push(e.tenant_id.clone());
+            r.keys.push(e.key.clone());
+            r.occurred.push(e.occurred_at_ms);
+            r.headers.push(
+                serde_json::to_value(&e.headers)
+                    .map_err(|e| EventError::Encode(format!("outbox headers: {e}")))?,
+            );
+            r.payloads.push(e.payload.clone());
+        }
+        Ok(r)
+    }
+
+    /// An `INSERT` of these rows, in order, for a data-modifying `WITH`
+    /// clause of the caller's statement: its arrays are parameters `$first`
+    /// to `$first + 8` (bind them with [`Rows::bind`] in that place), and
+    /// rows go in only where `condition` (SQL over the statement's other
+    /// clauses, e.g. `EXISTS (SELECT 1 FROM changed)`) holds.
+    pub fn insert_sql(first: usize, condition: &str) -> String {
+        let p = |i: usize, ty: &str| format!("${}::{ty}[]", first + i);
+        format!(
+            "INSERT INTO event_outbox
+               (topic, event_id, event_type, schema_ver, tenant_id, key, occurred_ms, headers, payload)
+             SELECT * FROM unnest({}, {}, {}, {}, {}, {}, {}, {}, {}) WHERE {condition}
+             ON CONFLICT (event_id) DO NOTHING",
+            p(0, "text"),
+            p(1, "uuid"),
+            p(2, "text"),
+            p(3, "int4"),
+            p(4, "text"),
+            p(5, "text"),
+            p(6, "int8"),
+            p(7, "jsonb"),
+            p(8, "bytea"),
+        )
+    }
+
+    /// Bind the arrays, in [`Rows::insert_sql`]'s order, as the query's next
+    /// [`Rows::PARAMS`] parameters.
+    pub fn bind<'q>(
+        self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(self.topics)
+            .bind(self.ids)
+            .bind(self.types)
+            .bind(self.versions)
+            .bind(self.tenants)
+            .bind(self.keys)
+            .bind(self.occurred)
+            .bind(self.headers)
+            .bind(self.payloads)
+    }
+}
+
 /// Write `event` for `topic` inside the caller's transaction.
 pub async fn enqueue(
     conn: &mut PgConnection,
@@ -157,13 +238,17 @@ impl Relay {
 
     async fn round(&self) -> Result<usize, OutboxError> {
         let mut tx = self.pool.begin().await?;
-        // SKIP LOCKED: a second relay (another replica) takes other rows
-        // instead of waiting; with one relay per database order is kept.
-        let rows = sqlx::query(
-            "SELECT seq, topic, event_id, event_type, schema_ver, tenant_id, key,
-                    occurred_ms, headers, payload
-               FROM event_outbox WHERE published_at IS NULL
-              ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+        // The rows are claimed and marked published in one statement, in a
+        // transaction that commits only once the broker holds them: a failed
+        // publish (or a crash) rolls the mark back. SKIP LOCKED: a second
+        // relay (another replica) takes other rows instead of waiting; with
+        // one relay per database order is kept.
+        let mut rows = sqlx::query(
+            "UPDATE event_outbox SET published_at = now()
+              WHERE seq IN (SELECT seq FROM event_outbox WHERE published_at IS NULL
+                             ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING seq, topic, event_id, event_type, schema_ver, tenant_id, key,
+                       occurred_ms, headers, payload",
         )
         .bind(BATCH)
         .fetch_all(&mut *tx)
@@ -171,9 +256,10 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
+        // RETURNING does not promise an order.
+        rows.sort_by_key(|r| r.get::<i64, _>("seq"));
         // Consecutive runs of one topic go out as one batch, in order.
         let mut runs: Vec<(String, Vec<Envelope>)> = Vec::new();
-        let mut seqs = Vec::with_capacity(rows.len());
         for row in &rows {
             let topic: String = row.get("topic");
             let headers: serde_json::Value = row.get("headers");
@@ -189,7 +275,6 @@ impl Relay {
                 headers,
                 payload: row.get("payload"),
             };
-            seqs.push(row.get::<i64, _>("seq"));
             match runs.last_mut() {
                 Some((t, batch)) if *t == topic => batch.push(envelope),
                 _ => runs.push((topic, vec![envelope])),
@@ -202,12 +287,8 @@ impl Relay {
             self.bus.publish_batch(topic, batch).await?;
             drop(spans);
         }
-        sqlx::query("UPDATE event_outbox SET published_at = now() WHERE seq = ANY($1)")
-            .bind(&seqs)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(seqs.len())
+        Ok(rows.len())
     }
 
     /// Publish until `shutdown`: on every wake, and between wakes every

@@ -104,17 +104,45 @@ const ORDER_COLS: &str = "tenant_id, order_id, user_id, state, cancel_reason, ca
     total_minor, currency, payment_method, reservation_id, payment_id, idempotency_key,
     fingerprint, workflow_started, created_at_ms, updated_at_ms";
 
-fn order_row(row: &PgRow) -> Order {
+/// An order with its lines, in one statement: `{ORDER_SELECT} WHERE …`
+/// (the order table is `o`).
+fn order_select() -> String {
+    format!(
+        "SELECT {ORDER_COLS},
+                (SELECT COALESCE(json_agg(json_build_array(i.product_id, i.sku_id, i.quantity,
+                                          i.unit_price_minor, i.line_total_minor)
+                                          ORDER BY i.line_no), '[]'::json)
+                   FROM order_items i
+                  WHERE i.tenant_id = o.tenant_id AND i.order_id = o.order_id) AS lines
+           FROM orders o"
+    )
+}
+
+/// A line as [`order_select`] aggregates it.
+type LineRow = (String, String, i64, i64, i64);
+
+fn order_row(row: &PgRow) -> Result<Order, StoreError> {
     let reason: Option<String> = row.get("cancel_reason");
     let state: String = row.get("state");
-    Order {
+    let lines: sqlx::types::Json<Vec<LineRow>> = row.try_get("lines").map_err(storage)?;
+    Ok(Order {
         tenant_id: row.get("tenant_id"),
         order_id: row.get("order_id"),
         user_id: row.get("user_id"),
         state: OrderState::parse(&state, reason.as_deref().and_then(CancelReason::parse))
             .unwrap_or(OrderState::Cancelled(CancelReason::InternalError)),
         cancel_detail: row.get("cancel_detail"),
-        lines: Vec::new(),
+        lines: lines
+            .0
+            .into_iter()
+            .map(|(product_id, sku_id, quantity, unit, total)| PricedLine {
+                product_id,
+                sku_id,
+                quantity: u32::try_from(quantity).unwrap_or(0),
+                unit_price_minor: unit,
+                line_total_minor: total,
+            })
+            .collect(),
         total_minor: row.get("total_minor"),
         currency: row.get("currency"),
         payment_method: row.get("payment_method"),
@@ -125,42 +153,14 @@ fn order_row(row: &PgRow) -> Order {
         workflow_started: row.get("workflow_started"),
         created_at_ms: row.get("created_at_ms"),
         updated_at_ms: row.get("updated_at_ms"),
-    }
+    })
+}
+
+fn order_rows(rows: &[PgRow]) -> Result<Vec<Order>, StoreError> {
+    rows.iter().map(order_row).collect()
 }
 
 impl PgOrders {
-    /// Attach the lines to `orders` (one query for all of them).
-    async fn with_lines(&self, mut orders: Vec<Order>) -> Result<Vec<Order>, StoreError> {
-        let Some(first) = orders.first() else {
-            return Ok(orders);
-        };
-        let tenant = first.tenant_id.clone();
-        let ids: Vec<Uuid> = orders.iter().map(|o| o.order_id).collect();
-        let rows = sqlx::query(
-            "SELECT order_id, product_id, sku_id, quantity, unit_price_minor, line_total_minor
-               FROM order_items WHERE tenant_id = $1 AND order_id = ANY($2)
-              ORDER BY order_id, line_no",
-        )
-        .bind(&tenant)
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(storage)?;
-        for row in rows {
-            let id: Uuid = row.get("order_id");
-            if let Some(o) = orders.iter_mut().find(|o| o.order_id == id) {
-                o.lines.push(PricedLine {
-                    product_id: row.get("product_id"),
-                    sku_id: row.get("sku_id"),
-                    quantity: u32::try_from(row.get::<i32, _>("quantity")).unwrap_or(0),
-                    unit_price_minor: row.get("unit_price_minor"),
-                    line_total_minor: row.get("line_total_minor"),
-                });
-            }
-        }
-        Ok(orders)
-    }
-
     async fn find_by_key(
         &self,
         tenant: &str,
@@ -168,8 +168,8 @@ impl PgOrders {
         key: &str,
     ) -> Result<Option<Order>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {ORDER_COLS} FROM orders
-              WHERE tenant_id = $1 AND user_id = $2 AND idempotency_key = $3"
+            "{} WHERE tenant_id = $1 AND user_id = $2 AND idempotency_key = $3",
+            order_select()
         ))
         .bind(tenant)
         .bind(user)
@@ -177,87 +177,104 @@ impl PgOrders {
         .fetch_optional(&self.pool)
         .await
         .map_err(storage)?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(self.with_lines(vec![order_row(&r)]).await?.pop()),
-        }
+        row.as_ref().map(order_row).transpose()
     }
+}
+
+/// The outbox rows of `events`, or the error a store reports for them.
+fn outbox_rows(events: &[Envelope]) -> Result<outbox::Rows, StoreError> {
+    outbox::Rows::new(TOPIC, events).map_err(storage)
 }
 
 #[async_trait]
 impl OrderStore for PgOrders {
     async fn insert(&self, o: &Order, event: &Envelope) -> Result<(Order, bool), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(storage)?;
-        let inserted = sqlx::query(
-            "INSERT INTO orders (tenant_id, order_id, user_id, state, cancel_reason, cancel_detail,
-                 total_minor, currency, payment_method, idempotency_key, fingerprint,
-                 created_at_ms, updated_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
-             ON CONFLICT (tenant_id, user_id, idempotency_key) DO NOTHING",
-        )
-        .bind(&o.tenant_id)
-        .bind(o.order_id)
-        .bind(&o.user_id)
-        .bind(o.state.as_str())
-        .bind(o.state.cancel_reason().map(|r| r.as_str()))
-        .bind(&o.cancel_detail)
-        .bind(o.total_minor)
-        .bind(&o.currency)
-        .bind(&o.payment_method)
-        .bind(&o.idempotency_key)
-        .bind(&o.fingerprint)
-        .bind(o.created_at_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(storage)?
-        .rows_affected()
-            == 1;
+        // One statement, so no transaction: the order, its lines and its
+        // event go in together or (a repeated idempotency key) not at all.
+        let sql = format!(
+            "WITH placed AS (
+                 INSERT INTO orders (tenant_id, order_id, user_id, state, cancel_reason,
+                     cancel_detail, total_minor, currency, payment_method, idempotency_key,
+                     fingerprint, created_at_ms, updated_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+                 ON CONFLICT (tenant_id, user_id, idempotency_key) DO NOTHING
+                 RETURNING 1
+             ), lines AS (
+                 INSERT INTO order_items (tenant_id, order_id, line_no, product_id, sku_id,
+                     quantity, unit_price_minor, line_total_minor)
+                 SELECT $1, $2, (l.n - 1)::int4, l.product_id, l.sku_id, l.quantity, l.unit, l.total
+                   FROM unnest($13::text[], $14::text[], $15::int4[], $16::int8[], $17::int8[])
+                        WITH ORDINALITY AS l(product_id, sku_id, quantity, unit, total, n)
+                  WHERE EXISTS (SELECT 1 FROM placed)
+             ), events AS ({})
+             SELECT EXISTS (SELECT 1 FROM placed)",
+            outbox::Rows::insert_sql(18, "EXISTS (SELECT 1 FROM placed)")
+        );
+        let q = sqlx::query(&sql)
+            .bind(&o.tenant_id)
+            .bind(o.order_id)
+            .bind(&o.user_id)
+            .bind(o.state.as_str())
+            .bind(o.state.cancel_reason().map(|r| r.as_str()))
+            .bind(&o.cancel_detail)
+            .bind(o.total_minor)
+            .bind(&o.currency)
+            .bind(&o.payment_method)
+            .bind(&o.idempotency_key)
+            .bind(&o.fingerprint)
+            .bind(o.created_at_ms)
+            .bind(
+                o.lines
+                    .iter()
+                    .map(|l| l.product_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(o.lines.iter().map(|l| l.sku_id.clone()).collect::<Vec<_>>())
+            .bind(
+                o.lines
+                    .iter()
+                    .map(|l| l.quantity as i32)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                o.lines
+                    .iter()
+                    .map(|l| l.unit_price_minor)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                o.lines
+                    .iter()
+                    .map(|l| l.line_total_minor)
+                    .collect::<Vec<_>>(),
+            );
+        let inserted: bool = outbox_rows(std::slice::from_ref(event))?
+            .bind(q)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(storage)?
+            .get(0);
         if !inserted {
-            tx.rollback().await.map_err(storage)?;
             let existing = self
                 .find_by_key(&o.tenant_id, &o.user_id, &o.idempotency_key)
                 .await?
                 .ok_or_else(|| storage("idempotency key vanished"))?;
             return Ok((existing, false));
         }
-        for (i, l) in o.lines.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO order_items (tenant_id, order_id, line_no, product_id, sku_id,
-                     quantity, unit_price_minor, line_total_minor)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&o.tenant_id)
-            .bind(o.order_id)
-            .bind(i as i32)
-            .bind(&l.product_id)
-            .bind(&l.sku_id)
-            .bind(l.quantity as i32)
-            .bind(l.unit_price_minor)
-            .bind(l.line_total_minor)
-            .execute(&mut *tx)
-            .await
-            .map_err(storage)?;
-        }
-        outbox::enqueue(&mut tx, TOPIC, event)
-            .await
-            .map_err(storage)?;
-        tx.commit().await.map_err(storage)?;
         Ok((o.clone(), true))
     }
 
     async fn get(&self, tenant: &str, order_id: Uuid) -> Result<Option<Order>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {ORDER_COLS} FROM orders WHERE tenant_id = $1 AND order_id = $2"
+            "{} WHERE tenant_id = $1 AND order_id = $2",
+            order_select()
         ))
         .bind(tenant)
         .bind(order_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(storage)?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(self.with_lines(vec![order_row(&r)]).await?.pop()),
-        }
+        row.as_ref().map(order_row).transpose()
     }
 
     async fn by_key(
@@ -279,13 +296,14 @@ impl OrderStore for PgOrders {
     ) -> Result<Vec<Order>, StoreError> {
         let (after_ms, after_id) = after.unwrap_or((i64::MAX, Uuid::max()));
         let rows = sqlx::query(&format!(
-            "SELECT {ORDER_COLS} FROM orders
+            "{}
               WHERE tenant_id = $1
                 AND ($2::text IS NULL OR user_id = $2)
                 AND (cardinality($3::text[]) = 0 OR state = ANY($3))
                 AND (created_at_ms, order_id) < ($4, $5)
               ORDER BY created_at_ms DESC, order_id DESC
-              LIMIT $6"
+              LIMIT $6",
+            order_select()
         ))
         .bind(tenant)
         .bind(user)
@@ -296,7 +314,7 @@ impl OrderStore for PgOrders {
         .fetch_all(&self.pool)
         .await
         .map_err(storage)?;
-        self.with_lines(rows.iter().map(order_row).collect()).await
+        order_rows(&rows)
     }
 
     async fn record_step(
@@ -306,71 +324,60 @@ impl OrderStore for PgOrders {
         s: &StepRecord,
         events: &[Envelope],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(storage)?;
-        let new = sqlx::query(
-            "INSERT INTO order_steps (tenant_id, order_id, seq, step, outcome, state,
-                 cancel_reason, detail, attempts, at_ms, failure_reason, uncertain)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (tenant_id, order_id, seq) DO NOTHING",
-        )
-        .bind(tenant)
-        .bind(order_id)
-        .bind(s.seq as i32)
-        .bind(&s.step)
-        .bind(&s.outcome)
-        .bind(&s.state)
-        .bind(&s.cancel_reason)
-        .bind(&s.detail)
-        .bind(s.attempts as i32)
-        .bind(s.at_ms)
-        .bind(&s.failure_reason)
-        .bind(s.uncertain)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.code().as_deref() == Some("23503") => {
-                StoreError::NotFound
-            }
-            _ => storage(e),
-        })?
-        .rows_affected()
-            == 1;
-        if !new {
-            tx.rollback().await.map_err(storage)?;
-            return Ok(false);
-        }
+        // One statement, so no transaction: the step, the order's new state
+        // and the events go in together, or (a seq already logged) nothing.
+        let sql = format!(
+            "WITH step AS (
+                 INSERT INTO order_steps (tenant_id, order_id, seq, step, outcome, state,
+                     cancel_reason, detail, attempts, at_ms, failure_reason, uncertain)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 ON CONFLICT (tenant_id, order_id, seq) DO NOTHING
+                 RETURNING 1
+             ), changed AS (
+                 UPDATE orders SET state = $6, cancel_reason = $7,
+                        cancel_detail = COALESCE($13, cancel_detail),
+                        reservation_id = COALESCE($14, reservation_id),
+                        payment_id = COALESCE($15, payment_id),
+                        updated_at_ms = GREATEST(updated_at_ms, $10)
+                  WHERE tenant_id = $1 AND order_id = $2 AND EXISTS (SELECT 1 FROM step)
+             ), events AS ({})
+             SELECT EXISTS (SELECT 1 FROM step)",
+            outbox::Rows::insert_sql(16, "EXISTS (SELECT 1 FROM step)")
+        );
         // The failed step's detail says why the order is being cancelled.
         let cancel_detail = if s.outcome == "failed" {
             Some(s.detail.as_str())
         } else {
             None
         };
-        sqlx::query(
-            "UPDATE orders SET state = $3, cancel_reason = $4,
-                    cancel_detail = COALESCE($5, cancel_detail),
-                    reservation_id = COALESCE($6, reservation_id),
-                    payment_id = COALESCE($7, payment_id),
-                    updated_at_ms = GREATEST(updated_at_ms, $8)
-              WHERE tenant_id = $1 AND order_id = $2",
-        )
-        .bind(tenant)
-        .bind(order_id)
-        .bind(&s.state)
-        .bind(&s.cancel_reason)
-        .bind(cancel_detail)
-        .bind(&s.reservation_id)
-        .bind(&s.payment_id)
-        .bind(s.at_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(storage)?;
-        for event in events {
-            outbox::enqueue(&mut tx, TOPIC, event)
-                .await
-                .map_err(storage)?;
-        }
-        tx.commit().await.map_err(storage)?;
-        Ok(true)
+        let q = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(order_id)
+            .bind(s.seq as i32)
+            .bind(&s.step)
+            .bind(&s.outcome)
+            .bind(&s.state)
+            .bind(&s.cancel_reason)
+            .bind(&s.detail)
+            .bind(s.attempts as i32)
+            .bind(s.at_ms)
+            .bind(&s.failure_reason)
+            .bind(s.uncertain)
+            .bind(cancel_detail)
+            .bind(&s.reservation_id)
+            .bind(&s.payment_id);
+        let new: bool = outbox_rows(events)?
+            .bind(q)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.code().as_deref() == Some("23503") => {
+                    StoreError::NotFound
+                }
+                _ => storage(e),
+            })?
+            .get(0);
+        Ok(new)
     }
 
     async fn steps(&self, tenant: &str, order_id: Uuid) -> Result<Vec<StepRecord>, StoreError> {
@@ -427,21 +434,17 @@ impl OrderStore for PgOrders {
 
     async fn unstarted(&self, before_ms: i64, limit: u32) -> Result<Vec<Order>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {ORDER_COLS} FROM orders
+            "{}
               WHERE NOT workflow_started AND created_at_ms < $1
-              ORDER BY created_at_ms LIMIT $2"
+              ORDER BY created_at_ms LIMIT $2",
+            order_select()
         ))
         .bind(before_ms)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(storage)?;
-        // Lines per tenant (with_lines works on one tenant at a time).
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.extend(self.with_lines(vec![order_row(r)]).await?);
-        }
-        Ok(out)
+        order_rows(&rows)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Payments and the webhook log in payments' own Postgres database. An
-//! update locks the row (`FOR UPDATE`), merges, writes the row and enqueues
-//! its event on the platform outbox in one transaction.
+//! update reads the row and its version, merges, and writes the row and its
+//! event (on the platform outbox) in one statement that applies only to the
+//! version it read.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const COLUMNS: &str = "tenant_id, id, order_id, create_key, status, amount_minor, currency, \
     captured_minor, refunded_minor, refunds, provider_ref, failure_code, failure_message, \
     created_at_ms, updated_at_ms, payment_method";
+
+/// How many times [`PgPayments::update`] reads again after losing a race
+/// to another writer of the same payment before it gives up.
+const UPDATE_ATTEMPTS: usize = 32;
 
 fn storage(e: impl std::fmt::Display) -> StoreError {
     StoreError::Storage(e.to_string())
@@ -150,46 +155,63 @@ impl PaymentStore for PgPayments {
         id: Uuid,
         change: Change<'_>,
     ) -> Result<Payment, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(storage)?;
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
-        ))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(storage)?
-        .ok_or(StoreError::NotFound)?;
-        let current = from_row(&row)?;
-        let Some((next, event)) = change(&current) else {
-            tx.rollback().await.map_err(storage)?;
-            return Ok(current);
-        };
-        sqlx::query(
-            "UPDATE payments SET status = $3, captured_minor = $4, refunded_minor = $5, refunds = $6,
-                    provider_ref = $7, failure_code = $8, failure_message = $9, updated_at_ms = $10
-              WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(next.status.as_str())
-        .bind(next.captured_minor)
-        .bind(next.refunded_minor)
-        .bind(serde_json::to_value(&next.refunds).map_err(storage)?)
-        .bind(&next.provider_ref)
-        .bind(&next.failure_code)
-        .bind(&next.failure_message)
-        .bind(next.updated_at_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(storage)?;
-        if let Some(event) = event {
-            outbox::enqueue(&mut tx, TOPIC, &event)
+        // Optimistic: read the row and its version (`xmin`, the transaction
+        // that wrote it), then write the change and its event in one
+        // statement that takes effect only if the row is still that version.
+        // Two round trips and no transaction; a concurrent writer (a webhook
+        // racing a capture) makes the loser read again and re-apply.
+        let write = format!(
+            "WITH changed AS (
+                 UPDATE payments SET status = $4, captured_minor = $5, refunded_minor = $6,
+                        refunds = $7, provider_ref = $8, failure_code = $9,
+                        failure_message = $10, updated_at_ms = $11
+                  WHERE tenant_id = $1 AND id = $2 AND xmin::text = $3
+                 RETURNING 1
+             ), events AS ({})
+             SELECT EXISTS (SELECT 1 FROM changed)",
+            outbox::Rows::insert_sql(12, "EXISTS (SELECT 1 FROM changed)")
+        );
+        for _ in 0..UPDATE_ATTEMPTS {
+            let row = sqlx::query(&format!(
+                "SELECT {COLUMNS}, xmin::text AS version FROM payments WHERE tenant_id = $1 AND id = $2"
+            ))
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage)?
+            .ok_or(StoreError::NotFound)?;
+            let current = from_row(&row)?;
+            let version: String = row.get("version");
+            let Some((next, event)) = change(&current) else {
+                return Ok(current);
+            };
+            let q = sqlx::query(&write)
+                .bind(tenant)
+                .bind(id)
+                .bind(version)
+                .bind(next.status.as_str())
+                .bind(next.captured_minor)
+                .bind(next.refunded_minor)
+                .bind(serde_json::to_value(&next.refunds).map_err(storage)?)
+                .bind(&next.provider_ref)
+                .bind(&next.failure_code)
+                .bind(&next.failure_message)
+                .bind(next.updated_at_ms);
+            let events = outbox::Rows::new(TOPIC, event.as_slice()).map_err(storage)?;
+            let written: bool = events
+                .bind(q)
+                .fetch_one(&self.pool)
                 .await
-                .map_err(storage)?;
+                .map_err(storage)?
+                .get(0);
+            if written {
+                return Ok(next);
+            }
         }
-        tx.commit().await.map_err(storage)?;
-        Ok(next)
+        Err(storage(format!(
+            "payment {id} changed under {UPDATE_ATTEMPTS} updates in a row"
+        )))
     }
 
     async fn record_webhook(

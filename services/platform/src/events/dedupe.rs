@@ -16,6 +16,24 @@ use uuid::Uuid;
 pub trait Deduper: Send + Sync + 'static {
     async fn seen(&self, group: &str, event_id: Uuid) -> Result<bool, sqlx::Error>;
     async fn mark(&self, group: &str, event_id: Uuid) -> Result<(), sqlx::Error>;
+
+    /// [`Deduper::seen`] of each id, in order (a store answers them in one
+    /// round trip).
+    async fn seen_all(&self, group: &str, ids: &[Uuid]) -> Result<Vec<bool>, sqlx::Error> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.seen(group, *id).await?);
+        }
+        Ok(out)
+    }
+
+    /// [`Deduper::mark`] of each id (a store writes them in one round trip).
+    async fn mark_all(&self, group: &str, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+        for id in ids {
+            self.mark(group, *id).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Processed ids in the consumer's own Postgres database.
@@ -63,6 +81,35 @@ impl Deduper for PgDeduper {
         .await?;
         Ok(())
     }
+
+    async fn seen_all(&self, group: &str, ids: &[Uuid]) -> Result<Vec<bool>, sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT event_id FROM processed_events WHERE consumer_group = $1 AND event_id = ANY($2)",
+        )
+        .bind(group)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.iter().map(|id| found.contains(id)).collect())
+    }
+
+    async fn mark_all(&self, group: &str, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO processed_events (consumer_group, event_id)
+             SELECT $1, id FROM unnest($2::uuid[]) AS id ON CONFLICT DO NOTHING",
+        )
+        .bind(group)
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 }
 
 /// No record at all, for handlers that are their own dedupe: every effect
@@ -80,6 +127,14 @@ impl Deduper for HandlerDedupes {
     }
 
     async fn mark(&self, _group: &str, _event_id: Uuid) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    async fn seen_all(&self, _group: &str, ids: &[Uuid]) -> Result<Vec<bool>, sqlx::Error> {
+        Ok(vec![false; ids.len()])
+    }
+
+    async fn mark_all(&self, _group: &str, _ids: &[Uuid]) -> Result<(), sqlx::Error> {
         Ok(())
     }
 }
@@ -122,6 +177,20 @@ pub async fn contract(d: &dyn Deduper) {
         "a mark leaked across groups"
     );
     assert!(!d.seen(&g1, Uuid::now_v7()).await.unwrap());
+    // The batch forms agree with the single ones, in order.
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    assert_eq!(
+        d.seen_all(&g1, &[a, id, b]).await.unwrap(),
+        [false, true, false]
+    );
+    d.mark_all(&g1, &[a, b, a]).await.unwrap();
+    assert_eq!(
+        d.seen_all(&g1, &[b, a, id]).await.unwrap(),
+        [true, true, true]
+    );
+    assert_eq!(d.seen_all(&g2, &[a, b]).await.unwrap(), [false, false]);
+    assert!(d.seen_all(&g1, &[]).await.unwrap().is_empty());
+    d.mark_all(&g1, &[]).await.unwrap();
 }
 
 #[cfg(test)]

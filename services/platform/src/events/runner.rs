@@ -679,12 +679,21 @@ async fn process(
     batch: &[Delivery],
     stats: &mut RunStats,
 ) -> Result<(), RunnerError> {
-    let mut fresh = Vec::with_capacity(batch.len());
+    let mut decoded = Vec::with_capacity(batch.len());
     for d in batch {
         if let Some(err) = d.envelope.headers.get("decode-error") {
             dead_letter(p.bus, p.cfg, d, err, 1).await?;
             stats.dead_lettered += 1;
-        } else if p.dedupe.seen(&p.cfg.group, d.envelope.id).await? {
+        } else {
+            decoded.push(d);
+        }
+    }
+    // One question to the dedupe store for the whole batch.
+    let ids: Vec<uuid::Uuid> = decoded.iter().map(|d| d.envelope.id).collect();
+    let seen = p.dedupe.seen_all(&p.cfg.group, &ids).await?;
+    let mut fresh = Vec::with_capacity(decoded.len());
+    for (d, seen) in decoded.into_iter().zip(seen) {
+        if seen {
             stats.duplicates_skipped += 1;
         } else {
             fresh.push(d);
@@ -702,15 +711,41 @@ async fn process(
         .instrument(spans[0].clone())
         .await
         .into_iter();
-    for (d, span) in fresh.into_iter().zip(&spans) {
-        let handled = results.next().unwrap_or_else(|| {
-            Err(HandlerError::Retryable(
-                "the handler answered fewer results than deliveries".into(),
-            ))
-        });
-        settle(p, d, stats, span, handled).await?;
+    let results: Vec<Result<(), HandlerError>> = fresh
+        .iter()
+        .map(|_| {
+            results.next().unwrap_or_else(|| {
+                Err(HandlerError::Retryable(
+                    "the handler answered fewer results than deliveries".into(),
+                ))
+            })
+        })
+        .collect();
+    // The records handled at the first attempt are marked processed
+    // together, at once; the others are retried or dead-lettered one by one.
+    let handled: Vec<uuid::Uuid> = fresh
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(d, _)| d.envelope.id)
+        .collect();
+    p.dedupe.mark_all(&p.cfg.group, &handled).await?;
+    for ((d, span), result) in fresh.into_iter().zip(&spans).zip(results) {
+        match result {
+            Ok(()) => {
+                span.record("attempts", 1);
+                done(p, d, stats);
+            }
+            Err(e) => settle(p, d, stats, span, Err(e)).await?,
+        }
     }
     Ok(())
+}
+
+/// Count a record handled and marked processed.
+fn done(p: &Parts<'_>, d: &Delivery, stats: &mut RunStats) {
+    crate::metrics::count_consumed(&p.cfg.group, &d.topic);
+    stats.processed += 1;
 }
 
 /// One span per handled record, continuing the trace the event carries:
@@ -752,8 +787,7 @@ async fn settle(
         match handled {
             Ok(()) => {
                 p.dedupe.mark(&p.cfg.group, id).await?;
-                crate::metrics::count_consumed(&p.cfg.group, &d.topic);
-                stats.processed += 1;
+                done(p, d, stats);
                 return Ok(());
             }
             Err(HandlerError::Retryable(reason)) if attempt < p.cfg.max_attempts => {

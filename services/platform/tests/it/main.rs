@@ -6,6 +6,7 @@ mod dedupe_pg;
 mod events_kafka;
 mod grpc_server;
 mod objects;
+mod outbox;
 mod postgres;
 mod redis_cache;
 mod service_kit;
