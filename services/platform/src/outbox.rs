@@ -210,9 +210,12 @@ impl std::fmt::Debug for Relay {
 }
 
 impl Relay {
+    /// A relay of `pool`'s outbox. Its rounds run on a
+    /// [`crate::db::bookkeeping`] pool: a published mark lost to a Postgres
+    /// crash is an event published again, which consumers absorb.
     pub fn new(pool: PgPool, bus: Arc<dyn EventBus>) -> Relay {
         Relay {
-            pool,
+            pool: crate::db::bookkeeping(&pool),
             bus,
             wake: Arc::new(Notify::new()),
             poll: Duration::from_millis(250),
@@ -284,7 +287,12 @@ impl Relay {
             // A producer span per event, continuing the trace the request that
             // wrote it stored in its headers; they end when the batch is out.
             let spans: Vec<tracing::Span> = batch.iter().map(|e| publish_span(topic, e)).collect();
-            self.bus.publish_batch(topic, batch).await?;
+            if let Err(e) = self.bus.publish_batch(topic, batch).await {
+                // Unmark and unlock them now, not whenever the pool gets to
+                // a dropped transaction: the next round takes them again.
+                tx.rollback().await?;
+                return Err(e.into());
+            }
             drop(spans);
         }
         tx.commit().await?;

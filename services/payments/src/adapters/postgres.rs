@@ -64,6 +64,21 @@ impl PgPayments {
         PgPayments { pool }
     }
 
+    /// A payment and its row version (`xmin`, the transaction that wrote
+    /// it), which [`PaymentStore::update`] writes against.
+    async fn versioned(&self, tenant: &str, id: Uuid) -> Result<(Payment, String), StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS}, xmin::text AS version FROM payments WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage)?
+        .ok_or(StoreError::NotFound)?;
+        Ok((from_row(&row)?, row.get("version")))
+    }
+
     async fn one(&self, sql: &str, tenant: &str, key: &str) -> Result<Payment, StoreError> {
         let row = sqlx::query(sql)
             .bind(tenant)
@@ -110,16 +125,7 @@ impl PaymentStore for PgPayments {
     }
 
     async fn get(&self, tenant: &str, id: Uuid) -> Result<Payment, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(storage)?
-        .ok_or(StoreError::NotFound)?;
-        from_row(&row)
+        Ok(self.versioned(tenant, id).await?.0)
     }
 
     async fn by_order(&self, tenant: &str, order_id: &str) -> Result<Payment, StoreError> {
@@ -172,17 +178,7 @@ impl PaymentStore for PgPayments {
             outbox::Rows::insert_sql(12, "EXISTS (SELECT 1 FROM changed)")
         );
         for _ in 0..UPDATE_ATTEMPTS {
-            let row = sqlx::query(&format!(
-                "SELECT {COLUMNS}, xmin::text AS version FROM payments WHERE tenant_id = $1 AND id = $2"
-            ))
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(storage)?
-            .ok_or(StoreError::NotFound)?;
-            let current = from_row(&row)?;
-            let version: String = row.get("version");
+            let (current, version) = self.versioned(tenant, id).await?;
             let Some((next, event)) = change(&current) else {
                 return Ok(current);
             };

@@ -36,7 +36,9 @@ pub trait Deduper: Send + Sync + 'static {
     }
 }
 
-/// Processed ids in the consumer's own Postgres database.
+/// Processed ids in the consumer's own Postgres database, written on a
+/// [`crate::db::bookkeeping`] pool: a mark lost to a Postgres crash is an
+/// event handled again, which at-least-once delivery allows anyway.
 #[derive(Debug, Clone)]
 pub struct PgDeduper {
     pool: PgPool,
@@ -55,7 +57,9 @@ impl PgDeduper {
         )
         .execute(&pool)
         .await?;
-        Ok(PgDeduper { pool })
+        Ok(PgDeduper {
+            pool: crate::db::bookkeeping(&pool),
+        })
     }
 }
 

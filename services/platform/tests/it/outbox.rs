@@ -10,6 +10,7 @@ use std::sync::{
 
 use async_trait::async_trait;
 use shopstream_platform::{
+    db,
     events::{Envelope, EventBus, EventError, GroupLag, Subscription, memory::MemoryBus},
     outbox::{self, Relay, Rows},
 };
@@ -121,4 +122,18 @@ async fn rows_go_out_in_write_order_and_only_once_the_broker_holds_them() {
         0,
         "a published row went out again"
     );
+}
+
+#[tokio::test]
+async fn only_bookkeeping_commits_skip_the_wal_flush() {
+    let stack = testkit::stack().await;
+    let pool = stack.database("it_bookkeeping").await;
+    let show = |p: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
+            .fetch_one(&p)
+            .await
+            .unwrap()
+    };
+    assert_eq!(show(db::bookkeeping(&pool)).await, "off");
+    assert_eq!(show(pool).await, "on", "business writes lost their flush");
 }
