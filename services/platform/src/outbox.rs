@@ -92,9 +92,6 @@ pub struct Rows {
 }
 
 impl Rows {
-    /// How many parameters [`Rows::bind`] binds.
-    pub const PARAMS: usize = 9;
-
     pub fn new(topic: &str, events: &[Envelope]) -> Result<Rows, EventError> {
         let mut r = Rows::default();
         for e in events {
@@ -139,7 +136,7 @@ impl Rows {
     }
 
     /// Bind the arrays, in [`Rows::insert_sql`]'s order, as the query's next
-    /// [`Rows::PARAMS`] parameters.
+    /// nine parameters.
     pub fn bind<'q>(
         self,
         q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,

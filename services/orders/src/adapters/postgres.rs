@@ -104,8 +104,8 @@ const ORDER_COLS: &str = "tenant_id, order_id, user_id, state, cancel_reason, ca
     total_minor, currency, payment_method, reservation_id, payment_id, idempotency_key,
     fingerprint, workflow_started, created_at_ms, updated_at_ms";
 
-/// An order with its lines, in one statement: `{ORDER_SELECT} WHERE …`
-/// (the order table is `o`).
+/// An order with its lines, in one statement, for a caller to follow with
+/// `WHERE …` (the order table is `o`).
 fn order_select() -> String {
     format!(
         "SELECT {ORDER_COLS},
