@@ -338,12 +338,38 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), PrepareError> {
 }
 
 /// A process spec with no extra environment, run as the current user.
+/// Scheduler threads each Rust and Go process of the native stack runs its
+/// work on. Twenty processes share one machine's cores here, and a runtime
+/// sized for the whole machine in each of them (tokio's and Go's default: a
+/// worker per core) spends the cores on waking and stealing between its
+/// own threads; with one each, the processes themselves are what the
+/// kernel spreads over the cores. ADR 0004's amendment of 2026-12-07 has
+/// the measurements (checkout at 30 orders/s on 2 cores).
+pub const PROCESS_THREADS: usize = 1;
+
+/// The environment that gives `kind` [`PROCESS_THREADS`] scheduler
+/// threads: `TOKIO_WORKER_THREADS` for every `shopstream serve` process
+/// and tansu, `GOMAXPROCS` for Temporal's dev server, nothing for Postgres
+/// and Redis. A variable the user already set (`is_set`) is left alone:
+/// the process inherits the user's value.
+pub fn scheduler_env(kind: Kind, is_set: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+    let var = match kind {
+        Kind::Postgres | Kind::Redis => return vec![],
+        Kind::Temporal => "GOMAXPROCS",
+        _ => "TOKIO_WORKER_THREADS",
+    };
+    if is_set(var) {
+        return vec![];
+    }
+    vec![(var.to_string(), PROCESS_THREADS.to_string())]
+}
+
 fn spec(kind: Kind, program: PathBuf, args: Vec<String>, cwd: PathBuf) -> ProcessSpec {
     ProcessSpec {
         name: kind.name().into(),
         program,
         args,
-        env: vec![],
+        env: scheduler_env(kind, |v| std::env::var_os(v).is_some()),
         cwd,
         user: None,
         stop_signal: kind.stop_signal(),
@@ -620,7 +646,7 @@ impl Layout {
             | Kind::Compliance
             | Kind::Otel => {
                 let mut s = spec(kind, self.exe.clone(), strings(&["serve", kind.name()]), dir);
-                s.env = self.service_env(kind);
+                s.env.extend(self.service_env(kind));
                 // stripe-sim delivers its webhooks to payments.
                 if let (Kind::StripeSim, Some((payments, _))) =
                     (kind, Kind::Payments.service_addrs(&self.ports))
@@ -648,7 +674,7 @@ impl Layout {
             }
             Kind::S3 => {
                 let mut s = spec(kind, self.exe.clone(), strings(&["serve", "s3"]), dir.clone());
-                s.env = vec![
+                s.env.extend([
                     ("SHOPSTREAM_S3_ADDR".into(), format!("127.0.0.1:{}", p.s3)),
                     ("SHOPSTREAM_S3_ROOT".into(), dir.join("data").display().to_string()),
                     // Object-created notifications of the upload buckets
@@ -657,7 +683,7 @@ impl Layout {
                     // The audit chain's bucket is write-once (Object Lock).
                     ("SHOPSTREAM_S3_WORM".into(), crate::s3_server::DEFAULT_WORM.into()),
                     ("SHOPSTREAM_KAFKA_PORT".into(), p.kafka.to_string()),
-                ];
+                ]);
                 Ok(s)
             }
         }
@@ -783,6 +809,26 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_rust_and_go_process_gets_one_scheduler_thread_unless_the_user_chose() {
+        let unset = |_: &str| false;
+        let one = |v: &str| vec![(v.to_string(), "1".to_string())];
+        for kind in Kind::SERVICES.into_iter().chain([Kind::Kafka, Kind::S3]) {
+            assert_eq!(
+                scheduler_env(kind, unset),
+                one("TOKIO_WORKER_THREADS"),
+                "{kind:?}"
+            );
+        }
+        assert_eq!(scheduler_env(Kind::Temporal, unset), one("GOMAXPROCS"));
+        assert!(scheduler_env(Kind::Postgres, unset).is_empty());
+        assert!(scheduler_env(Kind::Redis, unset).is_empty());
+        // A value in the user's environment is inherited instead.
+        let user_set = |v: &str| v == "TOKIO_WORKER_THREADS";
+        assert!(scheduler_env(Kind::Gateway, user_set).is_empty());
+        assert_eq!(scheduler_env(Kind::Temporal, user_set), one("GOMAXPROCS"));
+    }
 
     /// A layout under a fresh directory of the system's temp dir.
     fn layout(name: &str) -> Layout {
