@@ -337,14 +337,13 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), PrepareError> {
     Ok(())
 }
 
-/// A process spec with no extra environment, run as the current user.
 /// Scheduler threads each Rust and Go process of the native stack runs its
 /// work on. Twenty processes share one machine's cores here, and a runtime
 /// sized for the whole machine in each of them (tokio's and Go's default: a
 /// worker per core) spends the cores on waking and stealing between its
 /// own threads; with one each, the processes themselves are what the
-/// kernel spreads over the cores. ADR 0004's amendment of 2026-12-07 has
-/// the measurements (checkout at 30 orders/s on 2 cores).
+/// kernel spreads over the cores. ADR 0020 has the measurements (checkout
+/// at 20 to 30 orders/s on 2 cores).
 pub const PROCESS_THREADS: usize = 1;
 
 /// The environment that gives `kind` [`PROCESS_THREADS`] scheduler
@@ -364,6 +363,8 @@ pub fn scheduler_env(kind: Kind, is_set: impl Fn(&str) -> bool) -> Vec<(String, 
     vec![(var.to_string(), PROCESS_THREADS.to_string())]
 }
 
+/// A process spec run as the current user, whose only environment so far
+/// is its [`scheduler_env`]; callers extend it.
 fn spec(kind: Kind, program: PathBuf, args: Vec<String>, cwd: PathBuf) -> ProcessSpec {
     ProcessSpec {
         name: kind.name().into(),
@@ -827,6 +828,19 @@ mod tests {
         // A value in the user's environment is inherited instead.
         let user_set = |v: &str| v == "TOKIO_WORKER_THREADS";
         assert!(scheduler_env(Kind::Gateway, user_set).is_empty());
+        // What `up` starts carries it beside the service's own environment
+        // (unless this test's own environment sets it).
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+            let l = layout("scheduler-env");
+            for kind in [Kind::Orders, Kind::S3] {
+                let spec = l.prepare(kind).unwrap();
+                assert_eq!(env_of(&spec, "TOKIO_WORKER_THREADS"), ["1"], "{kind:?}");
+                assert!(
+                    spec.env.iter().any(|(k, _)| k.starts_with("SHOPSTREAM_")),
+                    "{kind:?}"
+                );
+            }
+        }
         assert_eq!(scheduler_env(Kind::Temporal, user_set), one("GOMAXPROCS"));
     }
 
