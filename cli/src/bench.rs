@@ -80,6 +80,12 @@ pub struct BenchArgs {
     /// Orders per second for `checkout`.
     #[arg(long, default_value_t = 10)]
     checkout_rate: u32,
+    /// How `checkout` learns that an order completed: `stamp` reads the
+    /// order's own completion stamp and asks every 500 ms; `poll` takes the
+    /// moment a poll every 50 ms first sees it (more of the benchmark's own
+    /// requests on the machine it measures, growing with the latency).
+    #[arg(long, value_enum, default_value_t = checkout::Follow::Stamp)]
+    checkout_follow: checkout::Follow,
     /// Units of the flash-sale SKU.
     #[arg(long, default_value_t = 100)]
     flash_stock: i64,
@@ -166,9 +172,25 @@ pub struct Report {
 /// Concurrent signups while preparing the login benchmark.
 const SIGNUP_CONCURRENCY: usize = 4;
 
-/// One unit of load: resolves to whether it succeeded.
-type Job = Pin<Box<dyn Future<Output = bool> + Send>>;
+/// One unit of load: resolves to whether it succeeded, and when.
+type Job = Pin<Box<dyn Future<Output = Done> + Send>>;
 type MakeJob = Arc<dyn Fn(u64) -> Job + Send + Sync>;
+
+/// How one unit of load ended.
+pub(crate) struct Done {
+    pub ok: bool,
+    /// When what the job measures happened, where the job knows it better
+    /// than "when the future resolved": a checkout's completion, read from
+    /// the order's own stamp ([`checkout::Follow::Stamp`]). `None`: when it
+    /// resolved.
+    pub at: Option<Instant>,
+}
+
+impl From<bool> for Done {
+    fn from(ok: bool) -> Self {
+        Done { ok, at: None }
+    }
+}
 
 /// A job that sends one request and succeeds on a 2xx.
 fn request_job(make: impl Fn(u64) -> reqwest::RequestBuilder + Send + Sync + 'static) -> MakeJob {
@@ -179,9 +201,9 @@ fn request_job(make: impl Fn(u64) -> reqwest::RequestBuilder + Send + Sync + 'st
                 Ok(r) => {
                     let ok = r.status().is_success();
                     let _ = r.bytes().await;
-                    ok
+                    ok.into()
                 }
-                Err(_) => false,
+                Err(_) => false.into(),
             }
         })
     })
@@ -222,8 +244,10 @@ async fn run_load(
         let job = make(n);
         let (hist, counts) = (hist.clone(), counts.clone());
         tasks.push(tokio::spawn(async move {
-            let ok = job.await;
-            let us = scheduled.elapsed().as_micros() as u64;
+            let done = job.await;
+            let ok = done.ok;
+            let end = done.at.unwrap_or_else(Instant::now);
+            let us = end.saturating_duration_since(scheduled).as_micros() as u64;
             drop(permit);
             if measured {
                 if let Ok(mut h) = hist.lock() {
@@ -282,11 +306,13 @@ async fn run_closed(name: &str, in_flight: usize, duration: Duration, make: Make
                 if t >= end {
                     break;
                 }
-                let good = make(n).await;
+                let done = make(n).await;
+                let end = done.at.unwrap_or_else(Instant::now);
                 n += in_flight as u64;
                 if t >= measure_from {
-                    let _ = hist.record((t.elapsed().as_micros() as u64).max(1));
-                    if good { ok += 1 } else { errors += 1 }
+                    let us = end.saturating_duration_since(t).as_micros() as u64;
+                    let _ = hist.record(us.max(1));
+                    if done.ok { ok += 1 } else { errors += 1 }
                 }
             }
             (hist, ok, errors)
@@ -355,6 +381,7 @@ async fn product_floor(
                     .fetch_optional(&pool)
                     .await
                     .is_ok_and(|r| r.is_some())
+                    .into()
             })
         })
     };
@@ -565,7 +592,7 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                     args.duration_s,
                     setup.lines.len()
                 );
-                let make = checkout::job(client.clone(), base.clone(), setup);
+                let make = checkout::job(client.clone(), base.clone(), setup, args.checkout_follow);
                 run_load(
                     "checkout (order → completed)",
                     args.checkout_rate,

@@ -205,12 +205,71 @@ pub async fn prepare(
     }))
 }
 
-/// Place order n, then poll it until the saga ends; success = completed.
-pub fn job(client: reqwest::Client, base: String, setup: Setup) -> MakeJob {
+/// How the checkout benchmark learns when an order completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Follow {
+    /// The order's own stamp: orders writes `updated_at_ms` in the statement
+    /// that records the final step (taken just before it), so a completed
+    /// order says when it completed. The benchmark asks every
+    /// [`STAMP_POLL`] whether it has, which keeps its own requests (which
+    /// share the machine with the stack) from growing with the latency
+    /// they measure. Read against this machine's clock, and kept between
+    /// the order's scheduled start and the answer that showed it
+    /// completed, so another machine's clock cannot move it outside that.
+    Stamp,
+    /// The moment a poll first sees the order completed, asking every
+    /// [`POLL_EVERY`]: a client's view, with up to that much added, and
+    /// one request per order in flight every 50 ms.
+    Poll,
+}
+
+/// How often [`Follow::Stamp`] asks.
+const STAMP_POLL: Duration = Duration::from_millis(500);
+/// How often [`Follow::Poll`] asks.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+/// How long an order is followed before it counts as failed.
+const FOLLOW_FOR: Duration = Duration::from_secs(30);
+
+/// A pair of readings of the monotonic and the wall clock, to turn a
+/// wall-clock stamp in milliseconds into an [`Instant`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClockPair {
+    instant: Instant,
+    wall_ms: i64,
+}
+
+impl ClockPair {
+    pub(crate) fn now() -> Self {
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        ClockPair {
+            instant: Instant::now(),
+            wall_ms,
+        }
+    }
+
+    /// `stamp_ms` (wall clock) as an instant, kept within `[from, to]`.
+    pub(crate) fn instant_of(&self, stamp_ms: i64, from: Instant, to: Instant) -> Instant {
+        let offset = Duration::from_millis(stamp_ms.abs_diff(self.wall_ms));
+        let at = if stamp_ms >= self.wall_ms {
+            self.instant.checked_add(offset)
+        } else {
+            self.instant.checked_sub(offset)
+        };
+        at.unwrap_or(to).clamp(from, to)
+    }
+}
+
+/// Place order n, then follow it until the saga ends; success = completed.
+pub fn job(client: reqwest::Client, base: String, setup: Setup, follow: Follow) -> MakeJob {
     let setup = Arc::new(setup);
+    let clock = ClockPair::now();
     Arc::new(move |n| -> Job {
         let (c, b, s) = (client.clone(), base.clone(), setup.clone());
         Box::pin(async move {
+            let sent = Instant::now();
             let (product, sku) = &s.lines[n as usize % s.lines.len()];
             let body = serde_json::json!({
                 "items": [{"product_id": product, "sku_id": sku, "quantity": 1}],
@@ -224,21 +283,24 @@ pub fn job(client: reqwest::Client, base: String, setup: Setup) -> MakeJob {
                 .send()
                 .await
             else {
-                return false;
+                return false.into();
             };
             if !resp.status().is_success() {
-                return false;
+                return false.into();
             }
             let Ok(order) = resp.json::<serde_json::Value>().await else {
-                return false;
+                return false.into();
             };
             let Some(id) = order["order_id"].as_str() else {
-                return false;
+                return false.into();
             };
-            let deadline = Instant::now() + Duration::from_secs(30);
+            let every = match follow {
+                Follow::Stamp => STAMP_POLL,
+                Follow::Poll => POLL_EVERY,
+            };
+            let deadline = Instant::now() + FOLLOW_FOR;
             while Instant::now() < deadline {
-                // Polling faster would load the 2-core machine more than the saga does.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(every).await;
                 let Ok(r) = c
                     .get(format!("{b}/orders/{id}"))
                     .bearer_auth(&s.token)
@@ -250,13 +312,23 @@ pub fn job(client: reqwest::Client, base: String, setup: Setup) -> MakeJob {
                 let Ok(o) = r.json::<serde_json::Value>().await else {
                     continue;
                 };
+                let seen = Instant::now();
                 match o["state"].as_str() {
-                    Some("completed") => return true,
-                    Some("cancelled") => return false,
+                    Some("completed") => {
+                        let at = match (follow, o["updated_at_ms"].as_i64()) {
+                            (Follow::Stamp, Some(ms)) => clock.instant_of(ms, sent, seen),
+                            _ => seen,
+                        };
+                        return super::Done {
+                            ok: true,
+                            at: Some(at),
+                        };
+                    }
+                    Some("cancelled") => return false.into(),
                     _ => {}
                 }
             }
-            false
+            false.into()
         })
     })
 }
@@ -464,5 +536,19 @@ mod tests {
             err.contains("422") && err.contains("invalid limit"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_stamp_becomes_the_instant_it_names_kept_between_the_start_and_the_answer() {
+        let clock = ClockPair::now();
+        let from = clock.instant;
+        let to = from + Duration::from_secs(2);
+        // 750 ms after the pair was read, on the same clock.
+        let at = clock.instant_of(clock.wall_ms + 750, from, to);
+        assert_eq!(at - from, Duration::from_millis(750));
+        // A stamp before the order was placed, or after the answer that
+        // showed it completed (another machine's clock), is kept inside.
+        assert_eq!(clock.instant_of(clock.wall_ms - 5_000, from, to), from);
+        assert_eq!(clock.instant_of(clock.wall_ms + 60_000, from, to), to);
     }
 }

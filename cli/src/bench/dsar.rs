@@ -86,11 +86,13 @@ pub async fn run(
             lines: setup.lines.clone(),
             run_id: setup.run_id.clone(),
         },
+        // Only whether each order completed counts here, not when.
+        checkout::Follow::Poll,
     );
     let ok = futures::stream::iter(0..a.orders as u64)
         .map(|n| job(n))
         .buffer_unordered(ORDER_CONCURRENCY)
-        .filter(|ok| std::future::ready(*ok))
+        .filter(|done| std::future::ready(done.ok))
         .count()
         .await;
     if ok < a.orders {

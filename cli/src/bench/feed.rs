@@ -318,6 +318,7 @@ pub async fn run(
                 ))
                 .await
                 .is_ok_and(|p| !p.into_inner().cards.is_empty())
+                .into()
             })
         })
     };
