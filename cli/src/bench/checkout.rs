@@ -214,8 +214,8 @@ pub enum Follow {
     /// [`STAMP_POLL`] whether it has, which keeps its own requests (which
     /// share the machine with the stack) from growing with the latency
     /// they measure. Read against this machine's clock, and kept between
-    /// the order's scheduled start and the answer that showed it
-    /// completed, so another machine's clock cannot move it outside that.
+    /// the moment the benchmark sent the order and the answer that showed
+    /// it completed, so another machine's clock cannot move it outside that.
     Stamp,
     /// The moment a poll first sees the order completed, asking every
     /// [`POLL_EVERY`]: a client's view, with up to that much added, and
