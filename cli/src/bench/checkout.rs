@@ -233,25 +233,21 @@ const FOLLOW_FOR: Duration = Duration::from_secs(30);
 /// A pair of readings of the monotonic and the wall clock, to turn a
 /// wall-clock stamp in milliseconds into an [`Instant`].
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ClockPair {
+struct ClockPair {
     instant: Instant,
     wall_ms: i64,
 }
 
 impl ClockPair {
-    pub(crate) fn now() -> Self {
-        let wall_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default();
+    fn now() -> Self {
         ClockPair {
             instant: Instant::now(),
-            wall_ms,
+            wall_ms: crate::scenario::now_ms(),
         }
     }
 
     /// `stamp_ms` (wall clock) as an instant, kept within `[from, to]`.
-    pub(crate) fn instant_of(&self, stamp_ms: i64, from: Instant, to: Instant) -> Instant {
+    fn instant_of(&self, stamp_ms: i64, from: Instant, to: Instant) -> Instant {
         let offset = Duration::from_millis(stamp_ms.abs_diff(self.wall_ms));
         let at = if stamp_ms >= self.wall_ms {
             self.instant.checked_add(offset)
@@ -262,10 +258,19 @@ impl ClockPair {
     }
 }
 
+/// When a completed order (`GET /orders/{id}`'s answer, read at `seen`)
+/// completed: its `updated_at_ms`, which orders writes with the last step,
+/// as an instant no earlier than `from` (when it was placed) and no later
+/// than `seen`; `seen` when the answer has no stamp.
+pub(crate) fn completed_at(order: &serde_json::Value, from: Instant, seen: Instant) -> Instant {
+    order["updated_at_ms"]
+        .as_i64()
+        .map_or(seen, |ms| ClockPair::now().instant_of(ms, from, seen))
+}
+
 /// Place order n, then follow it until the saga ends; success = completed.
 pub fn job(client: reqwest::Client, base: String, setup: Setup, follow: Follow) -> MakeJob {
     let setup = Arc::new(setup);
-    let clock = ClockPair::now();
     Arc::new(move |n| -> Job {
         let (c, b, s) = (client.clone(), base.clone(), setup.clone());
         Box::pin(async move {
@@ -315,9 +320,9 @@ pub fn job(client: reqwest::Client, base: String, setup: Setup, follow: Follow) 
                 let seen = Instant::now();
                 match o["state"].as_str() {
                     Some("completed") => {
-                        let at = match (follow, o["updated_at_ms"].as_i64()) {
-                            (Follow::Stamp, Some(ms)) => clock.instant_of(ms, sent, seen),
-                            _ => seen,
+                        let at = match follow {
+                            Follow::Stamp => completed_at(&o, sent, seen),
+                            Follow::Poll => seen,
                         };
                         return super::Done {
                             ok: true,
@@ -550,5 +555,10 @@ mod tests {
         // showed it completed (another machine's clock), is kept inside.
         assert_eq!(clock.instant_of(clock.wall_ms - 5_000, from, to), from);
         assert_eq!(clock.instant_of(clock.wall_ms + 60_000, from, to), to);
+        // An answer without a stamp completed when it was seen.
+        let answer = serde_json::json!({"state": "completed"});
+        assert_eq!(completed_at(&answer, from, to), to);
+        let stamped = serde_json::json!({"state": "completed", "updated_at_ms": 0});
+        assert_eq!(completed_at(&stamped, from, to), from);
     }
 }

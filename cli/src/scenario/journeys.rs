@@ -20,7 +20,7 @@ use super::{
     report::{Phase, Report, RequestStat},
 };
 use crate::{
-    bench::checkout::{ClockPair, buyer_session, inventory, products, set_available, stock_of},
+    bench::checkout::{buyer_session, completed_at, inventory, products, set_available, stock_of},
     exit,
 };
 
@@ -371,10 +371,7 @@ async fn checkout(user: &mut GooseUser) -> TransactionResult {
                 if s.scenario == "checkout-spike" {
                     // When it completed: the order's own stamp (as `bench
                     // --target checkout` reads it), not when we asked.
-                    let seen = Instant::now();
-                    let at = o["updated_at_ms"]
-                        .as_i64()
-                        .map_or(seen, |ms| ClockPair::now().instant_of(ms, started, seen));
+                    let at = completed_at(&o, started, Instant::now());
                     s.rec.headline((at - started).as_micros() as u64);
                 }
                 return Ok(());
