@@ -153,6 +153,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A command whose reader stops early (`status --json | head`) ends the
+    // way other Unix tools do, by SIGPIPE, instead of panicking on the failed
+    // write: Rust ignores the signal by default. A service (`serve`) keeps
+    // ignoring it: a peer going away must not kill it. Processes `up` starts
+    // are not affected: the standard library resets SIGPIPE in every child.
+    if !matches!(cli.command, Command::Serve(_)) {
+        sigpipe::reset();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -16,6 +16,25 @@ fn json(stdout: &[u8], all: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{all}"))
 }
 
+/// A reader that stops early (`shopstream lab list --json | head -c 1`) ends
+/// the command by SIGPIPE, as it ends other Unix tools, not by a panic on
+/// the failed write (Rust ignores SIGPIPE unless told otherwise).
+#[test]
+fn a_reader_that_goes_away_ends_the_command_by_sigpipe_not_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    // The read end is closed before the command starts: its first write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .args(["lab", "list", "--json"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(13), "{:?}: {stderr}", out.status);
+}
+
 #[test]
 fn lab_list_unknown_labs_and_an_unreachable_system_answer_fast() {
     let out = Command::new(BIN)

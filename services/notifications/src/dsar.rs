@@ -13,7 +13,7 @@
 //! | `notifications.mail_sink` | the messages the mail provider holds (mail-sim, over HTTP) | deleted |
 //!
 //! Nothing else is personal: `refund_totals` holds order ids and amounts,
-//! `processed_events` event ids, and live updates are published, not kept.
+//! and live updates are published, not kept.
 //! The e-mail keys in `email_sends` and the order ids link to orders, which
 //! orders keeps anonymised.
 //!

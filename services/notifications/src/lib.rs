@@ -1,6 +1,5 @@
-//! Notifications: consumes `order.lifecycle` and `payment.events` (each
-//! event once per consumer group: ids are deduplicated in its own Postgres
-//! database), decides who is told what (pure: [`domain::notices`] for live
+//! Notifications: consumes `order.lifecycle` and `payment.events`, decides
+//! who is told what (pure: [`domain::notices`] for live
 //! updates, [`email::intents`] for e-mail) and delivers it. Live updates go
 //! onto the realtime fan-out (`platform::realtime`), which every gateway holds
 //! one subscription to and passes on to its WebSocket, SSE and long-poll
@@ -9,6 +8,13 @@
 //! and a DLQ. It answers DSARs over its gRPC port ([`dsar`]): channels,
 //! the delivery log, queued and dead-lettered e-mails, and the messages the
 //! mail sink holds.
+//!
+//! A redelivered event has no second effect, without a record of processed
+//! event ids: a live update carries its step's sequence number, and the
+//! gateway drops one at or below the last it delivered (ADR 0008); an e-mail's
+//! key is (event id, template), and the mailer sends a key once (ADR 0009);
+//! the order's owner is written `ON CONFLICT DO NOTHING`, and a refund's
+//! running total with `GREATEST`.
 
 pub mod api;
 pub mod domain;
@@ -30,7 +36,7 @@ use shopstream_platform::{
     db,
     events::{
         Delivery,
-        dedupe::PgDeduper,
+        dedupe::HandlerDedupes,
         dlq_topic,
         kafka::KafkaBus,
         runner::{self, Handler, HandlerError, RunnerConfig},
@@ -179,7 +185,14 @@ pub struct Deliver {
     pub published: Counter,
     /// `shopstream_notifications_commit_to_fanout_seconds`.
     pub commit_to_fanout: Histogram,
+    /// Orders whose owner this process has written: an order's later state
+    /// changes skip the insert (bounded: emptied when it reaches
+    /// [`OWNERS_REMEMBERED`]; a restart starts empty and writes again).
+    owners_written: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
+
+/// How many orders [`Deliver`] remembers having written the owner of.
+const OWNERS_REMEMBERED: usize = 4_096;
 
 impl Deliver {
     pub fn new(
@@ -225,7 +238,30 @@ impl Deliver {
             skipped,
             published,
             commit_to_fanout,
+            owners_written: Default::default(),
         }
+    }
+
+    /// Whether this process has not yet written `order`'s owner; notes it as
+    /// written from now on.
+    fn owner_unwritten(&self, tenant: &str, order: &str) -> bool {
+        let mut w = self
+            .owners_written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if w.len() >= OWNERS_REMEMBERED {
+            w.clear();
+        }
+        w.insert((tenant.to_string(), order.to_string()))
+    }
+
+    /// Forget that `order`'s owner was written (the write failed).
+    fn owner_unwritten_again(&self, tenant: &str, order: &str) {
+        let mut w = self
+            .owners_written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        w.remove(&(tenant.to_string(), order.to_string()));
     }
 }
 
@@ -251,8 +287,9 @@ impl Handler for Deliver {
         let db = |err: sqlx::Error| HandlerError::Retryable(format!("postgres: {err}"));
         if e.event_type == email::ORDER_STATE_EVENT
             && let Ok(o) = serde_json::from_slice::<email::OrderStateChanged>(&e.payload)
+            && self.owner_unwritten(&e.tenant_id, &o.order_id)
         {
-            sqlx::query(
+            let written = sqlx::query(
                 "INSERT INTO order_owners (tenant_id, order_id, user_id) VALUES ($1, $2, $3)
                  ON CONFLICT DO NOTHING",
             )
@@ -260,8 +297,11 @@ impl Handler for Deliver {
             .bind(&o.order_id)
             .bind(&o.user_id)
             .execute(&self.pool)
-            .await
-            .map_err(db)?;
+            .await;
+            if let Err(err) = written {
+                self.owner_unwritten_again(&e.tenant_id, &o.order_id);
+                return Err(db(err));
+            }
         }
         let intents = email::intents(&e.event_type, &e.payload)
             .map_err(|err| HandlerError::Permanent(err.to_string()))?;
@@ -405,7 +445,8 @@ pub async fn run(
     let svc = Service::new(&cfg.service);
     let pool = db::connect(&cfg.service.endpoints.postgres_url, &cfg.database).await?;
     db::migrate(&pool, &MIGRATOR).await?;
-    let dedupe = Arc::new(PgDeduper::new(pool.clone()).await?);
+    // Each effect is its own dedupe (see the module's doc): no id record.
+    let dedupe = Arc::new(HandlerDedupes);
     let redis = cache::connect(&cfg.service.endpoints.redis_url).await?;
     let identity = IdentityServiceClient::with_interceptor(
         channel(&cfg.identity_grpc, Duration::from_secs(2), IDENTITY_TIMEOUT)?,

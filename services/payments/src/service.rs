@@ -112,10 +112,14 @@ impl Payments {
     ) -> Result<Payment, StoreError> {
         let now_ms = self.clock.now_ms();
         let (clock, ids) = (self.clock.clone(), self.ids.clone());
-        let before = self.store.get(tenant, id).await?;
+        // The row the change was last computed from: after `update`, the one
+        // it was applied to (a store retries the change on a newer row when
+        // another writer came first). No read of its own.
+        let base: std::sync::Mutex<Option<Payment>> = std::sync::Mutex::new(None);
         let after = self
             .store
-            .update(tenant, id, &move |cur: &Payment| {
+            .update(tenant, id, &|cur: &Payment| {
+                *base.lock().unwrap_or_else(|p| p.into_inner()) = Some(cur.clone());
                 let next = domain::merge(cur, &obs, now_ms)?;
                 let event = if domain::is_event_worthy(cur, &next) {
                     match events::envelope(&next, clock.as_ref(), ids.as_ref()) {
@@ -131,7 +135,10 @@ impl Payments {
                 Some((next, event))
             })
             .await?;
-        if domain::is_event_worthy(&before, &after) {
+        let before = base.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(before) = before
+            && domain::is_event_worthy(&before, &after)
+        {
             tracing::info!(
                 payment_id = %after.id, order_id = %after.order_id,
                 from = before.status.as_str(), to = after.status.as_str(),
