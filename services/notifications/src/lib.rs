@@ -10,8 +10,10 @@
 //! mail sink holds.
 //!
 //! A redelivered event has no second effect, without a record of processed
-//! event ids: a live update carries its step's sequence number, and the
-//! gateway drops one at or below the last it delivered (ADR 0008); an e-mail's
+//! event ids: a live update carries its step's sequence number, this process
+//! does not publish one at or below the last it published on its topic, and
+//! the gateway drops one at or below the last it delivered (ADR 0008), which
+//! covers the repeats after a restart; an e-mail's
 //! key is (event id, template), and the mailer sends a key once (ADR 0009);
 //! the order's owner is written `ON CONFLICT DO NOTHING`, and a refund's
 //! running total with `GREATEST`.
@@ -185,14 +187,25 @@ pub struct Deliver {
     pub published: Counter,
     /// `shopstream_notifications_commit_to_fanout_seconds`.
     pub commit_to_fanout: Histogram,
-    /// Orders whose owner this process has written: an order's later state
-    /// changes skip the insert (bounded: emptied when it reaches
-    /// [`OWNERS_REMEMBERED`]; a restart starts empty and writes again).
-    owners_written: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    /// What this process has done for recent orders (see [`Recent`]).
+    recent: std::sync::Mutex<Recent>,
 }
 
-/// How many orders [`Deliver`] remembers having written the owner of.
-const OWNERS_REMEMBERED: usize = 4_096;
+/// What [`Deliver`] has done for recent orders, so that an order's repeats
+/// cost nothing: whose owner it wrote (an order's later state changes skip
+/// the insert), and the last step it published on each live topic (a
+/// repeated step, e.g. a producer retry, is not published again). Bounded:
+/// emptied when it holds [`RECENT_MAX`] entries; a restart starts empty.
+/// Forgetting is safe: the owner is written `ON CONFLICT DO NOTHING`, and the
+/// gateway drops a live update at or below the last it delivered.
+#[derive(Debug, Default)]
+struct Recent {
+    owners: std::collections::HashSet<(String, String)>,
+    live: std::collections::HashMap<(String, String), u64>,
+}
+
+/// How many orders and live topics [`Recent`] holds at most, each.
+const RECENT_MAX: usize = 4_096;
 
 impl Deliver {
     pub fn new(
@@ -238,30 +251,52 @@ impl Deliver {
             skipped,
             published,
             commit_to_fanout,
-            owners_written: Default::default(),
+            recent: Default::default(),
         }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if r.owners.len() >= RECENT_MAX {
+            r.owners.clear();
+        }
+        if r.live.len() >= RECENT_MAX {
+            r.live.clear();
+        }
+        r
     }
 
     /// Whether this process has not yet written `order`'s owner; notes it as
     /// written from now on.
     fn owner_unwritten(&self, tenant: &str, order: &str) -> bool {
-        let mut w = self
-            .owners_written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if w.len() >= OWNERS_REMEMBERED {
-            w.clear();
-        }
-        w.insert((tenant.to_string(), order.to_string()))
+        self.recent()
+            .owners
+            .insert((tenant.to_string(), order.to_string()))
     }
 
     /// Forget that `order`'s owner was written (the write failed).
     fn owner_unwritten_again(&self, tenant: &str, order: &str) {
-        let mut w = self
-            .owners_written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        w.remove(&(tenant.to_string(), order.to_string()));
+        self.recent()
+            .owners
+            .remove(&(tenant.to_string(), order.to_string()));
+    }
+
+    /// Whether update `seq` on `topic` is past the last this process published.
+    fn live_unpublished(&self, tenant: &str, topic: &str, seq: u64) -> bool {
+        self.recent()
+            .live
+            .get(&(tenant.to_string(), topic.to_string()))
+            .is_none_or(|&last| seq > last)
+    }
+
+    /// Note update `seq` on `topic` as published.
+    fn live_published(&self, tenant: &str, topic: &str, seq: u64) {
+        let mut r = self.recent();
+        let last = r
+            .live
+            .entry((tenant.to_string(), topic.to_string()))
+            .or_default();
+        *last = (*last).max(seq);
     }
 }
 
@@ -274,10 +309,14 @@ impl Handler for Deliver {
         for n in notices {
             match n {
                 Notice::Live { topic, event } => {
+                    if !self.live_unpublished(&e.tenant_id, &event.topic, event.seq) {
+                        continue;
+                    }
                     let mut redis = self.redis.clone();
                     realtime::publish(&mut redis, &e.tenant_id, &topic, &event)
                         .await
                         .map_err(|err| HandlerError::Retryable(format!("redis: {err}")))?;
+                    self.live_published(&e.tenant_id, &event.topic, event.seq);
                     self.published.inc();
                     let lag_ms = (self.clock.now_ms() - event.committed_ms).max(0);
                     self.commit_to_fanout.observe(lag_ms as f64 / 1000.0);
