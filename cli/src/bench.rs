@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 use crate::exit;
 
 pub(crate) mod checkout;
+mod cost;
 mod dsar;
 mod feed;
 mod live;
@@ -138,6 +139,14 @@ pub struct BenchArgs {
     /// Gateway base URL (default: this stack's gateway).
     #[arg(long)]
     url: Option<String>,
+    /// Also measure, for `checkout`, `login` and `stats`, what one completed
+    /// order, login or read costs each component of this machine's stack in
+    /// CPU (its process tree's user + system time, from /proc), and the rate
+    /// the machine's cores could sustain at that cost. Adds 3 s before each
+    /// target (the idle rate, subtracted) and up to 30 s after it (the
+    /// consumers finishing the load's events count too).
+    #[arg(long, conflicts_with = "url")]
+    cpu: bool,
     /// Print each target's figures as one JSON document instead of a table.
     #[arg(long)]
     json: bool,
@@ -167,6 +176,10 @@ pub struct Report {
     /// same read straight against Postgres): this figure over the floor's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_to_floor: Option<f64>,
+    /// Successes during the warm-up second, which the figures above leave
+    /// out but the machine did the work of (`--cpu` divides by both).
+    #[serde(skip)]
+    pub ok_in_warmup: u64,
 }
 
 /// Concurrent signups while preparing the login benchmark.
@@ -219,7 +232,7 @@ async fn run_load(
     let hist = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
     ));
-    let counts = Arc::new(Mutex::new((0u64, 0u64)));
+    let counts = Arc::new(Mutex::new((0u64, 0u64, 0u64)));
     let sem = Arc::new(Semaphore::new(max_in_flight));
     let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let warmup = Duration::from_secs(1);
@@ -253,8 +266,13 @@ async fn run_load(
                 if let Ok(mut h) = hist.lock() {
                     let _ = h.record(us.max(1));
                 }
-                if let Ok(mut c) = counts.lock() {
-                    if ok { c.0 += 1 } else { c.1 += 1 }
+            }
+            if let Ok(mut c) = counts.lock() {
+                match (measured, ok) {
+                    (true, true) => c.0 += 1,
+                    (true, false) => c.1 += 1,
+                    (false, true) => c.2 += 1,
+                    (false, false) => {}
                 }
             }
         }));
@@ -267,7 +285,7 @@ async fn run_load(
         .lock()
         .map(|h| h.clone())
         .unwrap_or_else(|_| Histogram::new(3).expect("histogram"));
-    let (ok, errors) = counts.lock().map(|c| *c).unwrap_or((0, 0));
+    let (ok, errors, ok_in_warmup) = counts.lock().map(|c| *c).unwrap_or((0, 0, 0));
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     Report {
         target: name.to_string(),
@@ -284,6 +302,7 @@ async fn run_load(
         latency_ms_max: h.max() as f64 / 1000.0,
         in_flight: None,
         ratio_to_floor: None,
+        ok_in_warmup,
     }
 }
 
@@ -343,6 +362,7 @@ async fn run_closed(name: &str, in_flight: usize, duration: Duration, make: Make
         latency_ms_max: h.max() as f64 / 1000.0,
         in_flight: Some(in_flight),
         ratio_to_floor: None,
+        ok_in_warmup: 0,
     }
 }
 
@@ -424,6 +444,27 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
     } else {
         args.targets.clone()
     };
+    if args.cpu {
+        if let Some(t) = targets
+            .iter()
+            .find(|t| !matches!(t, Target::Checkout | Target::Login | Target::Stats))
+        {
+            eprintln!(
+                "error: --cpu measures checkout, login and stats; not {}",
+                t.to_possible_value()
+                    .map_or("this target".into(), |v| v.get_name().to_string())
+            );
+            return Ok(2);
+        }
+    }
+    let mut costs = cost::Costs::new(if args.cpu {
+        Some(
+            shopstream_runtime::Stack::new(state_dir, ports, std::env::current_exe()?)
+                .with_services(true),
+        )
+    } else {
+        None
+    });
     let duration = Duration::from_secs(args.duration_s);
     let mut reports = Vec::new();
     let mut flash_reports = Vec::new();
@@ -434,20 +475,12 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
     for t in targets {
         let report = match t {
             Target::Product => {
-                let page: serde_json::Value = client
-                    .get(format!("{base}/products?limit=100"))
-                    .send()
+                // A 5xx while listing is asked again, not taken for an empty catalog.
+                let ids: Vec<String> = checkout::products(&client, &base, 100)
                     .await?
-                    .json()
-                    .await?;
-                let ids: Vec<String> = page["items"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|p| p["id"].as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect();
                 if ids.is_empty() {
                     eprintln!("error: the catalog is empty: run `shopstream seed` first");
                     return Ok(exit::NOT_READY);
@@ -572,14 +605,22 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                     c.post(format!("{b}/auth/login"))
                         .json(&serde_json::json!({"email": email, "password": password}))
                 });
-                run_load(
-                    "POST /auth/login",
-                    args.login_rate,
-                    duration,
-                    args.max_in_flight,
-                    make,
-                )
-                .await
+                match costs
+                    .around(
+                        "login",
+                        run_load(
+                            "POST /auth/login",
+                            args.login_rate,
+                            duration,
+                            args.max_in_flight,
+                            make,
+                        ),
+                    )
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(code) => return Ok(code),
+                }
             }
             Target::Checkout => {
                 let setup = match checkout::prepare(&client, &base, &ports, 1_000_000).await? {
@@ -593,14 +634,22 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                     setup.lines.len()
                 );
                 let make = checkout::job(client.clone(), base.clone(), setup, args.checkout_follow);
-                run_load(
-                    "checkout (order → completed)",
-                    args.checkout_rate,
-                    duration,
-                    args.max_in_flight,
-                    make,
-                )
-                .await
+                match costs
+                    .around(
+                        "order",
+                        run_load(
+                            "checkout (order → completed)",
+                            args.checkout_rate,
+                            duration,
+                            args.max_in_flight,
+                            make,
+                        ),
+                    )
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(code) => return Ok(code),
+                }
             }
             Target::FlashSale => {
                 let flash = match checkout::flash_sale(
@@ -623,14 +672,22 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                     Ok(m) => m,
                     Err(code) => return Ok(code),
                 };
-                run_load(
-                    "GET /admin/stats/daily (90 days)",
-                    args.stats_rate,
-                    duration,
-                    args.max_in_flight,
-                    make,
-                )
-                .await
+                match costs
+                    .around(
+                        "read",
+                        run_load(
+                            "GET /admin/stats/daily (90 days)",
+                            args.stats_rate,
+                            duration,
+                            args.max_in_flight,
+                            make,
+                        ),
+                    )
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(code) => return Ok(code),
+                }
             }
             Target::Media => {
                 let media_pid = match &args.url {
@@ -714,6 +771,7 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
             && media_reports.is_empty()
             && feed_reports.is_empty()
             && dsar_reports.is_empty()
+            && costs.list.is_empty()
         {
             println!("{}", serde_json::to_string_pretty(&reports)?);
         } else {
@@ -721,7 +779,8 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({
                     "reports": reports, "flash_sale": flash_reports, "live": live_reports,
-                    "media": media_reports, "feed": feed_reports, "dsar": dsar_reports
+                    "media": media_reports, "feed": feed_reports, "dsar": dsar_reports,
+                    "cpu": costs.list
                 }))?
             );
         }
@@ -773,74 +832,75 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
             );
         }
     }
-    for f in &flash_reports {
-        println!(
-            "flash sale: {} attempts on {} units in {:.2} s ({:.0} attempts/s): {} reserved, {} refused, {} errors; stock after: reserved {}, available {}; oversold {}",
-            f.attempts,
-            f.stock,
-            f.elapsed_s,
-            f.attempts_per_s,
-            f.reserved,
-            f.refused,
-            f.errors,
-            f.stock_reserved_after,
-            f.stock_available_after,
-            f.oversold
-        );
-    }
-    for l in &live_reports {
-        let kib = |v: Option<u64>| v.map_or("unknown".to_string(), |k| format!("{k} KiB"));
-        println!(
-            "live: {} buyers, {} WebSockets + {} SSE streams ({} open when measured); {} orders ({} failed); {} updates expected, {} lost; {} live samples; {} SSE streams refused (429) and reopened; gateway PSS {} → {} ({} per 1,000 connections)",
-            l.buyers,
-            l.websockets,
-            l.sse_streams,
-            l.connections_measured,
-            l.orders,
-            l.orders_failed,
-            l.updates_expected,
-            l.updates_lost,
-            l.live_samples,
-            l.sse_retries,
-            kib(l.gateway_pss_kib_before),
-            kib(l.gateway_pss_kib_with),
-            l.gateway_pss_kib_per_1000
-                .map_or("unknown".to_string(), |k| format!("{k:.0} KiB")),
-        );
-    }
-    for m in &media_reports {
-        println!(
-            "media: {} photos, {} clips, one at a time; media worker + ffmpeg peak PSS while transcoding: {}",
-            m.photos,
-            m.clips,
-            m.worker_peak_pss_kib
-                .map_or("unknown".to_string(), |k| format!(
-                    "{:.1} MiB",
-                    k as f64 / 1024.0
-                ))
-        );
-    }
-    for f in &feed_reports {
-        println!(
-            "feed ({}): {} products, {} users, {} events published in {:.1} s; feature job {:.0} events/s; backfill {:.1} s ({:.0} slices/s); hit rate {:.1} %; after a Redis flush: lowest 1 s hit rate {:.1} %, back above 90 % after {}, {} slices re-warmed",
-            f.tenant,
-            f.items,
-            f.users,
-            f.events,
-            f.publish_s,
-            f.job_events_per_s,
-            f.backfill_s,
-            f.backfill_slices_per_s,
-            100.0 * f.hit_rate,
-            100.0 * f.hit_rate_after_flush_min,
-            f.recover_to_90_s
-                .map_or("never (within the window)".to_string(), |s| format!(
-                    "{s:.1} s"
-                )),
-            f.slices_rewarmed
-        );
-    }
     if !args.json {
+        costs.list.iter().for_each(cost::print);
+        for f in &flash_reports {
+            println!(
+                "flash sale: {} attempts on {} units in {:.2} s ({:.0} attempts/s): {} reserved, {} refused, {} errors; stock after: reserved {}, available {}; oversold {}",
+                f.attempts,
+                f.stock,
+                f.elapsed_s,
+                f.attempts_per_s,
+                f.reserved,
+                f.refused,
+                f.errors,
+                f.stock_reserved_after,
+                f.stock_available_after,
+                f.oversold
+            );
+        }
+        for l in &live_reports {
+            let kib = |v: Option<u64>| v.map_or("unknown".to_string(), |k| format!("{k} KiB"));
+            println!(
+                "live: {} buyers, {} WebSockets + {} SSE streams ({} open when measured); {} orders ({} failed); {} updates expected, {} lost; {} live samples; {} SSE streams refused (429) and reopened; gateway PSS {} → {} ({} per 1,000 connections)",
+                l.buyers,
+                l.websockets,
+                l.sse_streams,
+                l.connections_measured,
+                l.orders,
+                l.orders_failed,
+                l.updates_expected,
+                l.updates_lost,
+                l.live_samples,
+                l.sse_retries,
+                kib(l.gateway_pss_kib_before),
+                kib(l.gateway_pss_kib_with),
+                l.gateway_pss_kib_per_1000
+                    .map_or("unknown".to_string(), |k| format!("{k:.0} KiB")),
+            );
+        }
+        for m in &media_reports {
+            println!(
+                "media: {} photos, {} clips, one at a time; media worker + ffmpeg peak PSS while transcoding: {}",
+                m.photos,
+                m.clips,
+                m.worker_peak_pss_kib
+                    .map_or("unknown".to_string(), |k| format!(
+                        "{:.1} MiB",
+                        k as f64 / 1024.0
+                    ))
+            );
+        }
+        for f in &feed_reports {
+            println!(
+                "feed ({}): {} products, {} users, {} events published in {:.1} s; feature job {:.0} events/s; backfill {:.1} s ({:.0} slices/s); hit rate {:.1} %; after a Redis flush: lowest 1 s hit rate {:.1} %, back above 90 % after {}, {} slices re-warmed",
+                f.tenant,
+                f.items,
+                f.users,
+                f.events,
+                f.publish_s,
+                f.job_events_per_s,
+                f.backfill_s,
+                f.backfill_slices_per_s,
+                100.0 * f.hit_rate,
+                100.0 * f.hit_rate_after_flush_min,
+                f.recover_to_90_s
+                    .map_or("never (within the window)".to_string(), |s| format!(
+                        "{s:.1} s"
+                    )),
+                f.slices_rewarmed
+            );
+        }
         dsar_reports.iter().for_each(dsar::print);
     }
     let failed =

@@ -102,21 +102,16 @@ async fn cpu_percent(
     stack: &Stack,
     window_s: f64,
 ) -> std::collections::BTreeMap<&'static str, f64> {
-    let pids: Vec<(&'static str, u32)> = stack
-        .kinds()
-        .into_iter()
-        .filter_map(|k| stack.running_pid(k).map(|p| (k.name(), p)))
-        .collect();
-    let before = shopstream_runtime::process::ProcTable::read();
-    let started = Instant::now();
+    use shopstream_runtime::process::CpuReading;
+    let pids = stack.running_pids();
+    let before = CpuReading::of(&pids);
     tokio::time::sleep(Duration::from_secs_f64(window_s)).await;
-    let after = shopstream_runtime::process::ProcTable::read();
-    let elapsed = started.elapsed().as_secs_f64();
-    pids.into_iter()
-        .map(|(name, pid)| {
-            let used = (after.tree_cpu_s(pid) - before.tree_cpu_s(pid)).max(0.0);
-            (name, used / elapsed * 100.0)
-        })
+    let after = CpuReading::of(&pids);
+    let elapsed = after.elapsed_since(&before).as_secs_f64();
+    after
+        .since(&before)
+        .into_iter()
+        .map(|(name, used)| (name, used / elapsed * 100.0))
         .collect()
 }
 

@@ -466,6 +466,7 @@ pub async fn flash_sale(
             latency_ms_max: hist.max() as f64 / 1000.0,
             in_flight: None,
             ratio_to_floor: None,
+            ok_in_warmup: 0,
         },
         summary: FlashSummary {
             sku_id: sku,

@@ -213,6 +213,7 @@ pub async fn run(
         latency_ms_max: ms,
         in_flight: None,
         ratio_to_floor: None,
+        ok_in_warmup: 0,
     };
     Ok(Ok((report, summary)))
 }

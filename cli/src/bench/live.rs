@@ -477,6 +477,7 @@ pub async fn run(
         latency_ms_max: h.max() as f64 / 1000.0,
         in_flight: None,
         ratio_to_floor: None,
+        ok_in_warmup: 0,
     };
     let summary = LiveSummary {
         buyers: buyers.len(),

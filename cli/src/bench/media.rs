@@ -114,6 +114,7 @@ fn report(name: &str, n: usize, took: &[Duration], errors: u64, wall: Duration) 
         latency_ms_max: h.max() as f64 / 1000.0,
         in_flight: None,
         ratio_to_floor: None,
+        ok_in_warmup: 0,
     }
 }
 

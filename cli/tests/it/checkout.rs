@@ -344,6 +344,46 @@ async fn checkout_is_idempotent_survives_a_killed_worker_and_rejects_forged_webh
     .await;
     api.faults(json!({"latency_ms": 0})).await;
 
+    // What an order costs: `bench --cpu` reads each component's process
+    // tree from /proc around a short checkout load, until the stack is
+    // quiet again, and divides by the orders completed.
+    let out = cli(
+        &state,
+        &[
+            "bench",
+            "--target",
+            "checkout",
+            "--checkout-rate",
+            "2",
+            "--duration-s",
+            "2",
+            "--cpu",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "bench --cpu: {}", text(&out));
+    let bench: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cost = &bench["cpu"][0];
+    assert_eq!(cost["unit"], "order", "{bench:#}");
+    assert!(cost["units"].as_u64().unwrap() >= 4, "{cost:#}");
+    let ms = |name: &str| {
+        cost["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["component"] == name)
+            .and_then(|c| c["cpu_ms_per_unit"].as_f64())
+    };
+    for name in ["orders", "payments", "postgres", "temporal"] {
+        assert!(ms(name).is_some_and(|v| v > 0.0), "{name}: {cost:#}");
+    }
+    assert!(
+        cost["cpu_ceiling_per_s"]
+            .as_f64()
+            .is_some_and(|v| v > 0.0 && v.is_finite()),
+        "{cost:#}"
+    );
+
     // 5. E-mail and today's numbers on the whole stack: the live order's
     //    confirmation reached mail-sim, a refund sends its own e-mail, and
     //    the admin's daily stats count the day's orders and money.

@@ -281,6 +281,46 @@ impl ProcTable {
     }
 }
 
+/// CPU seconds (user + system) that named process trees had used at one
+/// moment: two readings give each tree's CPU between them.
+#[derive(Debug, Clone)]
+pub struct CpuReading {
+    pub at: Instant,
+    pub seconds: std::collections::BTreeMap<&'static str, f64>,
+}
+
+impl CpuReading {
+    /// Read the trees of `pids` (name, root pid) now.
+    pub fn of(pids: &[(&'static str, u32)]) -> CpuReading {
+        let table = ProcTable::read();
+        CpuReading {
+            at: Instant::now(),
+            seconds: pids
+                .iter()
+                .map(|&(name, pid)| (name, table.tree_cpu_s(pid)))
+                .collect(),
+        }
+    }
+
+    /// Each tree's CPU seconds since `earlier`, for the names in both. A
+    /// tree whose process was replaced in between (a restart) counts 0
+    /// rather than a negative.
+    pub fn since(&self, earlier: &CpuReading) -> std::collections::BTreeMap<&'static str, f64> {
+        self.seconds
+            .iter()
+            .filter_map(|(name, now)| {
+                let then = earlier.seconds.get(name)?;
+                Some((*name, (now - then).max(0.0)))
+            })
+            .collect()
+    }
+
+    /// Wall time since `earlier`.
+    pub fn elapsed_since(&self, earlier: &CpuReading) -> Duration {
+        self.at.saturating_duration_since(earlier.at)
+    }
+}
+
 /// Memory of a process tree, in KiB.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TreeMemory {

@@ -235,6 +235,14 @@ impl Stack {
             .filter(|p| process::is_alive(*p))
     }
 
+    /// Name and pid of each component that is running now.
+    pub fn running_pids(&self) -> Vec<(&'static str, u32)> {
+        self.kinds()
+            .into_iter()
+            .filter_map(|k| self.running_pid(k).map(|p| (k.name(), p)))
+            .collect()
+    }
+
     fn lock(&self) -> Result<std::fs::File, StackError> {
         std::fs::create_dir_all(&self.layout.root)
             .map_err(|e| StackError::Io(format!("{}: {e}", self.layout.root.display())))?;
