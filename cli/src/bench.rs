@@ -262,10 +262,8 @@ async fn run_load(
             let end = done.at.unwrap_or_else(Instant::now);
             let us = end.saturating_duration_since(scheduled).as_micros() as u64;
             drop(permit);
-            if measured {
-                if let Ok(mut h) = hist.lock() {
-                    let _ = h.record(us.max(1));
-                }
+            if measured && let Ok(mut h) = hist.lock() {
+                let _ = h.record(us.max(1));
             }
             if let Ok(mut c) = counts.lock() {
                 match (measured, ok) {
@@ -444,18 +442,17 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
     } else {
         args.targets.clone()
     };
-    if args.cpu {
-        if let Some(t) = targets
+    if args.cpu
+        && let Some(t) = targets
             .iter()
             .find(|t| !matches!(t, Target::Checkout | Target::Login | Target::Stats))
-        {
-            eprintln!(
-                "error: --cpu measures checkout, login and stats; not {}",
-                t.to_possible_value()
-                    .map_or("this target".into(), |v| v.get_name().to_string())
-            );
-            return Ok(2);
-        }
+    {
+        eprintln!(
+            "error: --cpu measures checkout, login and stats; not {}",
+            t.to_possible_value()
+                .map_or("this target".into(), |v| v.get_name().to_string())
+        );
+        return Ok(2);
     }
     let mut costs = cost::Costs::new(if args.cpu {
         Some(
@@ -466,6 +463,21 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
         None
     });
     let duration = Duration::from_secs(args.duration_s);
+    // `run_load`, and with `--cpu` what each completed unit cost.
+    macro_rules! measured_load {
+        ($unit:expr, $name:expr, $rate:expr, $make:expr) => {
+            match costs
+                .around(
+                    $unit,
+                    run_load($name, $rate, duration, args.max_in_flight, $make),
+                )
+                .await
+            {
+                Ok(r) => r,
+                Err(code) => return Ok(code),
+            }
+        };
+    }
     let mut reports = Vec::new();
     let mut flash_reports = Vec::new();
     let mut live_reports = Vec::new();
@@ -605,22 +617,7 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                     c.post(format!("{b}/auth/login"))
                         .json(&serde_json::json!({"email": email, "password": password}))
                 });
-                match costs
-                    .around(
-                        "login",
-                        run_load(
-                            "POST /auth/login",
-                            args.login_rate,
-                            duration,
-                            args.max_in_flight,
-                            make,
-                        ),
-                    )
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(code) => return Ok(code),
-                }
+                measured_load!("login", "POST /auth/login", args.login_rate, make)
             }
             Target::Checkout => {
                 let setup = match checkout::prepare(&client, &base, &ports, 1_000_000).await? {
@@ -634,22 +631,12 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                     setup.lines.len()
                 );
                 let make = checkout::job(client.clone(), base.clone(), setup, args.checkout_follow);
-                match costs
-                    .around(
-                        "order",
-                        run_load(
-                            "checkout (order → completed)",
-                            args.checkout_rate,
-                            duration,
-                            args.max_in_flight,
-                            make,
-                        ),
-                    )
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(code) => return Ok(code),
-                }
+                measured_load!(
+                    "order",
+                    "checkout (order → completed)",
+                    args.checkout_rate,
+                    make
+                )
             }
             Target::FlashSale => {
                 let flash = match checkout::flash_sale(
@@ -672,22 +659,12 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                     Ok(m) => m,
                     Err(code) => return Ok(code),
                 };
-                match costs
-                    .around(
-                        "read",
-                        run_load(
-                            "GET /admin/stats/daily (90 days)",
-                            args.stats_rate,
-                            duration,
-                            args.max_in_flight,
-                            make,
-                        ),
-                    )
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(code) => return Ok(code),
-                }
+                measured_load!(
+                    "read",
+                    "GET /admin/stats/daily (90 days)",
+                    args.stats_rate,
+                    make
+                )
             }
             Target::Media => {
                 let media_pid = match &args.url {
