@@ -111,7 +111,6 @@ impl Payments {
         obs: Observation,
     ) -> Result<Payment, StoreError> {
         let now_ms = self.clock.now_ms();
-        let (clock, ids) = (self.clock.clone(), self.ids.clone());
         // The row the change was last computed from: after `update`, the one
         // it was applied to (a store retries the change on a newer row when
         // another writer came first). No read of its own.
@@ -122,7 +121,7 @@ impl Payments {
                 *base.lock().unwrap_or_else(|p| p.into_inner()) = Some(cur.clone());
                 let next = domain::merge(cur, &obs, now_ms)?;
                 let event = if domain::is_event_worthy(cur, &next) {
-                    match events::envelope(&next, clock.as_ref(), ids.as_ref()) {
+                    match events::envelope(&next, self.clock.as_ref(), self.ids.as_ref()) {
                         Ok(e) => Some(e),
                         Err(e) => {
                             tracing::error!(error = %e, "payment event does not encode");
