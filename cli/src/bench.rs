@@ -420,6 +420,24 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
         let (h, _) = service_addrs("gateway", ports.services).expect("gateway is a service");
         format!("http://{h}")
     });
+    let targets = if args.targets.is_empty() {
+        vec![Target::Product, Target::Login]
+    } else {
+        args.targets.clone()
+    };
+    // Bad input is refused before anything is asked of the stack.
+    if args.cpu
+        && let Some(t) = targets
+            .iter()
+            .find(|t| !matches!(t, Target::Checkout | Target::Login | Target::Stats))
+    {
+        eprintln!(
+            "error: --cpu measures checkout, login and stats; not {}",
+            t.to_possible_value()
+                .map_or("this target".into(), |v| v.get_name().to_string())
+        );
+        return Ok(2);
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(args.max_in_flight)
@@ -436,23 +454,6 @@ pub async fn bench(state_dir: &std::path::Path, args: BenchArgs) -> anyhow::Resu
             "error: no ready gateway at {base}: start the stack (shopstream up) and seed it (shopstream seed)"
         );
         return Ok(exit::NOT_READY);
-    }
-    let targets = if args.targets.is_empty() {
-        vec![Target::Product, Target::Login]
-    } else {
-        args.targets.clone()
-    };
-    if args.cpu
-        && let Some(t) = targets
-            .iter()
-            .find(|t| !matches!(t, Target::Checkout | Target::Login | Target::Stats))
-    {
-        eprintln!(
-            "error: --cpu measures checkout, login and stats; not {}",
-            t.to_possible_value()
-                .map_or("this target".into(), |v| v.get_name().to_string())
-        );
-        return Ok(2);
     }
     let mut costs = cost::Costs::new(if args.cpu {
         Some(
