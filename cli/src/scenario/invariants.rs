@@ -29,6 +29,7 @@ use tonic::transport::Channel;
 
 use super::{
     journeys::Shared,
+    recorder::Window,
     report::{Invariant, Report},
 };
 use crate::bench::checkout::inventory;
@@ -774,33 +775,116 @@ async fn stock_invariants(i: &Inputs<'_>, orders: &[Order]) -> Vec<Invariant> {
     out
 }
 
-/// checkout-spike: the knee (the highest completed-orders rate in a second
-/// whose p95 placed → completed stayed within [`KNEE_P95`]) as a note and a
-/// parameter of the report.
-pub fn knee(report: &mut Report, per_second: &[(u64, u64)]) {
+/// Fewest orders a window must hold for its p95 to count toward the knee.
+const KNEE_MIN_ORDERS: u64 = 10;
+
+/// checkout-spike's knee, from windows of orders by the second they were
+/// meant to be placed: the highest rate placed (orders/s) at which p95
+/// placed → completed stayed within [`KNEE_P95`], before the first window
+/// whose p95 passed it. `None` for the rate when no window qualified.
+pub fn knee_of(windows: &[Window]) -> (Option<f64>, Option<Window>) {
     let limit = KNEE_P95.as_micros() as u64;
-    let ok = per_second
+    let counted: Vec<&Window> = windows
         .iter()
-        .filter(|(n, p95)| *n > 0 && *p95 <= limit)
-        .map(|(n, _)| *n)
-        .max();
-    let first_over = per_second
+        .filter(|w| w.count >= KNEE_MIN_ORDERS)
+        .collect();
+    let first_over = counted.iter().position(|w| w.p95_us > limit);
+    let rate = |w: &Window| w.count as f64 / w.width as f64;
+    let ok = counted[..first_over.unwrap_or(counted.len())]
         .iter()
-        .enumerate()
-        .find(|(_, (n, p95))| *n > 0 && *p95 > limit);
+        .map(|w| rate(w))
+        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
+    (ok, first_over.map(|i| *counted[i]))
+}
+
+/// checkout-spike: the knee ([`knee_of`]) as a note and a parameter of the
+/// report, with the slots buyers running late gave up.
+pub fn knee(report: &mut Report, windows: &[Window], missed_slots: usize) {
+    let (ok, first_over) = knee_of(windows);
+    let width = windows.first().map_or(0, |w| w.width);
     report.params.insert(
         "knee_orders_per_s".into(),
-        ok.map_or("none within 500 ms".into(), |n| n.to_string()),
+        ok.map_or("none within 500 ms".into(), |r| format!("{r:.1}")),
     );
-    report.notes.push(match first_over {
-        Some((t, (n, p95))) => format!(
-            "knee: up to {} orders/s completed with p95 ≤ 500 ms; p95 first passed 500 ms at t={t}s ({n} orders/s, p95 {:.0} ms)",
-            ok.unwrap_or(0),
-            *p95 as f64 / 1000.0
+    let peak = windows
+        .iter()
+        .map(|w| w.count as f64 / w.width as f64)
+        .fold(0.0, f64::max);
+    report.notes.push(match (ok, first_over) {
+        (_, Some(w)) => format!(
+            "knee: p95 placed → completed stayed ≤ 500 ms up to {:.1} orders/s placed \
+             ({width}-s windows); it first passed 500 ms in t={}–{} s, at {:.1} orders/s placed (p95 {:.0} ms)",
+            ok.unwrap_or(0.0),
+            w.t,
+            w.t + w.width,
+            w.count as f64 / w.width as f64,
+            w.p95_us as f64 / 1000.0
         ),
-        None => format!(
-            "knee not reached: p95 placed → completed stayed ≤ 500 ms in every second (peak {} orders/s)",
-            ok.unwrap_or(0)
+        (Some(r), None) => format!(
+            "knee not reached: p95 placed → completed stayed ≤ 500 ms in every {width}-s window, \
+             up to {r:.1} orders/s placed"
+        ),
+        (None, None) => format!(
+            "knee not read: no {width}-s window held {KNEE_MIN_ORDERS} orders (peak {peak:.1} orders/s placed)"
         ),
     });
+    if missed_slots > 0 {
+        report.notes.push(format!(
+            "{missed_slots} order slot(s) given up by buyers running more than a second late \
+             (the offered rate was not kept)"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(t: u64, count: u64, p95_ms: u64) -> Window {
+        Window {
+            t,
+            width: 3,
+            count,
+            p95_us: p95_ms * 1000,
+        }
+    }
+
+    #[test]
+    fn the_knee_is_the_highest_rate_placed_before_p95_first_passes_500_ms() {
+        let windows = [
+            w(0, 4, 900),   // too few orders to count
+            w(1, 30, 120),  // 10/s
+            w(2, 75, 300),  // 25/s
+            w(3, 90, 480),  // 30/s
+            w(4, 84, 650),  // 28/s: the first crossing
+            w(5, 120, 200), // 40/s after it: not the knee
+        ];
+        let (ok, over) = knee_of(&windows);
+        assert_eq!(ok, Some(30.0));
+        assert_eq!(over, Some(w(4, 84, 650)));
+        // Never crossed: the highest rate is the floor of the knee.
+        let (ok, over) = knee_of(&windows[1..4]);
+        assert_eq!((ok, over), (Some(30.0), None));
+        // Crossed in the first window that counts: no rate held.
+        let (ok, over) = knee_of(&[w(0, 30, 700), w(1, 60, 100)]);
+        assert_eq!((ok, over), (None, Some(w(0, 30, 700))));
+        assert_eq!(knee_of(&[]), (None, None));
+    }
+
+    #[test]
+    fn the_knee_note_names_the_crossing_and_the_slots_given_up() {
+        let mut report = Report::default();
+        knee(&mut report, &[w(0, 60, 100), w(1, 90, 700)], 3);
+        assert_eq!(report.params["knee_orders_per_s"], "20.0");
+        assert!(
+            report.notes[0].contains("t=1–4 s, at 30.0 orders/s"),
+            "{:?}",
+            report.notes
+        );
+        assert!(
+            report.notes[1].starts_with("3 order slot(s)"),
+            "{:?}",
+            report.notes
+        );
+    }
 }

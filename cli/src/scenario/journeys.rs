@@ -57,6 +57,12 @@ const FOLLOW_SAGA: Duration = Duration::from_secs(30);
 /// time comes from the order's own stamp, so asking more often would only
 /// add requests to the machine under test (more of them the slower it gets).
 const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+/// One order per checkout-spike buyer per pace: `--users` buyers offer
+/// `--users` orders a second at the spike.
+pub const SPIKE_PACE: Duration = Duration::from_secs(1);
+/// Seconds per window in which checkout-spike's knee is read: about 90
+/// orders at 30 orders/s, enough for a p95.
+pub const KNEE_WINDOW_S: usize = 3;
 
 /// One buyer account.
 #[derive(Debug, Clone)]
@@ -98,6 +104,8 @@ pub struct Shared {
     /// Flash-sale winners that may still convert to an order.
     pub conversions_left: AtomicUsize,
     pub seq: AtomicUsize,
+    /// checkout-spike slots that buyers running late gave up.
+    pub missed_slots: AtomicUsize,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
@@ -349,7 +357,18 @@ async fn checkout(user: &mut GooseUser) -> TransactionResult {
     }
     let s = shared();
     let line = pick(user, &s.lines).clone();
-    let started = Instant::now();
+    let spike = s.scenario == "checkout-spike";
+    // checkout-spike's buyers keep a pace, so the orders offered per second
+    // follow the test plan's users whatever the latency: the time counts
+    // from the buyer's slot, so a buyer running late adds its lateness.
+    let started = if spike {
+        let Some(slot) = next_slot(user).await else {
+            return Ok(());
+        };
+        slot
+    } else {
+        Instant::now()
+    };
     let Some(id) = place_order(user, &line).await? else {
         return Ok(());
     };
@@ -368,11 +387,12 @@ async fn checkout(user: &mut GooseUser) -> TransactionResult {
         .await?;
         match o["state"].as_str() {
             Some("completed") => {
-                if s.scenario == "checkout-spike" {
+                if spike {
                     // When it completed: the order's own stamp (as `bench
                     // --target checkout` reads it), not when we asked.
                     let at = completed_at(&o, started, Instant::now());
-                    s.rec.headline((at - started).as_micros() as u64);
+                    s.rec
+                        .headline_from(started, (at - started).as_micros() as u64);
                 }
                 return Ok(());
             }
@@ -381,6 +401,46 @@ async fn checkout(user: &mut GooseUser) -> TransactionResult {
         }
     }
     Ok(())
+}
+
+/// Where a checkout-spike buyer is in its pace.
+struct Pace {
+    next: Instant,
+}
+
+/// A checkout-spike buyer's next slot: wait for it (the first one lies
+/// somewhere in the buyer's first [`SPIKE_PACE`], spread by its index, so
+/// the buyers a ramp adds do not order in step), and book the one after.
+/// A buyer more than a pace late gives up the slots it missed (counted), as
+/// an arrival-rate load generator drops the arrivals it has no user for.
+/// `None` when the run is being cancelled.
+async fn next_slot(user: &mut GooseUser) -> Option<Instant> {
+    let now = Instant::now();
+    let slot = match user.get_session_data::<Pace>() {
+        Some(p) => p.next,
+        None => {
+            // The golden ratio's fractional part spreads indexes evenly.
+            let frac = (user.weighted_users_index as f64 * 0.618_033_988_75).fract();
+            now + SPIKE_PACE.mul_f64(frac)
+        }
+    };
+    let slot = if now > slot + SPIKE_PACE {
+        let missed = ((now - slot).as_secs_f64() / SPIKE_PACE.as_secs_f64()) as usize;
+        shared().missed_slots.fetch_add(missed, Ordering::Relaxed);
+        now
+    } else {
+        slot
+    };
+    while Instant::now() < slot {
+        if super::cancelled() {
+            return None;
+        }
+        tokio::time::sleep((slot - Instant::now()).min(Duration::from_millis(200))).await;
+    }
+    user.set_session_data(Pace {
+        next: slot + SPIKE_PACE,
+    });
+    Some(slot)
 }
 
 // ---- browse ----
@@ -660,6 +720,7 @@ pub async fn run(
         unconfirmed_releases: Mutex::new(Vec::new()),
         conversions_left: AtomicUsize::new(plan.orders),
         seq: AtomicUsize::new(0),
+        missed_slots: AtomicUsize::new(0),
     };
     if SHARED.set(shared_state).is_err() {
         anyhow::bail!("one scenario per process");
@@ -827,7 +888,11 @@ pub async fn run(
         )),
     }
     if plan.scenario == "checkout-spike" {
-        invariants::knee(&mut report, &s.rec.headline_seconds());
+        invariants::knee(
+            &mut report,
+            &s.rec.headline_windows(KNEE_WINDOW_S),
+            s.missed_slots.load(Ordering::Relaxed),
+        );
     }
     // Settle and judge.
     eprintln!(
@@ -906,8 +971,10 @@ impl Drop for StdoutToStderr {
     }
 }
 
-/// checkout-spike's Goose test plan: background buyers, a ramp to `peak`,
-/// a hold, back down, and a tail in which the backlog drains.
+/// checkout-spike's Goose test plan: background buyers, a slow ramp to
+/// `peak` (the knee is read on it, so it climbs about 2 orders/s per
+/// second at the defaults), a hold, back down, and a tail in which the
+/// backlog drains. Each buyer places one order per [`SPIKE_PACE`].
 fn spike_plan(peak: usize, d: Duration) -> String {
     let bg = (peak / 10).max(1);
     let s = d.as_secs().max(10);
@@ -915,9 +982,9 @@ fn spike_plan(peak: usize, d: Duration) -> String {
     format!(
         "{bg},{}s;{bg},{}s;{peak},{}s;{peak},{}s;{bg},{}s;{bg},{}s;0,1s",
         part(0.05),
-        part(0.2),
+        part(0.1),
+        part(0.4),
         part(0.15),
-        part(0.25),
         part(0.1),
         part(0.2)
     )

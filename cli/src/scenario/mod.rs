@@ -52,10 +52,11 @@ pub const SCENARIOS: &[ScenarioSpec] = &[
     },
     ScenarioSpec {
         name: "checkout-spike",
-        summary: "background browsing, then a ramp to a spike of buyers placing orders and \
-                  following each saga, and back; finds the knee and the settle time",
+        summary: "background buyers, then a slow ramp to a spike of buyers, each placing an \
+                  order a second and following its saga, and back; finds the knee (orders/s \
+                  placed when p95 passes 500 ms) and the settle time",
         default_duration_s: 60,
-        default_users: 40,
+        default_users: 50,
     },
     ScenarioSpec {
         name: "browse",
@@ -115,7 +116,8 @@ pub struct TestArgs {
     /// Seconds of load (default per scenario; at most 3600).
     #[arg(long)]
     duration: Option<u64>,
-    /// Goose users: buyers in flash-sale, peak buyers in checkout-spike.
+    /// Goose users: buyers in flash-sale; in checkout-spike the peak buyers,
+    /// each placing one order a second (so also the peak orders/s offered).
     #[arg(long)]
     users: Option<usize>,
     /// Users started per second (default: all within the first second or two).
