@@ -793,7 +793,7 @@ pub fn knee_of(windows: &[Window]) -> (Option<f64>, Option<Window>) {
     let ok = counted[..first_over.unwrap_or(counted.len())]
         .iter()
         .map(|w| rate(w))
-        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
+        .reduce(f64::max);
     (ok, first_over.map(|i| *counted[i]))
 }
 
